@@ -1,0 +1,56 @@
+# The single entry point for people and CI. Everything installs itself from nothing into .venv.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONPATH := $(abspath shared):$(abspath .)
+export AWS_DEFAULT_REGION ?= eu-west-1
+export SAM_CLI_TELEMETRY := 0
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: help venv test lint typecheck unit integration faults infra demo bench sam-build clean
+
+help:
+	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
+	@echo "make test   lint, types, unit, integration, fault matrix and template checks"
+	@echo "make bench  performance scenarios (writes bench/results.json)"
+
+$(STAMP): requirements-dev.txt shared/requirements.txt
+	@py=$$(scripts/find-python 3.12) || exit 1; \
+	  [ -x $(BIN)/python ] || $$py -m venv $(VENV); \
+	  $(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip; \
+	  $(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP) lint typecheck unit integration faults infra
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy shared/usagewatch functions
+
+unit: $(STAMP)
+	$(PYTEST) tests/unit
+
+integration: $(STAMP)
+	$(PYTEST) tests/integration
+
+faults: $(STAMP)
+	$(PYTEST) tests/faults
+
+infra: $(STAMP)
+	$(PYTEST) tests/infrastructure
+
+demo: $(STAMP)
+	$(BIN)/python -m tests.demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

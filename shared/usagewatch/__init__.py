@@ -1,0 +1,3 @@
+"""usagewatch: licence usage collection for MSPs and resellers."""
+
+__version__ = "0.1.0"

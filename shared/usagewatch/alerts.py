@@ -1,0 +1,432 @@
+"""The alert lifecycle as a pure state machine (contracts.md section 4). No AWS in here.
+
+Each run hands in what it observed (findings for the tenants it read, which tenants and periods it
+read, which failed) and the alerts currently open; out come transitions: the state to store and,
+where the change is one subscribers hear about, the event to publish first. The pipeline stores a
+transition's state only after its event was accepted, so a failed publish is simply computed again
+on the next run: at-least-once, never lost, never repeated by a retry of a run that did store it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from usagewatch.model import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, Number, parse_utc, utc_iso
+from usagewatch.rules import LADDER, Finding, RulesDocument
+
+SCHEMA_VERSION: Final = 1
+BREACHED: Final = "usage.threshold.breached"
+RESOLVED: Final = "usage.threshold.resolved"
+FAILED: Final = "collection.failed"
+RECOVERED: Final = "collection.recovered"
+VENDOR_NAMES: Final = {"gravityzone": "GravityZone", "keepnet": "Keepnet", "thousandeyes": "ThousandEyes"}
+
+Event = dict[str, Any]
+
+
+def alert_id(vendor: str, account_id: str, tenant_id: str, metric: str, rule: str, period: str) -> str:
+    """Stable across runs and deployments: the same six fields always give the same id."""
+    digest = hashlib.sha256("\x1f".join((vendor, account_id, tenant_id, metric, rule, period)).encode()).hexdigest()
+    return f"{vendor}-{digest[:24]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What a successful account collection saw: these tenants, in these periods."""
+
+    tenants: frozenset[str]
+    periods: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    state: AlertState
+    event: Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFailureInfo:
+    tenant_name: str
+    error: str
+
+
+@dataclass
+class _Ctx:
+    document: RulesDocument
+    now: datetime
+    transitions: list[Transition] = field(default_factory=list)
+
+    @property
+    def now_iso(self) -> str:
+        return utc_iso(self.now)
+
+
+# --- thresholds ---------------------------------------------------------------------------------
+
+
+def reconcile_thresholds(
+    open_states: Mapping[str, AlertState],
+    findings: Iterable[Finding],
+    observed: Observed,
+    document: RulesDocument,
+    now: datetime,
+) -> list[Transition]:
+    """Threshold transitions for one successfully collected account."""
+    ctx = _Ctx(document, now)
+    current: dict[str, Finding] = {}
+    for finding in findings:
+        current[_finding_id(finding)] = finding
+    open_thresholds = {k: s for k, s in open_states.items() if not s.is_collection and s.status == "firing"}
+    # On one record the ladder has one rung firing: which rule that is, now, per record.
+    ladder_now = {
+        _record_key(f.record.tenant_id, f.record.metric, str(f.record.period)): f
+        for f in current.values()
+        if f.rule in LADDER
+    }
+
+    for identifier, finding in current.items():
+        state = open_thresholds.get(identifier)
+        if state is None:
+            _open(ctx, identifier, finding, open_thresholds)
+        else:
+            _still_firing(ctx, state, finding)
+
+    oldest_observed = min(observed.periods) if observed.periods else None
+    for identifier, state in open_thresholds.items():
+        if identifier in current:
+            continue
+        if state.tenant_id in observed.tenants and state.period in observed.periods:
+            higher = ladder_now.get(_record_key(state.tenant_id, state.metric, state.period))
+            if higher is not None and state.rule in LADDER and LADDER.index(higher.rule) < LADDER.index(state.rule):
+                ctx.transitions.append(Transition(_closed(state, ctx, f"escalated to {higher.rule}")))
+            else:
+                _resolve(ctx, state)
+        elif oldest_observed is not None and state.period < oldest_observed and state.period not in observed.periods:
+            ctx.transitions.append(Transition(_closed(state, ctx, "period ended")))
+    return ctx.transitions
+
+
+def _finding_id(finding: Finding) -> str:
+    r = finding.record
+    return alert_id(r.vendor, r.account_id, r.tenant_id, r.metric, finding.rule, str(r.period))
+
+
+def _record_key(tenant_id: str, metric: str, period: str) -> tuple[str, str, str]:
+    return (tenant_id, metric, period)
+
+
+def _silenced(ctx: _Ctx, state: AlertState) -> bool:
+    return ctx.document.silenced(
+        vendor=state.vendor,
+        account_id=state.account_id,
+        tenant_id=state.tenant_id,
+        metric=state.metric or COLLECTION_RULE,
+        rule=state.rule,
+        now=ctx.now,
+    )
+
+
+def _open(ctx: _Ctx, identifier: str, finding: Finding, open_thresholds: Mapping[str, AlertState]) -> None:
+    r = finding.record
+    lower = None
+    if finding.rule in LADDER:
+        lower = next(
+            (
+                s
+                for s in open_thresholds.values()
+                if (s.tenant_id, s.metric, s.period) == (r.tenant_id, r.metric, str(r.period))
+                and s.rule in LADDER
+                and LADDER.index(s.rule) > LADDER.index(finding.rule)
+            ),
+            None,
+        )
+    state = AlertState(
+        alert_id=identifier,
+        vendor=r.vendor,
+        account_id=r.account_id,
+        tenant_id=r.tenant_id,
+        tenant_name=r.tenant.tenant_name,
+        metric=r.metric,
+        rule=finding.rule,
+        period=str(r.period),
+        status="firing",
+        severity=finding.severity,
+        published=False,
+        since=ctx.now_iso,
+        updated_at=ctx.now_iso,
+    )
+    state = _with_numbers(state, finding)
+    if _silenced(ctx, state):
+        ctx.transitions.append(Transition(state))
+        return
+    state = replace(state, published=True, last_published_at=ctx.now_iso)
+    extra = {"escalated_from": lower.rule} if lower is not None else {}
+    ctx.transitions.append(Transition(state, threshold_event(BREACHED, state, ctx.now, extra)))
+
+
+def _still_firing(ctx: _Ctx, state: AlertState, finding: Finding) -> None:
+    refreshed = _with_numbers(
+        replace(state, tenant_name=finding.record.tenant.tenant_name, updated_at=ctx.now_iso), finding
+    )
+    if _silenced(ctx, state):
+        return
+    if not state.published:
+        delivered = replace(refreshed, published=True, last_published_at=ctx.now_iso)
+        late = {"delayed_by_silence": True}
+        ctx.transitions.append(Transition(delivered, threshold_event(BREACHED, delivered, ctx.now, late)))
+        return
+    repeat_hours = ctx.document.repeat_after_hours
+    last = parse_utc(state.last_published_at or state.since)
+    if repeat_hours > 0 and ctx.now - last >= timedelta(hours=repeat_hours):
+        repeated = replace(refreshed, last_published_at=ctx.now_iso, repeat_count=state.repeat_count + 1)
+        extra = {"repeat": True, "repeat_count": repeated.repeat_count, "firing_since": state.since}
+        ctx.transitions.append(Transition(repeated, threshold_event(BREACHED, repeated, ctx.now, extra)))
+
+
+def _resolve(ctx: _Ctx, state: AlertState) -> None:
+    resolved = replace(state, status="resolved", updated_at=ctx.now_iso, reason="condition cleared")
+    if state.published and ctx.document.notify_resolved:
+        resolved = replace(resolved, last_published_at=ctx.now_iso)
+        ctx.transitions.append(
+            Transition(resolved, threshold_event(RESOLVED, resolved, ctx.now, {"firing_since": state.since}))
+        )
+    else:
+        ctx.transitions.append(Transition(resolved))
+
+
+def _closed(state: AlertState, ctx: _Ctx, reason: str) -> AlertState:
+    return replace(state, status="closed", updated_at=ctx.now_iso, reason=reason)
+
+
+def _with_numbers(state: AlertState, finding: Finding) -> AlertState:
+    return replace(
+        state,
+        value=finding.record.value,
+        quota=finding.quota,
+        projected=finding.record.projected,
+        threshold=finding.threshold,
+    )
+
+
+# --- collection failures ------------------------------------------------------------------------
+
+
+def reconcile_failures(
+    open_states: Mapping[str, AlertState],
+    *,
+    vendor: str,
+    account_id: str,
+    account_error: str | None,
+    tenant_failures: Mapping[str, TenantFailureInfo],
+    ok_tenants: Iterable[str],
+    document: RulesDocument,
+    now: datetime,
+) -> list[Transition]:
+    """`collection.failed` once when a tenant or account starts failing; `collection.recovered` when it reads again."""
+    ctx = _Ctx(document, now)
+    failing = {s.tenant_id: s for s in open_states.values() if s.is_collection and s.status == "firing"}
+    if account_error is not None:
+        if ACCOUNT_WIDE not in failing:
+            _fail(ctx, vendor, account_id, ACCOUNT_WIDE, account_id, account_error, "critical")
+        return ctx.transitions
+    if ACCOUNT_WIDE in failing:
+        _recover(ctx, failing[ACCOUNT_WIDE])
+    for tenant_id, info in tenant_failures.items():
+        if tenant_id not in failing:
+            _fail(ctx, vendor, account_id, tenant_id, info.tenant_name, info.error, "warning")
+    for tenant_id in ok_tenants:
+        state = failing.get(tenant_id)
+        if state is not None and tenant_id != ACCOUNT_WIDE and tenant_id not in tenant_failures:
+            _recover(ctx, state)
+    return ctx.transitions
+
+
+def _fail(ctx: _Ctx, vendor: str, account_id: str, tenant_id: str, name: str, error: str, severity: str) -> None:
+    state = AlertState(
+        alert_id=alert_id(vendor, account_id, tenant_id, "", COLLECTION_RULE, ""),
+        vendor=vendor,
+        account_id=account_id,
+        tenant_id=tenant_id,
+        tenant_name=name,
+        metric="",
+        rule=COLLECTION_RULE,
+        period="",
+        status="firing",
+        severity=severity,
+        published=False,
+        since=ctx.now_iso,
+        updated_at=ctx.now_iso,
+        error=error,
+    )
+    if _silenced(ctx, state):
+        ctx.transitions.append(Transition(state))
+        return
+    state = replace(state, published=True, last_published_at=ctx.now_iso)
+    ctx.transitions.append(Transition(state, collection_event(FAILED, state, ctx.now)))
+
+
+def _recover(ctx: _Ctx, state: AlertState) -> None:
+    recovered = replace(state, status="resolved", updated_at=ctx.now_iso, reason="collected again")
+    if state.published:
+        recovered = replace(recovered, last_published_at=ctx.now_iso)
+        ctx.transitions.append(Transition(recovered, collection_event(RECOVERED, recovered, ctx.now)))
+    else:
+        ctx.transitions.append(Transition(recovered))
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def fmt(number: Number | None) -> str:
+    if number is None:
+        return "n/a"
+    if isinstance(number, float) and not number.is_integer():
+        return f"{number:,.2f}"
+    return f"{int(number):,}"
+
+
+def _metric_words(metric: str) -> str:
+    return metric.replace("_", " ")
+
+
+def threshold_summary(event_type: str, state: AlertState) -> str:
+    who = f"{VENDOR_NAMES.get(state.vendor, state.vendor)} {state.tenant_name}"
+    what = _metric_words(state.metric)
+    if event_type == RESOLVED:
+        limit = f" (limit {fmt(state.quota)})" if state.quota is not None else ""
+        return f"{who}: {what} back within limits for {state.period}: {fmt(state.value)}{limit}; {state.rule} cleared"
+    if state.rule == "vendor_limit_exceeded":
+        limit = fmt(state.quota)
+        return f"{who}: {what} {fmt(state.value)} over the licence limit {limit} for {state.period} (vendor flag)"
+    if state.rule == "over_quota":
+        return f"{who}: {what} {fmt(state.value)} for {state.period}, over the {fmt(state.quota)} included"
+    if state.rule == "projected_over_quota":
+        return (
+            f"{who}: {what} projected {fmt(state.projected)} for {state.period}, over the {fmt(state.quota)} included"
+        )
+    if state.rule == "quota_utilization":
+        share = (state.value or 0) / state.quota * 100 if state.quota else 0.0
+        return (
+            f"{who}: {what} at {share:.0f}% of the {fmt(state.quota)} included for {state.period} ({fmt(state.value)})"
+        )
+    if state.rule == "below_minimum_commitment":
+        return (
+            f"{who}: {what} {fmt(state.value)} for {state.period}, below the committed minimum {fmt(state.threshold)}"
+        )
+    return f"{who}: {what} {fmt(state.value)} ({state.rule}) for {state.period}"
+
+
+def threshold_event(event_type: str, state: AlertState, now: datetime, extra: Mapping[str, Any] | None = None) -> Event:
+    event: Event = {
+        "schema_version": SCHEMA_VERSION,
+        "event_type": event_type,
+        "event_id": _event_id(state, event_type),
+        "alert_id": state.alert_id,
+        "rule": state.rule,
+        "severity": "info" if event_type == RESOLVED else state.severity,
+        "vendor": state.vendor,
+        "account_id": state.account_id,
+        "tenant_id": state.tenant_id,
+        "tenant_name": state.tenant_name,
+        "metric": state.metric,
+        "period": state.period,
+        "value": state.value,
+        "quota": state.quota,
+        "projected": state.projected,
+        "threshold": state.threshold,
+        "observed_at": utc_iso(now),
+        "summary": threshold_summary(event_type, state),
+    }
+    event.update(extra or {})
+    return event
+
+
+def collection_event(event_type: str, state: AlertState, now: datetime) -> Event:
+    vendor = VENDOR_NAMES.get(state.vendor, state.vendor)
+    scope = f"account {state.account_id}" if state.tenant_id == ACCOUNT_WIDE else f"{state.tenant_name}"
+    if event_type == FAILED:
+        summary = f"{vendor} {scope}: collection failed: {state.error}"
+    else:
+        summary = f"{vendor} {scope}: collected again after failing since {state.since}"
+    event: Event = {
+        "schema_version": SCHEMA_VERSION,
+        "event_type": event_type,
+        "event_id": _event_id(state, event_type),
+        "alert_id": state.alert_id,
+        "severity": state.severity if event_type == FAILED else "info",
+        "vendor": state.vendor,
+        "account_id": state.account_id,
+        "tenant_name": state.tenant_name,
+        "observed_at": utc_iso(now),
+        "summary": summary,
+    }
+    if state.tenant_id != ACCOUNT_WIDE:
+        event["tenant_id"] = state.tenant_id
+    if event_type == FAILED:
+        event["error"] = state.error
+    else:
+        event["failing_since"] = state.since
+    return event
+
+
+def _event_id(state: AlertState, event_type: str) -> str:
+    """Same alert, same episode, same change: same id, so a subscriber can drop an at-least-once repeat."""
+    stamp = state.last_published_at or state.updated_at
+    return hashlib.sha256(f"{state.alert_id}|{event_type}|{state.since}|{stamp}".encode()).hexdigest()[:32]
+
+
+_ADVICE: Final = {
+    "vendor_limit_exceeded": "The vendor reports this customer over its licence limit: raise the licence or "
+    "reduce usage, and bill the overage.",
+    "over_quota": "The customer uses more than is licensed or contracted: bill the overage or raise the quota.",
+    "projected_over_quota": "At the current rate the customer will end the period over quota: review before "
+    "the period ends.",
+    "quota_utilization": "The customer is close to its quota: plan an upgrade conversation.",
+    "below_minimum_commitment": "Usage is under the committed minimum: the minimum will be invoiced.",
+}
+
+
+def render_email(event: Event) -> str:
+    """The text email subscribers read: what, who, how much, against which limit, the period, what to do."""
+    lines = [event["summary"], ""]
+    kind = event["event_type"]
+    fields: list[tuple[str, Any]] = [
+        ("Event", kind),
+        ("Severity", event.get("severity")),
+        ("Vendor", VENDOR_NAMES.get(event["vendor"], event["vendor"])),
+        ("Account", event.get("account_id")),
+        ("Customer", f"{event.get('tenant_name')} ({event.get('tenant_id', 'whole account')})"),
+    ]
+    if kind in (BREACHED, RESOLVED):
+        fields += [
+            ("Metric", _metric_words(event["metric"])),
+            ("Period", event["period"]),
+            ("Usage", fmt(event.get("value"))),
+            ("Quota", fmt(event.get("quota"))),
+            ("Projected", fmt(event.get("projected"))),
+            ("Threshold", fmt(event.get("threshold"))),
+            ("Rule", event["rule"]),
+        ]
+    if kind == FAILED:
+        fields.append(("Error", event.get("error")))
+    fields += [("Observed at", event["observed_at"]), ("Alert id", event["alert_id"])]
+    lines += [f"{name}: {value}" for name, value in fields if value is not None]
+    lines.append("")
+    if kind == BREACHED:
+        lines.append(_ADVICE.get(event["rule"], "Review this customer's usage."))
+        if event.get("repeat"):
+            lines.append(f"Reminder: still firing since {event.get('firing_since')}.")
+    elif kind == RESOLVED:
+        lines.append("No action needed: the condition no longer holds.")
+    elif kind == FAILED:
+        lines.append(
+            "Usage for this scope was not updated: the numbers shown elsewhere are from the last successful "
+            "collection. Check the credential and the vendor's status; you will be told when it recovers."
+        )
+    else:
+        lines.append("Collection works again; usage is current.")
+    return "\n".join(lines)

@@ -1,0 +1,309 @@
+"""The one HTTP client every vendor module uses: timeouts, bounded retries, rate limiting, size caps.
+
+Retries cover 429 and 5xx (honouring `Retry-After` or a vendor's own reset hint), connection resets,
+timeouts, truncated and unparseable bodies. They are bounded in count and in total time so a run ends
+well inside the Lambda timeout. TLS verification is always on; plain `http://` is allowed for loopback
+hosts only (local runs and tests).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+
+from usagewatch.errors import ConfigError, VendorApiError, VendorDataError
+from usagewatch.observability import logger
+
+DEFAULT_TIMEOUT: Final = (3.05, 20.0)
+DEFAULT_MAX_RESPONSE_BYTES: Final = 20 * 1024 * 1024
+RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+_LOOPBACK_NAMES: Final = frozenset({"localhost"})
+
+
+def validate_base_url(url: object, *, field: str) -> str:
+    """`https://` anywhere, `http://` only on loopback; no credentials, query or fragment in the URL."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"{field}: expected a URL, got {type(url).__name__}")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{field}: expected an https:// URL, got {parts.scheme or 'no'} scheme")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError(f"{field}: must not carry credentials, a query or a fragment")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(f"{field}: http:// is allowed only for loopback hosts; use https://")
+    return url.strip().rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RateLimiter:
+    """A thread-safe token bucket shared by every request made with one key.
+
+    `hold(seconds)` makes every caller wait (the server said so with a 429), not just the one that
+    saw it.
+    """
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        burst: int = 1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate_per_second <= 0:
+            raise ValueError("rate_per_second must be positive")
+        self.rate = rate_per_second
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = float(self.burst)
+        self._updated = clock()
+        self._held_until = 0.0
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                if now < self._held_until:
+                    wait = self._held_until - now
+                else:
+                    self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+                    self._updated = now
+                    if self._tokens >= 1:
+                        self._tokens -= 1
+                        return
+                    wait = (1 - self._tokens) / self.rate
+            self._sleep(wait)
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            until = self._clock() + seconds
+            if until > self._held_until:
+                self._held_until = until
+                self._tokens = 0.0
+                self._updated = until
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds on one logical request: attempts, total seconds, backoff shape."""
+
+    max_attempts: int = 5
+    max_total_seconds: float = 90.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 20.0
+    statuses: frozenset[int] = RETRY_STATUSES
+
+    def backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+    def json(self) -> Any:
+        """The parsed body; VendorDataError says what it was instead (empty, HTML, cut short)."""
+        if not self.body.strip():
+            raise VendorDataError(f"empty response body (HTTP {self.status})")
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            head = self.body.lstrip()[:15].lower()
+            if head.startswith((b"<!doctype", b"<html", b"<")):
+                raise VendorDataError(f"HTML instead of JSON (HTTP {self.status})") from exc
+            raise VendorDataError(f"invalid or truncated JSON (HTTP {self.status}): {exc}") from exc
+
+    def snippet(self, limit: int = 200) -> str:
+        return self.body[:limit].decode("utf-8", errors="replace")
+
+
+WaitHint = Callable[[HttpResponse], float | None]
+
+
+@dataclass
+class HttpClient:
+    """One vendor account's session. Thread-safe for concurrent page or company reads."""
+
+    vendor: str
+    base_url: str
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limiter: RateLimiter | None = None
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    pool_size: int = 16
+    wait_hint: WaitHint | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    session: requests.Session = field(init=False, repr=False)
+    requests_sent: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.verify = True
+        self.session.trust_env = False
+        adapter = HTTPAdapter(pool_connections=self.pool_size, pool_maxsize=self.pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self._count_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        parse_json: bool = False,
+        retry_statuses: frozenset[int] | None = None,
+    ) -> HttpResponse:
+        """Send one logical request, retrying what is worth retrying; return the final response.
+
+        Non-retryable statuses (4xx other than 429) come back to the caller, who knows what they
+        mean for its vendor. With `parse_json`, a body that does not parse is retried like a 5xx and
+        `VendorDataError` is raised if it stays unparseable.
+        """
+        statuses = self.retry.statuses if retry_statuses is None else retry_statuses
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        label = f"{self.vendor} {method} {urlsplit(url).path}"
+        started = self.clock()
+        last_problem = "no attempt made"
+        for attempt in range(1, self.retry.max_attempts + 1):
+            if self.limiter is not None:
+                self.limiter.acquire()
+            wait: float | None = None
+            try:
+                response = self._send(method, url, json_body, form, params, headers, auth)
+            except requests.Timeout as exc:
+                last_problem = f"timed out ({type(exc).__name__})"
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                last_problem = f"connection failed ({type(exc).__name__})"
+            else:
+                if response.status in statuses:
+                    last_problem = f"HTTP {response.status}"
+                    wait = self._server_wait(response)
+                    if response.status == 429 and self.limiter is not None:
+                        self.limiter.hold(wait if wait is not None else self.retry.backoff(attempt))
+                elif parse_json and 200 <= response.status < 300:
+                    try:
+                        response.json()
+                    except VendorDataError as exc:
+                        last_problem = str(exc)
+                    else:
+                        return response
+                else:
+                    return response
+            if wait is None:
+                wait = self.retry.backoff(attempt)
+            elapsed = self.clock() - started
+            if attempt == self.retry.max_attempts or elapsed + wait > self.retry.max_total_seconds:
+                break
+            logger.warning(
+                "vendor request retried",
+                extra={"request": label, "attempt": attempt, "problem": last_problem, "wait_s": round(wait, 2)},
+            )
+            self.sleep(wait)
+        message = f"{label} failed after {attempt} attempt(s): {last_problem}"
+        if last_problem.startswith(("invalid or truncated", "HTML", "empty")):
+            raise VendorDataError(message)
+        raise VendorApiError(message, retryable=True)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        json_body: Any,
+        form: Mapping[str, str] | None,
+        params: Mapping[str, str | list[str]] | None,
+        headers: Mapping[str, str] | None,
+        auth: tuple[str, str] | None,
+    ) -> HttpResponse:
+        with self._count_lock:
+            self.requests_sent += 1
+        with self.session.request(
+            method,
+            url,
+            json=json_body,
+            data=form,
+            params=params,
+            headers=dict(headers or {}),
+            auth=auth,
+            timeout=self.timeout,
+            stream=True,
+            allow_redirects=False,
+        ) as raw:
+            declared = raw.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
+                raise VendorApiError(
+                    f"{self.vendor}: response of {declared} bytes refused (cap {self.max_response_bytes})"
+                )
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in raw.iter_content(chunk_size=65536):
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise VendorApiError(f"{self.vendor}: response larger than {self.max_response_bytes} bytes refused")
+                chunks.append(chunk)
+            return HttpResponse(raw.status_code, CaseInsensitiveDict(raw.headers), b"".join(chunks), url)
+
+    def _server_wait(self, response: HttpResponse) -> float | None:
+        """Seconds the server asked us to wait: `Retry-After` first, then the vendor's own hint."""
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is not None:
+            return min(retry_after, self.retry.backoff_cap * 3)
+        if self.wait_hint is not None:
+            hinted = self.wait_hint(response)
+            if hinted is not None:
+                return min(max(hinted, 0.0), self.retry.backoff_cap * 3)
+        return None
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """`Retry-After` as seconds, from either delta-seconds or an HTTP date; None when absent or garbled."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -1,0 +1,284 @@
+"""Plain, typed, vendor-neutral values that flow through the pipeline."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal, Protocol, TypeVar
+
+from usagewatch.errors import ConfigError, VendorDataError
+
+Number = int | float
+
+VENDORS: Final = ("gravityzone", "keepnet", "thousandeyes")
+UNITS: Final = ("seats", "users", "mailboxes", "units", "agents", "hours")
+# Larger than any real licence count; a value above it is a vendor bug, not usage.
+MAX_PLAUSIBLE_VALUE: Final = 10**15
+
+_PERIOD_RE: Final = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def utc_iso(moment: datetime) -> str:
+    """ISO 8601 UTC with a `Z`, second precision: the one timestamp format of records and events."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_utc(text: str, *, field: str = "time") -> datetime:
+    """Parse an ISO 8601 time (a `Z` or an offset; naive means UTC); ConfigError names the field."""
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"{field}: expected an ISO 8601 time, got {text!r}")
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"{field}: expected an ISO 8601 time, got {text!r}") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Period:
+    """A calendar month, `YYYY-MM`."""
+
+    year: int
+    month: int
+
+    @classmethod
+    def parse(cls, text: str, *, field: str = "period") -> Period:
+        match = _PERIOD_RE.match(text) if isinstance(text, str) else None
+        if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 2000:
+            raise ConfigError(f"{field}: expected YYYY-MM (e.g. 2026-11), got {text!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @classmethod
+    def of(cls, moment: datetime) -> Period:
+        moment = moment.astimezone(UTC)
+        return cls(moment.year, moment.month)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.year, self.month, 1, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        """The first instant of the next month (exclusive end)."""
+        return self.next().start
+
+    def next(self) -> Period:
+        return Period(self.year + self.month // 12, self.month % 12 + 1)
+
+    def previous(self) -> Period:
+        return Period(self.year - (self.month == 1), 12 if self.month == 1 else self.month - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The span a record's numbers cover: a calendar month, or a vendor's own billing period."""
+
+    period: Period
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def month(cls, period: Period) -> Window:
+        return cls(period, period.start, period.end)
+
+    def elapsed_share(self, as_of: datetime) -> float:
+        """Share of the window that has passed at `as_of`, clamped to 0..1."""
+        total = (self.end - self.start).total_seconds()
+        if total <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (as_of - self.start).total_seconds() / total))
+
+    def remaining(self, as_of: datetime) -> timedelta:
+        return self.end - as_of
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A vendor's customer company, organisation or breakdown unit.
+
+    `billed` is False for rows whose numbers already appear in another tenant's (a GravityZone
+    partner company that includes its children, a ThousandEyes account group inside its
+    organisation): they are stored, never added to totals.
+    """
+
+    tenant_id: str
+    tenant_name: str
+    parent_tenant_id: str | None = None
+    billed: bool = True
+
+
+def _check_number(name: str, value: object, tenant_id: str, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise VendorDataError(f"tenant {tenant_id}: {name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or value > MAX_PLAUSIBLE_VALUE:
+        raise VendorDataError(f"tenant {tenant_id}: {name} out of range: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One normalised number: a tenant's usage of one metric in one period (contracts.md section 3)."""
+
+    vendor: str
+    account_id: str
+    tenant: Tenant
+    metric: str
+    value: Number
+    unit: str
+    window: Window
+    quota: Number | None = None
+    projected: Number | None = None
+    minimum: Number | None = None
+    limit_exceeded: bool | None = None
+
+    def __post_init__(self) -> None:
+        tid = self.tenant.tenant_id
+        if self.vendor not in VENDORS:
+            raise VendorDataError(f"unknown vendor {self.vendor!r}")
+        if self.unit not in UNITS:
+            raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown unit {self.unit!r}")
+        if not self.metric or not re.fullmatch(r"[a-z0-9_]+", self.metric):
+            raise VendorDataError(f"tenant {tid}: invalid metric name {self.metric!r}")
+        _check_number(f"{self.metric}.value", self.value, tid, optional=False)
+        for name in ("quota", "projected", "minimum"):
+            _check_number(f"{self.metric}.{name}", getattr(self, name), tid, optional=True)
+
+    @property
+    def period(self) -> Period:
+        return self.window.period
+
+    @property
+    def tenant_id(self) -> str:
+        return self.tenant.tenant_id
+
+
+@dataclass(frozen=True, slots=True)
+class TenantUsage:
+    """Every record of one tenant from one successful read."""
+
+    tenant: Tenant
+    records: tuple[UsageRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFailure:
+    """One tenant could not be read; the others go on."""
+
+    tenant: Tenant
+    error: str
+
+
+TenantResult = TenantUsage | TenantFailure
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionRequest:
+    """What one run asks a source for."""
+
+    period: Period
+    as_of: datetime
+    period_explicit: bool = False
+
+
+AccountT = TypeVar("AccountT")
+
+
+class Source(Protocol[AccountT]):
+    """One vendor: validates its accounts and reads them. Never touches AWS.
+
+    `collect` yields one result per tenant (streaming, so thousands of tenants never sit in memory
+    as raw pages) and raises `VendorApiError`/`VendorDataError` when the account as a whole cannot be
+    read: then nothing it yielded counts as a complete listing.
+    """
+
+    vendor: str
+
+    def parse_account(self, raw: dict[str, object], *, index: int = 0) -> AccountT: ...
+
+    def account_id(self, account: AccountT) -> str: ...
+
+    def collect(self, account: AccountT, request: CollectionRequest) -> Iterator[TenantResult]: ...
+
+
+AlertStatus = Literal["firing", "resolved", "closed"]
+COLLECTION_RULE: Final = "collection"
+ACCOUNT_WIDE: Final = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """The stored state of one alert_id: a threshold rule on one record, or a tenant's/account's collection.
+
+    `published` says whether the event that opened this episode was delivered (a silenced alert fires
+    unpublished and is delivered when the silence ends). Collection states use `rule = "collection"`,
+    an empty metric and period, and `tenant_id = "*"` for a whole account.
+    """
+
+    alert_id: str
+    vendor: str
+    account_id: str
+    tenant_id: str
+    tenant_name: str
+    metric: str
+    rule: str
+    period: str
+    status: AlertStatus
+    severity: str
+    published: bool
+    since: str
+    updated_at: str
+    last_published_at: str | None = None
+    repeat_count: int = 0
+    value: Number | None = None
+    quota: Number | None = None
+    projected: Number | None = None
+    threshold: Number | None = None
+    error: str | None = None
+    reason: str | None = None
+
+    @property
+    def is_collection(self) -> bool:
+        return self.rule == COLLECTION_RULE
+
+
+@dataclass(frozen=True, slots=True)
+class Total:
+    """Sum of one metric over an account's billed tenants in one period (contracts.md `total`)."""
+
+    vendor: str
+    account_id: str
+    period: str
+    metric: str
+    unit: str
+    value: Number
+    tenant_count: int
+    carried_tenant_count: int
+    computed_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One account's collection in one run: how it went, how fresh its numbers are."""
+
+    vendor: str
+    account_id: str
+    run_id: str
+    as_of: str
+    started_at: str
+    finished_at: str
+    status: Literal["ok", "partial", "failed"]
+    periods: tuple[str, ...]
+    tenants_ok: int
+    tenants_failed: int
+    records_written: int
+    alerts_published: int
+    errors: tuple[str, ...]

@@ -1,0 +1,79 @@
+"""SNS publisher: the contract's JSON for every protocol, a readable text for email (MessageStructure=json)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Final
+
+from usagewatch.alerts import Event, render_email
+from usagewatch.errors import PublishError
+from usagewatch.redaction import redactor
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns.client import SNSClient
+
+SUBJECT_LIMIT: Final = 100
+ATTRIBUTES: Final = ("event_type", "vendor", "severity", "rule", "tenant_id")
+
+
+def subject_for(event: Event) -> str:
+    """Short, human, ASCII: SNS subjects must be printable ASCII under 100 characters."""
+    kind = {
+        "usage.threshold.breached": "REPEAT" if event.get("repeat") else "ALERT",
+        "usage.threshold.resolved": "RESOLVED",
+        "collection.failed": "COLLECTION FAILED",
+        "collection.recovered": "RECOVERED",
+    }.get(event["event_type"], event["event_type"])
+    text = f"[usagewatch] {kind}: {event['summary']}"
+    text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+    return text if len(text) <= SUBJECT_LIMIT else text[: SUBJECT_LIMIT - 3] + "..."
+
+
+def message_attributes(event: Event) -> dict[str, dict[str, str]]:
+    """String attributes for filter policies; an attribute with no value (a whole-account failure has no
+    tenant, a collection event no rule) is left out, since SNS refuses empty values."""
+    return {
+        name: {"DataType": "String", "StringValue": str(event[name])}
+        for name in ATTRIBUTES
+        if event.get(name) not in (None, "")
+    }
+
+
+def scrub_event(event: Event) -> Event:
+    """Last line of defence: no registered secret leaves in an event."""
+    return {k: redactor.scrub(v) if isinstance(v, str) else v for k, v in event.items()}
+
+
+class SnsPublisher:
+    def __init__(self, topic_arn: str, *, client: SNSClient | None = None) -> None:
+        self.topic_arn = topic_arn
+        self._client = client
+        self.published = 0
+
+    @property
+    def client(self) -> SNSClient:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+            self._client = boto3.client("sns", config=config)
+        return self._client
+
+    def publish(self, event: Event) -> str:
+        """Publish one event; PublishError when SNS did not accept it (the caller keeps the state as it was)."""
+        event = scrub_event(event)
+        body = json.dumps(event, separators=(",", ":"), default=str)
+        message = json.dumps({"default": body, "email": render_email(event)})
+        try:
+            answer: dict[str, Any] = self.client.publish(  # type: ignore[assignment]
+                TopicArn=self.topic_arn,
+                Message=message,
+                MessageStructure="json",
+                Subject=subject_for(event),
+                MessageAttributes=message_attributes(event),  # type: ignore[arg-type]
+            )
+        except Exception as exc:
+            raise PublishError(f"SNS publish failed: {type(exc).__name__}: {exc}") from exc
+        self.published += 1
+        return str(answer.get("MessageId", ""))

@@ -1,0 +1,208 @@
+"""The rules document (contracts.md section 5) and its evaluation: records + rules -> findings. Pure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from usagewatch.errors import ConfigError
+from usagewatch.model import Number, UsageRecord
+from usagewatch.validation import describe
+
+Severity = Literal["info", "warning", "critical"]
+LADDER: Final = ("vendor_limit_exceeded", "over_quota", "projected_over_quota", "quota_utilization")
+"""The precedence ladder, highest first: on one record only the highest rule that holds fires."""
+RULE_NAMES: Final = (*LADDER, "below_minimum_commitment")
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class RuleConfig(_Strict):
+    enabled: bool = True
+    severity: Severity = "warning"
+
+
+class ProjectedRule(RuleConfig):
+    min_period_elapsed: Share = 0.0
+
+
+class UtilizationRule(RuleConfig):
+    threshold: Share = 0.9
+
+
+class MinimumRule(RuleConfig):
+    days_before_period_end: Annotated[int, Field(ge=0, le=31)] = 3
+
+
+class Rules(_Strict):
+    vendor_limit_exceeded: RuleConfig = RuleConfig(severity="critical")
+    over_quota: RuleConfig = RuleConfig(severity="critical")
+    projected_over_quota: ProjectedRule = ProjectedRule()
+    quota_utilization: UtilizationRule = UtilizationRule()
+    below_minimum_commitment: MinimumRule = MinimumRule(severity="info")
+
+    def config(self, rule: str) -> RuleConfig:
+        value: RuleConfig = getattr(self, rule)
+        return value
+
+
+def _parse_until(value: object) -> datetime:
+    """A date means the whole of that day (UTC); a time is taken as given."""
+    if isinstance(value, str):
+        try:
+            if len(value) == 10:
+                return datetime.combine(date.fromisoformat(value) + timedelta(days=1), time(), tzinfo=UTC)
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    raise ValueError("expected a date (YYYY-MM-DD) or an ISO 8601 time")
+
+
+class OperatorQuota(_Strict):
+    vendor: Literal["gravityzone", "keepnet", "thousandeyes"]
+    tenant_id: str = Field(min_length=1)
+    metric: str = Field(min_length=1)
+    quota: Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)]
+    account_id: str = "*"
+
+
+class Silence(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vendor: str = "*"
+    account_id: str = "*"
+    tenant_id: str = "*"
+    metric: str = "*"
+    rule: str = "*"
+    until: datetime
+    reason: str = Field(default="", max_length=500)
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _until(cls, value: object) -> datetime:
+        return _parse_until(value)
+
+    @field_validator("vendor", "account_id", "tenant_id", "metric", "rule")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise ValueError("expected a non-empty string or '*'")
+        return value
+
+    def matches(self, *, vendor: str, account_id: str, tenant_id: str, metric: str, rule: str, now: datetime) -> bool:
+        return now < self.until and all(
+            fnmatchcase(actual, pattern)
+            for actual, pattern in (
+                (vendor, self.vendor),
+                (account_id, self.account_id),
+                (tenant_id, self.tenant_id),
+                (metric, self.metric),
+                (rule, self.rule),
+            )
+        )
+
+
+class RulesDocument(_Strict):
+    rules: Rules = Rules()
+    quotas: tuple[OperatorQuota, ...] = ()
+    silences: tuple[Silence, ...] = ()
+    repeat_after_hours: Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)] = 0
+    notify_resolved: bool = True
+
+    def operator_quota(self, record: UsageRecord) -> Number | None:
+        for entry in self.quotas:
+            if (
+                entry.vendor == record.vendor
+                and entry.tenant_id == record.tenant_id
+                and entry.metric == record.metric
+                and entry.account_id in ("*", record.account_id)
+            ):
+                return entry.quota
+        return None
+
+    def silenced(self, *, vendor: str, account_id: str, tenant_id: str, metric: str, rule: str, now: datetime) -> bool:
+        return any(
+            s.matches(vendor=vendor, account_id=account_id, tenant_id=tenant_id, metric=metric, rule=rule, now=now)
+            for s in self.silences
+        )
+
+
+DEFAULT_RULES: Final = RulesDocument()
+
+
+def parse_rules_document(text: str | bytes | dict[str, Any], *, source: str = "rules document") -> RulesDocument:
+    """Validate strictly; the ConfigError names every bad field (e.g. `rules.quota_utilization.threshold`)."""
+    try:
+        data = json.loads(text) if isinstance(text, str | bytes) else text
+    except ValueError as exc:
+        raise ConfigError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None  # type: ignore[attr-defined]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object")
+    try:
+        return RulesDocument.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe(exc)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule that holds for one record, with the numbers an event needs."""
+
+    record: UsageRecord
+    rule: str
+    severity: str
+    threshold: Number
+    quota: Number | None
+
+    @property
+    def rank(self) -> int:
+        return LADDER.index(self.rule) if self.rule in LADDER else len(LADDER)
+
+
+def evaluate(record: UsageRecord, document: RulesDocument, as_of: datetime) -> list[Finding]:
+    """At most one ladder finding (the highest that holds) and at most one minimum-commitment finding."""
+    rules = document.rules
+    override = document.operator_quota(record)
+    quota = override if override is not None else record.quota
+    value = record.value
+    findings: list[Finding] = []
+
+    def found(rule: str, threshold: Number) -> Finding:
+        return Finding(record, rule, rules.config(rule).severity, threshold, quota)
+
+    ladder: Finding | None = None
+    if rules.vendor_limit_exceeded.enabled and record.limit_exceeded and override is None:
+        ladder = found("vendor_limit_exceeded", quota if quota is not None else value)
+    elif rules.over_quota.enabled and quota is not None and value > quota:
+        ladder = found("over_quota", quota)
+    elif (
+        rules.projected_over_quota.enabled
+        and quota is not None
+        and record.projected is not None
+        and record.projected > quota
+        and record.window.elapsed_share(as_of) >= rules.projected_over_quota.min_period_elapsed
+    ):
+        ladder = found("projected_over_quota", quota)
+    elif rules.quota_utilization.enabled and quota and value >= rules.quota_utilization.threshold * quota:
+        ladder = found("quota_utilization", rules.quota_utilization.threshold * quota)
+    if ladder is not None:
+        findings.append(ladder)
+
+    minimum_rule = rules.below_minimum_commitment
+    if (
+        minimum_rule.enabled
+        and record.minimum is not None
+        and value < record.minimum
+        and record.window.remaining(as_of) <= timedelta(days=minimum_rule.days_before_period_end)
+    ):
+        findings.append(found("below_minimum_commitment", record.minimum))
+    return findings

@@ -1,0 +1,124 @@
+"""Environment, vendor secret and rules document: read, validated, and failing fast with the field named.
+
+Secrets Manager and SSM are read through Powertools Parameters (cached: the secret for 5 minutes, the
+rules for 1 minute), so a warm function does not call them on every run and an operator's change
+still lands within minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from usagewatch.errors import ConfigError
+from usagewatch.rules import DEFAULT_RULES, RulesDocument, parse_rules_document
+
+SECRET_MAX_AGE: Final = 300
+RULES_MAX_AGE: Final = 60
+REQUIRED_ENV: Final = ("USAGE_TABLE_NAME", "ALERT_TOPIC_ARN", "VENDOR_SECRET_ID")
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    usage_table_name: str
+    alert_topic_arn: str
+    vendor_secret_id: str
+    alert_rules_parameter: str | None
+    snapshot_retention_days: int
+
+
+def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
+    env = os.environ if environ is None else environ
+    missing = [name for name in REQUIRED_ENV if not env.get(name, "").strip()]
+    if missing:
+        raise ConfigError(f"environment variable(s) not set: {', '.join(missing)}")
+    topic = env["ALERT_TOPIC_ARN"].strip()
+    if not topic.startswith("arn:") or ":sns:" not in topic:
+        raise ConfigError("ALERT_TOPIC_ARN: expected an SNS topic ARN (arn:aws:sns:region:account:name)")
+    retention_text = env.get("SNAPSHOT_RETENTION_DAYS", "").strip() or "400"
+    if not retention_text.isdigit() or not 1 <= int(retention_text) <= 3650:
+        raise ConfigError("SNAPSHOT_RETENTION_DAYS: expected a whole number of days from 1 to 3650")
+    return Environment(
+        usage_table_name=env["USAGE_TABLE_NAME"].strip(),
+        alert_topic_arn=topic,
+        vendor_secret_id=env["VENDOR_SECRET_ID"].strip(),
+        alert_rules_parameter=env.get("ALERT_RULES_PARAMETER", "").strip() or None,
+        snapshot_retention_days=int(retention_text),
+    )
+
+
+def _boto_config() -> Any:
+    from botocore.config import Config
+
+    # Fail fast when the service is unreachable: a scheduled run is retried anyway.
+    return Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=5)
+
+
+class ConfigLoader:
+    """Holds the Powertools providers (and so their cache) for the life of a Lambda container."""
+
+    def __init__(self) -> None:
+        self._secrets: Any = None
+        self._ssm: Any = None
+
+    def secret_accounts(self, secret_id: str, *, vendor: str) -> list[dict[str, Any]]:
+        """The `accounts` list of a vendor secret; each entry still to be validated by its vendor module."""
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+        if self._secrets is None:
+            self._secrets = SecretsProvider(boto_config=_boto_config())
+        try:
+            text = self._secrets.get(secret_id, max_age=SECRET_MAX_AGE)
+        except GetParameterError as exc:
+            cause = exc.__cause__ or exc
+            raise ConfigError(f"cannot read secret {secret_id!r} ({type(cause).__name__})") from None
+        return parse_secret(text, secret_id=secret_id, vendor=vendor)
+
+    def rules(self, parameter_name: str | None) -> RulesDocument:
+        if not parameter_name:
+            return DEFAULT_RULES
+        from aws_lambda_powertools.utilities.parameters import SSMProvider
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+        if self._ssm is None:
+            self._ssm = SSMProvider(boto_config=_boto_config())
+        try:
+            text = self._ssm.get(parameter_name, max_age=RULES_MAX_AGE)
+        except GetParameterError as exc:
+            cause = exc.__cause__ or exc
+            raise ConfigError(f"cannot read rules parameter {parameter_name!r} ({type(cause).__name__})") from None
+        return parse_rules_document(text, source=f"rules document {parameter_name}")
+
+
+def parse_secret(text: object, *, secret_id: str, vendor: str) -> list[dict[str, Any]]:
+    """Shape checks only; never echoes a value (a JSON error message could quote one)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if not isinstance(text, str):
+        raise ConfigError(f"{vendor} secret {secret_id!r}: expected a JSON string")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{vendor} secret {secret_id!r}: not valid JSON") from None
+    if not isinstance(document, dict) or "accounts" not in document:
+        raise ConfigError(f"{vendor} secret {secret_id!r}: expected an object with an 'accounts' list")
+    accounts = document["accounts"]
+    if not isinstance(accounts, list) or not accounts:
+        raise ConfigError(f"{vendor} secret {secret_id!r}: accounts: expected a non-empty list")
+    unknown = sorted(set(document) - {"accounts"})
+    if unknown:
+        raise ConfigError(f"{vendor} secret {secret_id!r}: unknown field(s): {', '.join(unknown)}")
+    seen: set[str] = set()
+    for index, account in enumerate(accounts):
+        if not isinstance(account, dict):
+            raise ConfigError(f"{vendor} secret {secret_id!r}: accounts[{index}]: expected an object")
+        account_id = account.get("account_id")
+        if isinstance(account_id, str) and account_id in seen:
+            raise ConfigError(f"{vendor} secret {secret_id!r}: accounts[{index}].account_id: duplicate {account_id!r}")
+        if isinstance(account_id, str):
+            seen.add(account_id)
+    return accounts

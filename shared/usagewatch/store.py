@@ -1,0 +1,325 @@
+"""The DynamoDB repository: the only module that knows the key design (docs/data-model.md).
+
+usage     pk USAGE#{period}          sk {vendor}#{account}#{tenant}#{metric}
+          gsi1 HIST#{vendor}#{account}#{tenant}#{metric} / {period}   (monthly history)
+snapshot  pk SNAP#{vendor}#{account}#{tenant}#{metric}   sk {as_of}#{period}   (TTL expires_at)
+total     pk TOTAL#{period}          sk {vendor}#{account}#{metric}
+run       pk RUN#{vendor}#{account}  sk {as_of}
+alert     pk ALERT#{vendor}#{account}  sk {tenant}#{period}#{metric}#{rule}
+          gsi1 OPEN#{vendor}#{account} / {alert_id}, only while firing (a sparse index)
+
+Snapshots and runs are keyed by the run's as-of time, so a retried invocation overwrites instead of
+duplicating. A run reads only the alerts that are firing, from the sparse index.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, fields
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final
+
+from usagewatch.errors import StoreError
+from usagewatch.model import AlertState, RunRecord, Total, UsageRecord, utc_iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+BATCH_SIZE: Final = 25
+MAX_BATCH_ATTEMPTS: Final = 8
+Item = dict[str, dict[str, Any]]
+
+
+def _value(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float | Decimal):
+        return {"N": format(value, "f") if isinstance(value, Decimal) else repr(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, list | tuple):
+        return {"L": [v for v in (_value(x) for x in value) if v is not None]}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def serialize(attributes: Mapping[str, object]) -> Item:
+    """A plain dict as a DynamoDB item; None attributes are left out."""
+    item: Item = {}
+    for key, value in attributes.items():
+        encoded = _value(value)
+        if encoded is not None:
+            item[key] = encoded
+    return item
+
+
+def _plain(value: Mapping[str, Any]) -> Any:
+    if "S" in value:
+        return value["S"]
+    if "N" in value:
+        number = Decimal(value["N"])
+        return int(number) if number == number.to_integral_value() else float(number)
+    if "BOOL" in value:
+        return value["BOOL"]
+    if "L" in value:
+        return [_plain(v) for v in value["L"]]
+    if "NULL" in value:
+        return None
+    if "M" in value:
+        return {k: _plain(v) for k, v in value["M"].items()}
+    raise TypeError(f"unsupported attribute {value!r}")
+
+
+def deserialize(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {key: _plain(value) for key, value in item.items()}
+
+
+def usage_attributes(record: UsageRecord, collected_at: str) -> dict[str, object]:
+    window = record.window
+    return {
+        "vendor": record.vendor,
+        "account_id": record.account_id,
+        "tenant_id": record.tenant.tenant_id,
+        "tenant_name": record.tenant.tenant_name,
+        "parent_tenant_id": record.tenant.parent_tenant_id,
+        "billed": record.tenant.billed,
+        "metric": record.metric,
+        "value": record.value,
+        "unit": record.unit,
+        "period": str(window.period),
+        "period_start": utc_iso(window.start),
+        "period_end": utc_iso(window.end),
+        "collected_at": collected_at,
+        "quota": record.quota,
+        "projected": record.projected,
+        "minimum": record.minimum,
+        "limit_exceeded": record.limit_exceeded,
+    }
+
+
+class DynamoStore:
+    """Writes are buffered and sent in BatchWriteItem calls of 25; unprocessed items are retried."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client: DynamoDBClient | None = None,
+        snapshot_retention_days: int = 400,
+        sleep: Any = time.sleep,
+    ) -> None:
+        self.table_name = table_name
+        self._client = client
+        self.retention = timedelta(days=snapshot_retention_days)
+        self._sleep = sleep
+        self._buffer: dict[tuple[str, str], Item] = {}
+        self.items_written = 0
+        self.write_calls = 0
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=3, read_timeout=10)
+            self._client = boto3.client("dynamodb", config=config)
+        return self._client
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None:
+        """Queue the record's latest-value item and its snapshot for this run."""
+        attributes = usage_attributes(record, utc_iso(collected_at))
+        identity = f"{record.vendor}#{record.account_id}#{record.tenant_id}#{record.metric}"
+        period = str(record.period)
+        self._queue(
+            {
+                "pk": f"USAGE#{period}",
+                "sk": identity,
+                "gsi1pk": f"HIST#{identity}",
+                "gsi1sk": period,
+                "record_type": "usage",
+                **attributes,
+            }
+        )
+        self._queue(
+            {
+                "pk": f"SNAP#{identity}",
+                "sk": f"{utc_iso(as_of)}#{period}",
+                "record_type": "snapshot",
+                "as_of": utc_iso(as_of),
+                "expires_at": int((as_of + self.retention).timestamp()),
+                **attributes,
+            }
+        )
+
+    def write_totals(self, totals: Iterable[Total]) -> None:
+        for total in totals:
+            self._queue(
+                {
+                    "pk": f"TOTAL#{total.period}",
+                    "sk": f"{total.vendor}#{total.account_id}#{total.metric}",
+                    "record_type": "total",
+                    **asdict(total),
+                }
+            )
+        self.flush()
+
+    def write_run(self, run: RunRecord) -> None:
+        attributes = asdict(run)
+        attributes["periods"] = list(run.periods)
+        attributes["errors"] = list(run.errors)
+        moment = datetime.fromisoformat(run.as_of.replace("Z", "+00:00"))
+        self._put(
+            {
+                "pk": f"RUN#{run.vendor}#{run.account_id}",
+                "sk": run.as_of,
+                "record_type": "run",
+                "expires_at": int((moment + self.retention).timestamp()),
+                **attributes,
+            }
+        )
+
+    def put_alert(self, state: AlertState) -> None:
+        attributes: dict[str, object] = {
+            "pk": f"ALERT#{state.vendor}#{state.account_id}",
+            "sk": f"{state.tenant_id}#{state.period}#{state.metric}#{state.rule}",
+            "record_type": "alert",
+            **asdict(state),
+        }
+        if state.status == "firing":
+            attributes["gsi1pk"] = f"OPEN#{state.vendor}#{state.account_id}"
+            attributes["gsi1sk"] = state.alert_id
+        self._put(attributes)
+
+    def _queue(self, attributes: Mapping[str, object]) -> None:
+        item = serialize(attributes)
+        self._buffer[(item["pk"]["S"], item["sk"]["S"])] = item
+        if len(self._buffer) >= BATCH_SIZE:
+            self._send_batch(self._take(BATCH_SIZE))
+
+    def flush(self) -> None:
+        while self._buffer:
+            self._send_batch(self._take(BATCH_SIZE))
+
+    def _take(self, count: int) -> list[Item]:
+        keys = list(self._buffer)[:count]
+        return [self._buffer.pop(key) for key in keys]
+
+    def _send_batch(self, items: list[Item]) -> None:
+        pending: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in items]
+        for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
+            try:
+                self.write_calls += 1
+                answer = self.client.batch_write_item(RequestItems={self.table_name: pending})  # type: ignore[dict-item]
+            except Exception as exc:
+                raise StoreError(f"DynamoDB batch write failed: {type(exc).__name__}: {exc}") from exc
+            unprocessed = answer.get("UnprocessedItems", {}).get(self.table_name, [])
+            self.items_written += len(pending) - len(unprocessed)
+            if not unprocessed:
+                return
+            pending = list(unprocessed)  # type: ignore[arg-type]
+            self._sleep(min(5.0, 0.05 * 2**attempt))
+        raise StoreError(f"DynamoDB left {len(pending)} item(s) unprocessed after {MAX_BATCH_ATTEMPTS} attempts")
+
+    def _put(self, attributes: Mapping[str, object]) -> None:
+        try:
+            self.write_calls += 1
+            self.client.put_item(TableName=self.table_name, Item=serialize(attributes))
+            self.items_written += 1
+        except Exception as exc:
+            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(TableName=self.table_name, **kwargs):
+            for item in page.get("Items", []):
+                yield deserialize(item)
+
+    def open_alerts(self, vendor: str, account_id: str) -> dict[str, AlertState]:
+        """Every firing alert (thresholds and collection failures) of one account, from the sparse index."""
+        states: dict[str, AlertState] = {}
+        names = {f.name for f in fields(AlertState)}
+        for item in self._query(
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"OPEN#{vendor}#{account_id}"}},
+        ):
+            state = AlertState(**{k: v for k, v in item.items() if k in names})
+            states[state.alert_id] = state
+        return states
+
+    def tenant_alerts(self, vendor: str, account_id: str, tenant_id: str) -> list[dict[str, Any]]:
+        """The alert state of one tenant (every rule, metric and period; firing or not)."""
+        return list(
+            self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={
+                    ":pk": {"S": f"ALERT#{vendor}#{account_id}"},
+                    ":prefix": {"S": f"{tenant_id}#"},
+                },
+            )
+        )
+
+    def period_usage(
+        self, period: str, *, vendor: str | None = None, account_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """All usage of one period, optionally narrowed to a vendor or one of its accounts."""
+        prefix = "#".join(p for p in (vendor, account_id) if p)
+        condition = "pk = :pk" + (" AND begins_with(sk, :prefix)" if prefix else "")
+        values: dict[str, Any] = {":pk": {"S": f"USAGE#{period}"}}
+        if prefix:
+            values[":prefix"] = {"S": f"{prefix}#"}
+        return list(self._query(KeyConditionExpression=condition, ExpressionAttributeValues=values))
+
+    def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[dict[str, Any]]:
+        return list(
+            self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={
+                    ":pk": {"S": f"USAGE#{period}"},
+                    ":prefix": {"S": f"{vendor}#{account_id}#{tenant_id}#"},
+                },
+            )
+        )
+
+    def period_totals(self, period: str) -> list[dict[str, Any]]:
+        return list(
+            self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"TOTAL#{period}"}})
+        )
+
+    def metric_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[dict[str, Any]]:
+        """Every snapshot of one tenant's metric, oldest first (the intra-month history)."""
+        return list(
+            self._query(
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{tenant_id}#{metric}"}},
+            )
+        )
+
+    def monthly_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[dict[str, Any]]:
+        """The latest value of one tenant's metric for every month collected, oldest first."""
+        return list(
+            self._query(
+                IndexName="gsi1",
+                KeyConditionExpression="gsi1pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"HIST#{vendor}#{account_id}#{tenant_id}#{metric}"}},
+            )
+        )
+
+    def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest runs of one account, newest first."""
+        answer = self.client.query(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"RUN#{vendor}#{account_id}"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [deserialize(item) for item in answer.get("Items", [])]
