@@ -1,0 +1,182 @@
+"""Keepnet end to end: the real handler, the template's environment, moto, the simulator over HTTP."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Invoke, event_file
+from tests.local_aws import LocalAws
+from tests.simulators.base import Fault, on_path
+from tests.simulators.keepnet import KeepnetSimulator, make_companies, over_limit
+from usagewatch.errors import ConfigError
+
+SECRET = "usagewatch/keepnet"
+CLIENT_SECRET = "kn-secret-9f8e7d6c5b4a"
+COMPANIES = make_companies(230, seed=11, over_limit=4, unlimited=3)
+
+
+@pytest.fixture
+def keepnet() -> Iterator[KeepnetSimulator]:
+    with KeepnetSimulator(
+        companies=copy.deepcopy(COMPANIES),
+        clients={"msp-reseller": (CLIENT_SECRET, "Reseller")},
+        page_cap=50,
+    ) as sim:
+        yield sim  # type: ignore[misc]
+
+
+def account(sim: KeepnetSimulator, **extra: Any) -> dict[str, Any]:
+    return {
+        "account_id": "keepnet-main",
+        "base_url": sim.url,
+        "client_id": "msp-reseller",
+        "client_secret": CLIENT_SECRET,
+        "page_size": 100,
+        **extra,
+    }
+
+
+@pytest.fixture
+def env(aws: LocalAws, keepnet: KeepnetSimulator) -> dict[str, str]:
+    aws.put_secret(SECRET, [account(keepnet)])
+    return aws.environment("keepnet", secret_name=SECRET)
+
+
+def test_collects_every_company_of_a_multi_page_listing_with_exact_totals(
+    aws: LocalAws, keepnet: KeepnetSimulator, env: dict[str, str], invoke: Invoke
+) -> None:
+    summary = invoke("keepnet", event_file("keepnet-scheduled.json"), env)
+
+    assert summary["tenants_collected"] == 230
+    assert summary["tenants_failed"] == 0
+    assert summary["records_written"] == 230 * 4
+    usage = aws.items("usage")
+    assert {i["period"] for i in usage} == {"2026-11"}
+    by_metric: dict[str, dict[str, int]] = {}
+    for item in usage:
+        by_metric.setdefault(item["metric"], {})[item["tenant_id"]] = item["value"]
+    assert by_metric["monthly_users"] == {c["companyResourceId"]: c["monthlyActiveUserCount"] for c in COMPANIES}
+    totals = {t["metric"]: t for t in aws.items("total")}
+    assert totals["monthly_users"]["value"] == sum(c["monthlyActiveUserCount"] for c in COMPANIES)
+    assert totals["target_users"]["value"] == sum(c["targetUserCount"] for c in COMPANIES)
+    assert totals["monthly_users"]["tenant_count"] == 230
+    # The month selector was sent for the run's period on every listing page.
+    bodies = keepnet.search_bodies()
+    assert all("2026-11" in str(body["filter"]) for body in bodies)
+
+
+def test_over_limit_companies_alerted_once_and_not_again(
+    aws: LocalAws, keepnet: KeepnetSimulator, env: dict[str, str], invoke: Invoke
+) -> None:
+    invoke("keepnet", event_file("keepnet-scheduled.json"), env)
+    events = aws.drain_events()
+
+    over = {c["companyResourceId"] for c in COMPANIES if over_limit(c)}
+    breached = [e for e in events if e["event_type"] == "usage.threshold.breached"]
+    vendor_flag = [e for e in breached if e["rule"] == "vendor_limit_exceeded"]
+    assert {e["tenant_id"] for e in vendor_flag} == over
+    assert len(vendor_flag) == len(over) == 4
+    # One alert per record: the vendor flag, not also the computed over-quota check.
+    assert not [e for e in breached if e["rule"] == "over_quota"]
+    sample = vendor_flag[0]
+    assert sample["schema_version"] == 1 and sample["severity"] == "critical"
+    assert sample["metric"] == "target_users" and sample["period"] == "2026-11"
+    assert sample["value"] > sample["quota"]
+
+    second = invoke("keepnet", event_file("keepnet-scheduled.json") | {"scheduled_time": "2026-11-22T12:00:00Z"}, env)
+    assert second["alerts_published"] == 0
+    assert aws.drain_events() == []
+
+
+def test_company_back_under_its_limit_gets_a_resolved_event(
+    aws: LocalAws, keepnet: KeepnetSimulator, env: dict[str, str], invoke: Invoke
+) -> None:
+    invoke("keepnet", event_file("keepnet-scheduled.json"), env)
+    aws.drain_events()
+    fixed = next(c for c in keepnet.default_companies if over_limit(c))
+    fixed["targetUserCount"] = int(fixed["numberOfUsers"]) // 2
+
+    invoke("keepnet", {"scheduled_time": "2026-11-22T12:00:00Z"}, env)
+    events = aws.drain_events()
+
+    resolved = [e for e in events if e["event_type"] == "usage.threshold.resolved"]
+    assert [(e["tenant_id"], e["rule"]) for e in resolved] == [(fixed["companyResourceId"], "vendor_limit_exceeded")]
+    assert not [e for e in events if e["event_type"] == "usage.threshold.breached"]
+
+
+def test_token_renewed_mid_run_and_429_503_ridden_out(
+    aws: LocalAws, keepnet: KeepnetSimulator, env: dict[str, str], invoke: Invoke
+) -> None:
+    keepnet.expire_tokens_at(3)
+    keepnet.inject(
+        Fault("status", on_path("/api/companies/search"), times=1, status=429, headers={"Retry-After": "1"}),
+        Fault("status", on_path("/api/companies/search"), times=2, status=503),
+    )
+    summary = invoke("keepnet", event_file("keepnet-scheduled.json"), env)
+
+    assert summary["tenants_collected"] == 230 and summary["accounts_failed"] == 0
+    assert keepnet.tokens_issued == 2
+    assert 429 in keepnet.statuses() and 503 in keepnet.statuses() and 401 in keepnet.statuses()
+    assert len(aws.items("usage")) == 230 * 4
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ('{"accounts": []}', "accounts: expected a non-empty list"),
+        ('{"accounts": [{"account_id": "k", "base_url": "http://keepnet.example.com", "client_id": "a", '
+         '"client_secret": "kn-secret-9f8e7d6c5b4a"}]}', "base_url"),
+        ('{"accounts": [{"account_id": "k", "base_url": "https://api.keepnetlabs.com", "client_id": "a"}]}',
+         "client_secret"),
+    ],
+)
+def test_bad_secret_fails_fast_naming_the_field_and_writes_nothing(
+    aws: LocalAws, keepnet: KeepnetSimulator, invoke: Invoke, secret: str, message: str
+) -> None:
+    aws.put_secret(SECRET, secret)
+    env = aws.environment("keepnet", secret_name=SECRET)
+    with pytest.raises(ConfigError, match=message) as raised:
+        invoke("keepnet", event_file("keepnet-scheduled.json"), env)
+    assert CLIENT_SECRET not in str(raised.value)
+    assert aws.items() == []
+    assert keepnet.count() == 0
+
+
+def test_bad_event_fails_fast_and_writes_nothing(
+    aws: LocalAws, keepnet: KeepnetSimulator, env: dict[str, str], invoke: Invoke
+) -> None:
+    with pytest.raises(ConfigError, match=r"event\.period"):
+        invoke("keepnet", {"period": "2026-13"}, env)
+    with pytest.raises(ConfigError, match=r"event\.scheduled_time"):
+        invoke("keepnet", {"scheduled_time": "yesterday"}, env)
+    assert aws.items() == []
+    assert keepnet.count() == 0
+
+
+def test_every_event_shape_and_an_explicit_period(
+    aws: LocalAws, keepnet: KeepnetSimulator, env: dict[str, str], invoke: Invoke
+) -> None:
+    assert invoke("keepnet", event_file("keepnet-eventbridge.json"), env)["period"] == "2026-11"
+    assert invoke("keepnet", event_file("keepnet-period.json"), env)["period"] == "2026-10"
+    now = invoke("keepnet", event_file("keepnet-now.json"), env)
+    assert now["tenants_collected"] == 230
+    assert {"2026-10", "2026-11"} <= {i["period"] for i in aws.items("usage")}
+
+
+def test_no_secret_or_token_in_logs_events_or_items(
+    aws: LocalAws, keepnet: KeepnetSimulator, env: dict[str, str], invoke: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keepnet.expire_tokens_at(2)
+    keepnet.inject(Fault("status", on_path("/api/companies/search"), times=1, status=500))
+    invoke("keepnet", event_file("keepnet-scheduled.json"), env)
+    out = capsys.readouterr()
+    tokens = keepnet.issued_tokens
+    assert tokens
+    haystack = out.out + out.err + repr(aws.drain_events()) + repr(aws.items())
+    for secret in [CLIENT_SECRET, *tokens]:
+        assert secret not in haystack

@@ -1,0 +1,107 @@
+"""Local AWS for tests and the demo: the template's table, topic and a subscriber queue, secrets, rules.
+
+Works the same against moto in-process (`mock_aws`) and a moto server on loopback (the demo): it only
+uses boto3 clients, which pick up `AWS_ENDPOINT_URL` when it is set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from tests.template_loader import function_environment, table_definition, ttl_attribute
+
+REGION = "eu-west-1"
+VENDOR_FUNCTIONS = {
+    "keepnet": "KeepnetCollectorFunction",
+    "gravityzone": "GravityZoneCollectorFunction",
+    "thousandeyes": "ThousandEyesCollectorFunction",
+}
+
+
+@dataclass
+class LocalAws:
+    table_name: str
+    topic_arn: str
+    queue_url: str
+    rules_parameter: str | None = None
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = boto3.client(service, region_name=REGION)
+        return self.clients[service]
+
+    def environment(self, vendor: str, *, secret_name: str | None = None) -> dict[str, str]:
+        """The function's environment exactly as template.yaml gives it, resolved against these resources."""
+        parameters = {"AWS::Region": REGION, "AWS::AccountId": "123456789012"}
+        if secret_name is not None:
+            parameters[f"{_param_prefix(vendor)}SecretName"] = secret_name
+        if self.rules_parameter is not None:
+            parameters["AlertRulesParameterName"] = self.rules_parameter
+        return function_environment(
+            VENDOR_FUNCTIONS[vendor],
+            resources={"UsageTable": self.table_name, "AlertTopic": self.topic_arn},
+            parameters=parameters,
+        )
+
+    def put_secret(self, name: str, accounts: list[dict[str, Any]] | str) -> None:
+        text = accounts if isinstance(accounts, str) else json.dumps({"accounts": accounts})
+        sm = self.client("secretsmanager")
+        try:
+            sm.create_secret(Name=name, SecretString=text)
+        except sm.exceptions.ResourceExistsException:
+            sm.put_secret_value(SecretId=name, SecretString=text)
+
+    def put_rules(self, name: str, document: dict[str, Any] | str) -> None:
+        text = document if isinstance(document, str) else json.dumps(document)
+        self.client("ssm").put_parameter(Name=name, Value=text, Type="String", Overwrite=True)
+        self.rules_parameter = name
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        """Every alert event the topic delivered to the subscriber queue since the last drain."""
+        sqs = self.client("sqs")
+        events: list[dict[str, Any]] = []
+        while True:
+            answer = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = answer.get("Messages", [])
+            if not messages:
+                return events
+            for message in messages:
+                events.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def items(self, record_type: str | None = None) -> list[dict[str, Any]]:
+        """Every item of the table (a Scan: for tests and the demo only, never in the product)."""
+        from usagewatch.store import deserialize
+
+        ddb = self.client("dynamodb")
+        found: list[dict[str, Any]] = []
+        for page in ddb.get_paginator("scan").paginate(TableName=self.table_name):
+            found += [deserialize(item) for item in page["Items"]]
+        return [i for i in found if record_type is None or i.get("record_type") == record_type]
+
+
+def _param_prefix(vendor: str) -> str:
+    return {"keepnet": "Keepnet", "gravityzone": "GravityZone", "thousandeyes": "ThousandEyes"}[vendor]
+
+
+def provision(table_name: str = "usagewatch-usage", topic_name: str = "usagewatch-alerts") -> LocalAws:
+    """Create what `sam deploy` would: the table from template.yaml, the topic, and a raw-delivery queue."""
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb.create_table(**table_definition(table_name=table_name))
+    ttl = ttl_attribute()
+    if ttl:
+        ddb.update_time_to_live(TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl})
+    sns = boto3.client("sns", region_name=REGION)
+    topic_arn = sns.create_topic(Name=topic_name)["TopicArn"]
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName=f"{topic_name}-subscriber")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return LocalAws(table_name, topic_arn, queue_url, clients={"dynamodb": ddb, "sns": sns, "sqs": sqs})
