@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 
 from tests.template_loader import function_environment, table_definition, ttl_attribute
+from usagewatch.store import DynamoStore, deserialize
 
 REGION = "eu-west-1"
 VENDOR_FUNCTIONS = {
@@ -74,10 +75,23 @@ class LocalAws:
                 events.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
-    def items(self, record_type: str | None = None) -> list[dict[str, Any]]:
-        """Every item of the table (a Scan: for tests and the demo only, never in the product)."""
-        from usagewatch.store import deserialize
+    def store(self) -> DynamoStore:
+        return DynamoStore(self.table_name, client=self.client("dynamodb"))
 
+    def usage(self, period: str, vendor: str | None = None) -> list[dict[str, Any]]:
+        """Usage items of one period, read the way the product reads them (a Query)."""
+        return self.store().period_usage(period, vendor=vendor)
+
+    def totals(self, period: str) -> list[dict[str, Any]]:
+        return self.store().period_totals(period)
+
+    def count(self) -> int:
+        """How many items the table holds (a COUNT Scan: tests only)."""
+        answer = self.client("dynamodb").scan(TableName=self.table_name, Select="COUNT")
+        return int(answer["Count"])
+
+    def items(self, record_type: str | None = None) -> list[dict[str, Any]]:
+        """Every item of the table (a Scan: slow under moto, for tests only, never in the product)."""
         ddb = self.client("dynamodb")
         found: list[dict[str, Any]] = []
         for page in ddb.get_paginator("scan").paginate(TableName=self.table_name):
@@ -101,7 +115,5 @@ def provision(table_name: str = "usagewatch-usage", topic_name: str = "usagewatc
     sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName=f"{topic_name}-subscriber")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(
-        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
-    )
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
     return LocalAws(table_name, topic_arn, queue_url, clients={"dynamodb": ddb, "sns": sns, "sqs": sqs})

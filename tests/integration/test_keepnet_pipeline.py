@@ -16,7 +16,7 @@ from usagewatch.errors import ConfigError
 
 SECRET = "usagewatch/keepnet"
 CLIENT_SECRET = "kn-secret-9f8e7d6c5b4a"
-COMPANIES = make_companies(230, seed=11, over_limit=4, unlimited=3)
+COMPANIES = make_companies(120, seed=11, over_limit=4, unlimited=3)
 
 
 @pytest.fixture
@@ -51,19 +51,19 @@ def test_collects_every_company_of_a_multi_page_listing_with_exact_totals(
 ) -> None:
     summary = invoke("keepnet", event_file("keepnet-scheduled.json"), env)
 
-    assert summary["tenants_collected"] == 230
+    assert summary["tenants_collected"] == 120
     assert summary["tenants_failed"] == 0
-    assert summary["records_written"] == 230 * 4
-    usage = aws.items("usage")
-    assert {i["period"] for i in usage} == {"2026-11"}
+    assert summary["records_written"] == 120 * 4
+    usage = aws.usage("2026-11")
+    assert len(usage) == 120 * 4
     by_metric: dict[str, dict[str, int]] = {}
     for item in usage:
         by_metric.setdefault(item["metric"], {})[item["tenant_id"]] = item["value"]
     assert by_metric["monthly_users"] == {c["companyResourceId"]: c["monthlyActiveUserCount"] for c in COMPANIES}
-    totals = {t["metric"]: t for t in aws.items("total")}
+    totals = {t["metric"]: t for t in aws.totals("2026-11")}
     assert totals["monthly_users"]["value"] == sum(c["monthlyActiveUserCount"] for c in COMPANIES)
     assert totals["target_users"]["value"] == sum(c["targetUserCount"] for c in COMPANIES)
-    assert totals["monthly_users"]["tenant_count"] == 230
+    assert totals["monthly_users"]["tenant_count"] == 120
     # The month selector was sent for the run's period on every listing page.
     bodies = keepnet.search_bodies()
     assert all("2026-11" in str(body["filter"]) for body in bodies)
@@ -118,10 +118,10 @@ def test_token_renewed_mid_run_and_429_503_ridden_out(
     )
     summary = invoke("keepnet", event_file("keepnet-scheduled.json"), env)
 
-    assert summary["tenants_collected"] == 230 and summary["accounts_failed"] == 0
+    assert summary["tenants_collected"] == 120 and summary["accounts_failed"] == 0
     assert keepnet.tokens_issued == 2
     assert 429 in keepnet.statuses() and 503 in keepnet.statuses() and 401 in keepnet.statuses()
-    assert len(aws.items("usage")) == 230 * 4
+    assert len(aws.usage("2026-11")) == 120 * 4
 
 
 @pytest.mark.parametrize(
@@ -129,10 +129,15 @@ def test_token_renewed_mid_run_and_429_503_ridden_out(
     [
         ("not json", "not valid JSON"),
         ('{"accounts": []}', "accounts: expected a non-empty list"),
-        ('{"accounts": [{"account_id": "k", "base_url": "http://keepnet.example.com", "client_id": "a", '
-         '"client_secret": "kn-secret-9f8e7d6c5b4a"}]}', "base_url"),
-        ('{"accounts": [{"account_id": "k", "base_url": "https://api.keepnetlabs.com", "client_id": "a"}]}',
-         "client_secret"),
+        (
+            '{"accounts": [{"account_id": "k", "base_url": "http://keepnet.example.com", "client_id": "a", '
+            '"client_secret": "kn-secret-9f8e7d6c5b4a"}]}',
+            "base_url",
+        ),
+        (
+            '{"accounts": [{"account_id": "k", "base_url": "https://api.keepnetlabs.com", "client_id": "a"}]}',
+            "client_secret",
+        ),
     ],
 )
 def test_bad_secret_fails_fast_naming_the_field_and_writes_nothing(
@@ -143,7 +148,7 @@ def test_bad_secret_fails_fast_naming_the_field_and_writes_nothing(
     with pytest.raises(ConfigError, match=message) as raised:
         invoke("keepnet", event_file("keepnet-scheduled.json"), env)
     assert CLIENT_SECRET not in str(raised.value)
-    assert aws.items() == []
+    assert aws.count() == 0
     assert keepnet.count() == 0
 
 
@@ -154,7 +159,7 @@ def test_bad_event_fails_fast_and_writes_nothing(
         invoke("keepnet", {"period": "2026-13"}, env)
     with pytest.raises(ConfigError, match=r"event\.scheduled_time"):
         invoke("keepnet", {"scheduled_time": "yesterday"}, env)
-    assert aws.items() == []
+    assert aws.count() == 0
     assert keepnet.count() == 0
 
 
@@ -164,8 +169,8 @@ def test_every_event_shape_and_an_explicit_period(
     assert invoke("keepnet", event_file("keepnet-eventbridge.json"), env)["period"] == "2026-11"
     assert invoke("keepnet", event_file("keepnet-period.json"), env)["period"] == "2026-10"
     now = invoke("keepnet", event_file("keepnet-now.json"), env)
-    assert now["tenants_collected"] == 230
-    assert {"2026-10", "2026-11"} <= {i["period"] for i in aws.items("usage")}
+    assert now["tenants_collected"] == 120
+    assert len(aws.usage("2026-10")) == len(aws.usage("2026-11")) == 120 * 4
 
 
 def test_no_secret_or_token_in_logs_events_or_items(
