@@ -43,7 +43,15 @@ integration: $(STAMP)
 faults: $(STAMP)
 	$(PYTEST) tests/faults
 
+# checkov pins boto3==1.35.x (conflicts with aws-sam-cli's), so it gets its own venv inside .venv.
+CHECKOV_VERSION := 3.3.30
+
 infra: $(STAMP)
+	@[ -f $(VENV)/checkov/.installed-$(CHECKOV_VERSION) ] || { \
+	  py=$$(scripts/find-python 3.12) || exit 1; \
+	  rm -rf $(VENV)/checkov && $$py -m venv $(VENV)/checkov && \
+	  $(VENV)/checkov/bin/python -m pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION) && \
+	  touch $(VENV)/checkov/.installed-$(CHECKOV_VERSION); }
 	$(PYTEST) tests/infrastructure
 
 demo: $(STAMP)

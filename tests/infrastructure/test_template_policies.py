@@ -1,0 +1,509 @@
+"""What the deployed stack must be, asserted on the template translated to CloudFormation (what AWS really gets).
+
+IAM least privilege, failure handling, encryption, retention, the functions' environment and schedules, the table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests import template_loader
+from tests.infrastructure.conftest import ALL_FEATURES_ON, COLLECTORS, REPO
+
+SCHEDULER_INPUT = {"scheduled_time": "<aws.scheduler.scheduled-time>"}
+OPS_ACTIONS = {"Fn::If": ["HasOpsEmail", [{"Ref": "OpsTopic"}], {"Ref": "AWS::NoValue"}]}
+
+# Managed policies SAM attaches and why they are acceptable: CloudWatch Logs writing (logs:CreateLogStream /
+# PutLogEvents, Resource "*" in the AWS policy) and X-Ray tracing (xray:PutTraceSegments..., no resource-level
+# permissions exist for them). Nothing else may be attached.
+ALLOWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+}
+
+TABLE_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Query",
+}
+
+
+def resources_of(cfn: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in cfn["Resources"].items() if v["Type"] == kind}
+
+
+def ref_to(value: Any) -> str | None:
+    """The logical id a {"Ref": x} or {"Fn::GetAtt": [x, ...]} points at."""
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return str(value["Fn::GetAtt"][0])
+    return None
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def unwrap_if(value: Any) -> Iterator[Any]:
+    """Both branches of an Fn::If (never AWS::NoValue), or the value itself."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        for branch in value["Fn::If"][1:]:
+            if branch != {"Ref": "AWS::NoValue"}:
+                yield from unwrap_if(branch)
+    else:
+        yield value
+
+
+def role_statements(role: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for policy in role["Properties"].get("Policies", []):
+        for concrete in unwrap_if(policy):
+            for statement in as_list(concrete["PolicyDocument"]["Statement"]):
+                yield concrete["PolicyName"], statement
+
+
+def function_role(cfn: dict[str, Any], function_id: str) -> dict[str, Any]:
+    role_id = ref_to(cfn["Resources"][function_id]["Properties"]["Role"])
+    assert role_id is not None
+    return dict(cfn["Resources"][role_id])
+
+
+def statements_for(cfn: dict[str, Any], function_id: str, action: str) -> list[dict[str, Any]]:
+    return [s for _, s in role_statements(function_role(cfn, function_id)) if action in as_list(s["Action"])]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# IAM
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_no_wildcard_action_or_resource_in_any_iam_policy(cfn_default: dict[str, Any]) -> None:
+    roles = resources_of(cfn_default, "AWS::IAM::Role")
+    assert len(roles) == 6, sorted(roles)  # 3 functions + 3 schedules
+    assert not resources_of(cfn_default, "AWS::IAM::Policy")
+    assert not resources_of(cfn_default, "AWS::IAM::ManagedPolicy")
+    for role_id, role in roles.items():
+        for policy_name, statement in role_statements(role):
+            where = f"{role_id}/{policy_name}"
+            assert statement["Effect"] == "Allow", where
+            assert "NotAction" not in statement, where
+            assert "NotResource" not in statement, where
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"{where}: wildcard action {action}"
+            for resource in as_list(statement["Resource"]):
+                text = json.dumps(resource)
+                assert resource != "*", f"{where}: Resource *"
+                # The only wildcard allowed: this table's indexes, and the Secrets Manager random ARN suffix (?).
+                if "*" in text:
+                    assert resource == {"Fn::Sub": "${UsageTable.Arn}/index/*"}, f"{where}: wildcard in {text}"
+
+
+def test_only_the_expected_managed_policies_are_attached(cfn_default: dict[str, Any]) -> None:
+    for role_id, role in resources_of(cfn_default, "AWS::IAM::Role").items():
+        attached = set(role["Properties"].get("ManagedPolicyArns", []))
+        assert attached <= ALLOWED_MANAGED_POLICIES, f"{role_id}: {attached - ALLOWED_MANAGED_POLICIES}"
+
+
+def test_roles_are_assumed_only_by_their_service(cfn_default: dict[str, Any]) -> None:
+    for role_id, role in resources_of(cfn_default, "AWS::IAM::Role").items():
+        statements = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        expected = "scheduler.amazonaws.com" if role_id.endswith("ScheduleRole") else "lambda.amazonaws.com"
+        assert [s["Principal"] for s in statements] == [{"Service": [expected]}], role_id
+
+
+@pytest.mark.parametrize("function_id", list(COLLECTORS))
+def test_function_role_has_exactly_the_permissions_it_needs(cfn_default: dict[str, Any], function_id: str) -> None:
+    actions = {
+        action for _, s in role_statements(function_role(cfn_default, function_id)) for action in as_list(s["Action"])
+    }
+    assert actions == TABLE_ACTIONS | {
+        "sns:Publish",
+        "secretsmanager:GetSecretValue",
+        "ssm:GetParameter",
+        "sqs:SendMessage",
+    }
+
+
+@pytest.mark.parametrize("function_id", list(COLLECTORS))
+def test_table_access_is_this_table_and_its_indexes_only(cfn_default: dict[str, Any], function_id: str) -> None:
+    statements = statements_for(cfn_default, function_id, "dynamodb:Query")
+    assert len(statements) == 1
+    assert set(as_list(statements[0]["Action"])) == TABLE_ACTIONS
+    assert statements[0]["Resource"] == [
+        {"Fn::GetAtt": ["UsageTable", "Arn"]},
+        {"Fn::Sub": "${UsageTable.Arn}/index/*"},
+    ]
+
+
+@pytest.mark.parametrize("function_id", list(COLLECTORS))
+def test_publish_is_to_the_alert_topic_only(cfn_default: dict[str, Any], function_id: str) -> None:
+    (statement,) = statements_for(cfn_default, function_id, "sns:Publish")
+    arn = template_loader.resolve_value(statement["Resource"], resources={"AlertTopic.TopicName": "uw-alerts"})
+    assert arn == "arn:aws:sns:eu-west-1:123456789012:uw-alerts"
+
+
+@pytest.mark.parametrize(("function_id", "collector"), list(COLLECTORS.items()))
+def test_each_function_reads_only_its_own_vendor_secret(
+    cfn_default: dict[str, Any], function_id: str, collector: tuple[str, str, str, str]
+) -> None:
+    _, secret_parameter, _, _ = collector
+    (statement,) = statements_for(cfn_default, function_id, "secretsmanager:GetSecretValue")
+    assert as_list(statement["Action"]) == ["secretsmanager:GetSecretValue"]
+    arn = template_loader.resolve_value(statement["Resource"], parameters={secret_parameter: "msp/vendor-prod"})
+    # Secrets Manager ARNs end in "-" + 6 random characters: "??????" matches exactly those, not "msp/vendor-prod-old".
+    assert arn == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:msp/vendor-prod-??????"
+    others = {p for _, p, _, _ in COLLECTORS.values()} - {secret_parameter}
+    assert not any(other in json.dumps(statement) for other in others)
+
+
+@pytest.mark.parametrize("function_id", list(COLLECTORS))
+@pytest.mark.parametrize(
+    ("parameter_name", "expected_arn"),
+    [
+        ("/usagewatch/rules", "arn:aws:ssm:eu-west-1:123456789012:parameter/usagewatch/rules"),
+        ("usagewatch-rules", "arn:aws:ssm:eu-west-1:123456789012:parameter/usagewatch-rules"),
+        ("/rules", "arn:aws:ssm:eu-west-1:123456789012:parameter/rules"),
+    ],
+)
+def test_rules_parameter_access_only_when_configured(
+    cfn_default: dict[str, Any], function_id: str, parameter_name: str, expected_arn: str
+) -> None:
+    role = function_role(cfn_default, function_id)
+    conditional = [p for p in role["Properties"]["Policies"] if "Fn::If" in p]
+    assert len(conditional) == 1, "the ssm:GetParameter policy must sit behind a condition"
+    for parameters, expected in (({"AlertRulesParameterName": parameter_name}, expected_arn), ({}, None)):
+        policy = template_loader.resolve_value(conditional[0], parameters=parameters)
+        if expected is None:
+            assert policy is None, "no rules parameter configured: no ssm permission at all"
+        else:
+            (statement,) = policy["PolicyDocument"]["Statement"]
+            assert statement["Action"] == "ssm:GetParameter"
+            assert statement["Resource"] == expected
+
+
+# boto3 client/resource methods -> the IAM action AWS checks for them (the ones this code base could plausibly use).
+BOTO3_METHOD_ACTIONS = {
+    "get_item": "dynamodb:GetItem",
+    "put_item": "dynamodb:PutItem",
+    "update_item": "dynamodb:UpdateItem",
+    "delete_item": "dynamodb:DeleteItem",
+    "batch_write_item": "dynamodb:BatchWriteItem",
+    "batch_writer": "dynamodb:BatchWriteItem",
+    "batch_get_item": "dynamodb:BatchGetItem",
+    "query": "dynamodb:Query",
+    "scan": "dynamodb:Scan",
+    "transact_write_items": "dynamodb:TransactWriteItems",
+    "transact_get_items": "dynamodb:TransactGetItems",
+    "describe_table": "dynamodb:DescribeTable",
+    "execute_statement": "dynamodb:PartiQLSelect",
+    "publish": "sns:Publish",
+    "publish_batch": "sns:Publish",
+    "get_secret_value": "secretsmanager:GetSecretValue",
+    "get_parameter": "ssm:GetParameter",
+    "get_parameters": "ssm:GetParameters",
+    "get_parameters_by_path": "ssm:GetParametersByPath",
+    "send_message": "sqs:SendMessage",
+    "send_message_batch": "sqs:SendMessage",
+}
+
+
+def test_every_aws_call_in_the_code_is_allowed_by_the_function_roles(cfn_default: dict[str, Any]) -> None:
+    """moto does not enforce IAM: a store change to, say, TransactWriteItems passes every local test and fails
+    in AWS with AccessDenied. This keeps the code's AWS calls and the roles' actions in step."""
+    calls: dict[str, set[str]] = {}
+    for path in (REPO / "shared" / "usagewatch").rglob("*.py"):
+        for method in re.findall(r"\.([a-z_]+)\(", path.read_text(encoding="utf-8")):
+            if method in BOTO3_METHOD_ACTIONS:
+                calls.setdefault(BOTO3_METHOD_ACTIONS[method], set()).add(str(path.relative_to(REPO)))
+    assert "dynamodb:Query" in calls, "found no DynamoDB call at all: is the scan looking in the right place?"
+    for function_id in COLLECTORS:
+        allowed = {
+            action
+            for _, s in role_statements(function_role(cfn_default, function_id))
+            for action in as_list(s["Action"])
+        }
+        missing = {action: sorted(files) for action, files in calls.items() if action not in allowed}
+        assert not missing, f"{function_id}'s role does not allow what the code calls: {missing}"
+
+
+def test_schedule_roles_invoke_only_their_function_and_write_only_the_dead_letter_queue(
+    cfn_default: dict[str, Any],
+) -> None:
+    for function_id in COLLECTORS:
+        role = cfn_default["Resources"][f"{function_id}ScheduleRole"]
+        granted = {(s["Action"], ref_to(s["Resource"])) for _, s in role_statements(role)}
+        assert granted == {("lambda:InvokeFunction", function_id), ("sqs:SendMessage", "CollectorDeadLetterQueue")}
+
+
+def test_queue_policies_admit_only_the_alert_topic(cfn_default: dict[str, Any]) -> None:
+    policies = resources_of(cfn_default, "AWS::SQS::QueuePolicy")
+    assert set(policies) == {"AlertQueuePolicy", "AlertDeadLetterQueuePolicy"}
+    for policy_id, policy in policies.items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Principal"] == {"Service": "sns.amazonaws.com"}, policy_id
+            assert statement["Action"] == "sqs:SendMessage", policy_id
+            assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "AlertTopic"}}}, policy_id
+
+
+def test_ops_key_policy_is_the_default_plus_cloudwatch_use(cfn_default: dict[str, Any]) -> None:
+    (key,) = resources_of(cfn_default, "AWS::KMS::Key").values()
+    assert key["Properties"]["EnableKeyRotation"] is True
+    statements = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    assert set(statements) == {"AccountAdministers", "CloudWatchAlarmsPublish"}
+    # Key policies always say Resource "*" (it means this key); the account root statement is AWS's default policy.
+    assert statements["AccountAdministers"]["Principal"] == {
+        "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    }
+    assert statements["CloudWatchAlarmsPublish"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert sorted(statements["CloudWatchAlarmsPublish"]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Failure handling
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_every_function_has_an_on_failure_destination_and_bounded_retries(cfn_default: dict[str, Any]) -> None:
+    configs = {
+        ref_to(c["Properties"]["FunctionName"]): c["Properties"]
+        for c in resources_of(cfn_default, "AWS::Lambda::EventInvokeConfig").values()
+    }
+    functions = resources_of(cfn_default, "AWS::Lambda::Function")
+    assert set(functions) == set(COLLECTORS)
+    for function_id in functions:
+        assert function_id in configs, f"{function_id} has no EventInvokeConfig"
+        config = configs[function_id]
+        assert config["MaximumRetryAttempts"] == 1
+        assert ref_to(config["DestinationConfig"]["OnFailure"]["Destination"]) == "CollectorDeadLetterQueue"
+        # ...and the role may write there (Lambda sends with the function's role).
+        (statement,) = statements_for(cfn_default, function_id, "sqs:SendMessage")
+        assert ref_to(statement["Resource"]) == "CollectorDeadLetterQueue"
+
+
+def test_dead_letter_queue_keeps_messages_14_days(cfn_default: dict[str, Any]) -> None:
+    for queue_id in ("CollectorDeadLetterQueue", "AlertDeadLetterQueue"):
+        assert cfn_default["Resources"][queue_id]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_alarms_cover_every_function_and_dead_letter_queue_and_notify_ops_only(cfn_default: dict[str, Any]) -> None:
+    alarms = resources_of(cfn_default, "AWS::CloudWatch::Alarm")
+    error_alarms = {
+        ref_to(a["Properties"]["Dimensions"][0]["Value"]): a["Properties"]
+        for a in alarms.values()
+        if a["Properties"]["MetricName"] == "Errors"
+    }
+    assert set(error_alarms) == set(COLLECTORS)
+    for alarm in error_alarms.values():
+        assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"], alarm["EvaluationPeriods"]) == (
+            "AWS/Lambda",
+            "Sum",
+            1,
+            1,
+        )
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    dlq_alarms = {
+        ref_to(a["Properties"]["Dimensions"][0]["Value"]): a["Properties"]
+        for a in alarms.values()
+        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    assert set(dlq_alarms) == {"CollectorDeadLetterQueue", "AlertDeadLetterQueue"}
+    for alarm in dlq_alarms.values():
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    for alarm_id, alarm in alarms.items():
+        for key in ("AlarmActions", "OKActions"):
+            assert alarm["Properties"][key] == OPS_ACTIONS, f"{alarm_id}.{key}"
+        assert "AlertTopic" not in json.dumps(alarm), f"{alarm_id} must never notify the alert topic"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Encryption and retention
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_table_topics_and_queues_are_encrypted(cfn_default: dict[str, Any]) -> None:
+    table = cfn_default["Resources"]["UsageTable"]["Properties"]
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    topics = resources_of(cfn_default, "AWS::SNS::Topic")
+    assert set(topics) == {"AlertTopic", "OpsTopic"}
+    assert topics["AlertTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    # CloudWatch cannot publish to a topic under the AWS-managed key: the ops topic has its own key.
+    assert topics["OpsTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "OpsTopicKey"}
+    for queue_id, queue in resources_of(cfn_default, "AWS::SQS::Queue").items():
+        assert queue["Properties"].get("SqsManagedSseEnabled") is True, f"{queue_id} is not encrypted"
+
+
+def test_every_log_group_has_a_retention_and_every_function_logs_to_one(cfn_default: dict[str, Any]) -> None:
+    log_groups = resources_of(cfn_default, "AWS::Logs::LogGroup")
+    for group_id, group in log_groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, group_id
+    for function_id, function in resources_of(cfn_default, "AWS::Lambda::Function").items():
+        target = ref_to(function["Properties"]["LoggingConfig"]["LogGroup"])
+        assert target in log_groups, f"{function_id} does not log to a log group of this stack"
+    assert template_loader.load_template()["Parameters"]["LogRetentionDays"]["Default"] == 90
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Functions: runtime, environment, schedules
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function_id", list(COLLECTORS))
+def test_runtime_architecture_tracing_and_layer(cfn_default: dict[str, Any], function_id: str) -> None:
+    properties = cfn_default["Resources"][function_id]["Properties"]
+    assert properties["Runtime"] == "python3.12"
+    assert properties["Architectures"] == ["arm64"]
+    assert properties["TracingConfig"] == {"Mode": "Active"}
+    assert properties["Handler"] == "app.lambda_handler"
+    assert (properties["MemorySize"], properties["Timeout"]) == (512, 600)
+    (layer,) = properties["Layers"]
+    layer_resource = cfn_default["Resources"][ref_to(layer) or ""]
+    assert layer_resource["Type"] == "AWS::Lambda::LayerVersion"
+    assert layer_resource["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer_resource["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+@pytest.mark.parametrize(("function_id", "collector"), list(COLLECTORS.items()))
+def test_environment_has_every_variable_the_code_needs(
+    cfn_default: dict[str, Any], function_id: str, collector: tuple[str, str, str, str]
+) -> None:
+    vendor, secret_parameter, _, _ = collector
+    variables = cfn_default["Resources"][function_id]["Properties"]["Environment"]["Variables"]
+    assert variables["USAGE_TABLE_NAME"] == {"Ref": "UsageTable"}
+    assert variables["ALERT_TOPIC_ARN"] == {"Ref": "AlertTopic"}
+    assert variables["VENDOR_SECRET_ID"] == {"Ref": secret_parameter}
+    assert variables["ALERT_RULES_PARAMETER"] == {"Ref": "AlertRulesParameterName"}
+    assert variables["POWERTOOLS_SERVICE_NAME"] == f"usagewatch-{vendor}"
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "usagewatch"
+    assert variables["LOG_LEVEL"] == {"Ref": "LogLevel"}
+    assert variables["SNAPSHOT_RETENTION_DAYS"] == {"Ref": "SnapshotRetentionDays"}
+    # Nothing else: in particular never a credential (those are read from Secrets Manager at run time).
+    assert set(variables) == {
+        "USAGE_TABLE_NAME",
+        "ALERT_TOPIC_ARN",
+        "VENDOR_SECRET_ID",
+        "ALERT_RULES_PARAMETER",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "LOG_LEVEL",
+        "SNAPSHOT_RETENTION_DAYS",
+    }
+
+
+@pytest.mark.parametrize(("function_id", "collector"), list(COLLECTORS.items()))
+def test_each_function_has_one_schedule_with_the_scheduler_input(
+    cfn_default: dict[str, Any], function_id: str, collector: tuple[str, str, str, str]
+) -> None:
+    _, _, schedule_parameter, default_expression = collector
+    schedules = [
+        s["Properties"]
+        for s in resources_of(cfn_default, "AWS::Scheduler::Schedule").values()
+        if ref_to(s["Properties"]["Target"]["Arn"]) == function_id
+    ]
+    assert len(schedules) == 1
+    (schedule,) = schedules
+    assert json.loads(schedule["Target"]["Input"]) == SCHEDULER_INPUT
+    assert schedule["ScheduleExpression"] == {"Ref": schedule_parameter}
+    vendor_enabled = f"{schedule_parameter.removesuffix('Schedule')}IsEnabled"
+    assert schedule["State"] == {"Fn::If": [vendor_enabled, {"Ref": "ScheduleState"}, "DISABLED"]}
+    for parameters, expected in (
+        ({}, "ENABLED"),
+        ({"ScheduleState": "DISABLED"}, "DISABLED"),
+        ({f"{schedule_parameter.removesuffix('Schedule')}Enabled": "false"}, "DISABLED"),
+    ):
+        assert template_loader.resolve_value(schedule["State"], parameters=parameters) == expected, parameters
+    assert schedule["Target"]["RetryPolicy"] == {"MaximumRetryAttempts": 2}
+    assert ref_to(schedule["Target"]["DeadLetterConfig"]["Arn"]) == "CollectorDeadLetterQueue"
+    assert "Name" not in schedule, "a fixed schedule name would clash between two stacks in one account"
+    parameters = template_loader.load_template()["Parameters"]
+    assert parameters[schedule_parameter]["Default"] == default_expression
+    assert template_loader.schedule_inputs(function_id) == {"Schedule": SCHEDULER_INPUT}
+
+
+def test_schedule_parameters_accept_only_scheduler_expressions() -> None:
+    parameters = template_loader.load_template()["Parameters"]
+    for _, _, schedule_parameter, _ in COLLECTORS.values():
+        pattern = re.compile(parameters[schedule_parameter]["AllowedPattern"])
+        for good in ("rate(6 hours)", "rate(1 hour)", "cron(0 */6 * * ? *)"):
+            assert pattern.fullmatch(good)
+        for bad in ("6 hours", "every hour", ""):
+            assert not pattern.fullmatch(bad)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Table and alert delivery
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_table_is_retained_recoverable_on_demand_with_ttl(cfn_default: dict[str, Any]) -> None:
+    table = cfn_default["Resources"]["UsageTable"]
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert properties["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    (index,) = properties["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "gsi1"
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+
+
+def test_email_subscription_gets_warning_and_critical_only(cfn_default: dict[str, Any]) -> None:
+    subscription = cfn_default["Resources"]["AlertEmailSubscription"]
+    assert subscription["Condition"] == "HasAlertEmail"
+    properties = subscription["Properties"]
+    assert ref_to(properties["TopicArn"]) == "AlertTopic"
+    assert properties["Protocol"] == "email"
+    assert properties["FilterPolicyScope"] == "MessageAttributes"
+    assert properties["FilterPolicy"] == {"severity": ["warning", "critical"]}
+    assert ref_to(properties["RedrivePolicy"]["deadLetterTargetArn"]) == "AlertDeadLetterQueue"
+
+
+def test_alert_queue_receives_every_event_raw(cfn_default: dict[str, Any]) -> None:
+    subscription = cfn_default["Resources"]["AlertQueueSubscription"]
+    assert subscription["Condition"] == "AlertQueueIsEnabled"
+    properties = subscription["Properties"]
+    assert ref_to(properties["TopicArn"]) == "AlertTopic"
+    assert (properties["Protocol"], properties["RawMessageDelivery"]) == ("sqs", True)
+    assert "FilterPolicy" not in properties
+    assert cfn_default["Resources"]["AlertQueue"]["Condition"] == "AlertQueueIsEnabled"
+
+
+def test_conditions_follow_the_parameters() -> None:
+    def conditions(parameters: dict[str, str]) -> dict[str, bool]:
+        names = template_loader.load_template()["Conditions"]
+        return {
+            name: template_loader.resolve_value({"Fn::If": [name, True, False]}, parameters=parameters)
+            for name in names
+        }
+
+    vendors = {"KeepnetIsEnabled", "GravityZoneIsEnabled", "ThousandEyesIsEnabled"}
+    defaults = conditions({})
+    assert {name for name, on in defaults.items() if on} == vendors, "by default: every vendor, no optional extra"
+    assert all(conditions(ALL_FEATURES_ON).values())
+
+
+def test_outputs_name_what_operators_need(cfn_default: dict[str, Any]) -> None:
+    outputs = cfn_default["Outputs"]
+    for key, target in {
+        "UsageTableName": "UsageTable",
+        "AlertTopicArn": "AlertTopic",
+        "CollectorDeadLetterQueueUrl": "CollectorDeadLetterQueue",
+        "KeepnetCollectorFunctionName": "KeepnetCollectorFunction",
+        "GravityZoneCollectorFunctionName": "GravityZoneCollectorFunction",
+        "ThousandEyesCollectorFunctionName": "ThousandEyesCollectorFunction",
+        "AlertQueueUrl": "AlertQueue",
+    }.items():
+        assert ref_to(outputs[key]["Value"]) == target, key
+    assert outputs["AlertQueueUrl"]["Condition"] == "AlertQueueIsEnabled"
