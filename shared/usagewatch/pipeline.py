@@ -146,6 +146,7 @@ class Pipeline(Generic[AccountT]):
         totals = _Totals()
         findings: list[Finding] = []
         ok_tenants: dict[str, str] = {}
+        billed_tenants: set[str] = set()
         failures: dict[str, TenantFailureInfo] = {}
         periods: set[str] = set()
         account_error: str | None = None
@@ -165,6 +166,8 @@ class Pipeline(Generic[AccountT]):
                     findings.extend(evaluate(record, self.rules, request.as_of))
                     outcome.records_written += 1
                 ok_tenants[tenant.tenant_id] = tenant.tenant_name
+                if tenant.billed:
+                    billed_tenants.add(tenant.tenant_id)
             self.store.flush()
         except UsagewatchError as exc:
             account_error = _clean(str(exc))
@@ -172,7 +175,7 @@ class Pipeline(Generic[AccountT]):
         if not periods:
             periods.add(str(request.period))
         outcome.periods = sorted(periods)
-        outcome.tenants_collected = len(ok_tenants)
+        outcome.tenants_collected = len(ok_tenants.keys() & billed_tenants)
         outcome.tenants_failed = len(failures)
 
         try:

@@ -1,0 +1,126 @@
+"""The demo's three vendors: simulators with realistic data, their secrets, and what the demo shows of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.local_aws import LocalAws
+from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
+from tests.simulators.keepnet import KeepnetSimulator, make_companies, over_limit
+from tests.simulators.thousandeyes import ThousandEyesSimulator, make_orgs
+from usagewatch.alerts import fmt
+from usagewatch.report import customers_table, table
+
+KEEPNET_SECRET = ("msp-reseller", "kn-demo-secret-5c1f0e")
+GRAVITYZONE_KEY = "gz-demo-key-7a41c9d2"
+THOUSANDEYES_TOKEN = "te-demo-token-3b8e61"
+PERIOD = "2026-11"
+
+
+class DemoVendors:
+    def __init__(self) -> None:
+        self.keepnet = KeepnetSimulator(
+            companies=make_companies(300, seed=2026, over_limit=4, unlimited=5),
+            clients={KEEPNET_SECRET[0]: (KEEPNET_SECRET[1], "Reseller")},
+            page_cap=100,
+        )
+        tree = make_tree(customers=40, partners=2, sub_partner=True, seed=3)
+        customers = tree.customers()
+        self.gravityzone = GravityZoneSimulator(
+            api_key=GRAVITYZONE_KEY,
+            tree=tree,
+            failing_companies=[customers[6]],
+            no_licence_companies=[customers[9]],
+        )
+        self.thousandeyes = ThousandEyesSimulator(token=THOUSANDEYES_TOKEN, orgs=make_orgs(2, groups_per_org=2))
+
+    def __enter__(self) -> DemoVendors:
+        for sim in (self.keepnet, self.gravityzone, self.thousandeyes):
+            sim.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sim in (self.keepnet, self.gravityzone, self.thousandeyes):
+            sim.stop()
+
+    def urls(self) -> dict[str, str]:
+        return {"keepnet": self.keepnet.url, "gravityzone": self.gravityzone.url, "thousandeyes": self.thousandeyes.url}
+
+    def configure(self, aws: LocalAws) -> dict[str, dict[str, str]]:
+        """Create each vendor's secret as an operator would, and return each function's environment."""
+        secrets: dict[str, list[dict[str, Any]]] = {
+            "keepnet": [
+                {
+                    "account_id": "keepnet-msp",
+                    "base_url": self.keepnet.url,
+                    "client_id": KEEPNET_SECRET[0],
+                    "client_secret": KEEPNET_SECRET[1],
+                }
+            ],
+            "gravityzone": [
+                {"account_id": "gz-eu", "access_url": self.gravityzone.access_url, "api_key": GRAVITYZONE_KEY}
+            ],
+            "thousandeyes": [
+                {"account_id": "te-main", "base_url": self.thousandeyes.url, "bearer_token": THOUSANDEYES_TOKEN}
+            ],
+        }
+        envs = {}
+        for vendor, accounts in secrets.items():
+            name = f"usagewatch/{vendor}"
+            aws.put_secret(name, accounts)
+            envs[vendor] = aws.environment(vendor, secret_name=name)
+        return envs
+
+    def show_usage(self, aws: LocalAws) -> None:
+        """What a billing person asks first, per vendor, read back from the table."""
+        from tests.demo import section, say
+
+        totals = {(t["vendor"], t["metric"]): t for t in aws.totals(PERIOD)}
+        keepnet = aws.usage(PERIOD, vendor="keepnet")
+        monthly = totals[("keepnet", "monthly_users")]
+        over = [i for i in keepnet if i["metric"] == "target_users" and i.get("limit_exceeded")]
+        section(f"Keepnet, {PERIOD}")
+        say(f"Companies collected: {fmt(monthly['tenant_count'])}")
+        say(f"Total monthly users (to bill): {fmt(monthly['value'])}")
+        say(f"Companies over their licence limit (Keepnet's own verdict): {len(over)}")
+        say(customers_table(over, "target_users"))
+
+        gz = aws.usage(PERIOD, vendor="gravityzone")
+        section(f"GravityZone, {PERIOD}")
+        customers = {i["tenant_id"] for i in gz if i.get("billed", True)}
+        partners = {i["tenant_id"] for i in gz if not i.get("billed", True)}
+        say(
+            f"Customer companies collected: {len(customers)}; partner companies stored as parents "
+            f"(their counters include their customers', never added again): {len(partners)}"
+        )
+        rows = [
+            (t["metric"], fmt(t["value"]), t["unit"], t["tenant_count"])
+            for (vendor, _), t in sorted(totals.items())
+            if vendor == "gravityzone" and t["value"]
+        ]
+        say(table(("metric", "total", "unit", "customers"), rows))
+
+        te = aws.usage(PERIOD, vendor="thousandeyes")
+        section("ThousandEyes, current billing period")
+        rows = [
+            (
+                i["tenant_name"],
+                i["metric"],
+                fmt(i["value"]),
+                fmt(i.get("quota")),
+                fmt(i.get("projected")),
+                f"{i['period_start'][:10]} to {i['period_end'][:10]}",
+            )
+            for i in sorted(te, key=lambda i: (i["tenant_name"], i["metric"]))
+            if i.get("billed", True) and i["metric"] in ("cloud_units", "endpoint_agents")
+        ]
+        say(table(("organisation", "metric", "used", "included", "projected", "billing period"), rows))
+        breakdown = sum(1 for i in te if not i.get("billed", True))
+        say(f"Per account group breakdown rows stored (not added to totals again): {breakdown}")
+
+    def fix_one_customer(self) -> str:
+        """A customer brings its users back under the licence limit; the next run resolves its alert."""
+        company = next(c for c in self.keepnet.default_companies if over_limit(c))
+        limit = int(company["numberOfUsers"])
+        company["targetUserCount"] = limit - 5
+        return f"{company['companyName']} (Keepnet) is back to {limit - 5} of {limit} users"
