@@ -23,6 +23,7 @@ LOG_FILE = ROOT / ".demo" / "logs.jsonl"
 SCHEDULED = "2026-11-22T06:00:00Z"
 SIX_HOURS_LATER = "2026-11-22T12:00:00Z"
 TWELVE_HOURS_LATER = "2026-11-22T18:00:00Z"
+SHOWN_PER_GROUP = 5
 
 
 def _free_port() -> int:
@@ -46,7 +47,7 @@ def local_aws() -> Iterator[str]:
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="demo",
-        AWS_SECRET_ACCESS_KEY="demo",  # noqa: S105 - moto's dummy credential
+        AWS_SECRET_ACCESS_KEY="demo",
         AWS_DEFAULT_REGION="eu-west-1",
     )
     os.environ.pop("AWS_PROFILE", None)
@@ -122,9 +123,16 @@ def run_cycle(title: str, when: str, envs: dict[str, dict[str, str]], aws: Any) 
         say("Alerts delivered to the subscriber queue: none (nothing new since the last run)")
     else:
         say(f"Alerts delivered to the subscriber queue (SNS -> SQS, raw JSON): {len(events)}")
-        for event in sorted(events, key=lambda e: (e["event_type"], e["vendor"], e.get("rule", ""))):
-            kind = event["event_type"].split(".")[-1].upper()
-            say(f"  {event['severity'].upper():8} {kind:9} {event['summary']}")
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for event in events:
+            groups.setdefault((event["event_type"], event.get("rule", "")), []).append(event)
+        order = {"critical": 0, "warning": 1, "info": 2}
+        for (kind, rule), group in sorted(groups.items(), key=lambda g: order.get(g[1][0]["severity"], 3)):
+            say(f"  {kind} {rule}: {len(group)}")
+            for event in group[:SHOWN_PER_GROUP]:
+                say(f"    {event['severity'].upper():8} {event['summary']}")
+            if len(group) > SHOWN_PER_GROUP:
+                say(f"    ... and {len(group) - SHOWN_PER_GROUP} more")
     return events
 
 

@@ -73,7 +73,7 @@ class DemoVendors:
 
     def show_usage(self, aws: LocalAws) -> None:
         """What a billing person asks first, per vendor, read back from the table."""
-        from tests.demo import section, say
+        from tests.demo import say, section
 
         totals = {(t["vendor"], t["metric"]): t for t in aws.totals(PERIOD)}
         keepnet = aws.usage(PERIOD, vendor="keepnet")
