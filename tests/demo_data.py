@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.local_aws import LocalAws
@@ -15,6 +16,8 @@ KEEPNET_SECRET = ("msp-reseller", "kn-demo-secret-5c1f0e")
 GRAVITYZONE_KEY = "gz-demo-key-7a41c9d2"
 THOUSANDEYES_TOKEN = "te-demo-token-3b8e61"
 PERIOD = "2026-11"
+# The events/ files run at this time; the ThousandEyes billing period is the one around it.
+AS_OF = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 
 
 class DemoVendors:
@@ -32,7 +35,9 @@ class DemoVendors:
             failing_companies=[customers[6]],
             no_licence_companies=[customers[9]],
         )
-        self.thousandeyes = ThousandEyesSimulator(token=THOUSANDEYES_TOKEN, orgs=make_orgs(2, groups_per_org=2))
+        self.thousandeyes = ThousandEyesSimulator(
+            token=THOUSANDEYES_TOKEN, orgs=make_orgs(2, groups_per_org=2, now=AS_OF)
+        )
 
     def __enter__(self) -> DemoVendors:
         for sim in (self.keepnet, self.gravityzone, self.thousandeyes):
