@@ -28,6 +28,7 @@ class LocalAws:
     table_name: str
     topic_arn: str
     queue_url: str
+    work_queue_url: str = ""
     rules_parameter: str | None = None
     clients: dict[str, Any] = field(default_factory=dict)
 
@@ -45,7 +46,11 @@ class LocalAws:
             parameters["AlertRulesParameterName"] = self.rules_parameter
         return function_environment(
             VENDOR_FUNCTIONS[vendor],
-            resources={"UsageTable": self.table_name, "AlertTopic": self.topic_arn},
+            resources={
+                "UsageTable": self.table_name,
+                "AlertTopic": self.topic_arn,
+                "GravityZoneWorkQueue": self.work_queue_url,
+            },
             parameters=parameters,
         )
 
@@ -90,6 +95,19 @@ class LocalAws:
         answer = self.client("dynamodb").scan(TableName=self.table_name, Select="COUNT")
         return int(answer["Count"])
 
+    def work_messages(self) -> list[dict[str, Any]]:
+        """Take every message waiting on the work queue, as the SQS event records Lambda would receive."""
+        sqs = self.client("sqs")
+        records: list[dict[str, Any]] = []
+        while True:
+            answer = sqs.receive_message(QueueUrl=self.work_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = answer.get("Messages", [])
+            if not messages:
+                return records
+            for message in messages:
+                records.append({"messageId": message["MessageId"], "body": message["Body"], "eventSource": "aws:sqs"})
+                sqs.delete_message(QueueUrl=self.work_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
     def items(self, record_type: str | None = None) -> list[dict[str, Any]]:
         """Every item of the table (a Scan: slow under moto, for tests only, never in the product)."""
         ddb = self.client("dynamodb")
@@ -116,4 +134,7 @@ def provision(table_name: str = "usagewatch-usage", topic_name: str = "usagewatc
     queue_url = sqs.create_queue(QueueName=f"{topic_name}-subscriber")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
-    return LocalAws(table_name, topic_arn, queue_url, clients={"dynamodb": ddb, "sns": sns, "sqs": sqs})
+    work_queue_url = sqs.create_queue(
+        QueueName=f"{table_name}-gravityzone-work.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+    return LocalAws(table_name, topic_arn, queue_url, work_queue_url, clients={"dynamodb": ddb, "sns": sns, "sqs": sqs})

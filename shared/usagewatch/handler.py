@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usagewatch.errors import UsagewatchError
+from usagewatch.continuation import WorkItem
+from usagewatch.errors import ConfigError, UsagewatchError
 from usagewatch.invocation import parse_event
 from usagewatch.model import Source
 from usagewatch.observability import logger, metrics
-from usagewatch.pipeline import Pipeline, Publisher, RunSummary, UsageStore, run_id_for
+from usagewatch.pipeline import DEFAULT_BUDGET_SECONDS, Pipeline, Publisher, RunSummary, UsageStore, run_id_for
 from usagewatch.settings import ConfigLoader, load_environment
 
 AccountT = TypeVar("AccountT")
@@ -43,10 +45,16 @@ def handle(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     store: UsageStore | None = None,
     publisher: Publisher | None = None,
+    remaining_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Validate everything before the first vendor call or write, then run the pipeline."""
+    """Validate everything before the first vendor call or write, then run the pipeline.
+
+    A scheduled event collects every account; an SQS batch from the work queue collects the chunks of
+    accounts too large for one invocation and answers with the failed messages (partial batch response).
+    """
     env = load_environment(environ)
-    request = parse_event(event, clock())
+    work = _work_items(event)
+    request = parse_event({} if work is not None else event, clock())
     logger.set_correlation_id(run_id_for(source.vendor, request))
     raw_accounts = _loader.secret_accounts(env.vendor_secret_id, vendor=source.vendor)
     accounts = [source.parse_account(raw, index=i) for i, raw in enumerate(raw_accounts)]
@@ -60,8 +68,19 @@ def handle(
         from usagewatch.publisher import SnsPublisher
 
         publisher = SnsPublisher(env.alert_topic_arn)
+    work_queue = None
+    if env.work_queue_url:
+        from usagewatch.publisher import SqsWorkQueue
 
-    pipeline = Pipeline(source, store, publisher, rules, clock)
+        work_queue = SqsWorkQueue(env.work_queue_url)
+    budget = (
+        DEFAULT_BUDGET_SECONDS if remaining_seconds is None else min(DEFAULT_BUDGET_SECONDS, remaining_seconds * 0.7)
+    )
+    pipeline = Pipeline(source, store, publisher, rules, clock, work_queue=work_queue, budget_seconds=budget)
+
+    if work is not None:
+        return _run_chunks(pipeline, source, accounts, work)
+
     summary = pipeline.run(accounts, request)
     result = summary.to_dict()
     _emit_metrics(result)
@@ -69,6 +88,40 @@ def handle(
     if summary.failed_accounts:
         raise CollectionFailedError(summary)
     return result
+
+
+def _work_items(event: Any) -> list[tuple[str, str]] | None:
+    """(message id, body) of an SQS batch, or None for any other event."""
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        return None
+    records = event["Records"]
+    if not all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
+        raise ConfigError("event.Records: only SQS work-queue records are accepted")
+    return [(str(r.get("messageId", "")), str(r.get("body", ""))) for r in records]
+
+
+def _run_chunks(
+    pipeline: Pipeline[AccountT], source: Source[AccountT], accounts: list[AccountT], work: list[tuple[str, str]]
+) -> dict[str, Any]:
+    by_id = {source.account_id(a): a for a in accounts}
+    failed: list[dict[str, str]] = []
+    finished: list[dict[str, Any]] = []
+    for message_id, body in work:
+        try:
+            item = WorkItem.from_json(body)
+            account = by_id.get(item.key.account_id)
+            if account is None or item.key.vendor != source.vendor:
+                raise ConfigError(f"work item for unknown account {item.key.vendor}/{item.key.account_id}")
+            logger.set_correlation_id(f"{item.key.vendor}:{item.key.as_of}")
+            outcome = pipeline.run_chunk(account, item)
+        except UsagewatchError as exc:
+            logger.error("work item failed; SQS will retry it", extra={"message_id": message_id, "error": str(exc)})
+            failed.append({"itemIdentifier": message_id})
+            continue
+        if outcome is not None:
+            finished.append(asdict(outcome))
+    logger.info("work items processed", extra={"messages": len(work), "failed": len(failed), "finished": finished})
+    return {"batchItemFailures": failed}
 
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
@@ -81,7 +134,7 @@ def lambda_handler_for(source_factory: Callable[[], Source[Any]]) -> LambdaHandl
     @metrics.log_metrics
     @logger.inject_lambda_context(clear_state=True)
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return handle(source_factory(), event)
+        return handle(source_factory(), event, remaining_seconds=context.get_remaining_time_in_millis() / 1000)
 
     return lambda_handler
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 
 from usagewatch.errors import ConfigError, VendorDataError
 
@@ -207,6 +207,23 @@ class Source(Protocol[AccountT]):
     def account_id(self, account: AccountT) -> str: ...
 
     def collect(self, account: AccountT, request: CollectionRequest) -> Iterator[TenantResult]: ...
+
+
+@runtime_checkable
+class ChunkedSource(Protocol):
+    """A source whose accounts may need more than one invocation (GravityZone at 5 requests a second).
+
+    `plan_chunks` returns None when the account fits `budget_seconds`, else JSON-serialisable chunks of
+    tenants; `collect_chunk` reads one of them.
+    """
+
+    def plan_chunks(
+        self, account: Any, request: CollectionRequest, budget_seconds: float
+    ) -> list[list[dict[str, Any]]] | None: ...
+
+    def collect_chunk(
+        self, account: Any, request: CollectionRequest, chunk: list[dict[str, Any]]
+    ) -> Iterator[TenantResult]: ...
 
 
 AlertStatus = Literal["firing", "resolved", "closed"]

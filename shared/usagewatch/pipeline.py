@@ -13,23 +13,30 @@ from datetime import UTC, datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from usagewatch.alerts import Event, Observed, TenantFailureInfo, Transition, reconcile_failures, reconcile_thresholds
-from usagewatch.errors import PublishError, StoreError, UsagewatchError
+from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
+from usagewatch.errors import ConfigError, PublishError, StoreError, UsagewatchError
 from usagewatch.model import (
     AlertState,
+    ChunkedSource,
     CollectionRequest,
     Number,
     RunRecord,
     Source,
     TenantFailure,
+    TenantResult,
     Total,
     UsageRecord,
+    parse_utc,
     utc_iso,
 )
 from usagewatch.observability import logger
 from usagewatch.redaction import redactor
 from usagewatch.rules import Finding, RulesDocument, evaluate
+from usagewatch.store import usage_record
 
 MAX_ERRORS_KEPT: Final = 25
+# Vendor calls one invocation may plan for: the template's 600 s timeout less room to store and publish.
+DEFAULT_BUDGET_SECONDS: Final = 420.0
 MAX_ERROR_LENGTH: Final = 500
 AccountT = TypeVar("AccountT")
 
@@ -43,9 +50,22 @@ class UsageStore(Protocol):
     def put_alert(self, state: AlertState) -> None: ...
     def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[dict[str, Any]]: ...
 
+    def period_usage(
+        self, period: str, *, vendor: str | None = None, account_id: str | None = None
+    ) -> list[dict[str, Any]]: ...
+    def start_chunked_run(self, key: ChunkKey, *, started_at: str, chunk_count: int) -> None: ...
+    def complete_chunk(
+        self, key: ChunkKey, index: int, *, failures: dict[str, tuple[str, str]], error: str | None
+    ) -> ChunkedRunState: ...
+    def claim_finish(self, key: ChunkKey) -> bool: ...
+
 
 class Publisher(Protocol):
     def publish(self, event: Event) -> str: ...
+
+
+class WorkQueue(Protocol):
+    def send(self, item: WorkItem) -> None: ...
 
 
 @dataclass
@@ -58,6 +78,7 @@ class AccountOutcome:
     records_written: int = 0
     alerts_published: int = 0
     publish_failures: int = 0
+    chunks: int = 0
     error: str | None = None
 
 
@@ -110,6 +131,38 @@ class _Totals:
         ]
 
 
+@dataclass
+class _AccountRun:
+    """What one account's run has seen so far."""
+
+    vendor: str
+    account_id: str
+    started: datetime
+    outcome: AccountOutcome = field(init=False)
+    totals: _Totals = field(default_factory=_Totals)
+    findings: list[Finding] = field(default_factory=list)
+    ok_tenants: dict[str, str] = field(default_factory=dict)
+    billed_tenants: set[str] = field(default_factory=set)
+    failures: dict[str, TenantFailureInfo] = field(default_factory=dict)
+    periods: set[str] = field(default_factory=set)
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.outcome = AccountOutcome(self.account_id)
+
+    def observe(self, record: UsageRecord, findings: list[Finding]) -> None:
+        period = str(record.period)
+        self.periods.add(period)
+        if record.tenant.billed:
+            self.totals.add(period, record.metric, record.unit, record.value, record.tenant_id, carried=False)
+        self.findings.extend(findings)
+        self.outcome.records_written += 1
+
+    def fail(self, error: str) -> None:
+        self.error = error
+        logger.error("account collection failed", extra={"account_id": self.account_id, "error": error})
+
+
 def _clean(message: str) -> str:
     text = redactor.scrub(message)
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
@@ -126,6 +179,8 @@ class Pipeline(Generic[AccountT]):
     publisher: Publisher
     rules: RulesDocument
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    work_queue: WorkQueue | None = None
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS
 
     def run(self, accounts: Sequence[AccountT], request: CollectionRequest) -> RunSummary:
         summary = RunSummary(
@@ -139,49 +194,55 @@ class Pipeline(Generic[AccountT]):
         return summary
 
     def _collect_account(self, account: AccountT, request: CollectionRequest, run_id: str) -> AccountOutcome:
-        vendor = self.source.vendor
-        account_id = self.source.account_id(account)
-        outcome = AccountOutcome(account_id)
-        started = self.clock()
-        totals = _Totals()
-        findings: list[Finding] = []
-        ok_tenants: dict[str, str] = {}
-        billed_tenants: set[str] = set()
-        failures: dict[str, TenantFailureInfo] = {}
-        periods: set[str] = set()
-        account_error: str | None = None
+        run = _AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
+        queue = self.work_queue
+        if queue is not None and isinstance(self.source, ChunkedSource):
+            try:
+                chunks = self.source.plan_chunks(account, request, self.budget_seconds)
+            except UsagewatchError as exc:
+                run.fail(_clean(str(exc)))
+                return self._finish(run, request, run_id)
+            if chunks:
+                return self._dispatch(queue, run, request, chunks)
+        self._stream(run, self.source.collect(account, request), request)
+        return self._finish(run, request, run_id)
+
+    def _stream(self, run: _AccountRun, results: Iterable[TenantResult], request: CollectionRequest) -> None:
+        """Store every tenant's records as they arrive; keep what the finish needs (sums, findings)."""
         try:
-            for result in self.source.collect(account, request):
+            for result in results:
                 tenant = result.tenant
                 if isinstance(result, TenantFailure):
-                    failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, _clean(result.error))
+                    run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, _clean(result.error))
                     continue
                 collected_at = self.clock()
                 for record in result.records:
                     self.store.add_usage(record, as_of=request.as_of, collected_at=collected_at)
-                    period = str(record.period)
-                    periods.add(period)
-                    if tenant.billed:
-                        totals.add(period, record.metric, record.unit, record.value, tenant.tenant_id, carried=False)
-                    findings.extend(evaluate(record, self.rules, request.as_of))
-                    outcome.records_written += 1
-                ok_tenants[tenant.tenant_id] = tenant.tenant_name
+                    run.observe(record, evaluate(record, self.rules, request.as_of))
+                run.ok_tenants[tenant.tenant_id] = tenant.tenant_name
                 if tenant.billed:
-                    billed_tenants.add(tenant.tenant_id)
+                    run.billed_tenants.add(tenant.tenant_id)
             self.store.flush()
         except UsagewatchError as exc:
-            account_error = _clean(str(exc))
-            logger.error("account collection failed", extra={"account_id": account_id, "error": account_error})
-        if not periods:
-            periods.add(str(request.period))
-        outcome.periods = sorted(periods)
-        outcome.tenants_collected = len(ok_tenants.keys() & billed_tenants)
-        outcome.tenants_failed = len(failures)
+            run.fail(_clean(str(exc)))
+
+    def _finish(
+        self, run: _AccountRun, request: CollectionRequest, run_id: str, *, carry_failed: bool = True
+    ) -> AccountOutcome:
+        """Totals, alert transitions (published, then stored) and the run record of one account."""
+        vendor, account_id, outcome = run.vendor, run.account_id, run.outcome
+        if not run.periods:
+            run.periods.add(str(request.period))
+        outcome.periods = sorted(run.periods)
+        outcome.tenants_collected = len(run.ok_tenants.keys() & run.billed_tenants)
+        outcome.tenants_failed = len(run.failures)
+        account_error = run.error
 
         try:
             if account_error is None:
-                self._carry_failed_tenants(totals, vendor, account_id, failures, periods)
-                self.store.write_totals(totals.totals(vendor, account_id, utc_iso(self.clock())))
+                if carry_failed:
+                    self._carry_failed_tenants(run.totals, vendor, account_id, run.failures, run.periods)
+                self.store.write_totals(run.totals.totals(vendor, account_id, utc_iso(self.clock())))
             open_states = self.store.open_alerts(vendor, account_id)
         except StoreError as exc:
             account_error = account_error or _clean(str(exc))
@@ -190,31 +251,33 @@ class Pipeline(Generic[AccountT]):
         transitions: list[Transition] = []
         if open_states is not None:
             if account_error is None:
-                observed = Observed(frozenset(ok_tenants), frozenset(periods))
-                transitions += reconcile_thresholds(open_states, findings, observed, self.rules, request.as_of)
+                observed = Observed(frozenset(run.ok_tenants), frozenset(run.periods))
+                transitions += reconcile_thresholds(open_states, run.findings, observed, self.rules, request.as_of)
             transitions += reconcile_failures(
                 open_states,
                 vendor=vendor,
                 account_id=account_id,
                 account_error=account_error,
-                tenant_failures=failures if account_error is None else {},
-                ok_tenants=ok_tenants,
+                tenant_failures=run.failures if account_error is None else {},
+                ok_tenants=run.ok_tenants,
                 document=self.rules,
                 now=request.as_of,
             )
         self._apply(transitions, outcome)
 
-        outcome.status = "failed" if account_error else ("partial" if failures or outcome.publish_failures else "ok")
+        outcome.status = (
+            "failed" if account_error else ("partial" if run.failures or outcome.publish_failures else "ok")
+        )
         outcome.error = account_error
         errors = ([account_error] if account_error else []) + [
-            f"tenant {tid} ({info.tenant_name}): {info.error}" for tid, info in failures.items()
+            f"tenant {tid} ({info.tenant_name}): {info.error}" for tid, info in run.failures.items()
         ]
-        run = RunRecord(
+        record = RunRecord(
             vendor=vendor,
             account_id=account_id,
             run_id=run_id,
             as_of=utc_iso(request.as_of),
-            started_at=utc_iso(started),
+            started_at=utc_iso(run.started),
             finished_at=utc_iso(self.clock()),
             status=outcome.status,  # type: ignore[arg-type]
             periods=tuple(outcome.periods),
@@ -225,10 +288,70 @@ class Pipeline(Generic[AccountT]):
             errors=tuple(errors[:MAX_ERRORS_KEPT]),
         )
         try:
-            self.store.write_run(run)
+            self.store.write_run(record)
         except StoreError as exc:
             logger.error("run record not written", extra={"account_id": account_id, "error": _clean(str(exc))})
         return outcome
+
+    # --- beyond one invocation ----------------------------------------------------------------
+
+    def _dispatch(
+        self, queue: WorkQueue, run: _AccountRun, request: CollectionRequest, chunks: list[list[dict[str, Any]]]
+    ) -> AccountOutcome:
+        """Hand an account too large for one invocation to the work queue, one message per chunk."""
+        outcome = run.outcome
+        key = ChunkKey(run.vendor, run.account_id, utc_iso(request.as_of))
+        try:
+            self.store.start_chunked_run(key, started_at=utc_iso(run.started), chunk_count=len(chunks))
+            for index, tenants in enumerate(chunks):
+                queue.send(WorkItem(key, str(request.period), request.period_explicit, index, len(chunks), tenants))
+        except UsagewatchError as exc:
+            run.fail(_clean(str(exc)))
+            return self._finish(run, request, run_id_for(run.vendor, request))
+        outcome.status = "continued"
+        outcome.chunks = len(chunks)
+        logger.info("account continued on the work queue", extra={"account_id": run.account_id, "chunks": len(chunks)})
+        return outcome
+
+    def run_chunk(self, account: AccountT, work: WorkItem) -> AccountOutcome | None:
+        """Collect one chunk; the worker completing the last one finishes the account from the stored items.
+
+        Returns the account's outcome when this call finished it, else None.
+        """
+        if not isinstance(self.source, ChunkedSource):
+            raise ConfigError(f"{self.source.vendor} does not split its work into chunks")
+        request = work.request()
+        run = _AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
+        self._stream(run, self.source.collect_chunk(account, request, work.tenants), request)
+        failures = {tid: (info.tenant_name, info.error) for tid, info in run.failures.items()}
+        state = self.store.complete_chunk(work.key, work.index, failures=failures, error=run.error)
+        if state.done < state.count or not self.store.claim_finish(work.key):
+            return None
+        return self._finish_from_store(run.account_id, request, state)
+
+    def _finish_from_store(self, account_id: str, request: CollectionRequest, state: ChunkedRunState) -> AccountOutcome:
+        """Rebuild sums and findings from what the chunks stored; numbers older than the run are carried."""
+        run = _AccountRun(self.source.vendor, account_id, parse_utc(state.started_at))
+        run.failures = {tid: TenantFailureInfo(name, error) for tid, (name, error) in state.failures.items()}
+        if state.errors:
+            run.fail("; ".join(state.errors))
+        candidates = [str(request.period)] + ([] if request.period_explicit else [str(request.period.previous())])
+        for period in candidates:
+            items = self.store.period_usage(period, vendor=run.vendor, account_id=account_id)
+            fresh = [i for i in items if i["collected_at"] >= state.started_at and i["tenant_id"] not in run.failures]
+            if not fresh:
+                continue
+            for item in fresh:
+                record = usage_record(item)
+                run.observe(record, evaluate(record, self.rules, request.as_of))
+                run.ok_tenants[record.tenant_id] = record.tenant.tenant_name
+                if record.tenant.billed:
+                    run.billed_tenants.add(record.tenant_id)
+            seen = {i["tenant_id"] for i in fresh}
+            for item in items:
+                if item["tenant_id"] not in seen and item.get("billed", True):
+                    run.totals.add(period, item["metric"], item["unit"], item["value"], item["tenant_id"], carried=True)
+        return self._finish(run, request, run_id_for(run.vendor, request), carry_failed=False)
 
     def _carry_failed_tenants(
         self, totals: _Totals, vendor: str, account_id: str, failures: dict[str, TenantFailureInfo], periods: set[str]

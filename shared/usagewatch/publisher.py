@@ -6,11 +6,13 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch.alerts import Event, render_email
+from usagewatch.continuation import WorkItem
 from usagewatch.errors import PublishError
 from usagewatch.redaction import redactor
 
 if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient
+    from mypy_boto3_sqs.client import SQSClient
 
 SUBJECT_LIMIT: Final = 100
 ATTRIBUTES: Final = ("event_type", "vendor", "severity", "rule", "tenant_id")
@@ -77,3 +79,32 @@ class SnsPublisher:
             raise PublishError(f"SNS publish failed: {type(exc).__name__}: {exc}") from exc
         self.published += 1
         return str(answer.get("MessageId", ""))
+
+
+class SqsWorkQueue:
+    """Sends continuation chunks to the FIFO work queue that feeds the same function."""
+
+    def __init__(self, queue_url: str, *, client: SQSClient | None = None) -> None:
+        self.queue_url = queue_url
+        self._client = client
+
+    @property
+    def client(self) -> SQSClient:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
+            self._client = boto3.client("sqs", config=config)
+        return self._client
+
+    def send(self, item: WorkItem) -> None:
+        try:
+            self.client.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=item.to_json(),
+                MessageGroupId=item.group_id,
+                MessageDeduplicationId=item.deduplication_id,
+            )
+        except Exception as exc:
+            raise PublishError(f"SQS send failed: {type(exc).__name__}: {exc}") from exc

@@ -21,8 +21,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+from usagewatch.continuation import ChunkedRunState, ChunkKey
 from usagewatch.errors import StoreError
-from usagewatch.model import AlertState, RunRecord, Total, UsageRecord, utc_iso
+from usagewatch.model import AlertState, Period, RunRecord, Tenant, Total, UsageRecord, Window, parse_utc, utc_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -98,6 +99,30 @@ def usage_attributes(record: UsageRecord, collected_at: str) -> dict[str, object
         "minimum": record.minimum,
         "limit_exceeded": record.limit_exceeded,
     }
+
+
+def usage_record(item: Mapping[str, Any]) -> UsageRecord:
+    """A stored usage item back as the record it was written from."""
+    tenant = Tenant(
+        str(item["tenant_id"]),
+        str(item.get("tenant_name", "")),
+        parent_tenant_id=item.get("parent_tenant_id"),
+        billed=bool(item.get("billed", True)),
+    )
+    window = Window(Period.parse(str(item["period"])), parse_utc(item["period_start"]), parse_utc(item["period_end"]))
+    return UsageRecord(
+        vendor=str(item["vendor"]),
+        account_id=str(item["account_id"]),
+        tenant=tenant,
+        metric=str(item["metric"]),
+        value=item["value"],
+        unit=str(item["unit"]),
+        window=window,
+        quota=item.get("quota"),
+        projected=item.get("projected"),
+        minimum=item.get("minimum"),
+        limit_exceeded=item.get("limit_exceeded"),
+    )
 
 
 class DynamoStore:
@@ -233,6 +258,90 @@ class DynamoStore:
             self.items_written += 1
         except Exception as exc:
             raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+
+    # --- runs split over several invocations ------------------------------------------------
+
+    @staticmethod
+    def _chunk_pk(key: ChunkKey) -> str:
+        return f"RUNSTATE#{key.vendor}#{key.account_id}"
+
+    def start_chunked_run(self, key: ChunkKey, *, started_at: str, chunk_count: int) -> None:
+        """Record a split run; a retried start keeps the progress already made."""
+        expires = int(parse_utc(key.as_of).timestamp()) + 14 * 86400
+        item = serialize(
+            {
+                "pk": self._chunk_pk(key),
+                "sk": key.as_of,
+                "record_type": "chunked_run",
+                "chunk_count": chunk_count,
+                "started_at": started_at,
+                "expires_at": expires,
+            }
+        )
+        try:
+            self.write_calls += 1
+            self.client.put_item(TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return
+        except Exception as exc:
+            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+
+    def complete_chunk(
+        self, key: ChunkKey, index: int, *, failures: Mapping[str, tuple[str, str]], error: str | None
+    ) -> ChunkedRunState:
+        """Mark one chunk done (idempotent: a set of chunk numbers); when all are, gather their failures."""
+        pk = self._chunk_pk(key)
+        expires = int(parse_utc(key.as_of).timestamp()) + 14 * 86400
+        for tenant_id, (name, message) in failures.items():
+            attributes = {"tenant_name": name, "error": message, "expires_at": expires}
+            self._queue({"pk": pk, "sk": f"{key.as_of}#failure#{tenant_id}", "tenant_id": tenant_id, **attributes})
+        if error is not None:
+            self._queue({"pk": pk, "sk": f"{key.as_of}#error#{index}", "error": error, "expires_at": expires})
+        self.flush()
+        try:
+            self.write_calls += 1
+            answer = self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": pk}, "sk": {"S": key.as_of}},
+                UpdateExpression="ADD chunks_done :index",
+                ExpressionAttributeValues={":index": {"SS": [str(index)]}},
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:
+            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        state = answer["Attributes"]
+        count = int(state["chunk_count"]["N"])
+        done = len(state["chunks_done"]["SS"])
+        if done < count:
+            return ChunkedRunState(count, done, state["started_at"]["S"])
+        found: dict[str, tuple[str, str]] = {}
+        errors: list[str] = []
+        for item in self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": f"{key.as_of}#"}},
+        ):
+            if "#failure#" in item["sk"]:
+                found[item["tenant_id"]] = (item.get("tenant_name", ""), item["error"])
+            else:
+                errors.append(item["error"])
+        return ChunkedRunState(count, done, state["started_at"]["S"], found, tuple(errors))
+
+    def claim_finish(self, key: ChunkKey) -> bool:
+        """True for exactly one caller: the one that finishes the split run."""
+        try:
+            self.write_calls += 1
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": self._chunk_pk(key)}, "sk": {"S": key.as_of}},
+                UpdateExpression="SET finished = :yes",
+                ConditionExpression="attribute_not_exists(finished)",
+                ExpressionAttributeValues={":yes": {"BOOL": True}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        except Exception as exc:
+            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        return True
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -26,6 +26,10 @@ class FakeLambdaContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:usagewatch-test"
     aws_request_id: str = "00000000-0000-0000-0000-000000000001"
+    timeout_ms: int = 600_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_ms
 
 
 @pytest.fixture

@@ -129,7 +129,10 @@ class Simulator:
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the default 5 drops SYNs when many workers connect at once
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name=type(self).__name__, daemon=True
@@ -197,7 +200,10 @@ class Simulator:
             finally:
                 handler.connection.close()
             return
-        response = self._fault_response(fault) if fault is not None else self._safe_handle(request)
+        if fault is not None and fault.action == "truncate" and fault.body is None:
+            response = self._safe_handle(request)  # the vendor's real answer, cut short below
+        else:
+            response = self._fault_response(fault) if fault is not None else self._safe_handle(request)
         payload = response.encoded()
         declared = len(payload)
         if fault is not None and fault.action == "truncate":

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -71,6 +71,8 @@ RPC_RATE_LIMITED: Final = -32003
 # Pace at this share of the configured rate: the server counts requests over a rolling second, and
 # arrival times jitter; 3% slack (30 ms a second) keeps a run at the documented limit free of 429s.
 PACING_MARGIN: Final = 0.97
+# Companies per continuation chunk at most: keeps one work message well under SQS's 256 KiB.
+MAX_CHUNK_COMPANIES: Final = 1000
 # After a 429, every later request of that key and API goes this much slower (at most once a second),
 # down to `SLOWDOWN_FLOOR` req/s: the vendor's documented limits are contradictory. After
 # `RECOVERY_SECONDS` without one, the pace climbs back by a tenth of the configured rate (AIMD), so a
@@ -602,6 +604,7 @@ class GravityZoneSource:
         self._retry = retry or RetryPolicy()
         self._limiters: dict[tuple[str, str], PacedLimiter] = {}
         self._limiters_lock = threading.Lock()
+        self._listed: dict[tuple[str, datetime], tuple[list[Company], list[TenantFailure]]] = {}
 
     def parse_account(self, raw: dict[str, object], *, index: int = 0) -> GravityZoneAccount:
         return parse_account_model(GravityZoneAccount, raw, index=index, vendor=VENDOR)
@@ -628,14 +631,63 @@ class GravityZoneSource:
             periods.append(request.period.previous())
         return periods
 
-    def collect(self, account: GravityZoneAccount, request: CollectionRequest) -> Iterator[TenantResult]:
-        periods = self.periods(account, request)
+    def _rpc(self, account: GravityZoneAccount) -> _Rpc:
         limiters = {api: self.limiter(account, api) for api in ("licensing", "network")}
         for limiter in limiters.values():
             limiter.restore()
-        rpc = _Rpc(account, limiters, retry=self._retry, sleep=self._sleep, clock=self._clock)
+        return _Rpc(account, limiters, retry=self._retry, sleep=self._sleep, clock=self._clock)
+
+    def plan_chunks(
+        self, account: GravityZoneAccount, request: CollectionRequest, budget_seconds: float
+    ) -> list[list[dict[str, Any]]] | None:
+        """Split the account when its usage calls cannot finish within `budget_seconds` at the key's rate.
+
+        Returns None when one invocation suffices (the listing is kept for `collect`), else chunks of
+        companies, each small enough for one invocation and one SQS message.
+        """
+        periods = self.periods(account, request)
+        rpc = self._rpc(account)
         try:
             companies, failures = list_companies(rpc, account.root_company_id)
+        finally:
+            rpc.close()
+        calls_per_second = account.licensing_requests_per_second * PACING_MARGIN
+        if len(companies) * len(periods) <= calls_per_second * budget_seconds:
+            self._listed[(account.account_id, request.as_of)] = (companies, failures)
+            return None
+        per_chunk = max(1, min(MAX_CHUNK_COMPANIES, int(calls_per_second * budget_seconds / len(periods))))
+        entries = [_company_entry(c) for c in companies] + [
+            {"id": f.tenant.tenant_id, "name": f.tenant.tenant_name, "billed": f.tenant.billed, "error": f.error}
+            for f in failures
+        ]
+        return [entries[i : i + per_chunk] for i in range(0, len(entries), per_chunk)]
+
+    def collect_chunk(
+        self, account: GravityZoneAccount, request: CollectionRequest, chunk: list[dict[str, Any]]
+    ) -> Iterator[TenantResult]:
+        """Usage of the companies of one chunk (from `plan_chunks`), as `collect` would read them."""
+        periods = self.periods(account, request)
+        companies: list[Company] = []
+        for entry in chunk:
+            if "error" in entry:
+                tenant = Tenant(str(entry["id"]), str(entry["name"]), billed=bool(entry.get("billed", True)))
+                yield TenantFailure(tenant, str(entry["error"]))
+            else:
+                companies.append(
+                    Company(str(entry["id"]), str(entry["name"]), entry.get("parent"), bool(entry.get("partner")))
+                )
+        rpc = self._rpc(account)
+        try:
+            yield from self._collect_usage(rpc, account, companies, periods)
+        finally:
+            rpc.close()
+
+    def collect(self, account: GravityZoneAccount, request: CollectionRequest) -> Iterator[TenantResult]:
+        periods = self.periods(account, request)
+        rpc = self._rpc(account)
+        try:
+            listed = self._listed.pop((account.account_id, request.as_of), None)
+            companies, failures = listed if listed is not None else list_companies(rpc, account.root_company_id)
             logger.info(
                 "gravityzone companies listed",
                 extra={
@@ -695,6 +747,10 @@ class GravityZoneSource:
             except (VendorApiError, VendorDataError) as exc:
                 return TenantFailure(tenant, _company_error(company, month, exc))
         return TenantUsage(tenant, tuple(records))
+
+
+def _company_entry(company: Company) -> dict[str, Any]:
+    return {"id": company.company_id, "name": company.name, "parent": company.parent_id, "partner": company.is_partner}
 
 
 def _company_error(company: Company, month: str, exc: Exception) -> str:

@@ -1,0 +1,90 @@
+"""Work that does not fit one invocation: the chunk messages and the shared progress of a chunked run. Pure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from usagewatch.errors import ConfigError
+from usagewatch.model import CollectionRequest, Period, parse_utc
+
+MESSAGE_KIND: Final = "usagewatch.chunk"
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkKey:
+    """One account's run, split: identified by the run's as-of time, so a retried run finds its progress."""
+
+    vendor: str
+    account_id: str
+    as_of: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One SQS message: a chunk of an account's tenants (their shape is the vendor module's own)."""
+
+    key: ChunkKey
+    period: str
+    period_explicit: bool
+    index: int
+    count: int
+    tenants: list[dict[str, Any]]
+
+    def request(self) -> CollectionRequest:
+        return CollectionRequest(Period.parse(self.period), parse_utc(self.key.as_of), self.period_explicit)
+
+    @property
+    def group_id(self) -> str:
+        """FIFO message group: one account's chunks are handled one at a time, so its key's rate limit holds."""
+        return f"{self.key.vendor}:{self.key.account_id}"
+
+    @property
+    def deduplication_id(self) -> str:
+        return f"{self.key.vendor}:{self.key.account_id}:{self.key.as_of}:{self.index}"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "kind": MESSAGE_KIND,
+                "vendor": self.key.vendor,
+                "account_id": self.key.account_id,
+                "as_of": self.key.as_of,
+                "period": self.period,
+                "period_explicit": self.period_explicit,
+                "index": self.index,
+                "count": self.count,
+                "tenants": self.tenants,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkItem:
+        try:
+            data = json.loads(text)
+            if data.get("kind") != MESSAGE_KIND:
+                raise ValueError("not a usagewatch chunk")
+            key = ChunkKey(str(data["vendor"]), str(data["account_id"]), str(data["as_of"]))
+            return cls(
+                key,
+                str(data["period"]),
+                bool(data["period_explicit"]),
+                int(data["index"]),
+                int(data["count"]),
+                list(data["tenants"]),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"work item: not a usagewatch chunk message ({type(exc).__name__})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkedRunState:
+    """How far a split run has come, as stored after a chunk completed."""
+
+    count: int
+    done: int
+    started_at: str
+    failures: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
