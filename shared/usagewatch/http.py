@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import json
+import math
 import random
 import threading
 import time
@@ -37,14 +38,22 @@ def validate_base_url(url: object, *, field: str) -> str:
     """`https://` anywhere, `http://` only on loopback; no credentials, query or fragment in the URL."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"{field}: expected a URL, got {type(url).__name__}")
-    parts = urlsplit(url.strip())
+    text = url.strip()
+    parts = urlsplit(text)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"{field}: expected an https:// URL, got {parts.scheme or 'no'} scheme")
-    if parts.username or parts.password or parts.query or parts.fragment:
+    # `in` rather than the parsed parts: an empty `?`, `#` or `@` parses as empty yet still breaks every path.
+    if "@" in parts.netloc or "?" in text or "#" in text:
         raise ConfigError(f"{field}: must not carry credentials, a query or a fragment")
+    if any(char.isspace() for char in text):
+        raise ConfigError(f"{field}: must not contain whitespace")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ConfigError(f"{field}: invalid port") from None
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(f"{field}: http:// is allowed only for loopback hosts; use https://")
-    return url.strip().rstrip("/")
+    return text.rstrip("/")
 
 
 def is_loopback(host: str) -> bool:
@@ -118,7 +127,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+        # Jitter spreads retries out; it is not used for anything secret.
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311  # nosec B311
 
 
 @dataclass(frozen=True)
@@ -209,8 +219,13 @@ class HttpClient:
                 response = self._send(method, url, json_body, form, params, headers, auth)
             except requests.Timeout as exc:
                 last_problem = f"timed out ({type(exc).__name__})"
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+                last_problem = f"invalid or truncated response body ({type(exc).__name__})"
+            except requests.ConnectionError as exc:
                 last_problem = f"connection failed ({type(exc).__name__})"
+            except requests.RequestException as exc:
+                # Not worth retrying (a malformed URL or header); its own message may quote a header value.
+                raise VendorApiError(f"{label}: request not sent ({type(exc).__name__})") from None
             else:
                 if response.status in statuses:
                     last_problem = f"HTTP {response.status}"
@@ -297,9 +312,11 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return None
     text = value.strip()
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:  # a negative, NaN or infinite delay is garbled: fall back to backoff rather than retry at once
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):

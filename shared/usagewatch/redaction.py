@@ -46,16 +46,57 @@ redactor: Final = Redactor()
 
 
 class RedactingFilter(logging.Filter):
-    """Scrubs registered secrets and Authorization headers from a log record before it is formatted."""
+    """Scrubs registered secrets and Authorization headers from a log record before it is formatted.
+
+    Covers the message and its arguments (a string or a dict message), every `extra` value (nested
+    dicts, lists and tuples, and any other object as its `str`) and a logged exception's text.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) or record.args:
-            record.msg = redactor.scrub(record.getMessage())
+        if record.args:
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError, KeyError):  # a bad format must not raise into the caller
+                message = f"{record.msg} {record.args!r}"
+            record.msg = redactor.scrub(message)
             record.args = ()
+        else:
+            record.msg = _scrub_value(record.msg)
+        if record.exc_info and record.exc_info[0] is not None:
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            scrubbed = redactor.scrub(text)
+            if scrubbed != text:
+                # The exception object itself would be formatted again downstream: hand on its text only,
+                # as exc_text (standard formatters) and the `exception` keys Powertools prefers.
+                record.exc_text = scrubbed
+                vars(record).setdefault("exception", scrubbed)
+                vars(record).setdefault("exception_name", record.exc_info[0].__name__)
+                record.exc_info = None
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD_ATTRS and isinstance(value, str):
-                setattr(record, key, redactor.scrub(value))
+            if key not in _STANDARD_ATTRS:
+                setattr(record, key, _scrub_value(value))
         return True
+
+
+_MAX_DEPTH: Final = 8
+
+
+def _scrub_value(value: object, depth: int = 0) -> object:
+    """`value` with secrets scrubbed from every string in it (a tuple comes back as a list, as JSON has it)."""
+    if isinstance(value, str):
+        return redactor.scrub(value)
+    if value is None or isinstance(value, int | float):
+        return value
+    if depth < _MAX_DEPTH and isinstance(value, dict):
+        return {redactor.scrub(k) if isinstance(k, str) else k: _scrub_value(v, depth + 1) for k, v in value.items()}
+    if depth < _MAX_DEPTH and isinstance(value, list | tuple):
+        return [_scrub_value(item, depth + 1) for item in value]
+    try:
+        text = str(value)
+    except Exception:  # unprintable: the log formatter cannot print it either
+        return value
+    scrubbed = redactor.scrub(text)
+    return value if scrubbed == text else scrubbed
 
 
 _STANDARD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))

@@ -28,6 +28,7 @@ class Environment:
     vendor_secret_id: str
     alert_rules_parameter: str | None
     snapshot_retention_days: int
+    work_queue_url: str | None = None
 
 
 def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
@@ -39,7 +40,8 @@ def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
     if not topic.startswith("arn:") or ":sns:" not in topic:
         raise ConfigError("ALERT_TOPIC_ARN: expected an SNS topic ARN (arn:aws:sns:region:account:name)")
     retention_text = env.get("SNAPSHOT_RETENTION_DAYS", "").strip() or "400"
-    if not retention_text.isdigit() or not 1 <= int(retention_text) <= 3650:
+    # isdecimal, not isdigit: "²" is a digit that int() refuses
+    if not retention_text.isdecimal() or not 1 <= int(retention_text) <= 3650:
         raise ConfigError("SNAPSHOT_RETENTION_DAYS: expected a whole number of days from 1 to 3650")
     return Environment(
         usage_table_name=env["USAGE_TABLE_NAME"].strip(),
@@ -47,6 +49,7 @@ def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
         vendor_secret_id=env["VENDOR_SECRET_ID"].strip(),
         alert_rules_parameter=env.get("ALERT_RULES_PARAMETER", "").strip() or None,
         snapshot_retention_days=int(retention_text),
+        work_queue_url=env.get("WORK_QUEUE_URL", "").strip() or None,
     )
 
 
@@ -117,6 +120,8 @@ def parse_secret(text: object, *, secret_id: str, vendor: str) -> list[dict[str,
         if not isinstance(account, dict):
             raise ConfigError(f"{vendor} secret {secret_id!r}: accounts[{index}]: expected an object")
         account_id = account.get("account_id")
+        if isinstance(account_id, str):
+            account_id = account_id.strip()  # as the account model strips it: " a" and "a" are one account
         if isinstance(account_id, str) and account_id in seen:
             raise ConfigError(f"{vendor} secret {secret_id!r}: accounts[{index}].account_id: duplicate {account_id!r}")
         if isinstance(account_id, str):
