@@ -27,7 +27,7 @@ class DemoVendors:
             clients={KEEPNET_SECRET[0]: (KEEPNET_SECRET[1], "Reseller")},
             page_cap=100,
         )
-        tree = make_tree(customers=40, partners=2, sub_partner=True, seed=3)
+        tree = make_tree(customers=30, partners=2, sub_partner=True, seed=3)
         customers = tree.customers()
         self.gravityzone = GravityZoneSimulator(
             api_key=GRAVITYZONE_KEY,
