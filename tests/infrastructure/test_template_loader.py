@@ -13,6 +13,9 @@ from tests.infrastructure.conftest import COLLECTORS, REPO
 from tests.template_loader import TemplateError
 
 RESOURCES = {"UsageTable": "usagewatch-demo", "AlertTopic": "arn:aws:sns:eu-west-1:123456789012:alerts"}
+WORK_QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/usagewatch-demo-gravityzone-work.fifo"
+# The GravityZone function also names its continuation work queue.
+GRAVITYZONE_RESOURCES = {**RESOURCES, "GravityZoneWorkQueue": WORK_QUEUE_URL}
 
 
 def test_short_form_intrinsics_become_long_form() -> None:
@@ -58,8 +61,11 @@ def test_function_ids_and_code() -> None:
 @pytest.mark.parametrize(("function_id", "collector"), list(COLLECTORS.items()))
 def test_function_environment_merges_globals_and_resolves(function_id: str, collector: tuple[str, ...]) -> None:
     vendor = collector[0]
-    environment = template_loader.function_environment(function_id, resources=RESOURCES)
-    assert environment == {
+    gravityzone = function_id == "GravityZoneCollectorFunction"
+    # The other functions resolve without the work queue: they do not reference it.
+    resources = GRAVITYZONE_RESOURCES if gravityzone else RESOURCES
+    environment = template_loader.function_environment(function_id, resources=resources)
+    expected = {
         "USAGE_TABLE_NAME": "usagewatch-demo",
         "ALERT_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:alerts",
         "ALERT_RULES_PARAMETER": "",
@@ -69,6 +75,9 @@ def test_function_environment_merges_globals_and_resolves(function_id: str, coll
         "SNAPSHOT_RETENTION_DAYS": "400",
         "VENDOR_SECRET_ID": f"usagewatch/{vendor}",
     }
+    if gravityzone:
+        expected["WORK_QUEUE_URL"] = WORK_QUEUE_URL
+    assert environment == expected
 
 
 def test_function_environment_takes_parameter_overrides() -> None:
@@ -82,9 +91,26 @@ def test_function_environment_takes_parameter_overrides() -> None:
     assert environment["LOG_LEVEL"] == "DEBUG"
 
 
+def test_function_environment_takes_parameter_overrides_for_gravityzone() -> None:
+    environment = template_loader.function_environment(
+        "GravityZoneCollectorFunction",
+        resources=GRAVITYZONE_RESOURCES,
+        parameters={"GravityZoneSecretName": "msp/gz", "LogLevel": "WARNING"},
+    )
+    assert environment["VENDOR_SECRET_ID"] == "msp/gz"
+    assert environment["LOG_LEVEL"] == "WARNING"
+    assert environment["WORK_QUEUE_URL"] == WORK_QUEUE_URL
+
+
 def test_function_environment_errors_are_clear() -> None:
     with pytest.raises(TemplateError, match=r"USAGE_TABLE_NAME: Ref UsageTable: pass its value in `resources`"):
         template_loader.function_environment("KeepnetCollectorFunction", resources={"AlertTopic": "arn:x"})
+    with pytest.raises(
+        TemplateError,
+        match=r"GravityZoneCollectorFunction environment variable WORK_QUEUE_URL: Ref GravityZoneWorkQueue: "
+        r"pass its value in `resources`",
+    ):
+        template_loader.function_environment("GravityZoneCollectorFunction", resources=RESOURCES)
     with pytest.raises(TemplateError, match=r"unknown parameter.*KeepnetSecret"):
         template_loader.function_environment(
             "KeepnetCollectorFunction", resources=RESOURCES, parameters={"KeepnetSecret": "typo"}
@@ -140,6 +166,11 @@ def test_translate_template_is_offline_and_complete() -> None:
     assert "Transform" not in translated
     types = {r["Type"] for r in translated["Resources"].values()}
     assert "AWS::Serverless::Function" not in types
-    assert {"AWS::Lambda::Function", "AWS::Scheduler::Schedule", "AWS::Lambda::LayerVersion"} <= types
+    assert {
+        "AWS::Lambda::Function",
+        "AWS::Scheduler::Schedule",
+        "AWS::Lambda::LayerVersion",
+        "AWS::Lambda::EventSourceMapping",
+    } <= types
     code = translated["Resources"]["KeepnetCollectorFunction"]["Properties"]["Code"]
     assert code == {"S3Bucket": "usagewatch-local-artifacts", "S3Key": "functions/keepnet"}

@@ -35,6 +35,32 @@ TABLE_ACTIONS = {
     "dynamodb:Query",
 }
 
+# GravityZone continues accounts too large for one invocation on a FIFO work queue feeding the same function: the
+# function sends the chunks (SendMessage) and Lambda's event source mapping, using the function's role, receives,
+# deletes and re-times them (the other four).
+WORK_QUEUE_FUNCTION = "GravityZoneCollectorFunction"
+WORK_QUEUE = "GravityZoneWorkQueue"
+WORK_DEAD_LETTER_QUEUE = "GravityZoneWorkDeadLetterQueue"
+WORK_QUEUE_ACTIONS = {
+    "sqs:SendMessage",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+}
+
+# Every function's environment; the GravityZone function also gets its work queue's URL. Never a credential.
+COMMON_ENVIRONMENT = {
+    "USAGE_TABLE_NAME",
+    "ALERT_TOPIC_ARN",
+    "VENDOR_SECRET_ID",
+    "ALERT_RULES_PARAMETER",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "LOG_LEVEL",
+    "SNAPSHOT_RETENTION_DAYS",
+}
+
 
 def resources_of(cfn: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in cfn["Resources"].items() if v["Type"] == kind}
@@ -78,6 +104,16 @@ def function_role(cfn: dict[str, Any], function_id: str) -> dict[str, Any]:
 
 def statements_for(cfn: dict[str, Any], function_id: str, action: str) -> list[dict[str, Any]]:
     return [s for _, s in role_statements(function_role(cfn, function_id)) if action in as_list(s["Action"])]
+
+
+def granted_on(cfn: dict[str, Any], function_id: str) -> dict[str, set[str]]:
+    """Action -> the logical ids of the resources the function's role allows it on (Ref / GetAtt resources only)."""
+    granted: dict[str, set[str]] = {}
+    for _, statement in role_statements(function_role(cfn, function_id)):
+        targets = {ref_to(r) for r in as_list(statement["Resource"])} - {None}
+        for action in as_list(statement["Action"]):
+            granted.setdefault(action, set()).update(str(t) for t in targets)
+    return granted
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -124,12 +160,36 @@ def test_function_role_has_exactly_the_permissions_it_needs(cfn_default: dict[st
     actions = {
         action for _, s in role_statements(function_role(cfn_default, function_id)) for action in as_list(s["Action"])
     }
-    assert actions == TABLE_ACTIONS | {
+    expected = TABLE_ACTIONS | {
         "sns:Publish",
         "secretsmanager:GetSecretValue",
         "ssm:GetParameter",
         "sqs:SendMessage",
     }
+    if function_id == WORK_QUEUE_FUNCTION:
+        expected |= WORK_QUEUE_ACTIONS
+    assert actions == expected
+
+
+@pytest.mark.parametrize("function_id", list(COLLECTORS))
+def test_work_queue_access_is_the_gravityzone_function_on_its_queue_only(
+    cfn_default: dict[str, Any], function_id: str
+) -> None:
+    role = function_role(cfn_default, function_id)
+    statements = [
+        s for _, s in role_statements(role) if set(as_list(s["Action"])) & (WORK_QUEUE_ACTIONS - {"sqs:SendMessage"})
+    ]
+    mentioning = [s for _, s in role_statements(role) if WORK_QUEUE in json.dumps(s)]
+    if function_id != WORK_QUEUE_FUNCTION:
+        assert not statements, f"{function_id} may touch a queue it has no use for: {statements}"
+        assert not mentioning, f"{function_id} has a permission on the GravityZone work queue: {mentioning}"
+        return
+    (statement,) = statements
+    assert statement["Sid"] == "WorkQueue"
+    assert sorted(as_list(statement["Action"])) == sorted(WORK_QUEUE_ACTIONS)
+    # The queue's own ARN and nothing else: not its dead-letter queue, not a pattern, not "*".
+    assert statement["Resource"] == {"Fn::GetAtt": [WORK_QUEUE, "Arn"]}
+    assert mentioning == [statement]
 
 
 @pytest.mark.parametrize("function_id", list(COLLECTORS))
@@ -212,18 +272,38 @@ BOTO3_METHOD_ACTIONS = {
     "get_parameters_by_path": "ssm:GetParametersByPath",
     "send_message": "sqs:SendMessage",
     "send_message_batch": "sqs:SendMessage",
+    "receive_message": "sqs:ReceiveMessage",
+    "delete_message": "sqs:DeleteMessage",
+    "delete_message_batch": "sqs:DeleteMessage",
+    "change_message_visibility": "sqs:ChangeMessageVisibility",
+    "change_message_visibility_batch": "sqs:ChangeMessageVisibility",
+    "get_queue_attributes": "sqs:GetQueueAttributes",
+    "get_queue_url": "sqs:GetQueueUrl",
 }
+
+
+def aws_calls_in_the_code() -> dict[str, set[str]]:
+    """IAM action -> the files of shared/usagewatch calling it: `.method(` calls and `get_paginator("method")`."""
+    calls: dict[str, set[str]] = {}
+    for path in (REPO / "shared" / "usagewatch").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        methods = re.findall(r"\.([a-z_]+)\(", text) + re.findall(r"get_paginator\(\s*[\"']([a-z_]+)[\"']", text)
+        for method in methods:
+            if method in BOTO3_METHOD_ACTIONS:
+                calls.setdefault(BOTO3_METHOD_ACTIONS[method], set()).add(str(path.relative_to(REPO)))
+    return calls
 
 
 def test_every_aws_call_in_the_code_is_allowed_by_the_function_roles(cfn_default: dict[str, Any]) -> None:
     """moto does not enforce IAM: a store change to, say, TransactWriteItems passes every local test and fails
     in AWS with AccessDenied. This keeps the code's AWS calls and the roles' actions in step."""
-    calls: dict[str, set[str]] = {}
-    for path in (REPO / "shared" / "usagewatch").rglob("*.py"):
-        for method in re.findall(r"\.([a-z_]+)\(", path.read_text(encoding="utf-8")):
-            if method in BOTO3_METHOD_ACTIONS:
-                calls.setdefault(BOTO3_METHOD_ACTIONS[method], set()).add(str(path.relative_to(REPO)))
+    calls = aws_calls_in_the_code()
     assert "dynamodb:Query" in calls, "found no DynamoDB call at all: is the scan looking in the right place?"
+    # The continuation's calls are seen: the chunk messages, and the conditional updates of a split run's progress
+    # (a ConditionExpression needs no action of its own beyond UpdateItem / PutItem).
+    assert "shared/usagewatch/publisher.py" in calls.get("sqs:SendMessage", set())
+    assert "shared/usagewatch/store.py" in calls.get("dynamodb:UpdateItem", set())
+    assert "ConditionExpression" in (REPO / "shared" / "usagewatch" / "store.py").read_text(encoding="utf-8")
     for function_id in COLLECTORS:
         allowed = {
             action
@@ -232,6 +312,38 @@ def test_every_aws_call_in_the_code_is_allowed_by_the_function_roles(cfn_default
         }
         missing = {action: sorted(files) for action, files in calls.items() if action not in allowed}
         assert not missing, f"{function_id}'s role does not allow what the code calls: {missing}"
+        # ...and on the right resource, not merely under the same action name elsewhere in the role.
+        granted = granted_on(cfn_default, function_id)
+        for action in calls:
+            if action.startswith("dynamodb:"):
+                assert "UsageTable" in granted[action], f"{function_id}: {action} is not allowed on UsageTable"
+
+
+def test_the_code_sends_to_sqs_only_through_the_work_queue_of_its_environment(cfn_default: dict[str, Any]) -> None:
+    """sqs:SendMessage is on every role (the on-failure destination), so the action name alone proves nothing: the
+    code's only SQS client is SqsWorkQueue, built from WORK_QUEUE_URL, and each function with that variable may
+    call what the code calls on that very queue."""
+    calls = aws_calls_in_the_code()
+    sqs_calls = {action: files for action, files in calls.items() if action.startswith("sqs:")}
+    assert sqs_calls == {"sqs:SendMessage": {"shared/usagewatch/publisher.py"}}, sqs_calls
+    package = REPO / "shared" / "usagewatch"
+    builders = {
+        str(path.relative_to(REPO)): re.findall(r"SqsWorkQueue\(([^)]*)\)", path.read_text(encoding="utf-8"))
+        for path in package.rglob("*.py")
+    }
+    assert {f: b for f, b in builders.items() if b} == {"shared/usagewatch/handler.py": ["env.work_queue_url"]}
+    settings = (package / "settings.py").read_text(encoding="utf-8")
+    assert re.search(r'work_queue_url=env\.get\("WORK_QUEUE_URL"', settings), "WORK_QUEUE_URL is not what it reads"
+    with_queue = {}
+    for function_id in COLLECTORS:
+        variables = cfn_default["Resources"][function_id]["Properties"]["Environment"]["Variables"]
+        if "WORK_QUEUE_URL" in variables:
+            with_queue[function_id] = ref_to(variables["WORK_QUEUE_URL"])
+    assert with_queue == {WORK_QUEUE_FUNCTION: WORK_QUEUE}
+    for function_id, queue_id in with_queue.items():
+        granted = granted_on(cfn_default, function_id)
+        for action in sqs_calls:
+            assert queue_id in granted.get(action, set()), f"{function_id}: {action} not allowed on {queue_id}"
 
 
 def test_schedule_roles_invoke_only_their_function_and_write_only_the_dead_letter_queue(
@@ -283,13 +395,89 @@ def test_every_function_has_an_on_failure_destination_and_bounded_retries(cfn_de
         config = configs[function_id]
         assert config["MaximumRetryAttempts"] == 1
         assert ref_to(config["DestinationConfig"]["OnFailure"]["Destination"]) == "CollectorDeadLetterQueue"
-        # ...and the role may write there (Lambda sends with the function's role).
-        (statement,) = statements_for(cfn_default, function_id, "sqs:SendMessage")
-        assert ref_to(statement["Resource"]) == "CollectorDeadLetterQueue"
+        # ...and the role may write there (Lambda sends with the function's role); the GravityZone function also
+        # sends its continuation chunks to its work queue, and nothing else anywhere.
+        statements = statements_for(cfn_default, function_id, "sqs:SendMessage")
+        targets = sorted(str(ref_to(s["Resource"])) for s in statements)
+        expected = ["CollectorDeadLetterQueue"] + ([WORK_QUEUE] if function_id == WORK_QUEUE_FUNCTION else [])
+        assert targets == sorted(expected), function_id
+        (destination,) = [s for s in statements if ref_to(s["Resource"]) == "CollectorDeadLetterQueue"]
+        assert as_list(destination["Action"]) == ["sqs:SendMessage"]
+
+
+def test_gravityzone_work_queue_feeds_the_gravityzone_function_one_chunk_at_a_time(
+    cfn_default: dict[str, Any],
+) -> None:
+    """The handler takes an SQS batch of work items and answers {"batchItemFailures": [...]}: the mapping must
+    deliver one chunk per invocation from the work queue and honour that partial batch response."""
+    mappings = resources_of(cfn_default, "AWS::Lambda::EventSourceMapping")
+    # Exactly the explicit one: a SAM SQS event would add its own mapping and the AWSLambdaSQSQueueExecutionRole
+    # managed policy (Resource "*"), which test_only_the_expected_managed_policies_are_attached refuses.
+    assert set(mappings) == {"GravityZoneWorkQueueMapping"}
+    properties = mappings["GravityZoneWorkQueueMapping"]["Properties"]
+    assert properties["FunctionName"] == {"Ref": WORK_QUEUE_FUNCTION}
+    assert properties["EventSourceArn"] == {"Fn::GetAtt": [WORK_QUEUE, "Arn"]}
+    assert properties["BatchSize"] == 1
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Two workers at most (the least Lambda allows); FIFO groups (one per account) keep one per API key.
+    assert properties["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert properties.get("Enabled", True) is True
+    assert set(properties) <= {
+        "FunctionName",
+        "EventSourceArn",
+        "BatchSize",
+        "FunctionResponseTypes",
+        "ScalingConfig",
+        "Enabled",
+    }
+    source_events = template_loader.load_template()["Resources"][WORK_QUEUE_FUNCTION]["Properties"]["Events"]
+    assert {e["Type"] for e in source_events.values()} == {"ScheduleV2"}, "no SAM SQS event (see above)"
+
+
+def test_gravityzone_work_queue_is_fifo_and_redrives_to_its_fifo_dead_letter_queue(
+    cfn_default: dict[str, Any],
+) -> None:
+    queue = cfn_default["Resources"][WORK_QUEUE]["Properties"]
+    dead_letter = cfn_default["Resources"][WORK_DEAD_LETTER_QUEUE]["Properties"]
+    # FIFO: one message group per account keeps one worker per API key; a FIFO queue's DLQ must be FIFO too.
+    assert queue["FifoQueue"] is True
+    assert dead_letter["FifoQueue"] is True
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [WORK_DEAD_LETTER_QUEUE, "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    assert "RedrivePolicy" not in dead_letter
+    # Lambda's SQS event source: visibility timeout at least six times the function's timeout.
+    timeout = cfn_default["Resources"][WORK_QUEUE_FUNCTION]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] == 3600
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    # A dead-lettered message keeps its first enqueue time: the DLQ must keep messages longer than the queue.
+    assert queue["MessageRetentionPeriod"] < dead_letter["MessageRetentionPeriod"]
+    for queue_id, properties in ((WORK_QUEUE, queue), (WORK_DEAD_LETTER_QUEUE, dead_letter)):
+        name = template_loader.resolve_value(properties["QueueName"], parameters={"AWS::StackName": "usagewatch"})
+        assert name.startswith("usagewatch-") and name.endswith(".fifo"), (queue_id, name)
+
+
+def dead_letter_queues(cfn: dict[str, Any]) -> set[str]:
+    """Every queue named as a dead letter: queue and subscription redrive policies, on-failure destinations and
+    schedule dead-letter configs."""
+    targets: set[str | None] = set()
+    for resource in cfn["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] in {"AWS::SQS::Queue", "AWS::SNS::Subscription"} and "RedrivePolicy" in properties:
+            targets.add(ref_to(properties["RedrivePolicy"]["deadLetterTargetArn"]))
+        elif resource["Type"] == "AWS::Lambda::EventInvokeConfig":
+            targets.add(ref_to(properties["DestinationConfig"]["OnFailure"]["Destination"]))
+        elif resource["Type"] == "AWS::Scheduler::Schedule":
+            targets.add(ref_to(properties["Target"]["DeadLetterConfig"]["Arn"]))
+    assert None not in targets, "a dead-letter target that is not a queue of this stack"
+    return {str(t) for t in targets}
 
 
 def test_dead_letter_queue_keeps_messages_14_days(cfn_default: dict[str, Any]) -> None:
-    for queue_id in ("CollectorDeadLetterQueue", "AlertDeadLetterQueue"):
+    expected = {"CollectorDeadLetterQueue", "AlertDeadLetterQueue", WORK_DEAD_LETTER_QUEUE}
+    assert dead_letter_queues(cfn_default) == expected
+    for queue_id in expected:
         assert cfn_default["Resources"][queue_id]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
 
 
@@ -314,9 +502,15 @@ def test_alarms_cover_every_function_and_dead_letter_queue_and_notify_ops_only(c
         for a in alarms.values()
         if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     }
-    assert set(dlq_alarms) == {"CollectorDeadLetterQueue", "AlertDeadLetterQueue"}
+    assert set(dlq_alarms) == {"CollectorDeadLetterQueue", "AlertDeadLetterQueue", WORK_DEAD_LETTER_QUEUE}
+    # ...which are exactly the queues something dead-letters into, so a new one cannot go unwatched.
+    assert set(dlq_alarms) == dead_letter_queues(cfn_default)
     for alarm in dlq_alarms.values():
+        assert (alarm["Namespace"], alarm["Statistic"]) == ("AWS/SQS", "Maximum")
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        (dimension,) = alarm["Dimensions"]
+        assert dimension["Name"] == "QueueName"
+        assert dimension["Value"]["Fn::GetAtt"][1] == "QueueName"
     for alarm_id, alarm in alarms.items():
         for key in ("AlarmActions", "OKActions"):
             assert alarm["Properties"][key] == OPS_ACTIONS, f"{alarm_id}.{key}"
@@ -336,7 +530,9 @@ def test_table_topics_and_queues_are_encrypted(cfn_default: dict[str, Any]) -> N
     assert topics["AlertTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
     # CloudWatch cannot publish to a topic under the AWS-managed key: the ops topic has its own key.
     assert topics["OpsTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "OpsTopicKey"}
-    for queue_id, queue in resources_of(cfn_default, "AWS::SQS::Queue").items():
+    queues = resources_of(cfn_default, "AWS::SQS::Queue")
+    assert {"CollectorDeadLetterQueue", "AlertDeadLetterQueue", WORK_QUEUE, WORK_DEAD_LETTER_QUEUE} <= set(queues)
+    for queue_id, queue in queues.items():
         assert queue["Properties"].get("SqsManagedSseEnabled") is True, f"{queue_id} is not encrypted"
 
 
@@ -384,17 +580,13 @@ def test_environment_has_every_variable_the_code_needs(
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "usagewatch"
     assert variables["LOG_LEVEL"] == {"Ref": "LogLevel"}
     assert variables["SNAPSHOT_RETENTION_DAYS"] == {"Ref": "SnapshotRetentionDays"}
-    # Nothing else: in particular never a credential (those are read from Secrets Manager at run time).
-    assert set(variables) == {
-        "USAGE_TABLE_NAME",
-        "ALERT_TOPIC_ARN",
-        "VENDOR_SECRET_ID",
-        "ALERT_RULES_PARAMETER",
-        "POWERTOOLS_SERVICE_NAME",
-        "POWERTOOLS_METRICS_NAMESPACE",
-        "LOG_LEVEL",
-        "SNAPSHOT_RETENTION_DAYS",
-    }
+    # Nothing else: in particular never a credential (those are read from Secrets Manager at run time). Only the
+    # GravityZone function continues work on a queue; the others must not get one (the code would use it).
+    if function_id == WORK_QUEUE_FUNCTION:
+        assert variables["WORK_QUEUE_URL"] == {"Ref": WORK_QUEUE}
+        assert set(variables) == COMMON_ENVIRONMENT | {"WORK_QUEUE_URL"}
+    else:
+        assert set(variables) == COMMON_ENVIRONMENT
 
 
 @pytest.mark.parametrize(("function_id", "collector"), list(COLLECTORS.items()))
