@@ -232,12 +232,16 @@ def reconcile_failures(
     if account_error is not None:
         if ACCOUNT_WIDE not in failing:
             _fail(ctx, vendor, account_id, ACCOUNT_WIDE, account_id, account_error, "critical")
+        else:
+            _still_failing(ctx, failing[ACCOUNT_WIDE], account_error)
         return ctx.transitions
     if ACCOUNT_WIDE in failing:
         _recover(ctx, failing[ACCOUNT_WIDE])
     for tenant_id, info in tenant_failures.items():
         if tenant_id not in failing:
             _fail(ctx, vendor, account_id, tenant_id, info.tenant_name, info.error, "warning")
+        else:
+            _still_failing(ctx, failing[tenant_id], info.error)
     for tenant_id in ok_tenants:
         state = failing.get(tenant_id)
         if state is not None and tenant_id != ACCOUNT_WIDE and tenant_id not in tenant_failures:
@@ -269,6 +273,16 @@ def _fail(ctx: _Ctx, vendor: str, account_id: str, tenant_id: str, name: str, er
     ctx.transitions.append(Transition(state, collection_event(FAILED, state, ctx.now)))
 
 
+def _still_failing(ctx: _Ctx, state: AlertState, error: str) -> None:
+    """A failure that started under a silence is published once the silence ends, if it still fails."""
+    if state.published or _silenced(ctx, state):
+        return
+    delivered = replace(state, published=True, last_published_at=ctx.now_iso, updated_at=ctx.now_iso, error=error)
+    event = collection_event(FAILED, delivered, ctx.now)
+    event["delayed_by_silence"] = True
+    ctx.transitions.append(Transition(delivered, event))
+
+
 def _recover(ctx: _Ctx, state: AlertState) -> None:
     recovered = replace(state, status="resolved", updated_at=ctx.now_iso, reason="collected again")
     if state.published:
@@ -297,8 +311,10 @@ def threshold_summary(event_type: str, state: AlertState) -> str:
     who = f"{VENDOR_NAMES.get(state.vendor, state.vendor)} {state.tenant_name}"
     what = _metric_words(state.metric)
     if event_type == RESOLVED:
-        limit = f" (limit {fmt(state.quota)})" if state.quota is not None else ""
-        return f"{who}: {what} back within limits for {state.period}: {fmt(state.value)}{limit}; {state.rule} cleared"
+        # The numbers are the last ones seen while firing, not the reading that cleared the condition.
+        bound = state.threshold if state.rule == "below_minimum_commitment" else state.quota
+        limit = f" against {fmt(bound)}" if bound is not None else ""
+        return f"{who}: {what} for {state.period}: {state.rule} cleared (was {fmt(state.value)}{limit})"
     if state.rule == "vendor_limit_exceeded":
         limit = fmt(state.quota)
         return f"{who}: {what} {fmt(state.value)} over the licence limit {limit} for {state.period} (vendor flag)"
@@ -405,7 +421,7 @@ def render_email(event: Event) -> str:
         fields += [
             ("Metric", _metric_words(event["metric"])),
             ("Period", event["period"]),
-            ("Usage", fmt(event.get("value"))),
+            ("Usage" if kind == BREACHED else "Usage while firing", fmt(event.get("value"))),
             ("Quota", fmt(event.get("quota"))),
             ("Projected", fmt(event.get("projected"))),
             ("Threshold", fmt(event.get("threshold"))),

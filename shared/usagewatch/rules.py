@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from usagewatch.errors import ConfigError
-from usagewatch.model import Number, UsageRecord
+from usagewatch.model import MAX_PLAUSIBLE_VALUE, Number, UsageRecord
 from usagewatch.validation import describe
 
 Severity = Literal["info", "warning", "critical"]
@@ -19,6 +19,8 @@ LADDER: Final = ("vendor_limit_exceeded", "over_quota", "projected_over_quota", 
 """The precedence ladder, highest first: on one record only the highest rule that holds fires."""
 RULE_NAMES: Final = (*LADDER, "below_minimum_commitment")
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
+MAX_REPEAT_HOURS: Final = 24 * 366
+"""A repeat interval longer than a year never repeats anything; a bound keeps `timedelta` from overflowing."""
 
 
 class _Strict(BaseModel):
@@ -71,7 +73,7 @@ class OperatorQuota(_Strict):
     vendor: Literal["gravityzone", "keepnet", "thousandeyes"]
     tenant_id: str = Field(min_length=1)
     metric: str = Field(min_length=1)
-    quota: Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)]
+    quota: Annotated[float, Field(ge=0, le=MAX_PLAUSIBLE_VALUE)] | Annotated[int, Field(ge=0, le=MAX_PLAUSIBLE_VALUE)]
     account_id: str = "*"
 
 
@@ -113,9 +115,12 @@ class Silence(BaseModel):
 
 class RulesDocument(_Strict):
     rules: Rules = Rules()
-    quotas: tuple[OperatorQuota, ...] = ()
-    silences: tuple[Silence, ...] = ()
-    repeat_after_hours: Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)] = 0
+    # strict=False on the sequence only: a JSON array must be accepted as a tuple (items stay strict).
+    quotas: tuple[OperatorQuota, ...] = Field(default=(), strict=False)
+    silences: tuple[Silence, ...] = Field(default=(), strict=False)
+    repeat_after_hours: (
+        Annotated[float, Field(ge=0, le=MAX_REPEAT_HOURS)] | Annotated[int, Field(ge=0, le=MAX_REPEAT_HOURS)]
+    ) = 0
     notify_resolved: bool = True
 
     def operator_quota(self, record: UsageRecord) -> Number | None:
@@ -143,8 +148,10 @@ def parse_rules_document(text: str | bytes | dict[str, Any], *, source: str = "r
     """Validate strictly; the ConfigError names every bad field (e.g. `rules.quota_utilization.threshold`)."""
     try:
         data = json.loads(text) if isinstance(text, str | bytes) else text
-    except ValueError as exc:
-        raise ConfigError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None  # type: ignore[attr-defined]
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (ValueError, RecursionError) as exc:  # undecodable bytes, absurd nesting
+        raise ConfigError(f"{source}: not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a JSON object")
     try:
