@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from usagewatch.model import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, Number, parse_utc, utc_iso
+from usagewatch.model import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, Number, UsageRecord, parse_utc, utc_iso
 from usagewatch.rules import LADDER, Finding, RulesDocument
 
 SCHEMA_VERSION: Final = 1
@@ -36,10 +36,24 @@ def alert_id(vendor: str, account_id: str, tenant_id: str, metric: str, rule: st
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """What a successful account collection saw: these tenants, in these periods."""
+    """What a successful account collection saw: these tenants, in these periods.
+
+    `pairs`, when given, says exactly which (tenant, period) were read, so a tenant read for one month
+    only never resolves its alert of the other.
+    """
 
     tenants: frozenset[str]
     periods: frozenset[str]
+    pairs: frozenset[tuple[str, str]] | None = None
+
+    def saw(self, tenant_id: str, period: str) -> bool:
+        if self.pairs is not None:
+            return (tenant_id, period) in self.pairs
+        return tenant_id in self.tenants and period in self.periods
+
+
+Reading = tuple[str, str, str]
+"""(tenant_id, metric, period): the key of the current reading of an open alert's record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +88,12 @@ def reconcile_thresholds(
     observed: Observed,
     document: RulesDocument,
     now: datetime,
+    readings: Mapping[Reading, UsageRecord] | None = None,
 ) -> list[Transition]:
-    """Threshold transitions for one successfully collected account."""
+    """Threshold transitions for one successfully collected account.
+
+    `readings` holds this run's records of the open alerts, so a resolved event tells today's numbers.
+    """
     ctx = _Ctx(document, now)
     current: dict[str, Finding] = {}
     for finding in findings:
@@ -99,12 +117,12 @@ def reconcile_thresholds(
     for identifier, state in open_thresholds.items():
         if identifier in current:
             continue
-        if state.tenant_id in observed.tenants and state.period in observed.periods:
+        if observed.saw(state.tenant_id, state.period):
             higher = ladder_now.get(_record_key(state.tenant_id, state.metric, state.period))
             if higher is not None and state.rule in LADDER and LADDER.index(higher.rule) < LADDER.index(state.rule):
                 ctx.transitions.append(Transition(_closed(state, ctx, f"escalated to {higher.rule}")))
             else:
-                _resolve(ctx, state)
+                _resolve(ctx, state, (readings or {}).get((state.tenant_id, state.metric, state.period)))
         elif oldest_observed is not None and state.period < oldest_observed and state.period not in observed.periods:
             ctx.transitions.append(Transition(_closed(state, ctx, "period ended")))
     return ctx.transitions
@@ -187,12 +205,24 @@ def _still_firing(ctx: _Ctx, state: AlertState, finding: Finding) -> None:
         ctx.transitions.append(Transition(repeated, threshold_event(BREACHED, repeated, ctx.now, extra)))
 
 
-def _resolve(ctx: _Ctx, state: AlertState) -> None:
+def _resolve(ctx: _Ctx, state: AlertState, reading: UsageRecord | None) -> None:
     resolved = replace(state, status="resolved", updated_at=ctx.now_iso, reason="condition cleared")
+    if reading is not None:
+        override = ctx.document.operator_quota(reading)
+        quota = override if override is not None else reading.quota
+        resolved = replace(resolved, value=reading.value, quota=quota, projected=reading.projected, reason="current")
     if state.published and ctx.document.notify_resolved:
         resolved = replace(resolved, last_published_at=ctx.now_iso)
         ctx.transitions.append(
-            Transition(resolved, threshold_event(RESOLVED, resolved, ctx.now, {"firing_since": state.since}))
+            Transition(
+                resolved,
+                threshold_event(
+                    RESOLVED,
+                    resolved,
+                    ctx.now,
+                    {"firing_since": state.since, "values_from": "this run" if reading else "last while firing"},
+                ),
+            )
         )
     else:
         ctx.transitions.append(Transition(resolved))
@@ -310,8 +340,11 @@ def _metric_words(metric: str) -> str:
 def threshold_summary(event_type: str, state: AlertState) -> str:
     who = f"{VENDOR_NAMES.get(state.vendor, state.vendor)} {state.tenant_name}"
     what = _metric_words(state.metric)
+    if event_type == RESOLVED and state.reason == "current":
+        limit = f" (limit {fmt(state.quota)})" if state.quota is not None else ""
+        return f"{who}: {what} back within limits for {state.period}: {fmt(state.value)}{limit}; {state.rule} cleared"
     if event_type == RESOLVED:
-        # The numbers are the last ones seen while firing, not the reading that cleared the condition.
+        # No reading this run (the metric was not reported): the numbers are the last ones seen while firing.
         bound = state.threshold if state.rule == "below_minimum_commitment" else state.quota
         limit = f" against {fmt(bound)}" if bound is not None else ""
         return f"{who}: {what} for {state.period}: {state.rule} cleared (was {fmt(state.value)}{limit})"
@@ -421,7 +454,10 @@ def render_email(event: Event) -> str:
         fields += [
             ("Metric", _metric_words(event["metric"])),
             ("Period", event["period"]),
-            ("Usage" if kind == BREACHED else "Usage while firing", fmt(event.get("value"))),
+            (
+                "Usage" if kind == BREACHED or event.get("values_from") == "this run" else "Usage while firing",
+                fmt(event.get("value")),
+            ),
             ("Quota", fmt(event.get("quota"))),
             ("Projected", fmt(event.get("projected"))),
             ("Threshold", fmt(event.get("threshold"))),

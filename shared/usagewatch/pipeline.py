@@ -12,7 +12,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
 
-from usagewatch.alerts import Event, Observed, TenantFailureInfo, Transition, reconcile_failures, reconcile_thresholds
+from usagewatch.alerts import (
+    Event,
+    Observed,
+    Reading,
+    TenantFailureInfo,
+    Transition,
+    reconcile_failures,
+    reconcile_thresholds,
+)
 from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
 from usagewatch.errors import ConfigError, PublishError, StoreError, UsagewatchError
 from usagewatch.model import (
@@ -145,14 +153,28 @@ class _AccountRun:
     billed_tenants: set[str] = field(default_factory=set)
     failures: dict[str, TenantFailureInfo] = field(default_factory=dict)
     periods: set[str] = field(default_factory=set)
+    read: set[tuple[str, str]] = field(default_factory=set)
+    silent_tenants: set[str] = field(default_factory=set)
+    open_states: dict[str, AlertState] | None = None
+    readings: dict[Reading, UsageRecord] = field(default_factory=dict)
+    watched: set[Reading] = field(default_factory=set)
     error: str | None = None
 
     def __post_init__(self) -> None:
         self.outcome = AccountOutcome(self.account_id)
 
+    def watch(self, open_states: dict[str, AlertState]) -> None:
+        """Remember the firing alerts, so this run keeps the records that may resolve them."""
+        self.open_states = open_states
+        self.watched = {(s.tenant_id, s.metric, s.period) for s in open_states.values() if not s.is_collection}
+
     def observe(self, record: UsageRecord, findings: list[Finding]) -> None:
         period = str(record.period)
         self.periods.add(period)
+        self.read.add((record.tenant_id, period))
+        key = (record.tenant_id, record.metric, period)
+        if key in self.watched:
+            self.readings[key] = record
         if record.tenant.billed:
             self.totals.add(period, record.metric, record.unit, record.value, record.tenant_id, carried=False)
         self.findings.extend(findings)
@@ -195,6 +217,11 @@ class Pipeline(Generic[AccountT]):
 
     def _collect_account(self, account: AccountT, request: CollectionRequest, run_id: str) -> AccountOutcome:
         run = _AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
+        try:
+            run.watch(self.store.open_alerts(run.vendor, run.account_id))
+        except StoreError as exc:
+            run.fail(_clean(str(exc)))
+            return self._finish(run, request, run_id)
         queue = self.work_queue
         if queue is not None and isinstance(self.source, ChunkedSource):
             try:
@@ -222,6 +249,8 @@ class Pipeline(Generic[AccountT]):
                 run.ok_tenants[tenant.tenant_id] = tenant.tenant_name
                 if tenant.billed:
                     run.billed_tenants.add(tenant.tenant_id)
+                if not result.records:
+                    run.silent_tenants.add(tenant.tenant_id)
             self.store.flush()
         except UsagewatchError as exc:
             run.fail(_clean(str(exc)))
@@ -243,7 +272,7 @@ class Pipeline(Generic[AccountT]):
                 if carry_failed:
                     self._carry_failed_tenants(run.totals, vendor, account_id, run.failures, run.periods)
                 self.store.write_totals(run.totals.totals(vendor, account_id, utc_iso(self.clock())))
-            open_states = self.store.open_alerts(vendor, account_id)
+            open_states = run.open_states if run.open_states is not None else self.store.open_alerts(vendor, account_id)
         except StoreError as exc:
             account_error = account_error or _clean(str(exc))
             open_states = None
@@ -251,8 +280,12 @@ class Pipeline(Generic[AccountT]):
         transitions: list[Transition] = []
         if open_states is not None:
             if account_error is None:
-                observed = Observed(frozenset(run.ok_tenants), frozenset(run.periods))
-                transitions += reconcile_thresholds(open_states, run.findings, observed, self.rules, request.as_of)
+                # A tenant that answered with no records at all (no licence) was read for every period.
+                read = run.read | {(t, p) for t in run.silent_tenants for p in run.periods}
+                observed = Observed(frozenset(run.ok_tenants), frozenset(run.periods), frozenset(read))
+                transitions += reconcile_thresholds(
+                    open_states, run.findings, observed, self.rules, request.as_of, run.readings
+                )
             transitions += reconcile_failures(
                 open_states,
                 vendor=vendor,
@@ -332,6 +365,7 @@ class Pipeline(Generic[AccountT]):
     def _finish_from_store(self, account_id: str, request: CollectionRequest, state: ChunkedRunState) -> AccountOutcome:
         """Rebuild sums and findings from what the chunks stored; numbers older than the run are carried."""
         run = _AccountRun(self.source.vendor, account_id, parse_utc(state.started_at))
+        run.watch(self.store.open_alerts(run.vendor, account_id))
         run.failures = {tid: TenantFailureInfo(name, error) for tid, (name, error) in state.failures.items()}
         if state.errors:
             run.fail("; ".join(state.errors))

@@ -28,7 +28,10 @@ def subject_for(event: Event) -> str:
     }.get(event["event_type"], event["event_type"])
     text = f"[usagewatch] {kind}: {event['summary']}"
     text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
-    return text if len(text) <= SUBJECT_LIMIT else text[: SUBJECT_LIMIT - 3] + "..."
+    if len(text) <= SUBJECT_LIMIT:
+        return text
+    cut = text[: SUBJECT_LIMIT - 3]
+    return (cut.rsplit(" ", 1)[0] if " " in cut[40:] else cut).rstrip(",;: ") + "..."
 
 
 def message_attributes(event: Event) -> dict[str, dict[str, str]]:

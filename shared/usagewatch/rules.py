@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from usagewatch.errors import ConfigError
-from usagewatch.model import MAX_PLAUSIBLE_VALUE, Number, UsageRecord
+from usagewatch.model import COLLECTION_RULE, MAX_PLAUSIBLE_VALUE, VENDORS, Number, UsageRecord
 from usagewatch.validation import describe
 
 Severity = Literal["info", "warning", "critical"]
@@ -98,6 +98,20 @@ class Silence(BaseModel):
     def _pattern(cls, value: str) -> str:
         if not isinstance(value, str) or not value:
             raise ValueError("expected a non-empty string or '*'")
+        return value
+
+    @field_validator("vendor")
+    @classmethod
+    def _known_vendor(cls, value: str) -> str:
+        if not any(fnmatchcase(vendor, value) for vendor in VENDORS):
+            raise ValueError(f"matches no vendor (one of {', '.join(VENDORS)}, or a pattern)")
+        return value
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, value: str) -> str:
+        if not any(fnmatchcase(rule, value) for rule in (*RULE_NAMES, COLLECTION_RULE)):
+            raise ValueError(f"matches no rule (one of {', '.join((*RULE_NAMES, COLLECTION_RULE))}, or a pattern)")
         return value
 
     def matches(self, *, vendor: str, account_id: str, tenant_id: str, metric: str, rule: str, now: datetime) -> bool:

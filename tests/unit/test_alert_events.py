@@ -52,7 +52,7 @@ THRESHOLD_KEYS = {
     "observed_at",
     "summary",
 }
-OPTIONAL_KEYS = {"repeat", "repeat_count", "firing_since", "escalated_from", "delayed_by_silence"}
+OPTIONAL_KEYS = {"repeat", "repeat_count", "firing_since", "escalated_from", "delayed_by_silence", "values_from"}
 COLLECTION_KEYS = {
     "schema_version",
     "event_type",
@@ -257,14 +257,28 @@ def test_summaries_of_each_rule() -> None:
     )
 
 
-def test_a_resolved_summary_does_not_present_the_old_number_as_current() -> None:
+def test_a_resolved_summary_tells_the_current_reading() -> None:
     d = Driver()
     d.run(T0, [rec(value=120)])
     (resolved,) = d.run(T0 + DAY, [rec(value=40)]).events
+    assert resolved["summary"] == (
+        "ThousandEyes Tenant t1: cloud units back within limits for 2026-11: 40 (limit 100); over_quota cleared"
+    )
+    assert resolved["value"] == 40
+    assert resolved["values_from"] == "this run"
+    assert "Usage: 40" in render_email(resolved)
+
+
+def test_a_resolved_summary_does_not_present_the_old_number_as_current() -> None:
+    d = Driver()
+    d.run(T0, [rec(value=120)])
+    # The tenant was read, but the vendor no longer reports this metric: no current reading.
+    (resolved,) = d.run(T0 + DAY, [], ok_tenants=["t1"], periods=["2026-11"]).events
     assert (
         resolved["summary"]
         == "ThousandEyes Tenant t1: cloud units for 2026-11: over_quota cleared (was 120 against 100)"
     )
+    assert resolved["values_from"] == "last while firing"
     assert "Usage while firing: 120" in render_email(resolved)
 
 
@@ -327,7 +341,8 @@ def test_long_and_non_ascii_subjects_are_made_safe() -> None:
     event["summary"] = "Keepnet Zürich Gesundheitsdienste AG \u2014 Ärzte\nund Pflege: " + "x" * 200
     subject = subject_for(event)
     assert valid_subject(subject)
-    assert len(subject) == SUBJECT_LIMIT and subject.endswith("...")
+    assert len(subject) <= SUBJECT_LIMIT and subject.endswith("...")
+    assert subject.endswith("Pflege...")  # cut at a word boundary, not inside a number or name
     assert "Z?rich" in subject and "\n" not in subject
 
 

@@ -135,7 +135,8 @@ class Driver:
         transitions: list[Transition] = []
         if account_error is None:
             observed = Observed(ok, frozenset(seen))
-            transitions += reconcile_thresholds(open_states, findings, observed, self.document, now)
+            readings = {(r.tenant_id, r.metric, str(r.period)): r for r in records}
+            transitions += reconcile_thresholds(open_states, findings, observed, self.document, now, readings)
         transitions += reconcile_failures(
             open_states,
             vendor=VENDOR,

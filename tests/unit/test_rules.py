@@ -583,3 +583,27 @@ def test_every_rules_document_shown_in_the_operator_docs_is_valid() -> None:
     assert len(documents) >= 3
     for document in documents:
         parse_rules_document(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("silence", "field"),
+    [
+        ({"vendor": "kepnet", "until": "2026-12-31"}, "silences[0].vendor"),
+        ({"rule": "over_qouta", "until": "2026-12-31"}, "silences[0].rule"),
+    ],
+)
+def test_a_silence_that_can_match_nothing_is_refused(silence: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        parse_rules_document({"silences": [silence]})
+
+
+def test_silence_patterns_may_use_wildcards_over_known_names() -> None:
+    document = parse_rules_document(
+        {
+            "silences": [
+                {"vendor": "*zone", "rule": "*quota*", "until": "2026-12-31"},
+                {"rule": "collection", "until": "2026-12-31"},
+            ]
+        }
+    )
+    assert [s.vendor for s in document.silences] == ["*zone", "*"]
