@@ -77,8 +77,7 @@ class ConfigLoader:
         try:
             text = self._secrets.get(secret_id, max_age=SECRET_MAX_AGE)
         except GetParameterError as exc:
-            cause = exc.__cause__ or exc
-            raise ConfigError(f"cannot read secret {secret_id!r} ({type(cause).__name__})") from None
+            raise ConfigError(f"cannot read secret {secret_id!r} ({_why(exc)})") from None
         return parse_secret(text, secret_id=secret_id, vendor=vendor)
 
     def rules(self, parameter_name: str | None) -> RulesDocument:
@@ -92,9 +91,19 @@ class ConfigLoader:
         try:
             text = self._ssm.get(parameter_name, max_age=RULES_MAX_AGE)
         except GetParameterError as exc:
-            cause = exc.__cause__ or exc
-            raise ConfigError(f"cannot read rules parameter {parameter_name!r} ({type(cause).__name__})") from None
+            raise ConfigError(f"cannot read rules parameter {parameter_name!r} ({_why(exc)})") from None
         return parse_rules_document(text, source=f"rules document {parameter_name}")
+
+
+def _why(exc: BaseException) -> str:
+    """What failed under Powertools' GetParameterError, which wraps the SDK error without `from` (so it is the
+    context, not the cause): the AWS error code (AccessDeniedException, ResourceNotFoundException, ...) or the
+    exception type (EndpointConnectionError, ...). Never the message, which could quote a value."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    response = getattr(cause, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    code = error.get("Code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and code else type(cause).__name__
 
 
 def parse_secret(text: object, *, secret_id: str, vendor: str) -> list[dict[str, Any]]:

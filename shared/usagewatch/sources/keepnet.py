@@ -562,26 +562,41 @@ class KeepnetSource:
         duplicates = failures = pages = 0
         reported_records: int | None = None
         reported_exceeded: int | None = None
-        for page in session.listing(period, exceeded_only=False):
-            pages += 1
-            if page.number == 1:
-                reported_records = page.total_records
-                reported_exceeded = page.limit_exceeded_count
-            for position, row in enumerate(page.results, start=1):
-                cid = company_id(row)
-                if cid is None:
-                    failures += 1
-                    yield _row_failure(row, page.number, position)
-                    continue
-                if cid in seen:
-                    duplicates += 1
-                    continue
-                seen.add(cid)
-                try:
-                    yield company_records(row, account_id=account.account_id, window=window, exceeded_ids=exceeded_ids)
-                except (UsagewatchError, ValueError, TypeError) as exc:
-                    failures += 1
-                    yield TenantFailure(tenant_of(row, cid), _clip(str(exc)))
+        for listing_pass in (1, 2):
+            # A company created or deleted while the pages are read shifts every later page by one; read
+            # concurrently, a page can then be fetched before the shift and the next one after it, and a
+            # company falls between them. The page counts say the listing moved: read it once more.
+            counts: set[tuple[int, int | None]] = set()
+            for page in session.listing(period, exceeded_only=False):
+                pages += 1
+                counts.add((page.total_pages, page.total_records))
+                if page.number == 1 and listing_pass == 1:
+                    reported_records = page.total_records
+                    reported_exceeded = page.limit_exceeded_count
+                for position, row in enumerate(page.results, start=1):
+                    cid = company_id(row)
+                    if cid is None:
+                        if listing_pass == 1:  # reported once, by the first pass
+                            failures += 1
+                            yield _row_failure(row, page.number, position)
+                        continue
+                    if cid in seen:
+                        duplicates += 1 if listing_pass == 1 else 0
+                        continue
+                    seen.add(cid)
+                    try:
+                        yield company_records(
+                            row, account_id=account.account_id, window=window, exceeded_ids=exceeded_ids
+                        )
+                    except (UsagewatchError, ValueError, TypeError) as exc:
+                        failures += 1
+                        yield TenantFailure(tenant_of(row, cid), _clip(str(exc)))
+            if len(counts) <= 1:
+                break
+            logger.warning(
+                "keepnet listing changed while it was read" + ("; reading it once more" if listing_pass == 1 else ""),
+                extra={"account_id": account.account_id, "pass": listing_pass, "page_counts": sorted(counts, key=str)},
+            )
 
         summary = {
             "account_id": account.account_id,
