@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,6 +60,26 @@ def load_app(vendor: str) -> ModuleType:
 def event_file(name: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((ROOT / "events" / name).read_text())
     return loaded
+
+
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is when written to (capsys swaps it between test phases)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def capture_logs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Point the Powertools handler (which keeps the stdout of import time) at the stdout capsys reads."""
+    from usagewatch.observability import logger
+
+    for handler in logger.handlers:
+        if hasattr(handler, "stream"):
+            monkeypatch.setattr(handler, "stream", _CurrentStdout())
 
 
 Invoke = Callable[..., dict[str, Any]]

@@ -100,7 +100,11 @@ def test_below_minimum_commitment_near_period_end(
 
 
 def test_wrong_regional_host_fails_the_account_with_a_clear_message_and_no_key_leaks(
-    aws: LocalAws, gravityzone: GravityZoneSimulator, invoke: Invoke, capsys: pytest.CaptureFixture[str]
+    aws: LocalAws,
+    gravityzone: GravityZoneSimulator,
+    invoke: Invoke,
+    capsys: pytest.CaptureFixture[str],
+    capture_logs: None,
 ) -> None:
     account = {"account_id": "gz-us", "access_url": gravityzone.access_url, "api_key": "gz-key-from-the-eu-host-42"}
     aws.put_secret("usagewatch/gravityzone", [account])
@@ -111,4 +115,5 @@ def test_wrong_regional_host_fails_the_account_with_a_clear_message_and_no_key_l
     assert [e["event_type"] for e in events] == ["collection.failed"]
     assert "access_url" in events[0]["error"]
     out = capsys.readouterr()
+    assert "collection" in out.out  # the log lines were captured, so the check below means something
     assert "gz-key-from-the-eu-host-42" not in out.out + out.err + repr(events) + repr(aws.items())

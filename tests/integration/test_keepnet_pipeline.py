@@ -174,13 +174,19 @@ def test_every_event_shape_and_an_explicit_period(
 
 
 def test_no_secret_or_token_in_logs_events_or_items(
-    aws: LocalAws, keepnet: KeepnetSimulator, env: dict[str, str], invoke: Invoke, capsys: pytest.CaptureFixture[str]
+    aws: LocalAws,
+    keepnet: KeepnetSimulator,
+    env: dict[str, str],
+    invoke: Invoke,
+    capsys: pytest.CaptureFixture[str],
+    capture_logs: None,
 ) -> None:
     keepnet.expire_tokens_at(2)
     keepnet.inject(Fault("status", on_path("/api/companies/search"), times=1, status=500))
     invoke("keepnet", event_file("keepnet-scheduled.json"), env)
     out = capsys.readouterr()
     tokens = keepnet.issued_tokens
+    assert "collection" in out.out  # the log lines were captured, so the check below means something
     assert tokens
     haystack = out.out + out.err + repr(aws.drain_events()) + repr(aws.items())
     for secret in [CLIENT_SECRET, *tokens]:
