@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ MAX_PLAUSIBLE_VALUE: Final = 10**15
 _PERIOD_RE: Final = re.compile(r"^(\d{4})-(\d{2})$")
 
 
+@functools.lru_cache(maxsize=256)  # a run formats the same few times (as-of, period bounds) per record
 def utc_iso(moment: datetime) -> str:
     """ISO 8601 UTC with a `Z`, second precision: the one timestamp format of records and events."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

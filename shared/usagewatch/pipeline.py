@@ -8,6 +8,7 @@ caller fails the invocation at the end, so Lambda's retry and on-failure destina
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
@@ -45,6 +46,7 @@ from usagewatch.store import usage_record
 MAX_ERRORS_KEPT: Final = 25
 # Vendor calls one invocation may plan for: the template's 600 s timeout less room to store and publish.
 DEFAULT_BUDGET_SECONDS: Final = 420.0
+PUBLISHERS: Final = 8
 MAX_ERROR_LENGTH: Final = 500
 AccountT = TypeVar("AccountT")
 
@@ -398,23 +400,42 @@ class Pipeline(Generic[AccountT]):
                         totals.add(period, item["metric"], item["unit"], item["value"], tenant_id, carried=True)
 
     def _apply(self, transitions: list[Transition], outcome: AccountOutcome) -> None:
-        """Publish first, store after: a state advances only once SNS accepted its event."""
+        """Publish first (a few at a time), store after: a state advances only once SNS accepted its event."""
+        events = [t.event for t in transitions if t.event is not None]
+        if len(events) > 1:
+            with ThreadPoolExecutor(max_workers=PUBLISHERS, thread_name_prefix="sns-publisher") as pool:
+                errors = iter(list(pool.map(self._try_publish, events)))
+        else:
+            errors = iter([self._try_publish(e) for e in events])
+        failure: StoreError | None = None
         for transition in transitions:
             if transition.event is not None:
-                try:
-                    self.publisher.publish(transition.event)
-                except PublishError as exc:
+                error = next(errors)
+                if error is not None:
                     outcome.publish_failures += 1
                     logger.error(
                         "alert not published; it will be retried next run",
-                        extra={"alert_id": transition.state.alert_id, "error": _clean(str(exc))},
+                        extra={"alert_id": transition.state.alert_id, "error": _clean(error)},
                     )
                     continue
                 outcome.alerts_published += 1
             try:
                 self.store.put_alert(transition.state)
             except StoreError as exc:
-                logger.error(
-                    "alert state not stored",
-                    extra={"alert_id": transition.state.alert_id, "error": _clean(str(exc))},
-                )
+                failure = failure or exc
+        try:
+            self.store.flush()
+        except StoreError as exc:
+            failure = failure or exc
+        if failure is not None:
+            logger.error(
+                "alert states not stored; their events may be sent again next run",
+                extra={"error": _clean(str(failure))},
+            )
+
+    def _try_publish(self, event: Event) -> str | None:
+        try:
+            self.publisher.publish(event)
+        except PublishError as exc:
+            return str(exc)
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch.alerts import Event, render_email
@@ -53,10 +54,15 @@ class SnsPublisher:
     def __init__(self, topic_arn: str, *, client: SNSClient | None = None) -> None:
         self.topic_arn = topic_arn
         self._client = client
+        self._lock = threading.Lock()
         self.published = 0
 
     @property
     def client(self) -> SNSClient:
+        with self._lock:
+            return self._sns()
+
+    def _sns(self) -> SNSClient:
         if self._client is None:
             import boto3
             from botocore.config import Config
@@ -80,7 +86,8 @@ class SnsPublisher:
             )
         except Exception as exc:
             raise PublishError(f"SNS publish failed: {type(exc).__name__}: {exc}") from exc
-        self.published += 1
+        with self._lock:
+            self.published += 1
         return str(answer.get("MessageId", ""))
 
 

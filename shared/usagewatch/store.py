@@ -14,8 +14,10 @@ duplicating. A run reads only the alerts that are firing, from the sparse index.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,7 +32,10 @@ if TYPE_CHECKING:
 
 BATCH_SIZE: Final = 25
 MAX_BATCH_ATTEMPTS: Final = 8
+WRITERS: Final = 8
+MAX_BATCHES_IN_FLIGHT: Final = 16
 Item = dict[str, dict[str, Any]]
+Key = tuple[str, str]
 
 
 def _value(value: object) -> dict[str, Any] | None:
@@ -126,7 +131,8 @@ def usage_record(item: Mapping[str, Any]) -> UsageRecord:
 
 
 class DynamoStore:
-    """Writes are buffered and sent in BatchWriteItem calls of 25; unprocessed items are retried."""
+    """Writes are buffered and sent in BatchWriteItem calls of 25 from a few writer threads (botocore clients
+    are thread-safe); unprocessed items are retried; `flush` waits for every batch and raises the first failure."""
 
     def __init__(
         self,
@@ -135,12 +141,18 @@ class DynamoStore:
         client: DynamoDBClient | None = None,
         snapshot_retention_days: int = 400,
         sleep: Any = time.sleep,
+        writers: int = WRITERS,
     ) -> None:
         self.table_name = table_name
         self._client = client
         self.retention = timedelta(days=snapshot_retention_days)
         self._sleep = sleep
-        self._buffer: dict[tuple[str, str], Item] = {}
+        self._writers = writers
+        self._buffer: dict[Key, Item] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: dict[Future[None], list[Key]] = {}
+        self._key_in_flight: dict[Key, Future[None]] = {}
+        self._counts = threading.Lock()
         self.items_written = 0
         self.write_calls = 0
 
@@ -158,29 +170,20 @@ class DynamoStore:
 
     def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None:
         """Queue the record's latest-value item and its snapshot for this run."""
-        attributes = usage_attributes(record, utc_iso(collected_at))
+        shared = serialize(usage_attributes(record, utc_iso(collected_at)))
         identity = f"{record.vendor}#{record.account_id}#{record.tenant_id}#{record.metric}"
         period = str(record.period)
-        self._queue(
-            {
-                "pk": f"USAGE#{period}",
-                "sk": identity,
-                "gsi1pk": f"HIST#{identity}",
-                "gsi1sk": period,
-                "record_type": "usage",
-                **attributes,
-            }
-        )
-        self._queue(
-            {
-                "pk": f"SNAP#{identity}",
-                "sk": f"{utc_iso(as_of)}#{period}",
-                "record_type": "snapshot",
-                "as_of": utc_iso(as_of),
-                "expires_at": int((as_of + self.retention).timestamp()),
-                **attributes,
-            }
-        )
+        as_of_text = utc_iso(as_of)
+        usage = {"pk": f"USAGE#{period}", "sk": identity, "gsi1pk": f"HIST#{identity}", "gsi1sk": period}
+        self._queue_item({**serialize({**usage, "record_type": "usage"}), **shared})
+        snapshot = {
+            "pk": f"SNAP#{identity}",
+            "sk": f"{as_of_text}#{period}",
+            "record_type": "snapshot",
+            "as_of": as_of_text,
+            "expires_at": int((as_of + self.retention).timestamp()),
+        }
+        self._queue_item({**serialize(snapshot), **shared})
 
     def write_totals(self, totals: Iterable[Total]) -> None:
         for total in totals:
@@ -219,32 +222,87 @@ class DynamoStore:
         if state.status == "firing":
             attributes["gsi1pk"] = f"OPEN#{state.vendor}#{state.account_id}"
             attributes["gsi1sk"] = state.alert_id
-        self._put(attributes)
+        self._queue(attributes)
 
     def _queue(self, attributes: Mapping[str, object]) -> None:
-        item = serialize(attributes)
-        self._buffer[(item["pk"]["S"], item["sk"]["S"])] = item
+        self._queue_item(serialize(attributes))
+
+    def _queue_item(self, item: Item) -> None:
+        key = (item["pk"]["S"], item["sk"]["S"])
+        earlier = self._key_in_flight.get(key)
+        if earlier is not None:
+            # The same key written twice in one run: the older version must land first.
+            wait([earlier])
+            self._reap()
+        self._buffer[key] = item
         if len(self._buffer) >= BATCH_SIZE:
-            self._send_batch(self._take(BATCH_SIZE))
+            self._submit(self._take(BATCH_SIZE))
 
     def flush(self) -> None:
+        """Send what is buffered and wait for every batch; StoreError for the first that failed."""
         while self._buffer:
-            self._send_batch(self._take(BATCH_SIZE))
+            self._submit(self._take(BATCH_SIZE))
+        first: StoreError | None = None
+        while self._in_flight:
+            wait(list(self._in_flight))
+            try:
+                self._reap()
+            except StoreError as exc:
+                first = first or exc
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        if first is not None:
+            raise first
 
     def _take(self, count: int) -> list[Item]:
         keys = list(self._buffer)[:count]
         return [self._buffer.pop(key) for key in keys]
 
+    def _submit(self, items: list[Item]) -> None:
+        if self._writers <= 1:
+            self._send_batch(items)
+            return
+        while len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT:
+            wait(list(self._in_flight), return_when=FIRST_COMPLETED)
+            self._reap()
+        if self._pool is None:
+            self.client  # noqa: B018  created here: boto3's default session is not thread-safe to build from
+            self._pool = ThreadPoolExecutor(max_workers=self._writers, thread_name_prefix="dynamodb-writer")
+        future = self._pool.submit(self._send_batch, items)
+        keys = [(item["pk"]["S"], item["sk"]["S"]) for item in items]
+        self._in_flight[future] = keys
+        for key in keys:
+            self._key_in_flight[key] = future
+
+    def _reap(self) -> None:
+        """Forget finished batches; StoreError for the first of them that failed (the others still count)."""
+        first: StoreError | None = None
+        for future in [f for f in self._in_flight if f.done()]:
+            for key in self._in_flight.pop(future):
+                if self._key_in_flight.get(key) is future:
+                    del self._key_in_flight[key]
+            error = future.exception()
+            if error is not None and first is None:
+                first = error if isinstance(error, StoreError) else StoreError(f"DynamoDB batch write failed: {error}")
+        if first is not None:
+            raise first
+
+    def _count(self, calls: int, items: int) -> None:
+        with self._counts:
+            self.write_calls += calls
+            self.items_written += items
+
     def _send_batch(self, items: list[Item]) -> None:
         pending: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in items]
         for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
             try:
-                self.write_calls += 1
+                self._count(1, 0)
                 answer = self.client.batch_write_item(RequestItems={self.table_name: pending})  # type: ignore[dict-item]
             except Exception as exc:
                 raise StoreError(f"DynamoDB batch write failed: {type(exc).__name__}: {exc}") from exc
             unprocessed = answer.get("UnprocessedItems", {}).get(self.table_name, [])
-            self.items_written += len(pending) - len(unprocessed)
+            self._count(0, len(pending) - len(unprocessed))
             if not unprocessed:
                 return
             pending = list(unprocessed)  # type: ignore[arg-type]
@@ -253,9 +311,9 @@ class DynamoStore:
 
     def _put(self, attributes: Mapping[str, object]) -> None:
         try:
-            self.write_calls += 1
+            self._count(1, 0)
             self.client.put_item(TableName=self.table_name, Item=serialize(attributes))
-            self.items_written += 1
+            self._count(0, 1)
         except Exception as exc:
             raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
 
@@ -279,7 +337,7 @@ class DynamoStore:
             }
         )
         try:
-            self.write_calls += 1
+            self._count(1, 0)
             self.client.put_item(TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
         except self.client.exceptions.ConditionalCheckFailedException:
             return
@@ -299,7 +357,7 @@ class DynamoStore:
             self._queue({"pk": pk, "sk": f"{key.as_of}#error#{index}", "error": error, "expires_at": expires})
         self.flush()
         try:
-            self.write_calls += 1
+            self._count(1, 0)
             answer = self.client.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": pk}, "sk": {"S": key.as_of}},
@@ -329,7 +387,7 @@ class DynamoStore:
     def claim_finish(self, key: ChunkKey) -> bool:
         """True for exactly one caller: the one that finishes the split run."""
         try:
-            self.write_calls += 1
+            self._count(1, 0)
             self.client.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": self._chunk_pk(key)}, "sk": {"S": key.as_of}},
