@@ -7,6 +7,7 @@ venv; the checks then look inside the artifacts Lambda would get.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,25 @@ def test_layer_contains_the_runtime_requirements(build_dir: Path) -> None:
     python_dir = build_dir / "SharedLayer" / "python"
     for package in ("aws_lambda_powertools", "requests", "pydantic", "pydantic_core"):
         assert (python_dir / package).is_dir(), f"{package} missing from the layer"
+
+
+def test_layer_ships_every_module_compiled_for_the_runtime(build_dir: Path) -> None:
+    """/opt is read-only in Lambda: a module without its .pyc is compiled again at every cold start. Hash-based,
+    unchecked .pyc, because zip keeps file times at 2 s resolution (a timestamp .pyc could be judged stale)."""
+    python_dir = build_dir / "SharedLayer" / "python"
+    sources = list(python_dir.rglob("*.py"))
+    assert len(sources) > 100
+    missing, wrong = [], []
+    for source in sources:
+        compiled = Path(importlib.util.cache_from_source(str(source)))
+        if not compiled.is_file():
+            missing.append(str(source.relative_to(python_dir)))
+            continue
+        header = compiled.read_bytes()[:8]
+        if header[:4] != importlib.util.MAGIC_NUMBER or int.from_bytes(header[4:8], "little") != 0b01:
+            wrong.append(str(compiled.relative_to(python_dir)))
+    assert not missing, f"modules shipped without .pyc: {missing[:10]}"
+    assert not wrong, f".pyc not unchecked-hash for CPython 3.12: {wrong[:10]}"
 
 
 def test_layer_native_code_is_built_for_arm64(build_dir: Path) -> None:
