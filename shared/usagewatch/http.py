@@ -199,8 +199,11 @@ class HttpClient:
         auth: tuple[str, str] | None = None,
         parse_json: bool = False,
         retry_statuses: frozenset[int] | None = None,
+        limiter: RateLimiter | None = None,
     ) -> HttpResponse:
         """Send one logical request, retrying what is worth retrying; return the final response.
+
+        `limiter` paces this request instead of the client's own (one session, several rate buckets).
 
         Non-retryable statuses (4xx other than 429) come back to the caller, who knows what they
         mean for its vendor. With `parse_json`, a body that does not parse is retried like a 5xx and
@@ -211,9 +214,10 @@ class HttpClient:
         label = f"{self.vendor} {method} {urlsplit(url).path}"
         started = self.clock()
         last_problem = "no attempt made"
+        limiter = limiter or self.limiter
         for attempt in range(1, self.retry.max_attempts + 1):
-            if self.limiter is not None:
-                self.limiter.acquire()
+            if limiter is not None:
+                limiter.acquire()
             wait: float | None = None
             try:
                 response = self._send(method, url, json_body, form, params, headers, auth)
@@ -230,8 +234,8 @@ class HttpClient:
                 if response.status in statuses:
                     last_problem = f"HTTP {response.status}"
                     wait = self._server_wait(response)
-                    if response.status == 429 and self.limiter is not None:
-                        self.limiter.hold(wait if wait is not None else self.retry.backoff(attempt))
+                    if response.status == 429 and limiter is not None:
+                        limiter.hold(wait if wait is not None else self.retry.backoff(attempt))
                 elif parse_json and 200 <= response.status < 300:
                     try:
                         response.json()

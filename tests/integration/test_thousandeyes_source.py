@@ -497,3 +497,15 @@ def test_simulator_speaks_like_the_vendor(sim: ThousandEyesSimulator) -> None:
         assert bad.json()["status"] == 400
     finally:
         client.close()
+
+
+def test_one_run_reuses_its_connections_across_organisations(
+    source: ThousandEyesSource, sim: ThousandEyesSimulator, fake: FakeTime
+) -> None:
+    """Each new connection costs a TCP and TLS handshake in production: a run keeps at most `concurrency` open."""
+    sim.reset(clock=fake.time, orgs=make_orgs(n_orgs=12, groups_per_org=1))
+    acct = account(source, sim, concurrency=2)
+    results = run(source, acct)
+    assert sum(1 for u in usages(results).values() if u.tenant.parent_tenant_id is None) == 12
+    assert len(sim.requests) == 13
+    assert len({r.client for r in sim.requests}) <= 2

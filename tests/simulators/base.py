@@ -30,6 +30,7 @@ class SimRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    client: tuple[str, int] = ("", 0)  # the client's address: one per TCP connection
 
     def json(self) -> Any:
         try:
@@ -182,6 +183,7 @@ class Simulator:
                 query=parse_qs(parts.query),
                 headers=dict(handler.headers.items()),
                 body=body,
+                client=(str(handler.client_address[0]), int(handler.client_address[1])),
             )
             self.requests.append(request)
             fault = next((f for f in self.faults if f.wants(request)), None)

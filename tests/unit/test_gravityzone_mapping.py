@@ -349,11 +349,25 @@ def test_limiter_paces_a_little_under_the_configured_rate_without_a_burst() -> N
     assert fake.now - 100.0 == pytest.approx(5 / (5 * 0.97), abs=1e-3)
 
 
+def test_an_isolated_429_costs_only_its_hold() -> None:
+    fake = FakeTime()
+    limiter = PacedLimiter(5, clock=fake.clock, sleep=fake.sleep)
+    configured = limiter.rate
+
+    for _ in range(3):
+        limiter.hold(1.0)
+        fake.now += 10.5
+        assert limiter.rate == configured
+    assert limiter.slowdowns == 0
+
+
 def test_limiter_slows_down_after_429s_and_recovers_after_a_quiet_spell() -> None:
     fake = FakeTime()
     limiter = PacedLimiter(5, clock=fake.clock, sleep=fake.sleep)
     configured = limiter.rate
 
+    limiter.hold(1.0)
+    assert limiter.rate == configured  # one 429 alone: held, not slowed
     limiter.hold(1.0)
     limiter.hold(1.0)  # the same burst of 429s: one slowdown
     assert limiter.rate == pytest.approx(configured * 0.7)

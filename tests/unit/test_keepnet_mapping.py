@@ -269,7 +269,7 @@ def test_account_defaults_and_limits() -> None:
     }
     account = source.parse_account(raw)
     assert (account.page_size, account.concurrency, account.max_pages) == (100, 4, 1000)
-    assert account.requests_per_second == 10
+    assert account.requests_per_second == 40
     assert account.timeout_seconds == 20
     assert source.account_id(account) == "kn"
     assert "s3cret-x" not in repr(account)

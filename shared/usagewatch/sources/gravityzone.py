@@ -74,10 +74,11 @@ RPC_RATE_LIMITED: Final = -32003
 PACING_MARGIN: Final = 0.97
 # Companies per continuation chunk at most: keeps one work message well under SQS's 256 KiB.
 MAX_CHUNK_COMPANIES: Final = 1000
-# After a 429, every later request of that key and API goes this much slower (at most once a second),
-# down to `SLOWDOWN_FLOOR` req/s: the vendor's documented limits are contradictory. After
-# `RECOVERY_SECONDS` without one, the pace climbs back by a tenth of the configured rate (AIMD), so a
-# stray 429 does not slow a long run for good. Each run starts at the configured rate.
+# A 429 holds every request of that key and API for its wait. A second 429 within `RECOVERY_SECONDS`
+# also slows the pace down by this factor (at most once a second), down to `SLOWDOWN_FLOOR` req/s: the
+# vendor's documented limits are contradictory. An isolated 429 (arrival jitter squeezing six calls into
+# one second) costs only its hold. After `RECOVERY_SECONDS` without a 429, the pace climbs back by a tenth
+# of the configured rate (AIMD). Each run starts at the configured rate.
 SLOWDOWN_FACTOR: Final = 0.7
 SLOWDOWN_FLOOR: Final = 0.5
 RECOVERY_SECONDS: Final = 10.0
@@ -296,8 +297,8 @@ def usage_records(counters: Counters, *, account_id: str, tenant: Tenant, period
 
 
 class PacedLimiter(RateLimiter):
-    """A key's limiter for one API: burst 1 at `PACING_MARGIN` of the configured rate; slower after a 429
-    (at most once a second), back up step by step after `RECOVERY_SECONDS` without one."""
+    """A key's limiter for one API: burst 1 at `PACING_MARGIN` of the configured rate; slower after repeated
+    429s (at most once a second), back up step by step after `RECOVERY_SECONDS` without one."""
 
     def __init__(
         self,
@@ -312,6 +313,7 @@ class PacedLimiter(RateLimiter):
         self.slowdowns = 0
         self._last_slowdown = -math.inf
         self._last_recovery = -math.inf
+        self._last_429 = -math.inf
 
     def acquire(self) -> None:
         if self.rate < self.configured_rate:
@@ -326,12 +328,15 @@ class PacedLimiter(RateLimiter):
         """Back to the configured pace (a new run)."""
         with self._lock:
             self.rate = self.configured_rate
-            self._last_slowdown = self._last_recovery = -math.inf
+            self._last_slowdown = self._last_recovery = self._last_429 = -math.inf
 
     def hold(self, seconds: float) -> None:
         super().hold(seconds)
         with self._lock:
             now = self._clock()
+            previous, self._last_429 = self._last_429, now
+            if now - previous >= RECOVERY_SECONDS:
+                return
             if now - self._last_slowdown < 1.0 or self.rate <= self.floor:
                 return
             self._last_slowdown = now

@@ -90,7 +90,7 @@ class KeepnetAccount(HttpAccountConfig):
     page_size: int = Field(default=100, ge=1, le=1000)
     concurrency: int = Field(default=4, ge=1, le=16)
     max_pages: int = Field(default=1000, ge=1, le=100_000)
-    requests_per_second: float = Field(default=10.0, gt=0, le=1000)
+    requests_per_second: float = Field(default=40.0, gt=0, le=1000)
     timeout_seconds: float = Field(default=20.0, gt=0, le=300)
 
 

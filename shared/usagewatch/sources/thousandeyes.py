@@ -509,6 +509,7 @@ class ThousandEyesSource:
         self._low_remaining = low_remaining
         self._rates: dict[tuple[str, str], _RateState] = {}
         self._rates_lock = threading.Lock()
+        self._sessions: dict[str, HttpClient] = {}
 
     def parse_account(self, raw: dict[str, object], *, index: int = 0) -> ThousandEyesAccount:
         account = parse_account(ThousandEyesAccount, raw, index=index, vendor=VENDOR)
@@ -578,14 +579,15 @@ class ThousandEyesSource:
             return None
         return min(max(0.0, reset - self._wall_clock()) + RESET_MARGIN_SECONDS, MAX_RESET_WAIT_SECONDS)
 
-    def _client(self, account: ThousandEyesAccount, state: _RateState) -> HttpClient:
+    def _client(self, account: ThousandEyesAccount) -> HttpClient:
+        """One session (its connections kept alive) per account and collection; each organisation's calls
+        are paced by that organisation's limiter."""
         return HttpClient(
             vendor=VENDOR,
             base_url=account.base_url,
             timeout=(min(3.05, account.timeout_seconds), account.timeout_seconds),
             retry=self._retry,
-            limiter=state.limiter,
-            pool_size=2,
+            pool_size=max(2, account.concurrency),
             wait_hint=self._reset_wait,
             sleep=self._sleep,
             clock=self._clock,
@@ -601,11 +603,16 @@ class ThousandEyesSource:
         elif account.email is not None and account.basic_auth_token is not None:
             auth = (account.email, account.basic_auth_token.get_secret_value())
         self._pace(state)
-        client = self._client(account, state)
+        client = self._sessions.get(account.account_id)
+        owned = client is None
+        client = client or self._client(account)
         try:
-            response = client.request("GET", path, params=params, headers=headers, auth=auth, parse_json=True)
+            response = client.request(
+                "GET", path, params=params, headers=headers, auth=auth, parse_json=True, limiter=state.limiter
+            )
         finally:
-            client.close()
+            if owned:
+                client.close()
         self._observe(state, response)
         if response.status == 401:
             said = vendor_message(response)
@@ -730,6 +737,13 @@ class ThousandEyesSource:
         is not specific to one organisation (403 permission, 5xx, rate limit exhausted, another period
         asked for) is raised for the whole account instead; a 401 is always raised at once.
         """
+        self._sessions[account.account_id] = self._client(account)
+        try:
+            yield from self._collect(account, request)
+        finally:
+            self._sessions.pop(account.account_id).close()
+
+    def _collect(self, account: ThousandEyesAccount, request: CollectionRequest) -> Iterator[TenantResult]:
         plan = self.plan(account)
         logger.info(
             "thousandeyes organisations planned",
