@@ -31,37 +31,6 @@ from bench.common import (
 )
 
 
-def parallel_store_class() -> type:
-    """Prototype of the proposed fix: DynamoStore with its batches sent by a small thread pool (at most
-    2 x workers batches in flight), `flush` waiting for all of them and raising the first error."""
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
-    from usagewatch.store import DynamoStore
-
-    class ParallelStore(DynamoStore):
-        def __init__(self, *args: Any, workers: int = 8, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ddb-write")
-            self._workers = workers
-            self._inflight: set[Future[None]] = set()
-
-        def _send_batch(self, items: list[Any]) -> None:
-            if len(self._inflight) >= 2 * self._workers:
-                done, self._inflight = wait(self._inflight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()
-            self._inflight.add(self._pool.submit(DynamoStore._send_batch, self, items))
-
-        def flush(self) -> None:
-            super().flush()
-            finished = wait(self._inflight).done
-            self._inflight = set()
-            for future in finished:
-                future.result()
-
-    return ParallelStore
-
-
 def _source(vendor: str) -> Any:
     if vendor == "keepnet":
         from usagewatch.sources.keepnet import KeepnetSource
@@ -91,12 +60,9 @@ def collect(vendor: str, account: dict[str, Any], config: dict[str, Any]) -> dic
     source = _source(vendor)
     parsed = source.parse_account(account)
     fake = FakeDynamoDB(latency=config.get("ddb_latency"))
-    store: Any
-    if config.get("parallel_writes"):
-        store = parallel_store_class()("usagewatch-bench", client=fake, workers=int(config["parallel_writes"]))
-    else:
-        store_class = naive_store_class() if config.get("naive") else DynamoStore
-        store = store_class("usagewatch-bench", client=fake)
+    store_class = naive_store_class() if config.get("naive") else DynamoStore
+    options = {"writers": int(config["writers"])} if "writers" in config else {}
+    store = store_class("usagewatch-bench", client=fake, **options)
     publisher = CountingPublisher(latency=float(config.get("sns_latency", 0.0)))
     pipeline = Pipeline(source, store, publisher, DEFAULT_RULES)
     now = datetime.now(UTC)

@@ -334,8 +334,10 @@ def naive_store_class() -> type:
     from usagewatch.store import DynamoStore
 
     class NaiveStore(DynamoStore):
-        def _queue(self, attributes: Mapping[str, object]) -> None:
-            self._put(attributes)
+        def _queue_item(self, item: dict[str, Any]) -> None:
+            self._count(1, 0)
+            self.client.put_item(TableName=self.table_name, Item=item)
+            self._count(0, 1)
 
     return NaiveStore
 
@@ -348,14 +350,16 @@ class CountingPublisher:
         self.published = 0
         self.by_type: dict[str, int] = {}
         self.latency = latency
+        self._lock = threading.Lock()
 
     def publish(self, event: Mapping[str, Any]) -> str:
         if self.latency:
             time.sleep(self.latency)
-        self.published += 1
         kind = str(event.get("event_type"))
-        self.by_type[kind] = self.by_type.get(kind, 0) + 1
-        return f"msg-{self.published}"
+        with self._lock:
+            self.published += 1
+            self.by_type[kind] = self.by_type.get(kind, 0) + 1
+            return f"msg-{self.published}"
 
 
 # --- logs -----------------------------------------------------------------------------------------

@@ -39,6 +39,11 @@ Key = tuple[str, str]
 
 
 def _value(value: object) -> dict[str, Any] | None:
+    kind = type(value)  # exact types first: the common cases of every record, without an isinstance chain
+    if kind is str:
+        return {"S": value}
+    if kind is int:
+        return {"N": str(value)}
     if value is None:
         return None
     if isinstance(value, bool):
