@@ -1,9 +1,9 @@
 """`python -m bench.run [scenario ...]`: run benchmark scenarios, print their rows, write bench/results.json.
 
 Scenarios (default: all, in this order): coldstart, hotpath, keepnet, memory, dynamodb, thousandeyes,
-gravityzone (about 110 s: the rate limit is the point), cost (from this run's results, or the last
-results.json for the scenarios not run). results.json keeps the last result of every scenario, each with
-the machine and the time it ran on.
+gravityzone (about 110 s: the rate limit is the point), continuation (about 100 s), cost (from this run's
+results, or the last results.json for the scenarios not run). results.json keeps the last result of every
+scenario, each with the machine and the time it ran on.
 """
 
 from __future__ import annotations
@@ -20,7 +20,17 @@ from bench import ROOT
 from bench.common import TABLE_HEADER, Row, fmt, machine, table_line, verdict
 
 RESULTS = ROOT / "bench" / "results.json"
-ORDER = ("coldstart", "hotpath", "keepnet", "memory", "dynamodb", "thousandeyes", "gravityzone", "cost")
+ORDER = (
+    "coldstart",
+    "hotpath",
+    "keepnet",
+    "memory",
+    "dynamodb",
+    "thousandeyes",
+    "gravityzone",
+    "continuation",
+    "cost",
+)
 
 
 def _scenario(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Row], dict[str, Any]]]:
@@ -52,6 +62,10 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Ro
         from bench import gravityzone
 
         return gravityzone.scenario
+    if name == "continuation":
+        from bench import continuation
+
+        return continuation.scenario
     raise ValueError(name)
 
 
