@@ -1,6 +1,18 @@
-"""Lambda entry point of the gravityzone collector: wiring only; the logic lives in the usagewatch layer."""
+"""Lambda entry point of the gravityzone collector: wiring only; the logic lives in the usagewatch layer.
+
+The source module is imported at the first invocation, not at module load (cold start: docs/performance.md).
+"""
+
+from typing import Any
 
 from usagewatch.handler import lambda_handler_for
-from usagewatch.sources.gravityzone import GravityZoneSource
+from usagewatch.model import Source
 
-lambda_handler = lambda_handler_for(GravityZoneSource)
+
+def _source() -> Source[Any]:
+    from usagewatch.sources.gravityzone import GravityZoneSource
+
+    return GravityZoneSource()
+
+
+lambda_handler = lambda_handler_for(_source)

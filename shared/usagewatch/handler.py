@@ -1,11 +1,15 @@
-"""What every vendor's Lambda handler does: settings, wiring, the pipeline, the summary, metrics."""
+"""What every vendor's Lambda handler does: settings, wiring, the pipeline, the summary, metrics.
+
+The pipeline, the rules (pydantic) and the vendor source are imported at the first invocation, not when
+the function's module is loaded (cold start: docs/performance.md).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,13 +17,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from usagewatch.continuation import WorkItem
 from usagewatch.errors import ConfigError, UsagewatchError
 from usagewatch.invocation import parse_event
-from usagewatch.model import Source
 from usagewatch.observability import logger, metrics
-from usagewatch.pipeline import DEFAULT_BUDGET_SECONDS, Pipeline, Publisher, RunSummary, UsageStore, run_id_for
-from usagewatch.settings import ConfigLoader, load_environment
+
+if TYPE_CHECKING:
+    from usagewatch.model import Source
+    from usagewatch.pipeline import Pipeline, Publisher, RunSummary, UsageStore
+    from usagewatch.settings import ConfigLoader
 
 AccountT = TypeVar("AccountT")
-_loader = ConfigLoader()
+_loader: ConfigLoader | None = None
 
 
 class CollectionFailedError(UsagewatchError):
@@ -34,7 +40,17 @@ class CollectionFailedError(UsagewatchError):
 def reset_config_cache() -> None:
     """Forget cached secrets and rules (tests; a new container starts empty anyway)."""
     global _loader
-    _loader = ConfigLoader()
+    _loader = None
+
+
+def _config() -> ConfigLoader:
+    """The container's loader: secrets and rules cached across invocations."""
+    global _loader
+    if _loader is None:
+        from usagewatch.settings import ConfigLoader
+
+        _loader = ConfigLoader()
+    return _loader
 
 
 def handle(
@@ -52,13 +68,17 @@ def handle(
     A scheduled event collects every account; an SQS batch from the work queue collects the chunks of
     accounts too large for one invocation and answers with the failed messages (partial batch response).
     """
+    from usagewatch.pipeline import DEFAULT_BUDGET_SECONDS, Pipeline, run_id_for
+    from usagewatch.settings import load_environment
+
     env = load_environment(environ)
     work = _work_items(event)
     request = parse_event({} if work is not None else event, clock())
     logger.set_correlation_id(run_id_for(source.vendor, request))
-    raw_accounts = _loader.secret_accounts(env.vendor_secret_id, vendor=source.vendor)
+    loader = _config()
+    raw_accounts = loader.secret_accounts(env.vendor_secret_id, vendor=source.vendor)
     accounts = [source.parse_account(raw, index=i) for i, raw in enumerate(raw_accounts)]
-    rules = _loader.rules(env.alert_rules_parameter)
+    rules = loader.rules(env.alert_rules_parameter)
 
     if store is None:
         from usagewatch.store import DynamoStore

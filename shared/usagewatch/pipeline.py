@@ -402,11 +402,8 @@ class Pipeline(Generic[AccountT]):
     def _apply(self, transitions: list[Transition], outcome: AccountOutcome) -> None:
         """Publish first (a few at a time), store after: a state advances only once SNS accepted its event."""
         events = [t.event for t in transitions if t.event is not None]
-        if len(events) > 1:
-            with ThreadPoolExecutor(max_workers=PUBLISHERS, thread_name_prefix="sns-publisher") as pool:
-                errors = iter(list(pool.map(self._try_publish, events)))
-        else:
-            errors = iter([self._try_publish(e) for e in events])
+        with ThreadPoolExecutor(max_workers=PUBLISHERS, thread_name_prefix="sns-publisher") as pool:
+            errors = iter(list(pool.map(self._try_publish, events)))
         failure: StoreError | None = None
         for transition in transitions:
             if transition.event is not None:

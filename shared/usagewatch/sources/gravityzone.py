@@ -308,6 +308,9 @@ class PacedLimiter(RateLimiter):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(rate_per_second * PACING_MARGIN, burst=1, clock=clock, sleep=sleep)
+        # Empty at first: the key's last calls (an earlier invocation's chunk) may still be in the server's
+        # rolling second, so even the first call waits one interval.
+        self._tokens = 0.0
         self.configured_rate = self.rate
         self.floor = min(self.rate, SLOWDOWN_FLOOR)
         self.slowdowns = 0
