@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + markdown(all_rows))
     if failed:
         print("\nnot met:\n  " + "\n  ".join(failed))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
