@@ -4,8 +4,7 @@
 - `naive`: a store that sends one PutItem per item instead of batches;
 - `ddb_latency`: seconds slept per DynamoDB call, by operation (a stand-in for the network round trip);
 - `sns_latency`: seconds slept per SNS publish;
-- `parallel_writes`: a prototype store that sends its BatchWriteItem calls from that many threads (what
-  docs/performance.md proposes), to measure the gain;
+- `writers`: the store's writer threads (8 by default; 1 sends every batch from the run's own thread);
 - `tracemalloc`: trace Python allocations and report the heap peak (slows the run down);
 - `profile`: cProfile the run and return the top functions;
 - `period_explicit`: ask for the current month explicitly.
