@@ -179,8 +179,14 @@ class DynamoStore:
         identity = f"{record.vendor}#{record.account_id}#{record.tenant_id}#{record.metric}"
         period = str(record.period)
         as_of_text = utc_iso(as_of)
-        usage = {"pk": f"USAGE#{period}", "sk": identity, "gsi1pk": f"HIST#{identity}", "gsi1sk": period}
-        self._queue_item({**serialize({**usage, "record_type": "usage"}), **shared})
+        usage = {
+            "pk": f"USAGE#{period}",
+            "sk": identity,
+            "gsi1pk": f"HIST#{identity}",
+            "gsi1sk": period,
+            "record_type": "usage",
+        }
+        self._queue_item({**serialize(usage), **shared})
         snapshot = {
             "pk": f"SNAP#{identity}",
             "sk": f"{as_of_text}#{period}",
