@@ -6,6 +6,7 @@ the function's module is loaded (cold start: docs/performance.md).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -96,7 +97,27 @@ def handle(
     budget = (
         DEFAULT_BUDGET_SECONDS if remaining_seconds is None else min(DEFAULT_BUDGET_SECONDS, remaining_seconds * 0.7)
     )
-    pipeline = Pipeline(source, store, publisher, rules, clock, work_queue=work_queue, budget_seconds=budget)
+    from usagewatch.pipeline import DEADLINE_RESERVE_SECONDS
+
+    remaining, reserve = None, DEADLINE_RESERVE_SECONDS
+    if remaining_seconds is not None:
+        reserve = min(DEADLINE_RESERVE_SECONDS, remaining_seconds / 10)
+        started, seconds = time.monotonic(), remaining_seconds
+
+        def remaining() -> float:
+            return seconds - (time.monotonic() - started)
+
+    pipeline = Pipeline(
+        source,
+        store,
+        publisher,
+        rules,
+        clock,
+        work_queue=work_queue,
+        budget_seconds=budget,
+        remaining=remaining,
+        deadline_reserve=reserve,
+    )
 
     if work is not None:
         return _run_chunks(pipeline, source, accounts, work)

@@ -294,7 +294,7 @@ class RunRecord:
     as_of: str
     started_at: str
     finished_at: str
-    status: Literal["ok", "partial", "failed"]
+    status: Literal["running", "ok", "partial", "failed", "skipped"]
     periods: tuple[str, ...]
     tenants_ok: int
     tenants_failed: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -19,6 +19,7 @@ from usagewatch.alerts import (
     Reading,
     TenantFailureInfo,
     Transition,
+    alert_id,
     reconcile_failures,
     reconcile_thresholds,
 )
@@ -48,6 +49,10 @@ MAX_ERRORS_KEPT: Final = 25
 DEFAULT_BUDGET_SECONDS: Final = 420.0
 PUBLISHERS: Final = 8
 MAX_ERROR_LENGTH: Final = 500
+# An account is started only while this much of the invocation is left (at most a tenth of it): room to
+# store, publish and record the accounts already collected.
+DEADLINE_RESERVE_SECONDS: Final = 60.0
+PERIOD_ENDED: Final = "period ended"
 AccountT = TypeVar("AccountT")
 
 
@@ -57,6 +62,9 @@ class UsageStore(Protocol):
     def write_totals(self, totals: Iterable[Total]) -> None: ...
     def write_run(self, run: RunRecord) -> None: ...
     def open_alerts(self, vendor: str, account_id: str) -> dict[str, AlertState]: ...
+    def alert_states(
+        self, vendor: str, account_id: str, keys: Iterable[tuple[str, str, str, str]]
+    ) -> dict[str, AlertState]: ...
     def put_alert(self, state: AlertState) -> None: ...
     def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[dict[str, Any]]: ...
 
@@ -113,6 +121,7 @@ class RunSummary:
             "run_id": self.run_id,
             "accounts": len(self.accounts),
             "accounts_failed": len(self.failed_accounts),
+            "accounts_skipped": [a.account_id for a in self.accounts if a.status == "skipped"],
             "tenants_collected": sum(a.tenants_collected for a in self.accounts),
             "tenants_failed": sum(a.tenants_failed for a in self.accounts),
             "records_written": sum(a.records_written for a in self.accounts),
@@ -205,6 +214,9 @@ class Pipeline(Generic[AccountT]):
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     work_queue: WorkQueue | None = None
     budget_seconds: float = DEFAULT_BUDGET_SECONDS
+    remaining: Callable[[], float] | None = None
+    """Seconds left in the invocation; accounts are not started once less than the reserve is left."""
+    deadline_reserve: float = DEADLINE_RESERVE_SECONDS
 
     def run(self, accounts: Sequence[AccountT], request: CollectionRequest) -> RunSummary:
         summary = RunSummary(
@@ -214,11 +226,26 @@ class Pipeline(Generic[AccountT]):
             run_id=run_id_for(self.source.vendor, request),
         )
         for account in accounts:
+            if self.remaining is not None and self.remaining() < self.deadline_reserve:
+                summary.accounts.append(self._skip_account(account, request, summary.run_id))
+                continue
             summary.accounts.append(self._collect_account(account, request, summary.run_id))
         return summary
 
+    def _skip_account(self, account: AccountT, request: CollectionRequest, run_id: str) -> AccountOutcome:
+        """Not started before the run's deadline: reported as a failed collection, its numbers left as stored."""
+        run = _AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
+        run.fail("skipped: the run's deadline came before this account was started")
+        try:
+            run.watch(self.store.open_alerts(run.vendor, run.account_id))
+        except StoreError as exc:
+            logger.error("open alerts not read", extra={"account_id": run.account_id, "error": _clean(str(exc))})
+        outcome = self._finish(run, request, run_id, status="skipped")
+        return outcome
+
     def _collect_account(self, account: AccountT, request: CollectionRequest, run_id: str) -> AccountOutcome:
         run = _AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
+        self._record_start(run, request, run_id)
         try:
             run.watch(self.store.open_alerts(run.vendor, run.account_id))
         except StoreError as exc:
@@ -257,8 +284,59 @@ class Pipeline(Generic[AccountT]):
         except UsagewatchError as exc:
             run.fail(_clean(str(exc)))
 
+    def _record_start(self, run: _AccountRun, request: CollectionRequest, run_id: str) -> None:
+        """A `running` run record, overwritten by the finish: a run killed midway stays visibly unfinished."""
+        started = utc_iso(run.started)
+        record = RunRecord(
+            vendor=run.vendor,
+            account_id=run.account_id,
+            run_id=run_id,
+            as_of=utc_iso(request.as_of),
+            started_at=started,
+            finished_at="",
+            status="running",
+            periods=(str(request.period),),
+            tenants_ok=0,
+            tenants_failed=0,
+            records_written=0,
+            alerts_published=0,
+            errors=(),
+        )
+        try:
+            self.store.write_run(record)
+        except StoreError as exc:
+            logger.error("run start not recorded", extra={"account_id": run.account_id, "error": _clean(str(exc))})
+
+    def _revive_reopened(self, run: _AccountRun, open_states: dict[str, AlertState]) -> set[str]:
+        """Alerts closed because their period ended, found again by a re-collection of that period.
+
+        They come back as open (same episode, already published) so the breach is not announced twice.
+        """
+        wanted = {
+            (f.record.tenant_id, str(f.record.period), f.record.metric, f.rule)
+            for f in run.findings
+            if alert_id(
+                f.record.vendor, f.record.account_id, f.record.tenant_id, f.record.metric, f.rule, str(f.record.period)
+            )
+            not in open_states
+        }
+        if not wanted:
+            return set()
+        revived: set[str] = set()
+        for identifier, state in self.store.alert_states(run.vendor, run.account_id, wanted).items():
+            if state.status == "closed" and state.reason == PERIOD_ENDED:
+                open_states[identifier] = replace(state, status="firing", reason=None)
+                revived.add(identifier)
+        return revived
+
     def _finish(
-        self, run: _AccountRun, request: CollectionRequest, run_id: str, *, carry_failed: bool = True
+        self,
+        run: _AccountRun,
+        request: CollectionRequest,
+        run_id: str,
+        *,
+        carry_failed: bool = True,
+        status: str | None = None,
     ) -> AccountOutcome:
         """Totals, alert transitions (published, then stored) and the run record of one account."""
         vendor, account_id, outcome = run.vendor, run.account_id, run.outcome
@@ -275,6 +353,7 @@ class Pipeline(Generic[AccountT]):
                     self._carry_failed_tenants(run.totals, vendor, account_id, run.failures, run.periods)
                 self.store.write_totals(run.totals.totals(vendor, account_id, utc_iso(self.clock())))
             open_states = run.open_states if run.open_states is not None else self.store.open_alerts(vendor, account_id)
+            revived = self._revive_reopened(run, open_states) if account_error is None else set()
         except StoreError as exc:
             account_error = account_error or _clean(str(exc))
             open_states = None
@@ -298,9 +377,19 @@ class Pipeline(Generic[AccountT]):
                 document=self.rules,
                 now=request.as_of,
             )
-        self._apply(transitions, outcome)
+        if open_states is not None and revived:
+            # A reminder of a month that already ended is noise; the state still advances.
+            transitions = [
+                Transition(t.state) if t.state.alert_id in revived and t.event and t.event.get("repeat") else t
+                for t in transitions
+            ]
+        stored = self._apply(transitions, outcome)
+        if stored is not None and account_error is None:
+            # Published but not stored: failing the invocation makes Lambda's retry redo it with the same
+            # as_of, and the same transitions carry the same event ids.
+            account_error = f"alert states not stored after publishing: {_clean(str(stored))}"
 
-        outcome.status = (
+        outcome.status = status or (
             "failed" if account_error else ("partial" if run.failures or outcome.publish_failures else "ok")
         )
         outcome.error = account_error
@@ -399,7 +488,7 @@ class Pipeline(Generic[AccountT]):
                     if item.get("billed", True):
                         totals.add(period, item["metric"], item["unit"], item["value"], tenant_id, carried=True)
 
-    def _apply(self, transitions: list[Transition], outcome: AccountOutcome) -> None:
+    def _apply(self, transitions: list[Transition], outcome: AccountOutcome) -> StoreError | None:
         """Publish first (a few at a time), store after: a state advances only once SNS accepted its event."""
         events = [t.event for t in transitions if t.event is not None]
         with ThreadPoolExecutor(max_workers=PUBLISHERS, thread_name_prefix="sns-publisher") as pool:
@@ -426,9 +515,10 @@ class Pipeline(Generic[AccountT]):
             failure = failure or exc
         if failure is not None:
             logger.error(
-                "alert states not stored; their events may be sent again next run",
+                "alert states not stored; their events will be sent again with the same event ids",
                 extra={"error": _clean(str(failure))},
             )
+        return failure
 
     def _try_publish(self, event: Event) -> str | None:
         try:

@@ -31,11 +31,14 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 BATCH_SIZE: Final = 25
+BATCH_GET_SIZE: Final = 100
 MAX_BATCH_ATTEMPTS: Final = 8
 WRITERS: Final = 8
 MAX_BATCHES_IN_FLIGHT: Final = 16
 Item = dict[str, dict[str, Any]]
 Key = tuple[str, str]
+AlertKey = tuple[str, str, str, str]
+"""(tenant_id, period, metric, rule): an alert item's sort key, in order."""
 
 
 def _value(value: object) -> dict[str, Any] | None:
@@ -415,10 +418,46 @@ class DynamoStore:
     # --- reads --------------------------------------------------------------------------------
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paged Query; any failure is the store's (`StoreError`), never a raw ClientError."""
         paginator = self.client.get_paginator("query")
-        for page in paginator.paginate(TableName=self.table_name, **kwargs):
-            for item in page.get("Items", []):
-                yield deserialize(item)
+        try:
+            for page in paginator.paginate(TableName=self.table_name, **kwargs):
+                for item in page.get("Items", []):
+                    yield deserialize(item)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
+
+    def alert_states(self, vendor: str, account_id: str, keys: Iterable[AlertKey]) -> dict[str, AlertState]:
+        """The stored state (any status) of the given alerts, by BatchGetItem: one call per 100 keys."""
+        wanted = sorted(set(keys))
+        states: dict[str, AlertState] = {}
+        names = {f.name for f in fields(AlertState)}
+        pk = f"ALERT#{vendor}#{account_id}"
+        for start in range(0, len(wanted), BATCH_GET_SIZE):
+            pending: list[dict[str, Any]] = [
+                {"pk": {"S": pk}, "sk": {"S": "#".join(key)}} for key in wanted[start : start + BATCH_GET_SIZE]
+            ]
+            for attempt in range(MAX_BATCH_ATTEMPTS):
+                try:
+                    answer = self.client.batch_get_item(RequestItems={self.table_name: {"Keys": pending}})
+                except Exception as exc:
+                    raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
+                for raw in answer.get("Responses", {}).get(self.table_name, []):
+                    item = deserialize(raw)
+                    state = AlertState(**{k: v for k, v in item.items() if k in names})
+                    states[state.alert_id] = state
+                unprocessed: dict[str, Any] = dict(answer.get("UnprocessedKeys", {}))
+                pending = list(unprocessed.get(self.table_name, {}).get("Keys", []))
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise StoreError(
+                    f"DynamoDB left {len(pending)} alert key(s) unread after {MAX_BATCH_ATTEMPTS} attempts"
+                )
+        return states
 
     def open_alerts(self, vendor: str, account_id: str) -> dict[str, AlertState]:
         """Every firing alert (thresholds and collection failures) of one account, from the sparse index."""
@@ -493,11 +532,14 @@ class DynamoStore:
 
     def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
         """The latest runs of one account, newest first."""
-        answer = self.client.query(
-            TableName=self.table_name,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"RUN#{vendor}#{account_id}"}},
-            ScanIndexForward=False,
-            Limit=limit,
-        )
+        try:
+            answer = self.client.query(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"RUN#{vendor}#{account_id}"}},
+                ScanIndexForward=False,
+                Limit=limit,
+            )
+        except Exception as exc:
+            raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
         return [deserialize(item) for item in answer.get("Items", [])]
