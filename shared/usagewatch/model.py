@@ -18,6 +18,8 @@ VENDORS: Final = ("gravityzone", "keepnet", "thousandeyes")
 UNITS: Final = ("seats", "users", "mailboxes", "units", "agents", "hours")
 # Larger than any real licence count; a value above it is a vendor bug, not usage.
 MAX_PLAUSIBLE_VALUE: Final = 10**15
+# Vendor-controlled names are cut to this many characters before they are stored or published.
+MAX_NAME_LENGTH: Final = 256
 
 _PERIOD_RE: Final = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -115,6 +117,10 @@ class Tenant:
     tenant_name: str
     parent_tenant_id: str | None = None
     billed: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.tenant_name) > MAX_NAME_LENGTH:
+            object.__setattr__(self, "tenant_name", self.tenant_name[: MAX_NAME_LENGTH - 1] + "\u2026")
 
 
 def _check_number(name: str, value: object, tenant_id: str, *, optional: bool) -> None:

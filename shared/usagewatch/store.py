@@ -14,6 +14,7 @@ duplicating. A run reads only the alerts that are firing, from the sparse index.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,6 +40,20 @@ Item = dict[str, dict[str, Any]]
 Key = tuple[str, str]
 AlertKey = tuple[str, str, str, str]
 """(tenant_id, period, metric, rule): an alert item's sort key, in order."""
+
+
+# A DynamoDB sort key holds 1,024 bytes and its partition key 2,048; a vendor id is kept well under both.
+MAX_KEY_PART: Final = 256
+
+
+def key_part(vendor_id: str) -> str:
+    """A vendor-controlled id as one component of a key: `#` (the separator) and `%` escaped, so `a` and `a#x`
+    never share a prefix; past MAX_KEY_PART characters, a head and a hash of the whole id, so any id fits."""
+    escaped = vendor_id.replace("%", "%25").replace("#", "%23")
+    if len(escaped.encode()) <= MAX_KEY_PART:
+        return escaped
+    digest = hashlib.sha256(vendor_id.encode()).hexdigest()[:32]
+    return escaped.encode()[:180].decode(errors="ignore") + "~" + digest
 
 
 def _value(value: object) -> dict[str, Any] | None:
@@ -179,7 +194,7 @@ class DynamoStore:
     def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None:
         """Queue the record's latest-value item and its snapshot for this run."""
         shared = serialize(usage_attributes(record, utc_iso(collected_at)))
-        identity = f"{record.vendor}#{record.account_id}#{record.tenant_id}#{record.metric}"
+        identity = f"{record.vendor}#{record.account_id}#{key_part(record.tenant_id)}#{record.metric}"
         period = str(record.period)
         as_of_text = utc_iso(as_of)
         usage = {
@@ -229,7 +244,7 @@ class DynamoStore:
     def put_alert(self, state: AlertState) -> None:
         attributes: dict[str, object] = {
             "pk": f"ALERT#{state.vendor}#{state.account_id}",
-            "sk": f"{state.tenant_id}#{state.period}#{state.metric}#{state.rule}",
+            "sk": f"{key_part(state.tenant_id)}#{state.period}#{state.metric}#{state.rule}",
             "record_type": "alert",
             **asdict(state),
         }
@@ -366,7 +381,9 @@ class DynamoStore:
         expires = int(parse_utc(key.as_of).timestamp()) + 14 * 86400
         for tenant_id, (name, message) in failures.items():
             attributes = {"tenant_name": name, "error": message, "expires_at": expires}
-            self._queue({"pk": pk, "sk": f"{key.as_of}#failure#{tenant_id}", "tenant_id": tenant_id, **attributes})
+            self._queue(
+                {"pk": pk, "sk": f"{key.as_of}#failure#{key_part(tenant_id)}", "tenant_id": tenant_id, **attributes}
+            )
         if error is not None:
             self._queue({"pk": pk, "sk": f"{key.as_of}#error#{index}", "error": error, "expires_at": expires})
         self.flush()
@@ -437,7 +454,8 @@ class DynamoStore:
         pk = f"ALERT#{vendor}#{account_id}"
         for start in range(0, len(wanted), BATCH_GET_SIZE):
             pending: list[dict[str, Any]] = [
-                {"pk": {"S": pk}, "sk": {"S": "#".join(key)}} for key in wanted[start : start + BATCH_GET_SIZE]
+                {"pk": {"S": pk}, "sk": {"S": "#".join((key_part(key[0]), *key[1:]))}}
+                for key in wanted[start : start + BATCH_GET_SIZE]
             ]
             for attempt in range(MAX_BATCH_ATTEMPTS):
                 try:
@@ -479,7 +497,7 @@ class DynamoStore:
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
                     ":pk": {"S": f"ALERT#{vendor}#{account_id}"},
-                    ":prefix": {"S": f"{tenant_id}#"},
+                    ":prefix": {"S": f"{key_part(tenant_id)}#"},
                 },
             )
         )
@@ -501,7 +519,7 @@ class DynamoStore:
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
                     ":pk": {"S": f"USAGE#{period}"},
-                    ":prefix": {"S": f"{vendor}#{account_id}#{tenant_id}#"},
+                    ":prefix": {"S": f"{vendor}#{account_id}#{key_part(tenant_id)}#"},
                 },
             )
         )
@@ -516,7 +534,7 @@ class DynamoStore:
         return list(
             self._query(
                 KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{tenant_id}#{metric}"}},
+                ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{key_part(tenant_id)}#{metric}"}},
             )
         )
 
@@ -526,7 +544,7 @@ class DynamoStore:
             self._query(
                 IndexName="gsi1",
                 KeyConditionExpression="gsi1pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"HIST#{vendor}#{account_id}#{tenant_id}#{metric}"}},
+                ExpressionAttributeValues={":pk": {"S": f"HIST#{vendor}#{account_id}#{key_part(tenant_id)}#{metric}"}},
             )
         )
 
