@@ -73,6 +73,7 @@ class _Ctx:
     document: RulesDocument
     now: datetime
     transitions: list[Transition] = field(default_factory=list)
+    previous: Mapping[str, AlertState] = field(default_factory=dict)
 
     @property
     def now_iso(self) -> str:
@@ -89,12 +90,14 @@ def reconcile_thresholds(
     document: RulesDocument,
     now: datetime,
     readings: Mapping[Reading, UsageRecord] | None = None,
+    previous: Mapping[str, AlertState] | None = None,
 ) -> list[Transition]:
     """Threshold transitions for one successfully collected account.
 
-    `readings` holds this run's records of the open alerts, so a resolved event tells today's numbers.
+    `readings` holds this run's records of the open alerts, so a resolved event tells today's numbers;
+    `previous` the stored, no longer firing states of alerts found again, so a new episode's event id is stable.
     """
-    ctx = _Ctx(document, now)
+    ctx = _Ctx(document, now, previous=previous or {})
     current: dict[str, Finding] = {}
     for finding in findings:
         current[_finding_id(finding)] = finding
@@ -176,6 +179,7 @@ def _open(ctx: _Ctx, identifier: str, finding: Finding, open_thresholds: Mapping
         published=False,
         since=ctx.now_iso,
         updated_at=ctx.now_iso,
+        previous_since=ctx.previous[identifier].since if identifier in ctx.previous else "",
     )
     state = _with_numbers(state, finding)
     if _silenced(ctx, state):
@@ -423,9 +427,14 @@ def collection_event(event_type: str, state: AlertState, now: datetime) -> Event
 
 
 def _event_id(state: AlertState, event_type: str) -> str:
-    """Same alert, same episode, same change: same id, so a subscriber can drop an at-least-once repeat."""
-    stamp = state.last_published_at or state.updated_at
-    return hashlib.sha256(f"{state.alert_id}|{event_type}|{state.since}|{stamp}".encode()).hexdigest()[:32]
+    """A function of the transition alone (alert, change, the episode's start, which reminder), never of the run
+    that sends it: a change sent again, by a retry or by a later run after its state was not stored, keeps its id."""
+    if event_type == BREACHED and state.previous_since is not None:
+        # A breach is known before its state is stored: the episode is named by the one before it.
+        text = f"{state.alert_id}|{event_type}|after:{state.previous_since}|{state.repeat_count}"
+    else:
+        text = f"{state.alert_id}|{event_type}|{state.since}|{state.repeat_count}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 _ADVICE: Final = {

@@ -269,6 +269,8 @@ class AlertState:
     threshold: Number | None = None
     error: str | None = None
     reason: str | None = None
+    previous_since: str | None = None
+    """The start of this alert's previous episode ("" for its first): what tells episodes apart in event ids."""
 
     @property
     def is_collection(self) -> bool:

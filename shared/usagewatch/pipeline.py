@@ -307,11 +307,8 @@ class Pipeline(Generic[AccountT]):
         except StoreError as exc:
             logger.error("run start not recorded", extra={"account_id": run.account_id, "error": _clean(str(exc))})
 
-    def _revive_reopened(self, run: _AccountRun, open_states: dict[str, AlertState]) -> set[str]:
-        """Alerts closed because their period ended, found again by a re-collection of that period.
-
-        They come back as open (same episode, already published) so the breach is not announced twice.
-        """
+    def _previous_states(self, run: _AccountRun, open_states: dict[str, AlertState]) -> dict[str, AlertState]:
+        """The stored states (resolved or closed) of alerts this run found that are not firing."""
         wanted = {
             (f.record.tenant_id, str(f.record.period), f.record.metric, f.rule)
             for f in run.findings
@@ -321,9 +318,17 @@ class Pipeline(Generic[AccountT]):
             not in open_states
         }
         if not wanted:
-            return set()
+            return {}
+        return self.store.alert_states(run.vendor, run.account_id, wanted)
+
+    @staticmethod
+    def _revive_reopened(open_states: dict[str, AlertState], previous: dict[str, AlertState]) -> set[str]:
+        """Alerts closed because their period ended, found again by a re-collection of that period.
+
+        They come back as open (same episode, already published) so the breach is not announced twice.
+        """
         revived: set[str] = set()
-        for identifier, state in self.store.alert_states(run.vendor, run.account_id, wanted).items():
+        for identifier, state in previous.items():
             if state.status == "closed" and state.reason == PERIOD_ENDED:
                 open_states[identifier] = replace(state, status="firing", reason=None)
                 revived.add(identifier)
@@ -346,6 +351,8 @@ class Pipeline(Generic[AccountT]):
         outcome.tenants_collected = len(run.ok_tenants.keys() & run.billed_tenants)
         outcome.tenants_failed = len(run.failures)
         account_error = run.error
+        previous: dict[str, AlertState] = {}
+        revived: set[str] = set()
 
         try:
             if account_error is None:
@@ -353,7 +360,8 @@ class Pipeline(Generic[AccountT]):
                     self._carry_failed_tenants(run.totals, vendor, account_id, run.failures, run.periods)
                 self.store.write_totals(run.totals.totals(vendor, account_id, utc_iso(self.clock())))
             open_states = run.open_states if run.open_states is not None else self.store.open_alerts(vendor, account_id)
-            revived = self._revive_reopened(run, open_states) if account_error is None else set()
+            previous = self._previous_states(run, open_states) if account_error is None else {}
+            revived = self._revive_reopened(open_states, previous)
         except StoreError as exc:
             account_error = account_error or _clean(str(exc))
             open_states = None
@@ -365,7 +373,7 @@ class Pipeline(Generic[AccountT]):
                 read = run.read | {(t, p) for t in run.silent_tenants for p in run.periods}
                 observed = Observed(frozenset(run.ok_tenants), frozenset(run.periods), frozenset(read))
                 transitions += reconcile_thresholds(
-                    open_states, run.findings, observed, self.rules, request.as_of, run.readings
+                    open_states, run.findings, observed, self.rules, request.as_of, run.readings, previous
                 )
             transitions += reconcile_failures(
                 open_states,
