@@ -32,6 +32,7 @@ TABLE_ACTIONS = {
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:Query",
 }
 
