@@ -185,6 +185,15 @@ class TenantFailure:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class ListingGap(TenantFailure):
+    """A part of the listing could not be read (a partner's or folder's sub-listing, a page).
+
+    `tenant` names the part that failed. The customers beneath it are unknown this run: the pipeline
+    carries their last stored numbers and treats the listing as incomplete, so nobody is taken for gone.
+    """
+
+
 TenantResult = TenantUsage | TenantFailure
 
 
