@@ -17,10 +17,12 @@ from typing import Any, Final
 
 from usagewatch.model import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, Number, UsageRecord, parse_utc, utc_iso
 from usagewatch.rules import LADDER, Finding, RulesDocument
+from usagewatch.text import one_line
 
 SCHEMA_VERSION: Final = 1
 BREACHED: Final = "usage.threshold.breached"
 RESOLVED: Final = "usage.threshold.resolved"
+TENANT_REMOVED: Final = "tenant_removed"
 FAILED: Final = "collection.failed"
 RECOVERED: Final = "collection.recovered"
 VENDOR_NAMES: Final = {"gravityzone": "GravityZone", "keepnet": "Keepnet", "thousandeyes": "ThousandEyes"}
@@ -326,6 +328,32 @@ def _recover(ctx: _Ctx, state: AlertState) -> None:
         ctx.transitions.append(Transition(recovered))
 
 
+def reconcile_removed(
+    open_states: Mapping[str, AlertState], removed: Mapping[str, str], now: datetime
+) -> list[Transition]:
+    """Tenants gone from a complete listing: each firing alert of theirs resolves once, `reason = tenant_removed`
+    (`usage.threshold.resolved` or `collection.recovered`, so a ticket opened for it closes)."""
+    ctx_now = utc_iso(now)
+    transitions: list[Transition] = []
+    for state in open_states.values():
+        if state.status != "firing" or state.tenant_id not in removed:
+            continue
+        gone = replace(state, status="resolved", updated_at=ctx_now, reason=TENANT_REMOVED)
+        if not state.published:
+            transitions.append(Transition(gone))
+            continue
+        gone = replace(gone, last_published_at=ctx_now)
+        if state.is_collection:
+            event = collection_event(RECOVERED, gone, now)
+        else:
+            event = threshold_event(
+                RESOLVED, gone, now, {"firing_since": state.since, "values_from": "last while firing"}
+            )
+        event["reason"] = TENANT_REMOVED
+        transitions.append(Transition(gone, event))
+    return transitions
+
+
 # --- events -------------------------------------------------------------------------------------
 
 
@@ -344,6 +372,8 @@ def _metric_words(metric: str) -> str:
 def threshold_summary(event_type: str, state: AlertState) -> str:
     who = f"{VENDOR_NAMES.get(state.vendor, state.vendor)} {state.tenant_name}"
     what = _metric_words(state.metric)
+    if event_type == RESOLVED and state.reason == TENANT_REMOVED:
+        return f"{who}: no longer listed by the vendor; {state.rule} on {what} for {state.period} closed"
     if event_type == RESOLVED and state.reason == "current":
         limit = f" (limit {fmt(state.quota)})" if state.quota is not None else ""
         return f"{who}: {what} back within limits for {state.period}: {fmt(state.value)}{limit}; {state.rule} cleared"
@@ -402,7 +432,9 @@ def collection_event(event_type: str, state: AlertState, now: datetime) -> Event
     vendor = VENDOR_NAMES.get(state.vendor, state.vendor)
     scope = f"account {state.account_id}" if state.tenant_id == ACCOUNT_WIDE else f"{state.tenant_name}"
     if event_type == FAILED:
-        summary = f"{vendor} {scope}: collection failed: {state.error}"
+        summary = f"{vendor} {scope}: collection failed: {one_line(state.error or '')}"
+    elif state.reason == TENANT_REMOVED:
+        summary = f"{vendor} {scope}: no longer listed by the vendor; its collection failure is closed"
     else:
         summary = f"{vendor} {scope}: collected again after failing since {state.since}"
     event: Event = {
@@ -450,7 +482,7 @@ _ADVICE: Final = {
 
 def render_email(event: Event) -> str:
     """The text email subscribers read: what, who, how much, against which limit, the period, what to do."""
-    lines = [event["summary"], ""]
+    lines = [one_line(str(event["summary"])), ""]
     kind = event["event_type"]
     fields: list[tuple[str, Any]] = [
         ("Event", kind),
@@ -475,7 +507,7 @@ def render_email(event: Event) -> str:
     if kind == FAILED:
         fields.append(("Error", event.get("error")))
     fields += [("Observed at", event["observed_at"]), ("Alert id", event["alert_id"])]
-    lines += [f"{name}: {value}" for name, value in fields if value is not None]
+    lines += [f"{name}: {one_line(str(value))}" for name, value in fields if value is not None]
     lines.append("")
     if kind == BREACHED:
         lines.append(_ADVICE.get(event["rule"], "Review this customer's usage."))

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 
 from usagewatch.errors import ConfigError, VendorDataError
+from usagewatch.text import clean_name
 
 Number = int | float
 
@@ -119,8 +120,11 @@ class Tenant:
     billed: bool = True
 
     def __post_init__(self) -> None:
-        if len(self.tenant_name) > MAX_NAME_LENGTH:
-            object.__setattr__(self, "tenant_name", self.tenant_name[: MAX_NAME_LENGTH - 1] + "\u2026")
+        name = clean_name(self.tenant_name[: MAX_NAME_LENGTH * 4])
+        if len(name) > MAX_NAME_LENGTH:
+            name = name[: MAX_NAME_LENGTH - 1] + "\u2026"
+        if name != self.tenant_name:
+            object.__setattr__(self, "tenant_name", name)
 
 
 def _check_number(name: str, value: object, tenant_id: str, *, optional: bool) -> None:
@@ -280,6 +284,8 @@ class AlertState:
     reason: str | None = None
     previous_since: str | None = None
     """The start of this alert's previous episode ("" for its first): what tells episodes apart in event ids."""
+    version: int = 0
+    """The stored version this state was read at (0: not read from the table); writes are conditional on it."""
 
     @property
     def is_collection(self) -> bool:
@@ -299,6 +305,9 @@ class Total:
     tenant_count: int
     carried_tenant_count: int
     computed_at: str
+    complete: bool = True
+    """False when part of the listing failed and the customers beneath it were never stored (`missing` names it)."""
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

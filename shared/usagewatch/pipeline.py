@@ -7,11 +7,12 @@ caller fails the invocation at the end, so Lambda's retry and on-failure destina
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
+from uuid import uuid4
 
 from usagewatch.alerts import (
     Event,
@@ -21,6 +22,7 @@ from usagewatch.alerts import (
     Transition,
     alert_id,
     reconcile_failures,
+    reconcile_removed,
     reconcile_thresholds,
 )
 from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
@@ -29,6 +31,7 @@ from usagewatch.model import (
     AlertState,
     ChunkedSource,
     CollectionRequest,
+    ListingGap,
     Number,
     RunRecord,
     Source,
@@ -53,6 +56,11 @@ MAX_ERROR_LENGTH: Final = 500
 # store, publish and record the accounts already collected.
 DEADLINE_RESERVE_SECONDS: Final = 60.0
 PERIOD_ENDED: Final = "period ended"
+# A run's lease on its account outlives the longest Lambda invocation (900 s) when the remaining time is unknown.
+LEASE_SECONDS: Final = 960.0
+LEASE_MARGIN_SECONDS: Final = 10.0
+LEASE_TAKEN: Final = "skipped: another run of this account holds its lease (it is collecting now)"
+LEASE_LOST: Final = "skipped: this run's lease on the account was taken over before it published; nothing published"
 AccountT = TypeVar("AccountT")
 
 
@@ -65,7 +73,11 @@ class UsageStore(Protocol):
     def alert_states(
         self, vendor: str, account_id: str, keys: Iterable[tuple[str, str, str, str]]
     ) -> dict[str, AlertState]: ...
-    def put_alert(self, state: AlertState) -> None: ...
+    def put_alert(self, state: AlertState) -> bool: ...
+    def mark_removed(self, items: Iterable[Mapping[str, Any]], *, removed_at: str) -> None: ...
+    def acquire_lease(self, vendor: str, account_id: str, *, owner: str, now: datetime, seconds: float) -> bool: ...
+    def holds_lease(self, vendor: str, account_id: str, *, owner: str, now: datetime) -> bool: ...
+    def release_lease(self, vendor: str, account_id: str, *, owner: str) -> None: ...
     def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[dict[str, Any]]: ...
 
     def period_usage(
@@ -143,9 +155,21 @@ class _Totals:
         entry[2].add(tenant_id)
         entry[3] += carried
 
-    def totals(self, vendor: str, account_id: str, computed_at: str) -> list[Total]:
+    def totals(self, vendor: str, account_id: str, computed_at: str, missing: Sequence[str] = ()) -> list[Total]:
         return [
-            Total(vendor, account_id, period, metric, unit, value, len(tenants), carried, computed_at)
+            Total(
+                vendor,
+                account_id,
+                period,
+                metric,
+                unit,
+                value,
+                len(tenants),
+                carried,
+                computed_at,
+                complete=not missing,
+                missing=tuple(missing),
+            )
             for (period, metric), (unit, value, tenants, carried) in sorted(self.sums.items())
         ]
 
@@ -170,6 +194,10 @@ class _AccountRun:
     readings: dict[Reading, UsageRecord] = field(default_factory=dict)
     watched: set[Reading] = field(default_factory=set)
     error: str | None = None
+    leased: bool = False
+    gaps: dict[str, str] = field(default_factory=dict)
+    """Parts of the listing that failed (ListingGap), by tenant id: the customers beneath are unknown."""
+    incomplete: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.outcome = AccountOutcome(self.account_id)
@@ -201,6 +229,18 @@ def _clean(message: str) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
 
 
+def _beneath(tenant_id: str, ancestor: str, parents: Mapping[str, str | None]) -> bool:
+    """Whether `ancestor` is on the tenant's chain of parents (as stored)."""
+    seen: set[str] = set()
+    current = parents.get(tenant_id)
+    while current is not None and current not in seen:
+        if current == ancestor:
+            return True
+        seen.add(current)
+        current = parents.get(current)
+    return False
+
+
 def run_id_for(vendor: str, request: CollectionRequest) -> str:
     return f"{vendor}:{utc_iso(request.as_of)}"
 
@@ -217,6 +257,8 @@ class Pipeline(Generic[AccountT]):
     remaining: Callable[[], float] | None = None
     """Seconds left in the invocation; accounts are not started once less than the reserve is left."""
     deadline_reserve: float = DEADLINE_RESERVE_SECONDS
+    lease_owner: str = field(default_factory=lambda: uuid4().hex)
+    """This invocation's name on the account leases it takes (unique, so a duplicate delivery is not us)."""
 
     def run(self, accounts: Sequence[AccountT], request: CollectionRequest) -> RunSummary:
         summary = RunSummary(
@@ -245,6 +287,49 @@ class Pipeline(Generic[AccountT]):
 
     def _collect_account(self, account: AccountT, request: CollectionRequest, run_id: str) -> AccountOutcome:
         run = _AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
+        try:
+            leased = self.store.acquire_lease(
+                run.vendor, run.account_id, owner=self.lease_owner, now=run.started, seconds=self._lease_seconds()
+            )
+        except StoreError as exc:
+            run.fail(_clean(str(exc)))
+            return self._finish(run, request, run_id)
+        if not leased:
+            # Another invocation (a duplicate delivery, a retry, a manual run) is collecting this account: it
+            # owns the run record and the alerts, so this one touches neither.
+            logger.info("account skipped: another run holds its lease", extra={"account_id": run.account_id})
+            run.outcome.status, run.outcome.error = "skipped", LEASE_TAKEN
+            run.outcome.periods = [str(request.period)]
+            return run.outcome
+        run.leased = True
+        try:
+            outcome = self._collect_leased(account, run, request, run_id)
+        finally:
+            if run.outcome.status != "continued":
+                self._release(run)
+        return outcome
+
+    def _lease_seconds(self) -> float:
+        if self.remaining is None:
+            return LEASE_SECONDS
+        return max(0.0, self.remaining()) + LEASE_MARGIN_SECONDS
+
+    def _release(self, run: _AccountRun) -> None:
+        try:
+            self.store.release_lease(run.vendor, run.account_id, owner=self.lease_owner)
+        except StoreError as exc:
+            logger.warning("lease not released; it expires", extra={"account_id": run.account_id, "error": str(exc)})
+
+    def _still_leased(self, run: _AccountRun) -> bool:
+        try:
+            return self.store.holds_lease(run.vendor, run.account_id, owner=self.lease_owner, now=self.clock())
+        except StoreError as exc:
+            logger.error("lease not checked", extra={"account_id": run.account_id, "error": _clean(str(exc))})
+            return False
+
+    def _collect_leased(
+        self, account: AccountT, run: _AccountRun, request: CollectionRequest, run_id: str
+    ) -> AccountOutcome:
         self._record_start(run, request, run_id)
         try:
             run.watch(self.store.open_alerts(run.vendor, run.account_id))
@@ -268,6 +353,8 @@ class Pipeline(Generic[AccountT]):
         try:
             for result in results:
                 tenant = result.tenant
+                if isinstance(result, ListingGap):
+                    run.gaps[tenant.tenant_id] = tenant.tenant_name
                 if isinstance(result, TenantFailure):
                     run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, _clean(result.error))
                     continue
@@ -353,12 +440,15 @@ class Pipeline(Generic[AccountT]):
         account_error = run.error
         previous: dict[str, AlertState] = {}
         revived: set[str] = set()
+        removed: dict[str, str] = {}
 
         try:
             if account_error is None:
                 if carry_failed:
                     self._carry_failed_tenants(run.totals, vendor, account_id, run.failures, run.periods)
-                self.store.write_totals(run.totals.totals(vendor, account_id, utc_iso(self.clock())))
+                    removed = self._reconcile_listing(run, request)
+                computed_at = utc_iso(self.clock())
+                self.store.write_totals(run.totals.totals(vendor, account_id, computed_at, run.incomplete))
             open_states = run.open_states if run.open_states is not None else self.store.open_alerts(vendor, account_id)
             previous = self._previous_states(run, open_states) if account_error is None else {}
             revived = self._revive_reopened(open_states, previous)
@@ -367,6 +457,10 @@ class Pipeline(Generic[AccountT]):
             open_states = None
 
         transitions: list[Transition] = []
+        if open_states is not None and removed:
+            gone = {k: s for k, s in open_states.items() if s.tenant_id in removed}
+            transitions += reconcile_removed(gone, removed, request.as_of)
+            open_states = {k: s for k, s in open_states.items() if k not in gone}
         if open_states is not None:
             if account_error is None:
                 # A tenant that answered with no records at all (no licence) was read for every period.
@@ -391,6 +485,9 @@ class Pipeline(Generic[AccountT]):
                 Transition(t.state) if t.state.alert_id in revived and t.event and t.event.get("repeat") else t
                 for t in transitions
             ]
+        if run.leased and transitions and not self._still_leased(run):
+            # Another run took the account over (this one outlived its lease): it publishes, this one must not.
+            transitions, account_error, status = [], LEASE_LOST, "skipped"
         stored = self._apply(transitions, outcome)
         if stored is not None and account_error is None:
             # Published but not stored: failing the invocation makes Lambda's retry redo it with the same
@@ -486,6 +583,46 @@ class Pipeline(Generic[AccountT]):
                     run.totals.add(period, item["metric"], item["unit"], item["value"], item["tenant_id"], carried=True)
         return self._finish(run, request, run_id_for(run.vendor, request), carry_failed=False)
 
+    def _reconcile_listing(self, run: _AccountRun, request: CollectionRequest) -> dict[str, str]:
+        """Customers stored for this run's periods that the run did not see at all.
+
+        After a listing with gaps they may be hidden beneath a failed part: their last numbers are carried (and
+        a gap hiding no stored customer makes the totals incomplete). After a complete listing they are gone:
+        their items are marked removed (out of the totals) and their ids returned, to close their alerts.
+        """
+        seen = run.ok_tenants.keys() | run.failures.keys()
+        unseen: dict[str, list[dict[str, Any]]] = {}
+        parents: dict[str, str | None] = {}
+        for period in sorted(run.periods):
+            for item in self.store.period_usage(period, vendor=run.vendor, account_id=run.account_id):
+                parents[item["tenant_id"]] = item.get("parent_tenant_id")
+                if item["tenant_id"] not in seen and not item.get("removed_at"):
+                    unseen.setdefault(item["tenant_id"], []).append(item)
+        if run.gaps:
+            for tenant_id, items in unseen.items():
+                for item in items:
+                    if item.get("billed", True):
+                        run.totals.add(
+                            item["period"], item["metric"], item["unit"], item["value"], tenant_id, carried=True
+                        )
+            for gap_id, name in run.gaps.items():
+                hidden = sum(1 for tenant_id in unseen if _beneath(tenant_id, gap_id, parents))
+                info = run.failures[gap_id]
+                if hidden:
+                    note = f"; {hidden} customer(s) beneath it, known from earlier runs, keep their last numbers"
+                else:
+                    note = "; no customer beneath it was stored before, so the totals are incomplete"
+                    run.incomplete.append(name)
+                run.failures[gap_id] = TenantFailureInfo(info.tenant_name, _clean(info.error + note))
+            return {}
+        if not unseen:
+            return {}
+        self.store.mark_removed(
+            [item for items in unseen.values() for item in items], removed_at=utc_iso(request.as_of)
+        )
+        logger.info("customers no longer listed", extra={"account_id": run.account_id, "tenants": sorted(unseen)})
+        return {tenant_id: str(items[0].get("tenant_name") or tenant_id) for tenant_id, items in unseen.items()}
+
     def _carry_failed_tenants(
         self, totals: _Totals, vendor: str, account_id: str, failures: dict[str, TenantFailureInfo], periods: set[str]
     ) -> None:
@@ -502,6 +639,7 @@ class Pipeline(Generic[AccountT]):
         with ThreadPoolExecutor(max_workers=PUBLISHERS, thread_name_prefix="sns-publisher") as pool:
             errors = iter(list(pool.map(self._try_publish, events)))
         failure: StoreError | None = None
+        to_store: list[AlertState] = []
         for transition in transitions:
             if transition.event is not None:
                 error = next(errors)
@@ -513,20 +651,29 @@ class Pipeline(Generic[AccountT]):
                     )
                     continue
                 outcome.alerts_published += 1
-            try:
-                self.store.put_alert(transition.state)
-            except StoreError as exc:
-                failure = failure or exc
-        try:
-            self.store.flush()
-        except StoreError as exc:
-            failure = failure or exc
+            to_store.append(transition.state)
+        with ThreadPoolExecutor(max_workers=PUBLISHERS, thread_name_prefix="alert-writer") as pool:
+            written = list(pool.map(self._try_store, to_store))
+        for state, result in zip(to_store, written, strict=True):
+            if isinstance(result, StoreError):
+                failure = failure or result
+            elif not result:
+                logger.warning(
+                    "alert state changed by another run since it was read; the other run's state is kept",
+                    extra={"alert_id": state.alert_id},
+                )
         if failure is not None:
             logger.error(
                 "alert states not stored; their events will be sent again with the same event ids",
                 extra={"error": _clean(str(failure))},
             )
         return failure
+
+    def _try_store(self, state: AlertState) -> bool | StoreError:
+        try:
+            return self.store.put_alert(state)
+        except StoreError as exc:
+            return exc
 
     def _try_publish(self, event: Event) -> str | None:
         try:

@@ -10,6 +10,7 @@ from usagewatch.alerts import Event, render_email
 from usagewatch.continuation import WorkItem
 from usagewatch.errors import PublishError
 from usagewatch.redaction import redactor
+from usagewatch.text import one_line
 
 if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient
@@ -27,7 +28,7 @@ def subject_for(event: Event) -> str:
         "collection.failed": "COLLECTION FAILED",
         "collection.recovered": "RECOVERED",
     }.get(event["event_type"], event["event_type"])
-    text = f"[usagewatch] {kind}: {event['summary']}"
+    text = one_line(f"[usagewatch] {kind}: {event['summary']}")
     text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
     if len(text) <= SUBJECT_LIMIT:
         return text

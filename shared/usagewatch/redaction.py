@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import threading
 from typing import Final
+from urllib.parse import quote, quote_plus
 
 MASK: Final = "***"
 # Strings shorter than this are too common to scrub without mangling ordinary text.
 _MIN_SECRET_LENGTH: Final = 6
+# The shortest head of a secret that is masked when a message was cut in the middle of the secret.
+_MIN_HEAD: Final = 8
 _AUTH_HEADER_RE: Final = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)?\s*[^\s'\",}]+")
 
 
@@ -20,26 +25,74 @@ class Redactor:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
         self._pattern: re.Pattern[str] | None = None
+        self._forms: list[str] = []
+        self._heads: re.Pattern[str] | None = None
+        self._head_patterns: list[re.Pattern[str]] = []
 
     def register(self, *values: str | None) -> None:
+        """Remember secrets; their URL-encoded, JSON-escaped and base64 forms are scrubbed as well."""
         with self._lock:
             added = {v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_LENGTH}
             if not added - self._secrets:
                 return
             self._secrets |= added
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+            forms = {form for secret in self._secrets for form in encoded_forms(secret)}
+            self._forms = sorted(forms, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(form) for form in self._forms))
+            self._head_patterns = [re.compile(_head_pattern(form)) for form in self._forms]
+            self._heads = re.compile("|".join(p.pattern for p in self._head_patterns))
 
     def scrub(self, text: str) -> str:
         pattern = self._pattern
-        if pattern is not None:
-            text = pattern.sub(MASK, text)
+        if pattern is not None and self._heads is not None:
+            text = self._mask_heads(pattern.sub(MASK, text))
         return _AUTH_HEADER_RE.sub(lambda m: f"{m.group(1)}{MASK}", text)
+
+    def _mask_heads(self, text: str) -> str:
+        """Each head found is masked to the longest match among the forms (the forms share their first characters)."""
+        heads = self._heads
+        if heads is None:
+            return text
+        parts: list[str] = []
+        position = 0
+        while (found := heads.search(text, position)) is not None:
+            start = found.start()
+            matches = [m.end() for p in self._head_patterns if (m := p.match(text, start)) is not None]
+            parts += [text[position:start], MASK]
+            position = max(matches, default=found.end())
+        parts.append(text[position:])
+        return "".join(parts)
 
     def clear(self) -> None:
         with self._lock:
             self._secrets.clear()
+            self._forms = []
+            self._heads = None
+            self._head_patterns = []
             self._pattern = None
+
+
+def _head_pattern(form: str) -> str:
+    """Matches the form, or the longest head of it of at least _MIN_HEAD characters: a message cut short in
+    the middle of a secret (and then quoted inside another) still shows none of it."""
+    if len(form) <= _MIN_HEAD:
+        return re.escape(form)
+    tail = "".join(f"(?:{re.escape(ch)}" for ch in form[_MIN_HEAD:]) + ")?" * (len(form) - _MIN_HEAD)
+    return re.escape(form[:_MIN_HEAD]) + tail
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """The secret as it may be echoed back: as is, URL-encoded (a form body), JSON-escaped, and base64 (a Basic
+    header encodes `id:secret`: the secret's bytes start at any of three offsets in a 3-byte group, so the
+    runs of base64 that depend on the secret alone are taken at each offset)."""
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+    raw = secret.encode()
+    for offset in range(3):
+        aligned = raw[offset:]
+        aligned = aligned[: len(aligned) - len(aligned) % 3]
+        if len(aligned) >= _MIN_SECRET_LENGTH:
+            forms.add(base64.b64encode(aligned).decode())
+    return {form for form in forms if len(form) >= _MIN_SECRET_LENGTH}
 
 
 redactor: Final = Redactor()

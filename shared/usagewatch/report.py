@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from usagewatch.alerts import VENDOR_NAMES, fmt
+from usagewatch.text import clean_name, csv_cell
 
 CSV_COLUMNS: Final = (
     "vendor",
@@ -27,6 +28,7 @@ CSV_COLUMNS: Final = (
     "period_start",
     "period_end",
     "collected_at",
+    "removed_at",
 )
 
 
@@ -42,13 +44,13 @@ def usage_csv(items: Iterable[Mapping[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for item in sort_usage(items):
-        writer.writerow({k: item.get(k, "") for k in CSV_COLUMNS})
+        writer.writerow({k: csv_cell(item.get(k, "")) for k in CSV_COLUMNS})
     return buffer.getvalue()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain fixed-width table; numbers right-aligned."""
-    cells = [[str(c) for c in row] for row in rows]
+    cells = [[clean_name(str(c)) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     numeric = [all(_is_number(r[i]) for r in cells) and bool(cells) for i in range(len(headers))]
 

@@ -7,6 +7,7 @@ total     pk TOTAL#{period}          sk {vendor}#{account}#{metric}
 run       pk RUN#{vendor}#{account}  sk {as_of}
 alert     pk ALERT#{vendor}#{account}  sk {tenant}#{period}#{metric}#{rule}
           gsi1 OPEN#{vendor}#{account} / {alert_id}, only while firing (a sparse index)
+lease     pk LEASE#{vendor}#{account}  sk lease   (one run per account at a time; TTL expires_at)
 
 Snapshots and runs are keyed by the run's as-of time, so a retried invocation overwrites instead of
 duplicating. A run reads only the alerts that are firing, from the sparse index.
@@ -226,6 +227,12 @@ class DynamoStore:
             )
         self.flush()
 
+    def mark_removed(self, items: Iterable[Mapping[str, Any]], *, removed_at: str) -> None:
+        """Usage items of customers gone from a complete listing: kept for the record, out of every total."""
+        for item in items:
+            self._queue({**item, "removed_at": removed_at})
+        self.flush()
+
     def write_run(self, run: RunRecord) -> None:
         attributes = asdict(run)
         attributes["periods"] = list(run.periods)
@@ -241,17 +248,107 @@ class DynamoStore:
             }
         )
 
-    def put_alert(self, state: AlertState) -> None:
+    def put_alert(self, state: AlertState) -> bool:
+        """Store one alert state if nobody changed it since it was read (optimistic concurrency).
+
+        `state.version` is the stored version it replaces (0: a state not read, which may only replace
+        one that is not firing, or an item written before versions existed); the item gets version + 1.
+        False when another run got there first: its state is kept.
+        """
         attributes: dict[str, object] = {
             "pk": f"ALERT#{state.vendor}#{state.account_id}",
             "sk": f"{key_part(state.tenant_id)}#{state.period}#{state.metric}#{state.rule}",
             "record_type": "alert",
             **asdict(state),
+            "version": state.version + 1,
         }
         if state.status == "firing":
             attributes["gsi1pk"] = f"OPEN#{state.vendor}#{state.account_id}"
             attributes["gsi1sk"] = state.alert_id
-        self._queue(attributes)
+        if state.version:
+            condition = "#version = :expected"
+            values: dict[str, Any] = {":expected": {"N": str(state.version)}}
+        else:
+            condition = "attribute_not_exists(pk) OR attribute_not_exists(#version) OR #status <> :firing"
+            values = {":firing": {"S": "firing"}}
+        names = {"#version": "version"} | ({} if state.version else {"#status": "status"})
+        try:
+            self._count(1, 0)
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=serialize(attributes),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ExpressionAttributeNames=names,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        except Exception as exc:
+            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        self._count(0, 1)
+        return True
+
+    # --- one run per account at a time --------------------------------------------------------
+
+    @staticmethod
+    def _lease_key(vendor: str, account_id: str) -> Item:
+        return {"pk": {"S": f"LEASE#{vendor}#{account_id}"}, "sk": {"S": "lease"}}
+
+    def acquire_lease(self, vendor: str, account_id: str, *, owner: str, now: datetime, seconds: float) -> bool:
+        """Take the account's run lease (free, expired, or already ours); False while another run holds it."""
+        until = now + timedelta(seconds=seconds)
+        item = {
+            **self._lease_key(vendor, account_id),
+            "record_type": {"S": "lease"},
+            "lease_owner": {"S": owner},
+            "lease_until": {"S": utc_iso(until)},
+            "expires_at": {"N": str(int(until.timestamp()) + 86400)},
+        }
+        try:
+            self._count(1, 0)
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR lease_owner = :owner",
+                ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        except Exception as exc:
+            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        return True
+
+    def holds_lease(self, vendor: str, account_id: str, *, owner: str, now: datetime) -> bool:
+        """True while `owner` still holds an unexpired lease (checked with a conditional write)."""
+        try:
+            self._count(1, 0)
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._lease_key(vendor, account_id),
+                UpdateExpression="SET checked_at = :now",
+                ConditionExpression="lease_owner = :owner AND lease_until > :now",
+                ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        except Exception as exc:
+            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        return True
+
+    def release_lease(self, vendor: str, account_id: str, *, owner: str) -> None:
+        """Give the lease back (only ours); a lease left behind by a crash simply expires."""
+        try:
+            self._count(1, 0)
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=self._lease_key(vendor, account_id),
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return
+        except Exception as exc:
+            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
 
     def _queue(self, attributes: Mapping[str, object]) -> None:
         self._queue_item(serialize(attributes))

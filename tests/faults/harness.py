@@ -27,7 +27,7 @@ from usagewatch.store import DynamoStore, deserialize
 # time, so every run stamps its own, distinct times and "collected_at unchanged" means something.
 CLOCK_OFFSET = timedelta(minutes=3)
 
-USAGE_ATTRIBUTES = ("account_id", "tenant_id", "tenant_name", "metric", "value", "collected_at", "billed")
+USAGE_ATTRIBUTES = ("account_id", "tenant_id", "tenant_name", "metric", "value", "collected_at", "billed", "removed_at")
 TOTAL_ATTRIBUTES = ("account_id", "metric", "value", "computed_at", "tenant_count", "carried_tenant_count")
 
 UsageKey = tuple[str, str, str]  # account, tenant, metric
@@ -74,7 +74,8 @@ class Stored:
         return {
             key: item["value"]
             for key, item in self.usage.items()
-            if (account_id is None or key[0] == account_id) and (not billed_only or item.get("billed", True))
+            if (account_id is None or key[0] == account_id)
+            and (not billed_only or (item.get("billed", True) and not item.get("removed_at")))
         }
 
     def account_totals(self, account_id: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 
@@ -28,7 +29,7 @@ from usagewatch.observability import logger
 from usagewatch.redaction import MASK
 
 CANARIES = Secrets(
-    keepnet_client_secret="CANARY-kn-client-secret-7f3e9a1c",
+    keepnet_client_secret='CANARY-kn/client+secret="7f3e9a1c"&q=1',  # characters URL and JSON encode
     te_bearer="CANARY-te-bearer-token-2b8d4e6f",
     te_basic="CANARY-te-basic-token-5a9c3e7b",
     gz_api_key="CANARY-gz-api-key-1d5f9b3a",
@@ -119,6 +120,11 @@ def keepnet_scenarios() -> list[Scenario]:
         body = {"error": f"invalid_client:{secret}", "error_description": f"client_secret {secret} is wrong"}
         c.sim.inject(Fault("status", on_path(TOKEN_PATH), status=400, body=body))
 
+    def token_endpoint_quotes_the_encoded_form(c: Case) -> None:
+        form = f"grant_type=client_credentials&client_id=msp&client_secret={quote_plus(secret)}"
+        said = {"error": "invalid_request", "error_description": f"cannot parse {form}", "echo": secret}
+        c.sim.inject(Fault("status", on_path(TOKEN_PATH), status=400, body=said))
+
     def search_echoes_the_token(c: Case) -> None:
         assert isinstance(c.sim, HookedKeepnet)
 
@@ -143,6 +149,7 @@ def keepnet_scenarios() -> list[Scenario]:
         ("clean", clean),
         ("token expiry, 503, 429", expiry_and_5xx),
         ("token endpoint echoes the client secret", token_endpoint_echoes_the_secret),
+        ("token endpoint quotes the URL-encoded and JSON-escaped secret", token_endpoint_quotes_the_encoded_form),
         ("search echoes the bearer token", search_echoes_the_token),
         ("garbled page, bad company", garbled_page_and_bad_company),
         ("hang, then wrong credentials", hang_then_wrong_credentials),
@@ -255,6 +262,18 @@ def gravityzone_scenarios() -> list[Scenario]:
 
         c.sim.inject(Fault("json", on_victim, times=-1, body={"jsonrpc": "2.0", "id": "x", "error": error}))
 
+    def key_quoted_where_the_message_is_cut(c: Case) -> None:
+        assert isinstance(c.sim, GravityZoneSimulator)
+        victim = c.sim.customers()[1]
+        message = "Server error: " + "x" * 170 + f" key {CANARIES.gz_api_key} rejected"  # cut at 200 characters
+        error = {"code": -32000, "message": message}
+
+        def on_victim(r: SimRequest) -> bool:
+            params = (r.json() or {}).get("params") or {}
+            return c.main(r) and params.get("companyId") == victim
+
+        c.sim.inject(Fault("json", on_victim, times=-1, body={"jsonrpc": "2.0", "id": "x", "error": error}))
+
     def faults_ridden_out(c: Case) -> None:
         limited = {"jsonrpc": "2.0", "id": "x", "error": {"code": -32003, "message": "Too many requests"}}
         c.sim.inject(
@@ -277,6 +296,7 @@ def gravityzone_scenarios() -> list[Scenario]:
     return [
         ("clean", clean),
         ("one company's error echoing the key", company_error_with_echo),
+        ("the key quoted where the message is cut", key_quoted_where_the_message_is_cut),
         ("429 -32003, 503, reset, hang", faults_ridden_out),
         ("HTTP 400 echoing the key", server_error_with_echo),
         ("key refused", wrong_key),

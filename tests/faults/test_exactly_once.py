@@ -23,10 +23,8 @@ BREACHED = "usage.threshold.breached"
 
 
 def _alert_write(params: dict[str, Any], table: str) -> bool:
-    return any(
-        request.get("PutRequest", {}).get("Item", {}).get("record_type", {}).get("S") == "alert"
-        for request in params.get("RequestItems", {}).get(table, [])
-    )
+    """An alert state's conditional PutItem."""
+    return params.get("TableName") == table and params.get("Item", {}).get("record_type", {}).get("S") == "alert"
 
 
 def breaches(events: list[dict[str, Any]]) -> dict[str, str]:
@@ -38,7 +36,7 @@ def test_state_not_stored_after_publishing_fails_the_run_and_resends_with_the_sa
         if _alert_write(params, kn.aws.table_name):
             raise RuntimeError("simulated: alert state batch refused")
 
-    with boto_hook("before-parameter-build.dynamodb.BatchWriteItem", refuse_alert_states):
+    with boto_hook("before-parameter-build.dynamodb.PutItem", refuse_alert_states):
         first = kn.h.run(at("06:00"))
 
     assert first.error is not None, "a run whose alert states were not stored must fail the invocation"
@@ -60,7 +58,7 @@ def test_lambda_retry_after_unstored_state_resends_the_same_event_ids(kn: World)
         if _alert_write(params, kn.aws.table_name):
             raise RuntimeError("simulated: alert state batch refused")
 
-    with boto_hook("before-parameter-build.dynamodb.BatchWriteItem", refuse_alert_states):
+    with boto_hook("before-parameter-build.dynamodb.PutItem", refuse_alert_states):
         first = kn.h.run(at("06:00"))
     retry = kn.h.run(at("06:00"))  # Lambda's async retry: the same event, the same as_of
 

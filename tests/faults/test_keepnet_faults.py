@@ -37,6 +37,7 @@ from tests.simulators.base import Fault, SimRequest, on_path
 from tests.simulators.keepnet import SEARCH_PATH, TOKEN_PATH, make_companies, over_limit
 from usagewatch.handler import reset_config_cache
 from usagewatch.sources.keepnet import COUNT_METRICS, CREDENTIALS_REFUSED
+from usagewatch.text import clean_name
 
 SECRET = "usagewatch/keepnet"
 CLIENT_ID = "msp-reseller"
@@ -481,7 +482,7 @@ def test_unicode_and_300_character_names_are_stored(kn: Keepnet) -> None:
     stored = ridden_out(kn, outcome)
     for company, name in zip(kn.b.default_companies, names, strict=False):
         item = stored.usage[("kn-b", company["companyResourceId"], "target_users")]
-        assert item["tenant_name"] == (name.strip() or company["companyResourceId"])[:256]
+        assert item["tenant_name"] == clean_name((name.strip() or company["companyResourceId"])[:256])
 
 
 @pytest.mark.solo

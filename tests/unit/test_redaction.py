@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -282,3 +284,40 @@ def test_filter_on_a_plain_logging_handler() -> None:
     assert records[0] == f"key {MASK}"
     assert SECRET not in records[1]
     assert f"RuntimeError: boom {MASK}" in records[1]
+
+
+SPECIAL = 'kn/secret+with="quotes"&more=0123456789abcdef'
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(lambda s: urllib.parse.quote(s, safe=""), id="percent-encoded"),
+        pytest.param(urllib.parse.quote_plus, id="form-encoded"),
+        pytest.param(lambda s: json.dumps(s)[1:-1], id="json-escaped"),
+        pytest.param(lambda s: base64.b64encode(f"client:{s}".encode()).decode(), id="basic-header-offset-1"),
+        pytest.param(lambda s: base64.b64encode(f"id:{s}".encode()).decode(), id="basic-header-offset-0"),
+        pytest.param(lambda s: base64.b64encode(f"c:{s}".encode()).decode(), id="basic-header-offset-2"),
+    ],
+)
+def test_encoded_forms_of_a_secret_are_masked(echo: Any) -> None:
+    redactor.clear()
+    redactor.register(SPECIAL)
+    form = echo(SPECIAL)
+    scrubbed = redactor.scrub(f"vendor said: {form} is not valid")
+    assert MASK in scrubbed
+    # What survives is the part that encodes the neighbours (`client:`) and at most a group at each end.
+    secret_part = form[12:-4] if form.endswith("=") or "%" not in form else form
+    windows = {secret_part[i : i + 8] for i in range(len(secret_part) - 8)}
+    assert not [w for w in windows if w in scrubbed], scrubbed
+
+
+def test_a_secret_cut_in_the_middle_then_quoted_shows_none_of_it() -> None:
+    redactor.clear()
+    redactor.register(SPECIAL)
+    cut = f"error for key {SPECIAL}"[:30]
+    scrubbed = redactor.scrub(f"company 7: ({cut}...) and more")
+    assert SPECIAL[:8] not in scrubbed and scrubbed == f"company 7: (error for key {MASK}...) and more"
+    assert (
+        redactor.scrub("kn/secr is too short a head to mean anything") == "kn/secr is too short a head to mean anything"
+    )

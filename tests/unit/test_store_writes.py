@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from usagewatch.errors import StoreError
-from usagewatch.model import AlertState
 from usagewatch.store import DynamoStore, deserialize
 
 
@@ -127,29 +126,3 @@ def test_one_writer_sends_inline() -> None:
     assert len(client.items) == 25
     store.flush()
     assert len(client.items) == 30
-
-
-def test_alert_states_are_batched_with_the_other_writes() -> None:
-    client = FakeDynamoDB()
-    store = DynamoStore("t", client=client)  # type: ignore[arg-type]
-    for n in range(30):
-        state = AlertState(
-            alert_id=f"a{n}",
-            vendor="keepnet",
-            account_id="acct",
-            tenant_id=f"t{n}",
-            tenant_name=f"Tenant {n}",
-            metric="target_users",
-            rule="over_quota",
-            period="2026-11",
-            status="firing",
-            severity="critical",
-            published=True,
-            since="2026-11-28T00:00:00Z",
-            updated_at="2026-11-28T00:00:00Z",
-        )
-        store.put_alert(state)
-    store.flush()
-    assert [kind for kind, _ in client.calls] == ["batch", "batch"]
-    stored = deserialize(client.items[("ALERT#keepnet#acct", "t0#2026-11#target_users#over_quota")])
-    assert stored["gsi1pk"] == "OPEN#keepnet#acct"

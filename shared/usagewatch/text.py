@@ -1,0 +1,34 @@
+"""Vendor-controlled text made safe for people: names without control characters, one-line subjects and
+mail lines, CSV cells a spreadsheet will not run as formulas (OWASP "CSV Injection")."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# C0 and C1 controls, DEL, and the Unicode bidirectional overrides that reorder what a reader sees.
+_CONTROLS: Final = re.compile("[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_BREAKS: Final = re.compile("[\t\n\r\u000b\u000c\u0085\u2028\u2029]+")
+_SPACES: Final = re.compile(r" {2,}")
+FORMULA_TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def one_line(text: str) -> str:
+    """Line breaks and tabs become one space, other control characters go; what is left is one line."""
+    flat = _CONTROLS.sub("", _BREAKS.sub(" ", text))
+    return _SPACES.sub(" ", flat).strip()
+
+
+def clean_name(text: str) -> str:
+    """A customer name as stored and shown: one line, no control characters."""
+    return one_line(text)
+
+
+def csv_cell(value: object) -> object:
+    """A text cell made one line without control characters; one that then starts like a formula (`=`, `+`,
+    `-`, `@`; a leading tab or CR is removed first) gets a leading `'`, so a spreadsheet shows it as text.
+    Numbers are left alone (a negative number is a number)."""
+    if not isinstance(value, str):
+        return value
+    text = one_line(value)
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
