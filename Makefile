@@ -16,11 +16,12 @@ help:
 	@echo "make test   lint, types, unit, integration, fault matrix and template checks"
 	@echo "make bench  performance scenarios (writes bench/results.json)"
 
-$(STAMP): requirements-dev.txt shared/requirements.txt
+$(STAMP): requirements-dev.txt shared/requirements.txt pyproject.toml
 	@py=$$(scripts/find-python 3.12) || exit 1; \
 	  [ -x $(BIN)/python ] || $$py -m venv $(VENV); \
 	  $(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip; \
-	  $(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	  $(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt && \
+	  $(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -163,15 +163,32 @@ def main() -> int:
         resolved = [e for e in events if e["event_type"] == "usage.threshold.resolved"]
 
         section("Read back for billing")
-        say("python -m usagewatch.cli report --period 2026-11 --csv   (first lines)")
-        from usagewatch.report import usage_csv
-
-        for line in usage_csv(aws.usage("2026-11", vendor="keepnet")).splitlines()[:4]:
-            say(f"  {line}")
+        for command, lines in (
+            (["report", "--period", "2026-11", "--vendor", "keepnet", "--csv"], 4),
+            (["alerts", "--vendor", "keepnet"], 8),
+        ):
+            say(f"usagewatch {' '.join(command)} --table {aws.table_name}   (first lines)")
+            for line in run_cli([*command, "--table", aws.table_name]).splitlines()[:lines]:
+                say(f"  {line}")
     say()
     say(f"Logs of every run (JSON, secrets masked): {LOG_FILE.relative_to(ROOT)}")
     say(f"Demo finished in {time.monotonic() - started:.0f}s: {len(resolved)} alert(s) resolved in cycle 3.")
     return 0
+
+
+def run_cli(argv: list[str]) -> str:
+    """The real `usagewatch` command against the embedded AWS, its output captured."""
+    import contextlib
+    import io
+
+    from usagewatch import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(argv)
+    if code != 0:
+        raise SystemExit(f"usagewatch {' '.join(argv)} failed with exit code {code}")
+    return out.getvalue()
 
 
 if __name__ == "__main__":
