@@ -209,18 +209,18 @@ def test_family_walks_nested_children_depth_first_with_their_parents() -> None:
     ]
 
 
-def test_children_that_cannot_be_read_are_a_listing_gap_under_their_parent() -> None:
-    members = list(family(company(companyResourceId="top", companyName="Reseller Co", children="oops")))
-    assert [type(m) for m in members] == [Member, ChildrenUnreadable]
-    unreadable = members[1]
+def test_children_that_cannot_be_read_are_a_listing_gap_naming_their_parent() -> None:
+    row = company(companyResourceId="top", children=[company(companyResourceId="sub", children="oops")])
+    members = list(family(row))
+    assert [type(m) for m in members] == [Member, Member, ChildrenUnreadable]
+    unreadable = members[2]
     assert isinstance(unreadable, ChildrenUnreadable)
     gap = children_gap(unreadable)
     assert isinstance(gap, ListingGap)
-    assert gap.tenant.tenant_id == "top/children"  # not the parent's own id: its numbers were read
-    assert gap.tenant.parent_tenant_id == "top"
-    assert gap.tenant.billed is False
-    assert gap.tenant.tenant_name == "child companies of Reseller Co"
-    assert "children is a str, not a list" in gap.error
+    # The part that failed is what lies beneath `sub`; `sub` itself was read (its own Member above).
+    assert (gap.tenant.tenant_id, gap.tenant.parent_tenant_id, gap.tenant.billed) == ("sub", "top", True)
+    assert gap.tenant.tenant_name == "Acme Logistics GmbH"
+    assert gap.error == "Keepnet company sub: children is a str, not a list; its child companies are unknown this run"
 
 
 def test_children_nested_without_end_are_cut_at_the_depth_limit() -> None:

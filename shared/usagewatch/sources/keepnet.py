@@ -56,8 +56,6 @@ TOKEN_RENEW_MARGIN_SECONDS: Final = 60.0
 DEFAULT_TOKEN_TTL_SECONDS: Final = 3600.0
 MAX_TENANT_NAME: Final = 256
 UNIT: Final = "users"
-# The id of a ListingGap for one company's unreadable `children`: `<companyResourceId>/children`.
-CHILDREN_SUFFIX: Final = "/children"
 
 CREDENTIALS_REFUSED: Final = "Keepnet refused the client credentials (check client_id/client_secret)"
 NOT_RESELLER: Final = (
@@ -354,6 +352,7 @@ class ChildrenUnreadable:
     parent: dict[str, Any]
     parent_id: str
     problem: str
+    grandparent_id: str | None = None
 
 
 def family(row: object) -> Iterator[Member | ChildrenUnreadable]:
@@ -371,25 +370,22 @@ def family(row: object) -> Iterator[Member | ChildrenUnreadable]:
         if children is None or children == []:
             continue
         if not isinstance(children, list):
-            yield ChildrenUnreadable(company, cid, f"children is a {type(children).__name__}, not a list")
+            problem = f"children is a {type(children).__name__}, not a list"
+            yield ChildrenUnreadable(company, cid, problem, member.parent_id)
             continue
         if member.depth >= MAX_CHILD_DEPTH:
-            yield ChildrenUnreadable(company, cid, f"children nested deeper than {MAX_CHILD_DEPTH} levels")
+            problem = f"children nested deeper than {MAX_CHILD_DEPTH} levels"
+            yield ChildrenUnreadable(company, cid, problem, member.parent_id)
             continue
         stack.extend(Member(child, cid, member.depth + 1) for child in reversed(children))
 
 
 def children_gap(unreadable: ChildrenUnreadable) -> ListingGap:
-    """The part of the listing that failed: the child companies beneath one company. Its id is not the
-    parent's own, whose numbers were read."""
-    parent = tenant_of(unreadable.parent, unreadable.parent_id)
+    """The part of the listing that failed: what is beneath one company. The gap names that company
+    (whose own numbers were read and are yielded on their own); the companies beneath it are unknown."""
+    parent = tenant_of(unreadable.parent, unreadable.parent_id, unreadable.grandparent_id)
     return ListingGap(
-        Tenant(
-            tenant_id=f"{parent.tenant_id}{CHILDREN_SUFFIX}",
-            tenant_name=f"child companies of {parent.tenant_name}"[:MAX_TENANT_NAME],
-            parent_tenant_id=parent.tenant_id,
-            billed=False,
-        ),
+        parent,
         _clip(f"Keepnet company {parent.tenant_id}: {unreadable.problem}; its child companies are unknown this run"),
     )
 
