@@ -15,7 +15,6 @@ tests/integration/test_keepnet_contract.py), `children` included: companies nest
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import secrets
@@ -161,6 +160,15 @@ def _ci_get(mapping: dict[str, Any], key: str) -> tuple[bool, Any]:
     return False, None
 
 
+def _with_monthly_users(company: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
+    """A copy of the company (and of the companies nested in it) with one month's Monthly Users."""
+    copied = {**company, "monthlyActiveUserCount": counts.get(str(company.get("companyResourceId")), 0)}
+    children = company.get("children")
+    if isinstance(children, list):
+        copied["children"] = [_with_monthly_users(c, counts) if isinstance(c, dict) else c for c in children]
+    return copied
+
+
 class KeepnetSimulator(Simulator):
     """The Keepnet Reseller API over HTTP on loopback.
 
@@ -214,16 +222,14 @@ class KeepnetSimulator(Simulator):
             self.monthly_users[month] = dict(counts)
 
     def companies_for(self, month: str | None) -> list[dict[str, Any]]:
-        """The listing's rows for a month selector (None: the current month), as copies."""
+        """The listing's rows for a month selector (None: the current month): the companies themselves, or
+        copies carrying the month's Monthly Users when it has its own."""
         with self._state:
             chosen = month or self.current_month or current_month()
             counts = self.monthly_users.get(chosen)
-            rows = copy.deepcopy(self.default_companies)
-        if counts is not None:
-            for row in rows:
-                for member in family(row):
-                    member["monthlyActiveUserCount"] = counts.get(str(member.get("companyResourceId")), 0)
-        return rows
+        if counts is None:
+            return self.default_companies
+        return [_with_monthly_users(row, counts) for row in self.default_companies]
 
     @property
     def tokens_issued(self) -> int:
