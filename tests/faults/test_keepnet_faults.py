@@ -34,7 +34,7 @@ from tests.faults.sims import HookedKeepnet, main_listing, on_main_page, page_of
 from tests.integration.conftest import Invoke
 from tests.local_aws import LocalAws
 from tests.simulators.base import Fault, SimRequest, on_path
-from tests.simulators.keepnet import SEARCH_PATH, TOKEN_PATH, make_companies, over_limit
+from tests.simulators.keepnet import SEARCH_PATH, TOKEN_PATH, make_companies, nest, over_limit
 from usagewatch.handler import reset_config_cache
 from usagewatch.sources.keepnet import COUNT_METRICS, CREDENTIALS_REFUSED
 from usagewatch.text import clean_name
@@ -496,3 +496,78 @@ def test_duplicate_company_ids_are_collected_once(kn: Keepnet) -> None:
 
     kn.b.default_companies.remove(twin)
     ridden_out(kn, outcome)
+
+
+# --- child companies nested in `children` ------------------------------------------------------------
+
+
+def nest_children(kn: Keepnet) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Two companies nested under kn-b's second company (a sub-reseller that manages them)."""
+    parent = kn.b.default_companies[1]
+    kids = make_companies(2, seed=23, over_limit=0, unlimited=0, prefix="bkid")
+    nest(parent, *kids)
+    return parent, kids
+
+
+def values_of(account_id: str, companies: list[dict[str, Any]]) -> dict[UsageKey, Any]:
+    return {
+        (account_id, c["companyResourceId"], metric): c[field_name]
+        for c in companies
+        for field_name, metric in METRICS.items()
+    }
+
+
+def test_child_company_with_a_bad_value_fails_alone_and_keeps_its_numbers_in_the_total(kn: Keepnet) -> None:
+    parent, kids = nest_children(kn)
+    kn.h.run(at("06:00"))
+    before = kn.h.stored(PERIOD)
+    assert {i["parent_tenant_id"] for i in kn.aws.usage(PERIOD) if i["tenant_id"].startswith("bkid")} == {
+        parent["companyResourceId"]
+    }
+    kn.bump_all()
+    for kid in kids:
+        bump(kid, COUNT_FIELDS)
+    victim, healthy = kids
+    victim["targetUserCount"] = "many"
+    vid = victim["companyResourceId"]
+
+    outcome = kn.h.run(at("12:00"))
+
+    assert_tenant_contained(outcome, kn.h, "kn-b", vid, "targetUserCount", "must be a number")
+    after = kn.h.stored(PERIOD)
+    assert_untouched(before, after, [k for k in before.usage if k[:2] == ("kn-b", vid)])
+    fresh = {**kn.expected(), **values_of("kn-b", [healthy])}
+    assert {k: v for k, v in after.values().items() if k[1] != vid} == fresh
+    for metric in METRICS.values():
+        total = after.totals[("kn-b", metric)]
+        others = sum(v for k, v in fresh.items() if k[0] == "kn-b" and k[2] == metric)
+        assert total["value"] == others + before.usage[("kn-b", vid, metric)]["value"]
+        assert total["tenant_count"] == COMPANIES + 2 and total["carried_tenant_count"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pipeline: a ListingGap is still handled as a TenantFailure of its tenant, so the parent's stored "
+    "numbers are carried on top of its fresh ones and the children beneath it are dropped from the total "
+    "(see the Keepnet report: carry the stored tenants whose parent_tenant_id chain reaches the gap's tenant)",
+)
+def test_children_that_cannot_be_read_keep_their_stored_numbers_and_the_parent_counts_once(kn: Keepnet) -> None:
+    parent, _kids = nest_children(kn)
+    kn.h.run(at("06:00"))
+    before = kn.h.stored(PERIOD)
+    kn.bump_all()
+    parent["children"] = {"unexpected": "shape"}
+
+    outcome = kn.h.run(at("12:00"))
+
+    assert outcome.error is None and outcome.account("kn-b")["status"] == "partial"
+    after = kn.h.stored(PERIOD)
+    kid_keys = [k for k in before.usage if k[1].startswith("bkid")]
+    assert len(kid_keys) == 2 * len(METRICS)
+    assert_untouched(before, after, kid_keys)
+    assert {k: v for k, v in after.values().items() if k not in kid_keys} == kn.expected()  # parent: fresh
+    for metric in METRICS.values():
+        total = after.totals[("kn-b", metric)]
+        fresh = sum(v for k, v in kn.expected("kn-b").items() if k[2] == metric)
+        assert total["value"] == fresh + sum(before.usage[k]["value"] for k in kid_keys if k[2] == metric)
+        assert total["carried_tenant_count"] == 2

@@ -17,12 +17,12 @@ from tests.simulators.keepnet import (
     SEARCH_PATH,
     TOKEN_PATH,
     KeepnetSimulator,
-    current_month,
     make_companies,
+    nest,
     over_limit,
 )
 from usagewatch.errors import VendorApiError, VendorAuthError, VendorDataError
-from usagewatch.model import CollectionRequest, Period, TenantFailure, TenantResult, TenantUsage
+from usagewatch.model import CollectionRequest, ListingGap, Period, TenantFailure, TenantResult, TenantUsage
 from usagewatch.sources.keepnet import CREDENTIALS_REFUSED, NOT_RESELLER, KeepnetAccount, KeepnetSource
 
 PERIOD = Period(2026, 10)
@@ -86,9 +86,9 @@ def account(source: KeepnetSource, sim: KeepnetSimulator, **knobs: Any) -> Keepn
 
 
 def run(
-    source: KeepnetSource, sim: KeepnetSimulator, **knobs: Any
+    source: KeepnetSource, sim: KeepnetSimulator, request: CollectionRequest = REQUEST, **knobs: Any
 ) -> tuple[dict[str, TenantUsage], list[TenantFailure]]:
-    results: list[TenantResult] = list(source.collect(account(source, sim, **knobs), REQUEST))
+    results: list[TenantResult] = list(source.collect(account(source, sim, **knobs), request))
     usages = [r for r in results if isinstance(r, TenantUsage)]
     by_id = {u.tenant.tenant_id: u for u in usages}
     assert len(by_id) == len(usages), "a company was yielded twice"
@@ -119,13 +119,12 @@ def target(usage: TenantUsage) -> Any:
 # --- the happy path -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("envelope", ["status", "isSuccess"])
+@pytest.mark.parametrize("envelope", ["status", "Status", "isSuccess"])
 def test_multi_page_listing_collects_every_company_once_for_the_month(
     source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator], envelope: str
 ) -> None:
     october = make_companies(250, seed=11)
-    sim = sim_factory(companies=make_companies(30, seed=3, prefix="other"), page_cap=40, envelope=envelope)
-    sim.set_companies("2026-10", october)
+    sim = sim_factory(companies=october, page_cap=40, envelope=envelope)
 
     usages, failures = run(source, sim, page_size=100)
 
@@ -161,6 +160,81 @@ def test_multi_page_listing_collects_every_company_once_for_the_month(
     assert sim.tokens_issued == 1
     assert sim.count(TOKEN_PATH) == 1
     assert set(sim.statuses()) == {200}
+
+
+def test_past_month_is_its_monthly_users_only_and_asks_no_verdict(
+    source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator]
+) -> None:
+    companies = make_companies(90, seed=4)
+    sim = sim_factory(companies=companies, page_cap=40, current_month="2026-12")
+    sim.set_monthly_users("2026-10", {c["companyResourceId"]: i for i, c in enumerate(companies)})
+    december = CollectionRequest(period=PERIOD, as_of=datetime(2026, 12, 3, 6, tzinfo=UTC), period_explicit=True)
+
+    usages, failures = run(source, sim, december)
+
+    assert failures == []
+    assert {cid: values(u) for cid, u in usages.items()} == {
+        c["companyResourceId"]: {"monthly_users": i} for i, c in enumerate(companies)
+    }
+    assert all(r.quota is None and r.limit_exceeded is None for u in usages.values() for r in u.records)
+    bodies = sim.search_bodies()
+    assert [b["isTargetUserCountExceededLimit"] for b in bodies] == [False] * 3
+    assert all("2026-10" in str(b["filter"]) for b in bodies)
+
+
+def test_child_companies_are_collected_once_under_their_parent(
+    source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator]
+) -> None:
+    top = make_companies(30, seed=8, over_limit=0, unlimited=0, prefix="top")
+    managed = make_companies(6, seed=9, over_limit=2, unlimited=1, prefix="sub")
+    sub_reseller = nest(top[3], managed[0], nest(managed[1], managed[2], managed[3]))
+    nest(top[20], managed[4], managed[5])
+    rows = [*top, copy.deepcopy(managed[2])]  # one company both nested and at the top of the listing
+    sim = sim_factory(companies=rows, page_cap=7)
+
+    usages, failures = run(source, sim)
+
+    assert failures == []
+    everyone = top + managed
+    assert set(usages) == {c["companyResourceId"] for c in everyone}  # 36, each once
+    parents = {cid: u.tenant.parent_tenant_id for cid, u in usages.items()}
+    assert parents[managed[0]["companyResourceId"]] == sub_reseller["companyResourceId"]
+    assert parents[managed[2]["companyResourceId"]] == managed[1]["companyResourceId"]
+    assert parents[managed[5]["companyResourceId"]] == top[20]["companyResourceId"]
+    assert all(parents[c["companyResourceId"]] is None for c in top)
+    assert all(u.tenant.billed for u in usages.values())
+    # Every company's numbers are its own: the sum over tenants is the sum over companies, once each.
+    assert sum(values(u)["target_users"] for u in usages.values()) == sum(c["targetUserCount"] for c in everyone)
+    flagged = {cid for cid, u in usages.items() if target(u).limit_exceeded}
+    assert flagged == {c["companyResourceId"] for c in managed if over_limit(c)}
+    assert len(flagged) == 2
+
+
+def test_children_that_cannot_be_read_are_a_listing_gap_and_the_rest_is_collected(
+    source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator]
+) -> None:
+    companies = make_companies(12, seed=2)
+    broken = companies[4]
+    broken["children"] = {"unexpected": "shape"}
+    nest(
+        companies[7],
+        {
+            **make_companies(1, seed=3, over_limit=0, unlimited=0, prefix="kid")[0],
+            "children": [{"companyName": "No Id"}],
+        },
+    )
+    sim = sim_factory(companies=companies, page_cap=5)
+
+    usages, failures = run(source, sim)
+
+    assert len(usages) == 13  # the broken company's own numbers are read; so is the healthy child
+    gaps = [f for f in failures if isinstance(f, ListingGap)]
+    assert [(g.tenant.tenant_id, g.tenant.parent_tenant_id) for g in gaps] == [(broken["companyResourceId"], None)]
+    assert broken["companyResourceId"] in usages  # its own numbers: only what is beneath it is unknown
+    assert "children is a dict, not a list" in gaps[0].error
+    rows = [f for f in failures if not isinstance(f, ListingGap)]
+    assert len(rows) == 1
+    assert "a child of company kid-" in rows[0].error and "has no companyResourceId" in rows[0].error
 
 
 def test_results_stream_while_pages_are_still_being_read(
@@ -329,6 +403,16 @@ def test_400_carries_the_validation_messages(
         run(source, sim)
     assert caught.value.status == 400
     assert not isinstance(caught.value, VendorAuthError)
+
+
+def test_pascal_case_failure_envelope_fails_the_account_with_the_vendor_message(
+    source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator]
+) -> None:
+    sim = sim_factory(companies=make_companies(10), envelope="Status")
+    body = {"Status": "INPUT_ERROR", "Message": "Value must be YYYY-MM", "ValidationMessages": None, "Data": None}
+    sim.inject(Fault("json", body=body, match=on_page(1), times=-1))
+    with pytest.raises(VendorApiError, match=r"INPUT_ERROR: Value must be YYYY-MM"):
+        run(source, sim)
 
 
 # --- listing shape --------------------------------------------------------------------------------
@@ -580,23 +664,33 @@ def test_simulator_validates_like_the_real_api(sim_factory: Callable[..., Keepne
     assert _search(sim, good, token).status_code == 401
 
 
-def test_simulator_month_filter_and_default_month(sim_factory: Callable[..., KeepnetSimulator]) -> None:
-    sim = sim_factory(companies=make_companies(4, over_limit=0, unlimited=0, prefix="default"))
-    sim.set_companies("2026-02", make_companies(6, over_limit=1, unlimited=1, prefix="feb"))
-    sim.set_companies(current_month(), make_companies(2, over_limit=1, unlimited=0, prefix="now"))
+def test_simulator_month_filter_changes_only_monthly_users(sim_factory: Callable[..., KeepnetSimulator]) -> None:
+    companies = make_companies(4, over_limit=1, unlimited=0)
+    sim = sim_factory(companies=companies, current_month="2026-12")
+    first = companies[0]["companyResourceId"]
+    sim.set_monthly_users("2026-10", {first: 7})
     token = _token(sim)
-    base = {"pageNumber": 1, "pageSize": 10, "orderBy": "CompanyName", "ascending": True}
+    base = {"pageNumber": 1, "pageSize": 10, "orderBy": "CreateTime", "ascending": True}
 
-    def ids(month: str | None) -> set[str]:
+    def rows(month: str | None) -> dict[str, dict[str, Any]]:
         items = [{"FieldName": "MonthlyActiveUser", "Operator": "=", "Value": month}] if month else []
         flt = {"Condition": "AND", "SearchInputTextValue": "", "FilterGroups": [{"FilterItems": items}]}
         answer = _search(sim, {**base, "filter": flt}, token)
         assert answer.status_code == 200
-        return {c["companyResourceId"].split("-")[0] for c in answer.json()["data"]["results"]}
+        return {c["companyResourceId"]: c for c in answer.json()["data"]["results"]}
 
-    assert ids("2026-02") == {"feb"}
-    assert ids("2025-07") == {"default"}
-    assert ids(None) == {"now"}
+    october, now, unset = rows("2026-10"), rows(None), rows("2025-07")
+    assert set(october) == set(now) == set(unset) == {c["companyResourceId"] for c in companies}
+    assert october[first]["monthlyActiveUserCount"] == 7
+    assert all(october[c]["monthlyActiveUserCount"] == 0 for c in october if c != first)  # no users added
+    for cid, row in october.items():
+        assert {k: v for k, v in row.items() if k != "monthlyActiveUserCount"} == {
+            k: v for k, v in now[cid].items() if k != "monthlyActiveUserCount"
+        }
+    assert now == unset  # a month without its own data: the companies' own monthly count
+    assert [now[c["companyResourceId"]]["monthlyActiveUserCount"] for c in companies] == [
+        c["monthlyActiveUserCount"] for c in companies
+    ]
 
 
 def test_simulator_rate_limit_and_envelopes(sim_factory: Callable[..., KeepnetSimulator]) -> None:

@@ -3,8 +3,11 @@
 Speaks the protocol of vendor-apis.md section 2 the way the real API is documented to behave:
 form-encoded token requests only (a JSON body gets a 500), `invalid_client` as 400, Bearer tokens that
 expire, 403 for a credential that is not a Reseller, 400 `INPUT_ERROR` for a body with a missing
-required field or a null filter, the month chosen by a `MonthlyActiveUser` filter item, the over-limit
-verdict filter, a server-side page size cap, either response envelope, an optional rate limit.
+required field or a null filter, the month chosen by a `MonthlyActiveUser` filter item (it changes
+`monthlyActiveUserCount` only: every other field is the company's value now), the over-limit verdict
+filter, a server-side page size cap, either response envelope (camelCase or PascalCase), an optional
+rate limit. Rows are SearchCompanyDto exactly as Keepnet's OpenAPI spec defines them (checked by
+tests/integration/test_keepnet_contract.py), `children` included: companies nested under a row.
 
     with KeepnetSimulator(companies=make_companies(250), page_cap=40) as sim:
         account = {"account_id": "kn", "base_url": sim.url, "client_id": "demo-client", "client_secret": "demo-secret"}
@@ -27,6 +30,7 @@ TOKEN_PATH: Final = "/connect/token"
 SEARCH_PATH: Final = "/api/companies/search"
 DEFAULT_CLIENTS: Final = {"demo-client": ("demo-secret", "Reseller")}
 _REQUIRED: Final = ("pageNumber", "pageSize", "orderBy", "ascending", "filter")
+ENVELOPES: Final = ("status", "Status", "isSuccess")
 
 _NAMES: Final = (
     "Acme Logistics",
@@ -62,6 +66,17 @@ _TAGS: Final = ("vip", "eu", "us", "pilot", "renewal-q1", "partner")
 
 def current_month() -> str:
     return datetime.now(UTC).strftime("%Y-%m")
+
+
+def family(company: dict[str, Any]) -> list[dict[str, Any]]:
+    """The company and every company nested in its `children`, depth first (a malformed `children`, which
+    a test may plant, is served as it is and has no members)."""
+    members = [company]
+    children = company.get("children")
+    for child in children if isinstance(children, list) else []:
+        if isinstance(child, dict):
+            members.extend(family(child))
+    return members
 
 
 def over_limit(company: dict[str, Any]) -> bool:
@@ -128,6 +143,15 @@ def make_companies(
     return companies
 
 
+def nest(parent: dict[str, Any], *children: dict[str, Any]) -> dict[str, Any]:
+    """`parent` with `children` nested under it (a sub-reseller and the companies it manages), each child's
+    `resellerName` the parent's name, as the Reseller column shows "the parent company of each listed company"."""
+    for child in children:
+        child["resellerName"] = parent["companyName"]
+    parent["children"] = [*(parent.get("children") or []), *children]
+    return parent
+
+
 def _ci_get(mapping: dict[str, Any], key: str) -> tuple[bool, Any]:
     """Case-insensitive lookup, like .NET model binding: (present, value)."""
     for name, value in mapping.items():
@@ -136,16 +160,26 @@ def _ci_get(mapping: dict[str, Any], key: str) -> tuple[bool, Any]:
     return False, None
 
 
+def _with_monthly_users(company: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
+    """A copy of the company (and of the companies nested in it) with one month's Monthly Users."""
+    copied = {**company, "monthlyActiveUserCount": counts.get(str(company.get("companyResourceId")), 0)}
+    children = company.get("children")
+    if isinstance(children, list):
+        copied["children"] = [_with_monthly_users(c, counts) if isinstance(c, dict) else c for c in children]
+    return copied
+
+
 class KeepnetSimulator(Simulator):
     """The Keepnet Reseller API over HTTP on loopback.
 
-    - `companies`: the default data set, served for any month without its own (`set_companies`);
-      None means `make_companies(25)`.
+    - `companies`: the companies as they are now (None means `make_companies(25)`); each one's
+      `monthlyActiveUserCount` is served for any month without its own (`set_monthly_users`).
     - `clients`: client_id -> (client_secret, role); only role "Reseller" may search.
     - `page_cap`: the largest pageSize the server honours (it reports the capped size and page count).
     - `token_ttl`: seconds a token lives (`expires_in`).
-    - `envelope`: "status" (`{status, message, validationMessages, data}`) or "isSuccess"
-      (`{isSuccess, messages, data}`).
+    - `envelope`: "status" (`{status, message, validationMessages, data}`), "Status" (the same in
+      PascalCase) or "isSuccess" (`{isSuccess, messages, data}`).
+    - `current_month`: the month a search without a month selector reports (None: the clock's).
     - `requests_per_second`: over it, 429 with `Retry-After: 1`.
     """
 
@@ -157,18 +191,20 @@ class KeepnetSimulator(Simulator):
         page_cap: int | None = None,
         token_ttl: int = 3600,
         envelope: str = "status",
+        current_month: str | None = None,
         requests_per_second: float | None = None,
         latency: float = 0.0,
     ) -> None:
         super().__init__(latency=latency)
-        if envelope not in ("status", "isSuccess"):
-            raise ValueError("envelope must be 'status' or 'isSuccess'")
+        if envelope not in ENVELOPES:
+            raise ValueError(f"envelope must be one of {ENVELOPES}")
         self.default_companies: list[dict[str, Any]] = make_companies(25) if companies is None else list(companies)
-        self.months: dict[str, list[dict[str, Any]]] = {}
+        self.monthly_users: dict[str, dict[str, int]] = {}
         self.clients: dict[str, tuple[str, str]] = dict(DEFAULT_CLIENTS if clients is None else clients)
         self.page_cap = page_cap
         self.token_ttl = token_ttl
         self.envelope = envelope
+        self.current_month = current_month
         self.requests_per_second = requests_per_second
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> (client_id, expires at, monotonic)
         self.issued_tokens: list[str] = []
@@ -179,13 +215,21 @@ class KeepnetSimulator(Simulator):
         self._bucket_at = time.monotonic()
 
     # --- test helpers -------------------------------------------------------------------------
-    def set_companies(self, month: str, companies: list[dict[str, Any]]) -> None:
+    def set_monthly_users(self, month: str, counts: dict[str, int]) -> None:
+        """Monthly Users of `month` by company id (a company not named added no users that month). Only
+        `monthlyActiveUserCount` depends on the month: the other counts are the companies' values now."""
         with self._state:
-            self.months[month] = list(companies)
+            self.monthly_users[month] = dict(counts)
 
     def companies_for(self, month: str | None) -> list[dict[str, Any]]:
+        """The listing's rows for a month selector (None: the current month): the companies themselves, or
+        copies carrying the month's Monthly Users when it has its own."""
         with self._state:
-            return self.months.get(month or current_month(), self.default_companies)
+            chosen = month or self.current_month or current_month()
+            counts = self.monthly_users.get(chosen)
+        if counts is None:
+            return self.default_companies
+        return [_with_monthly_users(row, counts) for row in self.default_companies]
 
     @property
     def tokens_issued(self) -> int:
@@ -288,7 +332,9 @@ class KeepnetSimulator(Simulator):
             return self._failure(400, "INPUT_ERROR", problems)
         assert isinstance(body, dict)
         companies = self.companies_for(month)
-        listed = [c for c in companies if over_limit(c)] if exceeded_only else list(companies)
+        everyone = [member for row in companies for member in family(row)]
+        # The over-limit listing names each company over its limit, nested or not, as a row of its own.
+        listed = [{**c, "children": []} for c in everyone if over_limit(c)] if exceeded_only else companies
         listed = self._ordered(listed, _ci_get(body, "orderBy")[1], _ci_get(body, "ascending")[1])
         page_number = int(_ci_get(body, "pageNumber")[1])
         size = int(_ci_get(body, "pageSize")[1])
@@ -297,7 +343,7 @@ class KeepnetSimulator(Simulator):
         total = len(listed)
         start = (page_number - 1) * size
         data = {
-            "limitExceededCompanyCount": sum(1 for c in companies if over_limit(c)),
+            "limitExceededCompanyCount": sum(1 for c in everyone if over_limit(c)),
             "pageNumber": page_number,
             "pageSize": size,
             "totalNumberOfPages": math.ceil(total / size) if total else 0,
@@ -384,17 +430,21 @@ class KeepnetSimulator(Simulator):
     def _success(self, data: dict[str, Any]) -> dict[str, Any]:
         if self.envelope == "isSuccess":
             return {"isSuccess": True, "messages": [], "data": data}
-        return {"status": "SUCCESS", "message": None, "validationMessages": None, "data": data}
+        return self._cased({"status": "SUCCESS", "message": None, "validationMessages": None, "data": data})
 
     def _failure(self, http_status: int, status: str, messages: list[str]) -> SimResponse:
         if self.envelope == "isSuccess":
             return SimResponse(http_status, {"isSuccess": False, "messages": messages, "data": None})
-        return SimResponse(
-            http_status,
-            {
-                "status": status,
-                "message": messages[0] if messages else None,
-                "validationMessages": messages,
-                "data": None,
-            },
-        )
+        body = {
+            "status": status,
+            "message": messages[0] if messages else None,
+            "validationMessages": messages,
+            "data": None,
+        }
+        return SimResponse(http_status, self._cased(body))
+
+    def _cased(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The envelope's own keys in PascalCase when `envelope="Status"` (the data inside stays camelCase)."""
+        if self.envelope != "Status":
+            return body
+        return {key[0].upper() + key[1:]: value for key, value in body.items()}

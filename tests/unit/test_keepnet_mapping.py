@@ -8,10 +8,16 @@ from typing import Any
 import pytest
 
 from usagewatch.errors import ConfigError, VendorApiError, VendorDataError
-from usagewatch.model import Period, Window
+from usagewatch.model import ListingGap, Period, Window
 from usagewatch.sources.keepnet import (
+    MAX_CHILD_DEPTH,
+    ChildrenUnreadable,
     KeepnetSource,
+    Member,
+    children_gap,
+    company_id,
     company_records,
+    family,
     parse_envelope,
     parse_quota,
     parse_search_page,
@@ -76,6 +82,26 @@ def test_company_maps_to_four_records() -> None:
 def test_limit_exceeded_comes_from_the_verdict_set() -> None:
     usage = company_records(company(), account_id="kn", window=WINDOW, exceeded_ids={"c-42"})
     assert by_metric(usage)["target_users"].limit_exceeded is True
+
+
+def test_past_month_maps_to_monthly_users_only() -> None:
+    # A past month's current values are not the month's: not written, and not even checked.
+    row = company(targetUserCount="garbage", inactiveTargetUserCount=None)
+    usage = company_records(row, account_id="kn", window=WINDOW, exceeded_ids={"c-42"}, current=False)
+    assert [(r.metric, r.value, r.quota, r.limit_exceeded) for r in usage.records] == [
+        ("monthly_users", 17, None, None)
+    ]
+    with pytest.raises(VendorDataError, match="monthlyActiveUserCount is missing"):
+        company_records(
+            company(monthlyActiveUserCount=None), account_id="kn", window=WINDOW, exceeded_ids=set(), current=False
+        )
+
+
+def test_child_company_carries_its_parent() -> None:
+    usage = company_records(company(), account_id="kn", window=WINDOW, exceeded_ids=set(), parent_id="reseller-1")
+    assert usage.tenant.parent_tenant_id == "reseller-1"
+    assert usage.tenant.billed is True  # its counts are its own account's, not inside the parent's
+    assert {r.tenant.parent_tenant_id for r in usage.records} == {"reseller-1"}
 
 
 @pytest.mark.parametrize(
@@ -163,6 +189,53 @@ def test_unknown_fields_are_ignored_and_missing_id_refused() -> None:
         company_records(company(companyResourceId=""), account_id="kn", window=WINDOW, exceeded_ids=set())
 
 
+# --- children -------------------------------------------------------------------------------------
+
+
+def test_family_walks_nested_children_depth_first_with_their_parents() -> None:
+    leaf = company(companyResourceId="leaf", children=None)
+    sub = company(companyResourceId="sub", children=[leaf, company(companyResourceId="sub-2", children=[])])
+    row = company(companyResourceId="top", children=[sub, company(companyResourceId="other")])
+
+    members = list(family(row))
+
+    assert all(isinstance(m, Member) for m in members)
+    assert [(company_id(m.row), m.parent_id, m.depth) for m in members if isinstance(m, Member)] == [
+        ("top", None, 0),
+        ("sub", "top", 1),
+        ("leaf", "sub", 2),
+        ("sub-2", "sub", 2),
+        ("other", "top", 1),
+    ]
+
+
+def test_children_that_cannot_be_read_are_a_listing_gap_naming_their_parent() -> None:
+    row = company(companyResourceId="top", children=[company(companyResourceId="sub", children="oops")])
+    members = list(family(row))
+    assert [type(m) for m in members] == [Member, Member, ChildrenUnreadable]
+    unreadable = members[2]
+    assert isinstance(unreadable, ChildrenUnreadable)
+    gap = children_gap(unreadable)
+    assert isinstance(gap, ListingGap)
+    # The part that failed is what lies beneath `sub`; `sub` itself was read (its own Member above).
+    assert (gap.tenant.tenant_id, gap.tenant.parent_tenant_id, gap.tenant.billed) == ("sub", "top", True)
+    assert gap.tenant.tenant_name == "Acme Logistics GmbH"
+    assert gap.error == "Keepnet company sub: children is a str, not a list; its child companies are unknown this run"
+
+
+def test_children_nested_without_end_are_cut_at_the_depth_limit() -> None:
+    row = company(companyResourceId="level-0")
+    node = row
+    for level in range(1, MAX_CHILD_DEPTH + 5):
+        child = company(companyResourceId=f"level-{level}")
+        node["children"] = [child]
+        node = child
+    members = list(family(row))
+    assert sum(isinstance(m, Member) for m in members) == MAX_CHILD_DEPTH + 1
+    assert isinstance(members[-1], ChildrenUnreadable)
+    assert "deeper than" in members[-1].problem
+
+
 # --- envelopes ------------------------------------------------------------------------------------
 
 DATA = {"pageNumber": 1, "pageSize": 10, "totalNumberOfPages": 1, "totalNumberOfRecords": 0, "results": []}
@@ -199,6 +272,15 @@ def test_failure_envelopes_carry_the_vendor_message() -> None:
         parse_envelope({"isSuccess": False, "messages": ["not allowed"], "data": DATA})
     with pytest.raises(VendorApiError):
         parse_envelope({"status": "VALIDATION_FAILED", "data": DATA})
+
+
+def test_pascal_case_envelopes_are_read() -> None:
+    assert parse_envelope({"Status": "SUCCESS", "Message": None, "Data": DATA}) == DATA
+    with pytest.raises(VendorApiError, match=r"INPUT_ERROR: Value is not a month"):
+        parse_envelope({"Status": "INPUT_ERROR", "Message": "Value is not a month", "Data": None})
+    with pytest.raises(VendorApiError, match="quota reached"):
+        parse_envelope({"IsSuccess": False, "Messages": ["quota reached"], "Data": DATA})
+    assert vendor_messages({"Message": "a", "ValidationMessages": ["b"]}) == "a; b"
 
 
 def test_envelope_without_data_or_not_an_object() -> None:

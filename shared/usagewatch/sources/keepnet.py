@@ -1,9 +1,15 @@
-"""Keepnet Labs (Reseller REST API): every managed company's user counts for one month.
+"""Keepnet Labs (Reseller REST API): every managed company's user counts (docs/vendors/keepnet.md).
 
 Protocol (vendor-apis.md section 2): an OAuth2 client-credentials token from `POST /connect/token`
 (form-encoded only, `scope=api1`), then `POST /api/companies/search` page by page with the month
-selected by a `MonthlyActiveUser` filter item. The vendor's own over-limit verdict comes from a second
-listing with `isTargetUserCountExceededLimit: true`.
+selected by a `MonthlyActiveUser` filter item. That selector applies to `monthlyActiveUserCount` only:
+the other counts, the licence limit and the vendor's over-limit verdict (a second listing with
+`isTargetUserCountExceededLimit: true`) are current values, so they are written, and the over-limit
+listing is read, only when the requested month is the current one.
+
+A row's `children` (companies nested under it, SearchCompanyDto themselves) are collected as tenants
+with `parent_tenant_id` set; each company's counts are its own account's, so all are billed, and a
+company seen twice (nested and at the top) is counted once.
 
 Pages after the first are read concurrently; results are yielded as pages arrive, so raw pages never
 pile up in memory. Only the set of company ids seen is kept, to drop duplicates (a listing ordered by
@@ -28,6 +34,7 @@ from usagewatch.http import HttpClient, HttpResponse, RateLimiter, RetryPolicy
 from usagewatch.model import (
     MAX_PLAUSIBLE_VALUE,
     CollectionRequest,
+    ListingGap,
     Period,
     Tenant,
     TenantFailure,
@@ -72,13 +79,17 @@ ERROR_STATUSES: Final = frozenset(
     }
 )
 
-# SearchCompanyDto count field -> metric.
-COUNT_METRICS: Final = (
-    ("monthlyActiveUserCount", "monthly_users"),
+# SearchCompanyDto count field -> metric. The month selector applies to `monthlyActiveUserCount` only; the
+# other counts, the licence limit and the over-limit verdict are the company's values now (docs/vendors/keepnet.md).
+MONTHLY_METRIC: Final = ("monthlyActiveUserCount", "monthly_users")
+CURRENT_METRICS: Final = (
     ("targetUserCount", "target_users"),
     ("inactiveTargetUserCount", "inactive_target_users"),
     ("deletedTargetUserCount", "deleted_target_users"),
 )
+COUNT_METRICS: Final = (MONTHLY_METRIC, *CURRENT_METRICS)
+# Nested `children` deeper than this are refused (a reseller under a reseller under ... is a few levels).
+MAX_CHILD_DEPTH: Final = 16
 _QUOTA_RE: Final = re.compile(r"\d{1,15}")
 
 
@@ -125,6 +136,15 @@ def _clip(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def field_of(payload: dict[str, Any], name: str) -> Any:
+    """`payload[name]` in any casing (`status`/`Status`, `message`/`Message`: Keepnet's own scripts read
+    both), the exact spelling first; None when absent."""
+    if name in payload:
+        return payload[name]
+    lowered = name.lower()
+    return next((value for key, value in payload.items() if isinstance(key, str) and key.lower() == lowered), None)
+
+
 def vendor_messages(payload: object) -> str:
     """The human-readable messages of a Keepnet answer (either envelope, or ASP.NET problem details)."""
     if not isinstance(payload, dict):
@@ -138,17 +158,17 @@ def vendor_messages(payload: object) -> str:
             for item in value:
                 add(item)
         elif isinstance(value, dict):
-            for key in ("message", "Message", "errorMessage", "description"):
-                add(value.get(key))
-            errors = value.get("errors")
+            for key in ("message", "errorMessage", "description"):
+                add(field_of(value, key))
+            errors = field_of(value, "errors")
             if isinstance(errors, dict):
                 for field_name, field_errors in errors.items():
                     texts = field_errors if isinstance(field_errors, list) else [field_errors]
                     parts.extend(f"{field_name}: {t}" for t in texts if isinstance(t, str))
 
     for key in ("message", "messages", "validationMessages", "title", "error", "error_description"):
-        add(payload.get(key))
-    errors = payload.get("errors")
+        add(field_of(payload, key))
+    errors = field_of(payload, "errors")
     if isinstance(errors, dict):
         add({"errors": errors})
     seen: dict[str, None] = dict.fromkeys(parts)
@@ -157,15 +177,16 @@ def vendor_messages(payload: object) -> str:
 
 def parse_envelope(payload: object, *, what: str = "company search") -> dict[str, Any]:
     """`data` of a Keepnet answer; tolerates `{status, message, validationMessages, data}` and
-    `{isSuccess, messages, data}`. A failure envelope raises VendorApiError with the vendor's words;
-    an answer without `data` raises VendorDataError."""
+    `{isSuccess, messages, data}`, in camelCase or PascalCase. A failure envelope raises VendorApiError
+    with the vendor's words; an answer without `data` raises VendorDataError."""
     if not isinstance(payload, dict):
         raise VendorDataError(f"Keepnet {what}: expected a JSON object, got {type(payload).__name__}")
     said = vendor_messages(payload)
     suffix = f": {said}" if said else ""
-    if "isSuccess" in payload and payload["isSuccess"] is not True:
-        raise VendorApiError(f"Keepnet {what} failed (isSuccess={payload['isSuccess']!r}){suffix}")
-    status = payload.get("status")
+    success = field_of(payload, "isSuccess")
+    if success is not None and success is not True:
+        raise VendorApiError(f"Keepnet {what} failed (isSuccess={success!r}){suffix}")
+    status = field_of(payload, "status")
     if isinstance(status, str):
         normalised = status.strip().upper()
         if normalised in ERROR_STATUSES or "ERROR" in normalised or "FAIL" in normalised:
@@ -173,7 +194,7 @@ def parse_envelope(payload: object, *, what: str = "company search") -> dict[str
                 f"Keepnet {what} failed with status {_clip(status, 60)}{suffix}",
                 retryable=normalised == "INTERNAL_SERVER_ERROR",
             )
-    data = payload.get("data")
+    data = field_of(payload, "data")
     if not isinstance(data, dict):
         got = "no data" if data is None else f"data of type {type(data).__name__}"
         raise VendorDataError(f"Keepnet {what} answered {got}{suffix}")
@@ -268,24 +289,36 @@ def _count(company: dict[str, Any], field_name: str, cid: str) -> int:
     return value
 
 
-def tenant_of(company: dict[str, Any], cid: str) -> Tenant:
+def tenant_of(company: dict[str, Any], cid: str, parent_id: str | None = None) -> Tenant:
     name = company.get("companyName")
     text = name.strip() if isinstance(name, str) and name.strip() else cid
-    return Tenant(tenant_id=cid, tenant_name=text[:MAX_TENANT_NAME])
+    return Tenant(tenant_id=cid, tenant_name=text[:MAX_TENANT_NAME], parent_tenant_id=parent_id)
 
 
 def company_records(
-    company: dict[str, Any], *, account_id: str, window: Window, exceeded_ids: set[str] | frozenset[str]
+    company: dict[str, Any],
+    *,
+    account_id: str,
+    window: Window,
+    exceeded_ids: set[str] | frozenset[str],
+    current: bool = True,
+    parent_id: str | None = None,
 ) -> TenantUsage:
-    """Map one SearchCompanyDto to its four records; VendorDataError names the field that is wrong."""
+    """Map one SearchCompanyDto to its records; VendorDataError names the field that is wrong.
+
+    `current`: the window is the month being lived now, so the current values (target, inactive and
+    deleted users, the licence limit, the over-limit verdict) belong to it. For a past month only
+    `monthly_users` is the month's own number; the others are not read at all.
+    """
     cid = company_id(company)
     if cid is None:
         raise VendorDataError("company without companyResourceId")
-    tenant = tenant_of(company, cid)
-    counts = {field_name: _count(company, field_name, cid) for field_name, _metric in COUNT_METRICS}
-    quota = parse_quota(company.get("isNumberOfUsersLimited"), company.get("numberOfUsers"))
+    tenant = tenant_of(company, cid, parent_id)
+    fields = COUNT_METRICS if current else (MONTHLY_METRIC,)
+    counts = {field_name: _count(company, field_name, cid) for field_name, _metric in fields}
+    quota = parse_quota(company.get("isNumberOfUsersLimited"), company.get("numberOfUsers")) if current else None
     records = []
-    for field_name, metric in COUNT_METRICS:
+    for field_name, metric in fields:
         is_target = metric == "target_users"
         records.append(
             UsageRecord(
@@ -301,6 +334,60 @@ def company_records(
             )
         )
     return TenantUsage(tenant, tuple(records))
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One company of a listing row's family: the row itself or a company nested in its `children`."""
+
+    row: object
+    parent_id: str | None
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildrenUnreadable:
+    """A company whose `children` is neither a list nor null: the companies beneath it are unknown."""
+
+    parent: dict[str, Any]
+    parent_id: str
+    problem: str
+    grandparent_id: str | None = None
+
+
+def family(row: object) -> Iterator[Member | ChildrenUnreadable]:
+    """The row, then every company nested in its `children` (a SearchCompanyDto array, null when there
+    are none), depth first, each with the id of the company it sits under."""
+    stack = [Member(row, None, 0)]
+    while stack:
+        member = stack.pop()
+        yield member
+        company = member.row
+        cid = company_id(company)
+        if not isinstance(company, dict) or cid is None:
+            continue
+        children = company.get("children")
+        if children is None or children == []:
+            continue
+        if not isinstance(children, list):
+            problem = f"children is a {type(children).__name__}, not a list"
+            yield ChildrenUnreadable(company, cid, problem, member.parent_id)
+            continue
+        if member.depth >= MAX_CHILD_DEPTH:
+            problem = f"children nested deeper than {MAX_CHILD_DEPTH} levels"
+            yield ChildrenUnreadable(company, cid, problem, member.parent_id)
+            continue
+        stack.extend(Member(child, cid, member.depth + 1) for child in reversed(children))
+
+
+def children_gap(unreadable: ChildrenUnreadable) -> ListingGap:
+    """The part of the listing that failed: what is beneath one company. The gap names that company
+    (whose own numbers were read and are yielded on their own); the companies beneath it are unknown."""
+    parent = tenant_of(unreadable.parent, unreadable.parent_id, unreadable.grandparent_id)
+    return ListingGap(
+        parent,
+        _clip(f"Keepnet company {parent.tenant_id}: {unreadable.problem}; its child companies are unknown this run"),
+    )
 
 
 # --- the session: token, requests, listing ---------------------------------------------------------
@@ -503,8 +590,9 @@ def _body_messages(response: HttpResponse) -> str:
 
 
 class KeepnetSource:
-    """Keepnet Labs Reseller API: `monthly_users`, `target_users`, `inactive_target_users`,
-    `deleted_target_users` per managed company for the requested month."""
+    """Keepnet Labs Reseller API, per managed company (child companies of a sub-reseller included):
+    `monthly_users` for the requested month; `target_users` (with licence limit and over-limit verdict),
+    `inactive_target_users`, `deleted_target_users` only when that month is the current one."""
 
     vendor = VENDOR
 
@@ -553,13 +641,19 @@ class KeepnetSource:
         account = session.account
         period = request.period
         window = Window.month(period)
+        # Only the month being lived now gets the current values and the vendor's over-limit verdict.
+        current = period == Period.of(request.as_of)
 
         exceeded_ids: set[str] = set()
-        for page in session.listing(period, exceeded_only=True):
-            exceeded_ids.update(cid for cid in map(company_id, page.results) if cid is not None)
+        if current:
+            for page in session.listing(period, exceeded_only=True):
+                for row in page.results:
+                    exceeded_ids.update(
+                        cid for m in family(row) if isinstance(m, Member) and (cid := company_id(m.row)) is not None
+                    )
 
         seen: set[str] = set()
-        duplicates = failures = pages = 0
+        duplicates = failures = pages = nested = 0
         reported_records: int | None = None
         reported_exceeded: int | None = None
         for listing_pass in (1, 2):
@@ -574,23 +668,37 @@ class KeepnetSource:
                     reported_records = page.total_records
                     reported_exceeded = page.limit_exceeded_count
                 for position, row in enumerate(page.results, start=1):
-                    cid = company_id(row)
-                    if cid is None:
-                        if listing_pass == 1:  # reported once, by the first pass
+                    for member in family(row):
+                        if isinstance(member, ChildrenUnreadable):
+                            if listing_pass == 1:
+                                failures += 1
+                                yield children_gap(member)
+                            continue
+                        cid = company_id(member.row)
+                        if cid is None:
+                            if listing_pass == 1:  # reported once, by the first pass
+                                failures += 1
+                                yield _row_failure(member, page.number, position)
+                            continue
+                        if cid in seen:
+                            duplicates += 1 if listing_pass == 1 else 0
+                            continue
+                        seen.add(cid)
+                        nested += member.parent_id is not None
+                        company = member.row
+                        assert isinstance(company, dict)  # company_id is None for anything else
+                        try:
+                            yield company_records(
+                                company,
+                                account_id=account.account_id,
+                                window=window,
+                                exceeded_ids=exceeded_ids,
+                                current=current,
+                                parent_id=member.parent_id,
+                            )
+                        except (UsagewatchError, ValueError, TypeError) as exc:
                             failures += 1
-                            yield _row_failure(row, page.number, position)
-                        continue
-                    if cid in seen:
-                        duplicates += 1 if listing_pass == 1 else 0
-                        continue
-                    seen.add(cid)
-                    try:
-                        yield company_records(
-                            row, account_id=account.account_id, window=window, exceeded_ids=exceeded_ids
-                        )
-                    except (UsagewatchError, ValueError, TypeError) as exc:
-                        failures += 1
-                        yield TenantFailure(tenant_of(row, cid), _clip(str(exc)))
+                            yield TenantFailure(tenant_of(company, cid, member.parent_id), _clip(str(exc)))
             if len(counts) <= 1:
                 break
             logger.warning(
@@ -601,21 +709,28 @@ class KeepnetSource:
         summary = {
             "account_id": account.account_id,
             "period": str(period),
+            "current_period": current,
             "pages": pages,
             "companies": len(seen),
+            "child_companies": nested,
             "duplicates_dropped": duplicates,
             "companies_failed": failures,
             "limit_exceeded": len(exceeded_ids),
             "tokens_issued": session.tokens.issued,
             "requests_sent": session.client.requests_sent,
         }
+        if not current:
+            logger.info(
+                "keepnet past month: only monthly_users is the month's own number; current values not written",
+                extra=summary,
+            )
         if duplicates:
             logger.info("keepnet listing had duplicate companies", extra=summary)
-        if reported_records is not None and len(seen) + failures < reported_records:
+        if reported_records is not None and len(seen) - nested + failures < reported_records:
             logger.warning(
                 "keepnet listing shorter than the count it reported", extra={**summary, "reported": reported_records}
             )
-        if reported_exceeded is not None and reported_exceeded != len(exceeded_ids):
+        if current and reported_exceeded is not None and reported_exceeded != len(exceeded_ids):
             logger.warning(
                 "keepnet over-limit listing differs from limitExceededCompanyCount",
                 extra={**summary, "reported_limit_exceeded": reported_exceeded},
@@ -623,12 +738,19 @@ class KeepnetSource:
         logger.info("keepnet account collected", extra=summary)
 
 
-def _row_failure(row: object, page: int, position: int) -> TenantFailure:
+def _row_failure(member: Member, page: int, position: int) -> TenantFailure:
+    row = member.row
     name = row.get("companyName") if isinstance(row, dict) else None
     label = name.strip()[:MAX_TENANT_NAME] if isinstance(name, str) and name.strip() else ""
     what = f"company {label!r}" if label else "a row"
     problem = "has no companyResourceId" if isinstance(row, dict) else f"is a {type(row).__name__}, not an object"
+    where = f"position {position}" + (f", a child of company {member.parent_id}" if member.parent_id else "")
+    suffix = f"-{member.parent_id}-{member.depth}" if member.parent_id else ""
     return TenantFailure(
-        Tenant(tenant_id=f"row-{page}-{position}", tenant_name=label or f"page {page} row {position}"),
-        _clip(f"Keepnet listing page {page}, position {position}: {what} {problem}; it cannot be stored"),
+        Tenant(
+            tenant_id=f"row-{page}-{position}{suffix}",
+            tenant_name=label or f"page {page} row {position}",
+            parent_tenant_id=member.parent_id,
+        ),
+        _clip(f"Keepnet listing page {page}, {where}: {what} {problem}; it cannot be stored"),
     )
