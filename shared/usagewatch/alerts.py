@@ -47,11 +47,19 @@ class Observed:
     tenants: frozenset[str]
     periods: frozenset[str]
     pairs: frozenset[tuple[str, str]] | None = None
+    metrics: frozenset[tuple[str, str, str]] | None = None
+    """(tenant, metric, period) read, when given: an alert resolves only on a reading of its own metric (a
+    Keepnet past month reads `monthly_users` alone). A tenant in `silent` answered with no records at all."""
+    silent: frozenset[str] = frozenset()
 
-    def saw(self, tenant_id: str, period: str) -> bool:
+    def saw(self, tenant_id: str, period: str, metric: str | None = None) -> bool:
         if self.pairs is not None:
-            return (tenant_id, period) in self.pairs
-        return tenant_id in self.tenants and period in self.periods
+            seen = (tenant_id, period) in self.pairs
+        else:
+            seen = tenant_id in self.tenants and period in self.periods
+        if not seen or metric is None or self.metrics is None or tenant_id in self.silent:
+            return seen
+        return (tenant_id, metric, period) in self.metrics
 
 
 Reading = tuple[str, str, str]
@@ -122,7 +130,7 @@ def reconcile_thresholds(
     for identifier, state in open_thresholds.items():
         if identifier in current:
             continue
-        if observed.saw(state.tenant_id, state.period):
+        if observed.saw(state.tenant_id, state.period, state.metric):
             higher = ladder_now.get(_record_key(state.tenant_id, state.metric, state.period))
             if higher is not None and state.rule in LADDER and LADDER.index(higher.rule) < LADDER.index(state.rule):
                 ctx.transitions.append(Transition(_closed(state, ctx, f"escalated to {higher.rule}")))

@@ -189,6 +189,7 @@ class _AccountRun:
     failures: dict[str, TenantFailureInfo] = field(default_factory=dict)
     periods: set[str] = field(default_factory=set)
     read: set[tuple[str, str]] = field(default_factory=set)
+    metrics_read: set[tuple[str, str, str]] = field(default_factory=set)
     silent_tenants: set[str] = field(default_factory=set)
     open_states: dict[str, AlertState] | None = None
     readings: dict[Reading, UsageRecord] = field(default_factory=dict)
@@ -211,6 +212,7 @@ class _AccountRun:
         period = str(record.period)
         self.periods.add(period)
         self.read.add((record.tenant_id, period))
+        self.metrics_read.add((record.tenant_id, record.metric, period))
         key = (record.tenant_id, record.metric, period)
         if key in self.watched:
             self.readings[key] = record
@@ -445,7 +447,9 @@ class Pipeline(Generic[AccountT]):
         try:
             if account_error is None:
                 if carry_failed:
-                    self._carry_failed_tenants(run.totals, vendor, account_id, run.failures, run.periods)
+                    self._carry_failed_tenants(
+                        run.totals, vendor, account_id, run.failures, run.periods, run.ok_tenants
+                    )
                     removed = self._reconcile_listing(run, request)
                 computed_at = utc_iso(self.clock())
                 self.store.write_totals(run.totals.totals(vendor, account_id, computed_at, run.incomplete))
@@ -465,7 +469,13 @@ class Pipeline(Generic[AccountT]):
             if account_error is None:
                 # A tenant that answered with no records at all (no licence) was read for every period.
                 read = run.read | {(t, p) for t in run.silent_tenants for p in run.periods}
-                observed = Observed(frozenset(run.ok_tenants), frozenset(run.periods), frozenset(read))
+                observed = Observed(
+                    frozenset(run.ok_tenants),
+                    frozenset(run.periods),
+                    frozenset(read),
+                    metrics=frozenset(run.metrics_read),
+                    silent=frozenset(run.silent_tenants),
+                )
                 transitions += reconcile_thresholds(
                     open_states, run.findings, observed, self.rules, request.as_of, run.readings, previous
                 )
@@ -624,10 +634,22 @@ class Pipeline(Generic[AccountT]):
         return {tenant_id: str(items[0].get("tenant_name") or tenant_id) for tenant_id, items in unseen.items()}
 
     def _carry_failed_tenants(
-        self, totals: _Totals, vendor: str, account_id: str, failures: dict[str, TenantFailureInfo], periods: set[str]
+        self,
+        totals: _Totals,
+        vendor: str,
+        account_id: str,
+        failures: dict[str, TenantFailureInfo],
+        periods: set[str],
+        collected: Mapping[str, str] | None = None,
     ) -> None:
-        """A tenant that failed this run keeps its last stored numbers in the total, so totals match the items."""
+        """A tenant that failed this run keeps its last stored numbers in the total, so totals match the items.
+
+        A listing gap whose own tenant was read this run (a company whose children could not be read) is not
+        carried: its fresh numbers are in the total already.
+        """
         for tenant_id in failures:
+            if collected is not None and tenant_id in collected:
+                continue
             for period in periods:
                 for item in self.store.tenant_usage(vendor, account_id, tenant_id, period):
                     if item.get("billed", True):

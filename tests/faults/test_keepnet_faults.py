@@ -545,12 +545,6 @@ def test_child_company_with_a_bad_value_fails_alone_and_keeps_its_numbers_in_the
         assert total["tenant_count"] == COMPANIES + 2 and total["carried_tenant_count"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline: a ListingGap is still handled as a TenantFailure of its tenant, so the parent's stored "
-    "numbers are carried on top of its fresh ones and the children beneath it are dropped from the total "
-    "(see the Keepnet report: carry the stored tenants whose parent_tenant_id chain reaches the gap's tenant)",
-)
 def test_children_that_cannot_be_read_keep_their_stored_numbers_and_the_parent_counts_once(kn: Keepnet) -> None:
     parent, _kids = nest_children(kn)
     kn.h.run(at("06:00"))

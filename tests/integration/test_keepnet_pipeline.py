@@ -255,12 +255,6 @@ def test_re_collecting_a_past_month_keeps_its_current_values_and_publishes_no_ve
     assert sum(1 for b in keepnet.search_bodies() if b["isTargetUserCountExceededLimit"]) == verdict_listings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline: an alert is resolved when its tenant was read for its period, whatever metrics were read "
-    "(alerts.Observed.saw); a past-month Keepnet run reads monthly_users only, so October's firing target_users "
-    "alerts are resolved by it. Needs a per-metric 'read' in the pipeline (see the Keepnet report).",
-)
 def test_re_collecting_a_past_month_whose_alerts_still_fire_sends_no_event_for_them(
     aws: LocalAws, keepnet: KeepnetSimulator, env: dict[str, str], invoke: Invoke
 ) -> None:
