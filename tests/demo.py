@@ -165,7 +165,7 @@ def main() -> int:
         section("Read back for billing")
         for command, lines in (
             (["report", "--period", "2026-11", "--vendor", "keepnet", "--csv"], 4),
-            (["alerts", "--vendor", "keepnet"], 8),
+            (["alerts", "--vendor", "keepnet", "--account", "keepnet-msp"], 8),
         ):
             say(f"usagewatch {' '.join(command)} --table {aws.table_name}   (first lines)")
             for line in run_cli([*command, "--table", aws.table_name]).splitlines()[:lines]:
