@@ -1,5 +1,9 @@
 """ThousandEyesSource against its simulator over HTTP on loopback (no AWS).
 
+Here the account groups carry no `orgId` (the spec makes it optional): organisations are identified by
+an aid, as when ThousandEyes leaves it out. The `orgId` identity, the newer billed quantities and the
+MSP quotas of `/v7/quotas` are in test_thousandeyes_billing.py.
+
 Time is simulated: the source's sleeps advance a shared fake clock that the simulator's rate-limit
 windows also read, so waiting for a rate-limit reset costs no real time.
 """
@@ -64,7 +68,7 @@ def server() -> Iterator[ThousandEyesSimulator]:
 
 @pytest.fixture
 def sim(server: ThousandEyesSimulator, fake: FakeTime) -> ThousandEyesSimulator:
-    server.reset(clock=fake.time)
+    server.reset(clock=fake.time, org_ids=False)
     return server
 
 
@@ -118,7 +122,18 @@ def test_v7_collects_both_organisations_with_quota_used_projected(
 
     for org, tenant_id in ((acme, "1234"), (globex, "2345")):
         m = metrics(got[tenant_id])
-        assert set(m) == {"cloud_units", "enterprise_units", "endpoint_agents", "enterprise_agents"}
+        assert set(m) == {
+            "cloud_units",
+            "cloud_units_projected_next_period",
+            "enterprise_units",
+            "enterprise_units_projected_next_period",
+            "connected_devices",
+            "connected_devices_projected_next_period",
+            "endpoint_agents",
+            "endpoint_agents_essentials",
+            "endpoint_agents_embedded",
+            "enterprise_agents",
+        }
         cloud = m["cloud_units"]
         assert cloud.value == org.totals["cloudUnitsUsed"]
         assert cloud.quota == org.quota["cloudUnitsIncluded"]
@@ -143,7 +158,14 @@ def test_v7_collects_both_organisations_with_quota_used_projected(
     assert sorted(r.query["aid"][0] for r in usage_calls) == ["1234", "2345"]
     for req in usage_calls:
         assert req.header("Authorization") == f"Bearer {TOKEN}"
-        assert set(req.query["expand"][0].split(",")) == {"test", "endpoint-agent", "enterprise-agent"}
+        assert set(req.query["expand"][0].split(",")) == {
+            "test",
+            "endpoint-agent",
+            "endpoint-agent-essential",
+            "endpoint-agent-embedded",
+            "enterprise-agent",
+            "enterprise-agent-unit",
+        }
         assert "application/problem+json" in (req.header("Accept") or "")
     assert 429 not in sim.statuses()
 
@@ -181,7 +203,12 @@ def test_breakdown_stored_and_never_double_counted(sim: ThousandEyesSimulator, s
     assert everything["cloud_units"] == 2 * totals["cloud_units"]  # what a naive sum would have said
 
 
-def test_v6_basic_auth_gives_the_same_numbers(sim: ThousandEyesSimulator, source: ThousandEyesSource) -> None:
+def test_v6_basic_auth_gives_the_same_numbers(
+    sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource
+) -> None:
+    """v6 answers what it knows (no connected devices, Essentials, Embedded, MSP quotas): the same numbers
+    as v7 for those."""
+    sim.reset(clock=fake.time, org_ids=False, tokens_without_quotas={TOKEN})
     v7 = run(source, account(source, sim))
     sim.requests.clear()
     v6_account = account(source, sim, api_version="v6")
@@ -196,7 +223,16 @@ def test_v6_basic_auth_gives_the_same_numbers(sim: ThousandEyesSimulator, source
             for r in u.records
         }
 
-    assert flat(v6) == flat(v7)
+    v6_metrics = {metric for _tenant, metric, *_rest in flat(v6)}
+    assert v6_metrics == {
+        "cloud_units",
+        "cloud_units_projected_next_period",
+        "enterprise_units",
+        "enterprise_units_projected_next_period",
+        "endpoint_agents",
+        "enterprise_agents",
+    }
+    assert flat(v6) == {row for row in flat(v7) if row[1] in v6_metrics}
     assert sim.count("/v6/account-groups.json") == 1
     calls = sim.usage_requests()
     assert {r.path for r in calls} == {"/v6/usage.json"}
@@ -213,7 +249,7 @@ def test_v6_with_a_bearer_token(sim: ThousandEyesSimulator, source: ThousandEyes
 def test_v6_without_organisation_names_collects_the_current_organisation(
     sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource
 ) -> None:
-    sim.reset(clock=fake.time, v6_org_names=False)
+    sim.reset(clock=fake.time, org_ids=False, v6_org_names=False)
     results = run(source, account(source, sim, api_version="v6"))
     assert {u.tenant.tenant_id for u in usages(results).values() if u.tenant.billed} == {"1234"}
     assert len(sim.usage_requests()) == 1
@@ -254,7 +290,9 @@ def test_discovery_fails_the_account_when_the_list_fails(
 def test_changed_usage_is_read_on_the_next_run(sim: ThousandEyesSimulator, source: ThousandEyesSource) -> None:
     acct = account(source, sim)
     run(source, acct)
-    sim.set_usage("1234", cloudUnitsUsed=3_999_999, cloudUnitsProjected=4_100_000, cloudUnitsIncluded=4_000_000)
+    sim.set_usage(
+        "1234", cloudUnitsUsed=3_999_999, cloudUnitsProjected=4_100_000, cloudUnitsIncluded=4_000_000, msp_quota=None
+    )
     cloud = metrics(usages(run(source, acct))["1234"])["cloud_units"]
     assert (cloud.value, cloud.projected, cloud.quota) == (3_999_999, 4_100_000, 4_000_000)
 
@@ -263,7 +301,7 @@ def test_changed_usage_is_read_on_the_next_run(sim: ThousandEyesSimulator, sourc
 
 
 def test_period_comes_from_the_vendor(sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource) -> None:
-    sim.reset(clock=fake.time, orgs=make_orgs(period_start=datetime(2026, 10, 20, 8, tzinfo=UTC)))
+    sim.reset(clock=fake.time, org_ids=False, orgs=make_orgs(period_start=datetime(2026, 10, 20, 8, tzinfo=UTC)))
     results = run(source, account(source, sim))  # a scheduled run on 2026-11-22
     record = metrics(usages(results)["1234"])["cloud_units"]
     assert record.period == Period(2026, 10)
@@ -297,7 +335,7 @@ def test_another_period_in_one_organisation_only_fails_that_one(
 def test_missing_view_billing_permission(
     sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource
 ) -> None:
-    sim.reset(clock=fake.time, tokens_without_billing={"te-viewer-token"})
+    sim.reset(clock=fake.time, org_ids=False, tokens_without_billing={"te-viewer-token"})
     with pytest.raises(VendorAuthError, match=r"View Billing \(view organisation usage\) permission") as caught:
         run(source, account(source, sim, bearer_token="te-viewer-token"))
     assert caught.value.status == 403
@@ -345,15 +383,15 @@ def test_garbled_answer_is_retried(sim: ThousandEyesSimulator, source: ThousandE
 def test_low_rate_limit_is_respected_without_a_429(
     sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource
 ) -> None:
-    sim.reset(clock=fake.time, rate_limit_per_minute=10)
+    sim.reset(clock=fake.time, org_ids=False, rate_limit_per_minute=10)
     acct = account(source, sim)
-    for _ in range(8):  # 3 calls a run, 2 of them against the current organisation: 16 > 10
+    for _ in range(8):  # 4 calls a run (groups, quotas, 2 usage), 3 against the current organisation: 24 > 10
         results = run(source, acct)
         assert {"1234", "2345"} <= set(usages(results))
         assert not failures(results)
     assert 429 not in sim.statuses()
     assert sim.rate_limited == 0
-    assert len(sim.requests) == 24
+    assert len(sim.requests) == 32
     # It waited for a window reset (up to a minute), not just the token bucket's quarter seconds.
     assert max(fake.sleeps) > 10
 
@@ -399,7 +437,7 @@ def test_forced_429_without_any_hint_backs_off_and_retries(
 def test_simulators_own_429_is_ridden_out(sim: ThousandEyesSimulator, fake: FakeTime) -> None:
     # Pacing off (low_remaining=-1): the simulator's window really runs out and answers 429.
     source = ThousandEyesSource(sleep=fake.sleep, clock=fake.time, wall_clock=fake.time, low_remaining=-1)
-    sim.reset(clock=fake.time, rate_limit_per_minute=2, retry_after_on_429=True)
+    sim.reset(clock=fake.time, org_ids=False, rate_limit_per_minute=2, retry_after_on_429=True)
     acct = account(source, sim)
     run(source, acct)
     results = run(source, acct)  # the list call hits the used-up window of organisation 1234
@@ -446,7 +484,7 @@ def test_tokens_never_in_errors_or_logs(
 ) -> None:
     bearer = "te-bearer-SECRET-8c1f"
     basic = "te-basic-SECRET-77aa"
-    sim.reset(clock=fake.time, token=bearer, basic_token=basic)
+    sim.reset(clock=fake.time, org_ids=False, token=bearer, basic_token=basic)
     sim.inject(
         Fault(action="status", status=500, match=lambda r: r.path.endswith("account-groups"), times=1),
         Fault(action="status", status=429, match=on_aid("1234"), body=PROBLEM_429),
@@ -503,9 +541,9 @@ def test_one_run_reuses_its_connections_across_organisations(
     source: ThousandEyesSource, sim: ThousandEyesSimulator, fake: FakeTime
 ) -> None:
     """Each new connection costs a TCP and TLS handshake in production: a run keeps at most `concurrency` open."""
-    sim.reset(clock=fake.time, orgs=make_orgs(n_orgs=12, groups_per_org=1))
+    sim.reset(clock=fake.time, org_ids=False, orgs=make_orgs(n_orgs=12, groups_per_org=1))
     acct = account(source, sim, concurrency=2)
     results = run(source, acct)
     assert sum(1 for u in usages(results).values() if u.tenant.parent_tenant_id is None) == 12
-    assert len(sim.requests) == 13
+    assert len(sim.requests) == 14  # the account groups, the MSP quotas, 12 usage calls
     assert len({r.client for r in sim.requests}) <= 2
