@@ -26,7 +26,7 @@ from usagewatch.errors import ConfigError, VendorApiError, VendorAuthError
 from usagewatch.http import HttpClient
 from usagewatch.model import CollectionRequest, Period, TenantFailure, TenantResult, TenantUsage, UsageRecord
 from usagewatch.observability import logger
-from usagewatch.sources.thousandeyes import ThousandEyesAccount, ThousandEyesSource
+from usagewatch.sources.thousandeyes import InProcessIdentities, ThousandEyesAccount, ThousandEyesSource
 
 AS_OF = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 TOKEN = "te-demo-token"
@@ -547,3 +547,66 @@ def test_one_run_reuses_its_connections_across_organisations(
     assert sum(1 for u in usages(results).values() if u.tenant.parent_tenant_id is None) == 12
     assert len(sim.requests) == 14  # the account groups, the MSP quotas, 12 usage calls
     assert len({r.client for r in sim.requests}) <= 2
+
+
+# --- MSP quotas and identity without orgId -----------------------------------------------------------
+
+
+def test_quotas_are_read_once_per_run_and_only_with_v7(sim: ThousandEyesSimulator, source: ThousandEyesSource) -> None:
+    run(source, account(source, sim))
+    assert sim.count("/v7/quotas") == 1
+    quota_call = next(r for r in sim.requests if r.path == "/v7/quotas")
+    assert quota_call.header("Authorization") == f"Bearer {TOKEN}" and "aid" not in quota_call.query
+    sim.requests.clear()
+    run(source, account(source, sim, api_version="v6"))
+    assert not [r for r in sim.requests if "quotas" in r.path]
+
+
+def test_quotas_failing_or_malformed_leave_the_contract_quotas(
+    sim: ThousandEyesSimulator, source: ThousandEyesSource
+) -> None:
+    acct = account(source, sim)
+    for fault in (
+        Fault(action="status", status=503, match=lambda r: r.path == "/v7/quotas", times=-1),
+        Fault(
+            action="json",
+            body={"quotas": [{"organizationQuota": {"value": "lots"}}]},
+            match=lambda r: r.path == "/v7/quotas",
+        ),
+    ):
+        sim.clear_faults()
+        sim.inject(fault)
+        results = run(source, acct)
+        assert not failures(results)
+        cloud = metrics(usages(results)["1234"])["cloud_units"]
+        assert cloud.quota == sim.orgs[0].quota["cloudUnitsIncluded"]
+        assert metrics(usages(results)["ag-1251"])["cloud_units"].quota is None
+
+
+def test_a_refused_token_on_quotas_fails_the_account(sim: ThousandEyesSimulator, source: ThousandEyesSource) -> None:
+    sim.inject(
+        Fault(action="status", status=401, match=lambda r: r.path == "/v7/quotas", body={"error": "invalid_token"})
+    )
+    with pytest.raises(VendorAuthError, match="401"):
+        run(source, account(source, sim))
+    assert not sim.usage_requests()
+
+
+def test_without_org_id_a_remembered_identity_keeps_the_organisation_when_its_lowest_group_goes(
+    sim: ThousandEyesSimulator, fake: FakeTime
+) -> None:
+    source = ThousandEyesSource(
+        sleep=fake.sleep, clock=fake.time, wall_clock=fake.time, identities=InProcessIdentities()
+    )
+    acct = account(source, sim)
+    assert {"1234", "2345"} <= set(usages(run(source, acct)))
+    sim.orgs[0].groups = sim.orgs[0].groups[1:]  # account group 1234 deleted
+
+    got = usages(run(source, acct))
+
+    assert {t for t, u in got.items() if u.tenant.billed} == {"1234", "2345"}
+    assert got["ag-1251"].tenant.parent_tenant_id == "1234"
+    assert sorted(r.query["aid"][0] for r in sim.usage_requests()[-2:]) == ["1251", "2345"]
+    # Without a memory, the lowest remaining aid names it (what the pipeline's table-backed memory prevents).
+    plain = ThousandEyesSource(sleep=fake.sleep, clock=fake.time, wall_clock=fake.time)
+    assert {t for t, u in usages(run(plain, account(plain, sim))).items() if u.tenant.billed} == {"1251", "2345"}

@@ -724,8 +724,8 @@ class _OrganisationError(Exception):
 
 class OrganisationIdentities(Protocol):
     """Where the source remembers, per account, the tenant id each aid's organisation was first given
-    (only needed when the API sends no `orgId`). The source itself never touches AWS: the pipeline may
-    pass one backed by the table; the default lives as long as the process."""
+    (only needed when the API sends no `orgId`). The source itself never touches AWS: the pipeline is to
+    pass one backed by the table. Without one, such an organisation is identified by its lowest aid."""
 
     def recall(self, account_id: str) -> Mapping[str, str]: ...
 
@@ -733,8 +733,9 @@ class OrganisationIdentities(Protocol):
 
 
 class InProcessIdentities:
-    """Identities kept in memory (a warm Lambda container keeps them between runs; a cold one does not).
-    The first identity given to an aid wins."""
+    """Identities kept in memory, the reference behaviour of a store-backed memory: the first identity
+    given to an aid wins. Not the collector's default: kept only by a warm container, it would let a cold
+    one give an organisation another id."""
 
     def __init__(self) -> None:
         self._known: dict[str, dict[str, str]] = {}
@@ -771,7 +772,7 @@ class ThousandEyesSource:
         when a response says `low_remaining` or fewer requests are left, the next call of that
         organisation waits for the reset. `identities` keeps organisations without `orgId` under the
         tenant id they were first given."""
-        self._identities: OrganisationIdentities = identities or InProcessIdentities()
+        self._identities = identities
         self._sleep = sleep
         self._clock = clock
         self._wall_clock = wall_clock
@@ -1010,7 +1011,7 @@ class ThousandEyesSource:
         """The organisations to call: from `aids` (named through the account-groups list when it can
         be read), or discovered from that list."""
         groups: list[AccountGroup] | None
-        remembered = self._identities.recall(account.account_id)
+        remembered = self._identities.recall(account.account_id) if self._identities else {}
         if account.aids:
             try:
                 groups = self._account_groups(account)
@@ -1030,10 +1031,11 @@ class ThousandEyesSource:
         else:
             groups = self._account_groups(account)
             plan = plan_organisations(groups, None, remembered)
-        self._identities.remember(
-            account.account_id,
-            {aid: org.tenant.tenant_id for org in plan if org.org_id is None for aid in org.aids},
-        )
+        if self._identities is not None:
+            self._identities.remember(
+                account.account_id,
+                {aid: org.tenant.tenant_id for org in plan if org.org_id is None for aid in org.aids},
+            )
         current = next((g.aid for g in groups or [] if g.current), None)
         home = next(
             (o for o in plan if current is not None and (o.call_aid == current or current in o.group_names)), None
