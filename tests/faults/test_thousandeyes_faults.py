@@ -405,3 +405,46 @@ def test_duplicate_ids_are_collected_once(te: ThousandEyes) -> None:
 
     assert sorted(r.query["aid"][0] for r in te.b.usage_requests()) == ["1234", VICTIM_AID]
     ridden_out(te, outcome)
+
+
+# --- identity and the MSP's quotas ------------------------------------------------------------------------
+
+
+@pytest.mark.solo
+def test_lowest_account_group_deleted_mid_period_keeps_one_identity(te: ThousandEyes) -> None:
+    """Issue 11.6: with the lowest aid as id, deleting that account group gave the organisation a second id,
+    a second projected_over_quota breach and a second billed row. orgId keeps one."""
+    te.b.orgs = make_orgs(2, 2, period_start=BILLING_START)
+    ridden_out(te, te.h.run(at("06:00")))
+    acme = te.b.orgs[0]
+    acme.groups = acme.groups[1:]  # account group 1234 deleted; its tests stay billed this period
+
+    outcome = te.h.run(at("12:00"))
+    after = te.h.stored(PERIOD)
+
+    assert outcome.error is None and outcome.account("te-b")["status"] == "ok"
+    assert sorted(r.query["aid"][0] for r in te.b.usage_requests()[-2:]) == ["1251", VICTIM_AID]
+    assert not [e for e in outcome.of_type("usage.threshold.breached") if e["rule"] == "projected_over_quota"]
+    assert after.values(billed_only=True) == te.expected()
+    for metric in ORG_METRICS.values():
+        assert after.totals[("te-b", metric)]["value"] == sum(v for k, v in te.expected().items() if k[2] == metric)
+        assert after.totals[("te-b", metric)]["tenant_count"] == 2
+    assert_no_duplicate_events(outcome.events)
+
+
+@pytest.mark.solo
+@pytest.mark.parametrize("status", [403, 503])
+def test_msp_quotas_unreadable_collection_goes_on_with_the_contract_quotas(te: ThousandEyes, status: int) -> None:
+    quotas = Fault("status", on_path("/v7/quotas"), times=-1, status=status, body={"title": "no", "status": status})
+    te.b.inject(quotas)
+    for org in te.b.orgs:  # what /v7/quotas would have said, had it answered
+        org.msp_quota = org.quota["cloudUnitsIncluded"] + 1
+
+    ridden_out(te, te.h.run(at("06:00")))
+
+    assert quotas.fired >= 1
+    for org in te.b.orgs:
+        [cloud] = [
+            i for i in te.h.store().tenant_usage(VENDOR, "te-b", tenant(org), PERIOD) if i["metric"] == "cloud_units"
+        ]
+        assert cloud["quota"] == org.quota["cloudUnitsIncluded"]
