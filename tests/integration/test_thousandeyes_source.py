@@ -24,7 +24,15 @@ from tests.simulators.base import Fault, SimRequest
 from tests.simulators.thousandeyes import ThousandEyesSimulator, make_orgs
 from usagewatch.errors import ConfigError, VendorApiError, VendorAuthError
 from usagewatch.http import HttpClient
-from usagewatch.model import CollectionRequest, Period, TenantFailure, TenantResult, TenantUsage, UsageRecord
+from usagewatch.model import (
+    CollectionRequest,
+    ListingGap,
+    Period,
+    TenantFailure,
+    TenantResult,
+    TenantUsage,
+    UsageRecord,
+)
 from usagewatch.observability import logger
 from usagewatch.sources.thousandeyes import InProcessIdentities, ThousandEyesAccount, ThousandEyesSource
 
@@ -270,12 +278,38 @@ def test_two_aids_of_one_organisation_make_one_call(sim: ThousandEyesSimulator, 
     assert len(sim.usage_requests()) == 1
 
 
-def test_explicit_aids_survive_an_unreadable_account_group_list(
-    sim: ThousandEyesSimulator, source: ThousandEyesSource
+@pytest.mark.parametrize(("status", "version"), [(403, "v7"), (500, "v6")])
+def test_explicit_aids_survive_an_account_group_list_that_cannot_identify_them_anyway(
+    sim: ThousandEyesSimulator, source: ThousandEyesSource, status: int, version: str
 ) -> None:
-    sim.inject(Fault(action="status", status=500, match=lambda r: r.path == "/v7/account-groups", times=-1))
-    results = run(source, account(source, sim, aids=["1234", "2345"]))
+    """A list refused for good (403), or v6 (no orgId): the aids are the ids every run, so they are collected."""
+    sim.inject(Fault(action="status", status=status, match=lambda r: "/account-groups" in r.path, times=-1))
+    results = run(source, account(source, sim, aids=["1234", "2345"], api_version=version))
     assert {u.tenant.tenant_id for u in usages(results).values() if u.tenant.billed} == {"1234", "2345"}
+
+
+def test_explicit_aids_with_a_v7_list_down_are_a_listing_gap_not_new_identities(
+    server: ThousandEyesSimulator, fake: FakeTime
+) -> None:
+    """v7 sends orgId: collecting under aid ids while the list is down would give the organisation another id
+    for one run. The run reports a gap (the pipeline carries the stored numbers), unless the ids are remembered."""
+    server.reset(clock=fake.time)  # orgId sent
+    memory = InProcessIdentities()
+    source = ThousandEyesSource(sleep=fake.sleep, clock=fake.time, wall_clock=fake.time, identities=memory)
+    acct = account(source, server, aids=["1234", "2345"])
+    plain = ThousandEyesSource(sleep=fake.sleep, clock=fake.time, wall_clock=fake.time)
+    server.inject(Fault(action="status", status=500, match=lambda r: r.path == "/v7/account-groups", times=-1))
+
+    [gap] = run(plain, account(plain, server, aids=["1234", "2345"]))
+    assert isinstance(gap, ListingGap) and gap.tenant.tenant_id == "account-groups"
+    assert "cannot be identified" in gap.error and "HTTP 500" in gap.error
+    assert not server.usage_requests()
+
+    server.clear_faults()
+    assert {t for t, u in usages(run(source, acct)).items() if u.tenant.billed} == {"org-980000", "org-981111"}
+    server.inject(Fault(action="status", status=500, match=lambda r: r.path == "/v7/account-groups", times=-1))
+    remembered = usages(run(source, acct))
+    assert {t for t, u in remembered.items() if u.tenant.billed} == {"org-980000", "org-981111"}
 
 
 def test_discovery_fails_the_account_when_the_list_fails(

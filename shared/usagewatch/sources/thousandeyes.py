@@ -1,13 +1,16 @@
 """ThousandEyes (Cisco): organisation usage for the vendor's own, current billing period.
 
-Protocol (vendor-apis.md section 3): `GET /v7/usage` with a bearer token (or the legacy
-`GET /v6/usage.json` with basic auth), once per organisation: one answer already spans every account
-group of that organisation. Organisations come from the secret's `aids`, or from
-`GET /v7/account-groups` grouped by organisation.
+Protocol (vendor-apis.md section 3; field meanings from Cisco's v7 OpenAPI spec as published in
+`thousandeyes-sdk-usage` / `thousandeyes-sdk-administrative`): `GET /v7/usage` with a bearer token (or the
+legacy `GET /v6/usage.json` with basic auth), once per organisation: one answer already spans every account
+group of that organisation. Organisations come from the secret's `aids`, or from `GET /v7/account-groups`
+grouped by `orgId` (else `organizationName`). `GET /v7/quotas`, once per run, gives the cloud-unit quotas an
+MSP assigned to each organisation and account group; without the permission for it collection goes on.
 
 Tenants (docs/vendors/thousandeyes.md):
-- an organisation is a billed tenant; its `tenant_id` is the aid its usage call is made with (a
-  configured aid, or in discovery the lowest aid of the organisation), its name the organisation's;
+- an organisation is a billed tenant: `org-<orgId>` when the account-group list sends `orgId`, else the aid its
+  usage call is made with (a configured aid, or in discovery the lowest aid, unless an identity memory
+  remembers an earlier one); its name the organisation's;
 - an account group is a breakdown tenant `ag-<aid>` with `parent_tenant_id` = its organisation and
   `billed=False`: its numbers are already inside the organisation's, so totals never add them.
 
@@ -36,6 +39,7 @@ from usagewatch.http import HttpClient, HttpResponse, RateLimiter, RetryPolicy
 from usagewatch.model import (
     MAX_PLAUSIBLE_VALUE,
     CollectionRequest,
+    ListingGap,
     Period,
     Tenant,
     TenantFailure,
@@ -52,6 +56,8 @@ VENDOR: Final = "thousandeyes"
 V7_ACCEPT: Final = "application/hal+json, application/json, application/problem+json"
 GROUP_PREFIX: Final = "ag-"
 ORG_PREFIX: Final = "org-"
+# The tenant a ListingGap names when the account-group list itself failed.
+GROUPS_GAP_ID: Final = "account-groups"
 # Rate-state key of calls made without an aid (they count against the token's current organisation).
 CURRENT: Final = "current"
 MAX_NAME: Final = 256
@@ -704,6 +710,14 @@ class _RateState:
     reset_at: float | None = None
 
 
+class _GroupsUnreadableError(Exception):
+    """The account-group list failed and the configured aids cannot be identified without it."""
+
+    def __init__(self, cause: UsagewatchError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class _OrganisationError(Exception):
     """One organisation failed; `cause` says how (the collector decides whether the account fails)."""
 
@@ -1015,14 +1029,11 @@ class ThousandEyesSource:
         if account.aids:
             try:
                 groups = self._account_groups(account)
-            except VendorAuthError as exc:
-                if exc.status == 401:
-                    raise
-                logger.warning(
-                    "thousandeyes account groups unreadable; using the configured aids", extra={"error": str(exc)}
-                )
-                groups = None
             except UsagewatchError as exc:
+                if isinstance(exc, VendorAuthError) and exc.status == 401:
+                    raise
+                if not self._aids_identifiable(account, exc, remembered):
+                    raise _GroupsUnreadableError(exc) from exc
                 logger.warning(
                     "thousandeyes account groups unreadable; using the configured aids", extra={"error": str(exc)}
                 )
@@ -1034,7 +1045,7 @@ class ThousandEyesSource:
         if self._identities is not None:
             self._identities.remember(
                 account.account_id,
-                {aid: org.tenant.tenant_id for org in plan if org.org_id is None for aid in org.aids},
+                {aid: org.tenant.tenant_id for org in plan for aid in org.aids},
             )
         current = next((g.aid for g in groups or [] if g.current), None)
         home = next(
@@ -1043,6 +1054,16 @@ class ThousandEyesSource:
         if home is not None and home.call_aid is not None:
             self._share_current(account, home.call_aid)
         return plan
+
+    @staticmethod
+    def _aids_identifiable(account: ThousandEyesAccount, error: UsagewatchError, remembered: Mapping[str, str]) -> bool:
+        """Whether the configured aids may be collected without the account-group list: under v6 (no orgId
+        there), when the list is refused for good (403: this token may never read it, so the aids are
+        always the ids), or when every aid's identity is remembered. Otherwise (v7, a transient failure)
+        they would be stored under aid ids this run and `org-<orgId>` the next."""
+        refused = isinstance(error, VendorAuthError) and error.status == 403
+        known = all(aid in remembered for aid in account.aids or [])
+        return account.api_version == "v6" or refused or known
 
     def collect(self, account: ThousandEyesAccount, request: CollectionRequest) -> Iterator[TenantResult]:
         """Organisations concurrently (`concurrency`), results in plan order.
@@ -1058,7 +1079,17 @@ class ThousandEyesSource:
             self._sessions.pop(account.account_id).close()
 
     def _collect(self, account: ThousandEyesAccount, request: CollectionRequest) -> Iterator[TenantResult]:
-        plan = self.plan(account)
+        try:
+            plan = self.plan(account)
+        except _GroupsUnreadableError as unreadable:
+            yield ListingGap(
+                Tenant(GROUPS_GAP_ID, "ThousandEyes account-group list"),
+                _clip(
+                    "the account-group list could not be read, so the configured aids' organisations cannot be"
+                    f" identified this run (their stored numbers are carried): {unreadable.cause}"
+                ),
+            )
+            return
         logger.info(
             "thousandeyes organisations planned",
             extra={"account_id": account.account_id, "organisations": [o.tenant.tenant_id for o in plan]},
