@@ -1,8 +1,8 @@
 """ThousandEyes rows of the fault matrix: the real handler, moto, two v7 accounts on two simulators.
 
-Account `te-a` stays healthy; faults go to `te-b`, whose organisation `2345` (Globex) is the one made to fail
-in the per-organisation rows. Organisations are billed tenants; account groups (`ag-<aid>`) are breakdown rows
-that are stored but never added to totals.
+Account `te-a` stays healthy; faults go to `te-b`, whose organisation Globex (orgId 981111, tenant `org-981111`,
+one account group 2345) is the one made to fail in the per-organisation rows. Organisations are billed tenants;
+account groups (`ag-<aid>`) are breakdown rows that are stored but never added to totals.
 """
 
 from __future__ import annotations
@@ -39,18 +39,31 @@ from tests.simulators.thousandeyes import TeOrg, make_orgs
 from usagewatch.handler import reset_config_cache
 
 SECRET = "usagewatch/thousandeyes"
+VENDOR = "thousandeyes"
 TOKENS = {"te-a": "te-fault-token-a-71c2", "te-b": "te-fault-token-b-93d4"}
 PERIOD = "2026-11"
 BILLING_START = datetime(2026, 11, 5, 8, tzinfo=UTC)
 USAGE = "/v7/usage"
 GROUPS = "/v7/account-groups"
-VICTIM = "2345"  # organisation 1 (Globex), with its one account group 2345
+VICTIM = "org-981111"  # organisation 1 (Globex, orgId 981111), with its one account group 2345
+VICTIM_AID = "2345"
 ORG_METRICS = {
     "cloudUnitsUsed": "cloud_units",
+    "cloudUnitsNextBillingPeriod": "cloud_units_projected_next_period",
     "enterpriseUnitsUsed": "enterprise_units",
+    "enterpriseUnitsNextBillingPeriod": "enterprise_units_projected_next_period",
+    "connectedDevicesUnitsUsed": "connected_devices",
+    "connectedDevicesUnitsNextBillingPeriod": "connected_devices_projected_next_period",
     "endpointAgentsUsed": "endpoint_agents",
+    "endpointAgentsEssentialsUsed": "endpoint_agents_essentials",
+    "endpointAgentsEmbeddedUsed": "endpoint_agents_embedded",
     "enterpriseAgentsUsed": "enterprise_agents",
 }
+
+
+def tenant(org: TeOrg) -> str:
+    """An organisation's tenant id: `org-<orgId>` (the simulator sends orgId)."""
+    return f"org-{org.org_id}"
 
 
 def on_aid(aid: str) -> Any:
@@ -78,7 +91,7 @@ class ThousandEyes:
         for account_id in accounts or self.accounts:
             for org in self.sim(account_id).orgs:
                 for field_name, metric in ORG_METRICS.items():
-                    values[(account_id, org.lowest_aid, metric)] = org.totals[field_name]
+                    values[(account_id, tenant(org), metric)] = org.totals[field_name]
         return values
 
     def groups(self, account_id: str) -> set[str]:
@@ -133,7 +146,7 @@ def ridden_out(te: ThousandEyes, outcome: Outcome) -> Stored:
         for e in outcome.of_type("usage.threshold.breached")
         if e["rule"] == "projected_over_quota"
     }
-    assert projected == {(a, "1234") for a in te.accounts}  # organisation 0 is projected over its quota
+    assert projected == {(a, tenant(te.sim(a).orgs[0])) for a in te.accounts}  # org 0 projected over its quota
     assert_clean_rerun_publishes_nothing(te.h, at("18:00"))
     return stored
 
@@ -186,19 +199,19 @@ def assert_account_b_untouched(te: ThousandEyes, before: Stored, outcome: Outcom
 def transient_faults() -> dict[str, list[Fault]]:
     reset_soon = str(int(time.time()) + 1)
     return {
-        "429-retry-after": [Fault("status", on_aid(VICTIM), status=429, headers={"Retry-After": "1"})],
+        "429-retry-after": [Fault("status", on_aid(VICTIM_AID), status=429, headers={"Retry-After": "1"})],
         "429-no-retry-after": [Fault("status", on_path(USAGE), times=2, status=429)],
         "429-rate-limit-reset-header": [
-            Fault("status", on_aid(VICTIM), status=429, headers={"X-Organization-Rate-Limit-Reset": reset_soon})
+            Fault("status", on_aid(VICTIM_AID), status=429, headers={"X-Organization-Rate-Limit-Reset": reset_soon})
         ],
         "5xx-burst": [
             Fault("status", on_path(GROUPS), status=500),
             Fault("status", on_path(GROUPS), status=502),
             Fault("status", on_path(GROUPS), status=503),
         ],
-        "hang-past-timeout": [Fault("hang", on_aid(VICTIM), seconds=2.5)],
+        "hang-past-timeout": [Fault("hang", on_aid(VICTIM_AID), seconds=2.5)],
         "connection-reset": [Fault("reset", on_path(GROUPS)), Fault("reset", on_aid("1234"))],
-        "truncated-body": [Fault("truncate", on_aid(VICTIM))],
+        "truncated-body": [Fault("truncate", on_aid(VICTIM_AID))],
         "html-instead-of-json": [Fault("html", on_path(GROUPS))],
         "empty-200": [Fault("empty", on_aid("1234"))],
     }
@@ -220,7 +233,7 @@ def test_transient_http_fault_is_ridden_out(te: ThousandEyes, name: str) -> None
 
 
 def test_one_organisation_answering_503_forever_is_contained_to_it(te: ThousandEyes) -> None:
-    before, outcome, after = contained_run(te, Fault("status", on_aid(VICTIM), times=-1, status=503))
+    before, outcome, after = contained_run(te, Fault("status", on_aid(VICTIM_AID), times=-1, status=503))
 
     assert_tenant_contained(outcome, te.h, "te-b", VICTIM, "organisation Globex", "5 attempt(s)", "HTTP 503")
     assert_organisation_contained(te, before, outcome, after)
@@ -308,7 +321,7 @@ def test_bad_value_fails_that_organisation_naming_the_field(te: ThousandEyes, na
     te.h.run(at("06:00"))
     before = te.h.stored(PERIOD)
     te.bump_all()
-    te.b.set_usage(VICTIM, **change)
+    te.b.set_usage(VICTIM_AID, **change)
 
     outcome = te.h.run(at("12:00"))
     after = te.h.stored(PERIOD)
@@ -317,21 +330,32 @@ def test_bad_value_fails_that_organisation_naming_the_field(te: ThousandEyes, na
     assert_organisation_contained(te, before, outcome, after)
 
 
-def test_missing_field_fails_that_organisation_naming_it(te: ThousandEyes) -> None:
+def test_missing_billing_dates_store_the_organisation_under_the_requested_period(te: ThousandEyes) -> None:
+    """The spec makes `quota.monthStart` optional: an answer without it does not fail the organisation; its
+    numbers are stored under the requested calendar month and every other organisation is untouched."""
     te.h.run(at("06:00"))
-    before = te.h.stored(PERIOD)
     te.bump_all()
 
     def drop_month_start(org: TeOrg, body: dict[str, Any]) -> None:
-        if VICTIM in org.aids:
+        if VICTIM_AID in org.aids:
             del body["usage"]["quota"]["monthStart"]
 
     te.b.usage_hook = drop_month_start
 
     outcome = te.h.run(at("12:00"))
+    after = te.h.stored(PERIOD)
 
-    assert_tenant_contained(outcome, te.h, "te-b", VICTIM, "usage.quota.monthStart")
-    assert_organisation_contained(te, before, outcome, te.h.stored(PERIOD))
+    assert outcome.error is None and outcome.account("te-b")["status"] == "ok"
+    assert after.values(billed_only=True) == te.expected()
+    windows = {
+        tenant_id: {
+            (i["period_start"], i["period_end"]) for i in te.h.store().tenant_usage(VENDOR, "te-b", tenant_id, PERIOD)
+        }
+        for tenant_id in (VICTIM, tenant(te.b.orgs[0]))
+    }
+    assert windows[VICTIM] == {("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z")}
+    assert windows[tenant(te.b.orgs[0])] == {("2026-11-05T08:00:00Z", "2026-12-05T08:00:00Z")}
+    assert_no_duplicate_events(outcome.events)
 
 
 @pytest.mark.solo
@@ -379,5 +403,48 @@ def test_duplicate_ids_are_collected_once(te: ThousandEyes) -> None:
 
     outcome = te.h.run(at("06:00"))
 
-    assert sorted(r.query["aid"][0] for r in te.b.usage_requests()) == ["1234", "2345"]
+    assert sorted(r.query["aid"][0] for r in te.b.usage_requests()) == ["1234", VICTIM_AID]
     ridden_out(te, outcome)
+
+
+# --- identity and the MSP's quotas ------------------------------------------------------------------------
+
+
+@pytest.mark.solo
+def test_lowest_account_group_deleted_mid_period_keeps_one_identity(te: ThousandEyes) -> None:
+    """Issue 11.6: with the lowest aid as id, deleting that account group gave the organisation a second id,
+    a second projected_over_quota breach and a second billed row. orgId keeps one."""
+    te.b.orgs = make_orgs(2, 2, period_start=BILLING_START)
+    ridden_out(te, te.h.run(at("06:00")))
+    acme = te.b.orgs[0]
+    acme.groups = acme.groups[1:]  # account group 1234 deleted; its tests stay billed this period
+
+    outcome = te.h.run(at("12:00"))
+    after = te.h.stored(PERIOD)
+
+    assert outcome.error is None and outcome.account("te-b")["status"] == "ok"
+    assert sorted(r.query["aid"][0] for r in te.b.usage_requests()[-2:]) == ["1251", VICTIM_AID]
+    assert not [e for e in outcome.of_type("usage.threshold.breached") if e["rule"] == "projected_over_quota"]
+    assert after.values(billed_only=True) == te.expected()
+    for metric in ORG_METRICS.values():
+        assert after.totals[("te-b", metric)]["value"] == sum(v for k, v in te.expected().items() if k[2] == metric)
+        assert after.totals[("te-b", metric)]["tenant_count"] == 2
+    assert_no_duplicate_events(outcome.events)
+
+
+@pytest.mark.solo
+@pytest.mark.parametrize("status", [403, 503])
+def test_msp_quotas_unreadable_collection_goes_on_with_the_contract_quotas(te: ThousandEyes, status: int) -> None:
+    quotas = Fault("status", on_path("/v7/quotas"), times=-1, status=status, body={"title": "no", "status": status})
+    te.b.inject(quotas)
+    for org in te.b.orgs:  # what /v7/quotas would have said, had it answered
+        org.msp_quota = org.quota["cloudUnitsIncluded"] + 1
+
+    ridden_out(te, te.h.run(at("06:00")))
+
+    assert quotas.fired >= 1
+    for org in te.b.orgs:
+        [cloud] = [
+            i for i in te.h.store().tenant_usage(VENDOR, "te-b", tenant(org), PERIOD) if i["metric"] == "cloud_units"
+        ]
+        assert cloud["quota"] == org.quota["cloudUnitsIncluded"]

@@ -1,5 +1,9 @@
 """ThousandEyesSource against its simulator over HTTP on loopback (no AWS).
 
+Here the account groups carry no `orgId` (the spec makes it optional): organisations are identified by
+an aid, as when ThousandEyes leaves it out. The `orgId` identity, the newer billed quantities and the
+MSP quotas of `/v7/quotas` are in test_thousandeyes_billing.py.
+
 Time is simulated: the source's sleeps advance a shared fake clock that the simulator's rate-limit
 windows also read, so waiting for a rate-limit reset costs no real time.
 """
@@ -20,9 +24,17 @@ from tests.simulators.base import Fault, SimRequest
 from tests.simulators.thousandeyes import ThousandEyesSimulator, make_orgs
 from usagewatch.errors import ConfigError, VendorApiError, VendorAuthError
 from usagewatch.http import HttpClient
-from usagewatch.model import CollectionRequest, Period, TenantFailure, TenantResult, TenantUsage, UsageRecord
+from usagewatch.model import (
+    CollectionRequest,
+    ListingGap,
+    Period,
+    TenantFailure,
+    TenantResult,
+    TenantUsage,
+    UsageRecord,
+)
 from usagewatch.observability import logger
-from usagewatch.sources.thousandeyes import ThousandEyesAccount, ThousandEyesSource
+from usagewatch.sources.thousandeyes import InProcessIdentities, ThousandEyesAccount, ThousandEyesSource
 
 AS_OF = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 TOKEN = "te-demo-token"
@@ -64,7 +76,7 @@ def server() -> Iterator[ThousandEyesSimulator]:
 
 @pytest.fixture
 def sim(server: ThousandEyesSimulator, fake: FakeTime) -> ThousandEyesSimulator:
-    server.reset(clock=fake.time)
+    server.reset(clock=fake.time, org_ids=False)
     return server
 
 
@@ -118,7 +130,18 @@ def test_v7_collects_both_organisations_with_quota_used_projected(
 
     for org, tenant_id in ((acme, "1234"), (globex, "2345")):
         m = metrics(got[tenant_id])
-        assert set(m) == {"cloud_units", "enterprise_units", "endpoint_agents", "enterprise_agents"}
+        assert set(m) == {
+            "cloud_units",
+            "cloud_units_projected_next_period",
+            "enterprise_units",
+            "enterprise_units_projected_next_period",
+            "connected_devices",
+            "connected_devices_projected_next_period",
+            "endpoint_agents",
+            "endpoint_agents_essentials",
+            "endpoint_agents_embedded",
+            "enterprise_agents",
+        }
         cloud = m["cloud_units"]
         assert cloud.value == org.totals["cloudUnitsUsed"]
         assert cloud.quota == org.quota["cloudUnitsIncluded"]
@@ -143,7 +166,14 @@ def test_v7_collects_both_organisations_with_quota_used_projected(
     assert sorted(r.query["aid"][0] for r in usage_calls) == ["1234", "2345"]
     for req in usage_calls:
         assert req.header("Authorization") == f"Bearer {TOKEN}"
-        assert set(req.query["expand"][0].split(",")) == {"test", "endpoint-agent", "enterprise-agent"}
+        assert set(req.query["expand"][0].split(",")) == {
+            "test",
+            "endpoint-agent",
+            "endpoint-agent-essential",
+            "endpoint-agent-embedded",
+            "enterprise-agent",
+            "enterprise-agent-unit",
+        }
         assert "application/problem+json" in (req.header("Accept") or "")
     assert 429 not in sim.statuses()
 
@@ -181,7 +211,12 @@ def test_breakdown_stored_and_never_double_counted(sim: ThousandEyesSimulator, s
     assert everything["cloud_units"] == 2 * totals["cloud_units"]  # what a naive sum would have said
 
 
-def test_v6_basic_auth_gives_the_same_numbers(sim: ThousandEyesSimulator, source: ThousandEyesSource) -> None:
+def test_v6_basic_auth_gives_the_same_numbers(
+    sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource
+) -> None:
+    """v6 answers what it knows (no connected devices, Essentials, Embedded, MSP quotas): the same numbers
+    as v7 for those."""
+    sim.reset(clock=fake.time, org_ids=False, tokens_without_quotas={TOKEN})
     v7 = run(source, account(source, sim))
     sim.requests.clear()
     v6_account = account(source, sim, api_version="v6")
@@ -196,7 +231,16 @@ def test_v6_basic_auth_gives_the_same_numbers(sim: ThousandEyesSimulator, source
             for r in u.records
         }
 
-    assert flat(v6) == flat(v7)
+    v6_metrics = {metric for _tenant, metric, *_rest in flat(v6)}
+    assert v6_metrics == {
+        "cloud_units",
+        "cloud_units_projected_next_period",
+        "enterprise_units",
+        "enterprise_units_projected_next_period",
+        "endpoint_agents",
+        "enterprise_agents",
+    }
+    assert flat(v6) == {row for row in flat(v7) if row[1] in v6_metrics}
     assert sim.count("/v6/account-groups.json") == 1
     calls = sim.usage_requests()
     assert {r.path for r in calls} == {"/v6/usage.json"}
@@ -213,7 +257,7 @@ def test_v6_with_a_bearer_token(sim: ThousandEyesSimulator, source: ThousandEyes
 def test_v6_without_organisation_names_collects_the_current_organisation(
     sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource
 ) -> None:
-    sim.reset(clock=fake.time, v6_org_names=False)
+    sim.reset(clock=fake.time, org_ids=False, v6_org_names=False)
     results = run(source, account(source, sim, api_version="v6"))
     assert {u.tenant.tenant_id for u in usages(results).values() if u.tenant.billed} == {"1234"}
     assert len(sim.usage_requests()) == 1
@@ -234,12 +278,38 @@ def test_two_aids_of_one_organisation_make_one_call(sim: ThousandEyesSimulator, 
     assert len(sim.usage_requests()) == 1
 
 
-def test_explicit_aids_survive_an_unreadable_account_group_list(
-    sim: ThousandEyesSimulator, source: ThousandEyesSource
+@pytest.mark.parametrize(("status", "version"), [(403, "v7"), (500, "v6")])
+def test_explicit_aids_survive_an_account_group_list_that_cannot_identify_them_anyway(
+    sim: ThousandEyesSimulator, source: ThousandEyesSource, status: int, version: str
 ) -> None:
-    sim.inject(Fault(action="status", status=500, match=lambda r: r.path == "/v7/account-groups", times=-1))
-    results = run(source, account(source, sim, aids=["1234", "2345"]))
+    """A list refused for good (403), or v6 (no orgId): the aids are the ids every run, so they are collected."""
+    sim.inject(Fault(action="status", status=status, match=lambda r: "/account-groups" in r.path, times=-1))
+    results = run(source, account(source, sim, aids=["1234", "2345"], api_version=version))
     assert {u.tenant.tenant_id for u in usages(results).values() if u.tenant.billed} == {"1234", "2345"}
+
+
+def test_explicit_aids_with_a_v7_list_down_are_a_listing_gap_not_new_identities(
+    server: ThousandEyesSimulator, fake: FakeTime
+) -> None:
+    """v7 sends orgId: collecting under aid ids while the list is down would give the organisation another id
+    for one run. The run reports a gap (the pipeline carries the stored numbers), unless the ids are remembered."""
+    server.reset(clock=fake.time)  # orgId sent
+    memory = InProcessIdentities()
+    source = ThousandEyesSource(sleep=fake.sleep, clock=fake.time, wall_clock=fake.time, identities=memory)
+    acct = account(source, server, aids=["1234", "2345"])
+    plain = ThousandEyesSource(sleep=fake.sleep, clock=fake.time, wall_clock=fake.time)
+    server.inject(Fault(action="status", status=500, match=lambda r: r.path == "/v7/account-groups", times=-1))
+
+    [gap] = run(plain, account(plain, server, aids=["1234", "2345"]))
+    assert isinstance(gap, ListingGap) and gap.tenant.tenant_id == "account-groups"
+    assert "cannot be identified" in gap.error and "HTTP 500" in gap.error
+    assert not server.usage_requests()
+
+    server.clear_faults()
+    assert {t for t, u in usages(run(source, acct)).items() if u.tenant.billed} == {"org-980000", "org-981111"}
+    server.inject(Fault(action="status", status=500, match=lambda r: r.path == "/v7/account-groups", times=-1))
+    remembered = usages(run(source, acct))
+    assert {t for t, u in remembered.items() if u.tenant.billed} == {"org-980000", "org-981111"}
 
 
 def test_discovery_fails_the_account_when_the_list_fails(
@@ -254,7 +324,9 @@ def test_discovery_fails_the_account_when_the_list_fails(
 def test_changed_usage_is_read_on_the_next_run(sim: ThousandEyesSimulator, source: ThousandEyesSource) -> None:
     acct = account(source, sim)
     run(source, acct)
-    sim.set_usage("1234", cloudUnitsUsed=3_999_999, cloudUnitsProjected=4_100_000, cloudUnitsIncluded=4_000_000)
+    sim.set_usage(
+        "1234", cloudUnitsUsed=3_999_999, cloudUnitsProjected=4_100_000, cloudUnitsIncluded=4_000_000, msp_quota=None
+    )
     cloud = metrics(usages(run(source, acct))["1234"])["cloud_units"]
     assert (cloud.value, cloud.projected, cloud.quota) == (3_999_999, 4_100_000, 4_000_000)
 
@@ -263,7 +335,7 @@ def test_changed_usage_is_read_on_the_next_run(sim: ThousandEyesSimulator, sourc
 
 
 def test_period_comes_from_the_vendor(sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource) -> None:
-    sim.reset(clock=fake.time, orgs=make_orgs(period_start=datetime(2026, 10, 20, 8, tzinfo=UTC)))
+    sim.reset(clock=fake.time, org_ids=False, orgs=make_orgs(period_start=datetime(2026, 10, 20, 8, tzinfo=UTC)))
     results = run(source, account(source, sim))  # a scheduled run on 2026-11-22
     record = metrics(usages(results)["1234"])["cloud_units"]
     assert record.period == Period(2026, 10)
@@ -297,7 +369,7 @@ def test_another_period_in_one_organisation_only_fails_that_one(
 def test_missing_view_billing_permission(
     sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource
 ) -> None:
-    sim.reset(clock=fake.time, tokens_without_billing={"te-viewer-token"})
+    sim.reset(clock=fake.time, org_ids=False, tokens_without_billing={"te-viewer-token"})
     with pytest.raises(VendorAuthError, match=r"View Billing \(view organisation usage\) permission") as caught:
         run(source, account(source, sim, bearer_token="te-viewer-token"))
     assert caught.value.status == 403
@@ -345,15 +417,15 @@ def test_garbled_answer_is_retried(sim: ThousandEyesSimulator, source: ThousandE
 def test_low_rate_limit_is_respected_without_a_429(
     sim: ThousandEyesSimulator, fake: FakeTime, source: ThousandEyesSource
 ) -> None:
-    sim.reset(clock=fake.time, rate_limit_per_minute=10)
+    sim.reset(clock=fake.time, org_ids=False, rate_limit_per_minute=10)
     acct = account(source, sim)
-    for _ in range(8):  # 3 calls a run, 2 of them against the current organisation: 16 > 10
+    for _ in range(8):  # 4 calls a run (groups, quotas, 2 usage), 3 against the current organisation: 24 > 10
         results = run(source, acct)
         assert {"1234", "2345"} <= set(usages(results))
         assert not failures(results)
     assert 429 not in sim.statuses()
     assert sim.rate_limited == 0
-    assert len(sim.requests) == 24
+    assert len(sim.requests) == 32
     # It waited for a window reset (up to a minute), not just the token bucket's quarter seconds.
     assert max(fake.sleeps) > 10
 
@@ -399,7 +471,7 @@ def test_forced_429_without_any_hint_backs_off_and_retries(
 def test_simulators_own_429_is_ridden_out(sim: ThousandEyesSimulator, fake: FakeTime) -> None:
     # Pacing off (low_remaining=-1): the simulator's window really runs out and answers 429.
     source = ThousandEyesSource(sleep=fake.sleep, clock=fake.time, wall_clock=fake.time, low_remaining=-1)
-    sim.reset(clock=fake.time, rate_limit_per_minute=2, retry_after_on_429=True)
+    sim.reset(clock=fake.time, org_ids=False, rate_limit_per_minute=2, retry_after_on_429=True)
     acct = account(source, sim)
     run(source, acct)
     results = run(source, acct)  # the list call hits the used-up window of organisation 1234
@@ -446,7 +518,7 @@ def test_tokens_never_in_errors_or_logs(
 ) -> None:
     bearer = "te-bearer-SECRET-8c1f"
     basic = "te-basic-SECRET-77aa"
-    sim.reset(clock=fake.time, token=bearer, basic_token=basic)
+    sim.reset(clock=fake.time, org_ids=False, token=bearer, basic_token=basic)
     sim.inject(
         Fault(action="status", status=500, match=lambda r: r.path.endswith("account-groups"), times=1),
         Fault(action="status", status=429, match=on_aid("1234"), body=PROBLEM_429),
@@ -503,9 +575,72 @@ def test_one_run_reuses_its_connections_across_organisations(
     source: ThousandEyesSource, sim: ThousandEyesSimulator, fake: FakeTime
 ) -> None:
     """Each new connection costs a TCP and TLS handshake in production: a run keeps at most `concurrency` open."""
-    sim.reset(clock=fake.time, orgs=make_orgs(n_orgs=12, groups_per_org=1))
+    sim.reset(clock=fake.time, org_ids=False, orgs=make_orgs(n_orgs=12, groups_per_org=1))
     acct = account(source, sim, concurrency=2)
     results = run(source, acct)
     assert sum(1 for u in usages(results).values() if u.tenant.parent_tenant_id is None) == 12
-    assert len(sim.requests) == 13
+    assert len(sim.requests) == 14  # the account groups, the MSP quotas, 12 usage calls
     assert len({r.client for r in sim.requests}) <= 2
+
+
+# --- MSP quotas and identity without orgId -----------------------------------------------------------
+
+
+def test_quotas_are_read_once_per_run_and_only_with_v7(sim: ThousandEyesSimulator, source: ThousandEyesSource) -> None:
+    run(source, account(source, sim))
+    assert sim.count("/v7/quotas") == 1
+    quota_call = next(r for r in sim.requests if r.path == "/v7/quotas")
+    assert quota_call.header("Authorization") == f"Bearer {TOKEN}" and "aid" not in quota_call.query
+    sim.requests.clear()
+    run(source, account(source, sim, api_version="v6"))
+    assert not [r for r in sim.requests if "quotas" in r.path]
+
+
+def test_quotas_failing_or_malformed_leave_the_contract_quotas(
+    sim: ThousandEyesSimulator, source: ThousandEyesSource
+) -> None:
+    acct = account(source, sim)
+    for fault in (
+        Fault(action="status", status=503, match=lambda r: r.path == "/v7/quotas", times=-1),
+        Fault(
+            action="json",
+            body={"quotas": [{"organizationQuota": {"value": "lots"}}]},
+            match=lambda r: r.path == "/v7/quotas",
+        ),
+    ):
+        sim.clear_faults()
+        sim.inject(fault)
+        results = run(source, acct)
+        assert not failures(results)
+        cloud = metrics(usages(results)["1234"])["cloud_units"]
+        assert cloud.quota == sim.orgs[0].quota["cloudUnitsIncluded"]
+        assert metrics(usages(results)["ag-1251"])["cloud_units"].quota is None
+
+
+def test_a_refused_token_on_quotas_fails_the_account(sim: ThousandEyesSimulator, source: ThousandEyesSource) -> None:
+    sim.inject(
+        Fault(action="status", status=401, match=lambda r: r.path == "/v7/quotas", body={"error": "invalid_token"})
+    )
+    with pytest.raises(VendorAuthError, match="401"):
+        run(source, account(source, sim))
+    assert not sim.usage_requests()
+
+
+def test_without_org_id_a_remembered_identity_keeps_the_organisation_when_its_lowest_group_goes(
+    sim: ThousandEyesSimulator, fake: FakeTime
+) -> None:
+    source = ThousandEyesSource(
+        sleep=fake.sleep, clock=fake.time, wall_clock=fake.time, identities=InProcessIdentities()
+    )
+    acct = account(source, sim)
+    assert {"1234", "2345"} <= set(usages(run(source, acct)))
+    sim.orgs[0].groups = sim.orgs[0].groups[1:]  # account group 1234 deleted
+
+    got = usages(run(source, acct))
+
+    assert {t for t, u in got.items() if u.tenant.billed} == {"1234", "2345"}
+    assert got["ag-1251"].tenant.parent_tenant_id == "1234"
+    assert sorted(r.query["aid"][0] for r in sim.usage_requests()[-2:]) == ["1251", "2345"]
+    # Without a memory, the lowest remaining aid names it (what the pipeline's table-backed memory prevents).
+    plain = ThousandEyesSource(sleep=fake.sleep, clock=fake.time, wall_clock=fake.time)
+    assert {t for t, u in usages(run(plain, account(plain, sim))).items() if u.tenant.billed} == {"1251", "2345"}

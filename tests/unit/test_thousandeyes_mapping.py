@@ -10,14 +10,19 @@ import pytest
 
 from usagewatch.errors import ConfigError, VendorDataError
 from usagewatch.http import HttpResponse
-from usagewatch.model import Period, Tenant, UsageRecord
+from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.sources.thousandeyes import (
+    InProcessIdentities,
+    OrganisationQuotas,
+    QuotaEntry,
     ThousandEyesSource,
     billing_window,
     map_usage,
     parse_account_groups,
+    parse_quotas,
     parse_vendor_time,
     plan_organisations,
+    quotas_for,
     vendor_message,
 )
 
@@ -131,7 +136,16 @@ def test_v7_payload_maps_organisation_metrics() -> None:
     org = mapped.tenants[0]
     assert org.tenant == ORG
     metrics = by_metric(org.records)
-    assert set(metrics) == {"cloud_units", "enterprise_units", "endpoint_agents", "enterprise_agents"}
+    assert set(metrics) == {
+        "cloud_units",
+        "cloud_units_projected_next_period",
+        "enterprise_units",
+        "enterprise_units_projected_next_period",
+        "connected_devices",
+        "endpoint_agents",
+        "endpoint_agents_essentials",
+        "enterprise_agents",
+    }
 
     cloud = metrics["cloud_units"]
     assert (cloud.value, cloud.quota, cloud.projected, cloud.unit) == (850_489, 4_320_000, 20_993_812, "units")
@@ -281,6 +295,8 @@ def test_missing_optional_fields_skip_the_metric() -> None:
     del usage["enterpriseUnitsUsed"], usage["enterpriseAgentsUsed"], usage["cloudUnitsProjected"]
     usage["endpointAgentsUsed"] = None
     del usage["quota"]["cloudUnitsIncluded"]
+    del usage["cloudUnitsNextBillingPeriod"], usage["enterpriseUnitsNextBillingPeriod"]
+    del usage["connectedDevicesUnitsUsed"], usage["endpointAgentsEssentialsUsed"]
     metrics = by_metric(map_usage(payload, account_id="a", organisation=ORG).tenants[0].records)
     assert set(metrics) == {"cloud_units"}
     assert metrics["cloud_units"].quota is None
@@ -451,3 +467,243 @@ def test_bad_accounts_name_the_field_never_the_secret(extra: dict[str, Any], fie
     with pytest.raises(ConfigError, match=field) as caught:
         SOURCE.parse_account(raw)
     assert "very-secret-bearer" not in str(caught.value)
+
+
+# --- every billed quantity of UsageDetails (issue 12, point 2) ----------------------------------------
+
+FULL_V7: dict[str, Any] = {
+    "usage": {
+        "quota": {
+            "monthStart": "2026-11-05T08:00:00Z",
+            "monthEnd": "2026-12-05T08:00:00Z",
+            "cloudUnitsIncluded": 4_000_000,
+            "deviceAgentsIncluded": 10,
+            "endpointAgentsIncluded": 200,
+            "endpointAgentsEssentialsIncluded": 40,
+            "endpointAgentsEmbeddedIncluded": 12,
+            "enterpriseAgentsIncluded": 0,
+        },
+        "cloudUnitsUsed": 1_000_000,
+        "cloudUnitsProjected": 2_500_000,
+        "cloudUnitsNextBillingPeriod": 2_600_000,
+        "enterpriseUnitsUsed": 300,
+        "enterpriseUnitsProjected": 700,
+        "enterpriseUnitsNextBillingPeriod": 750,
+        "connectedDevicesUnitsUsed": 25,
+        "connectedDevicesUnitsProjected": 31,
+        "connectedDevicesUnitsNextBillingPeriod": 33,
+        "endpointAgentsUsed": 42,
+        "endpointAgentsEssentialsUsed": 55,
+        "endpointAgentsEmbeddedUsed": 9,
+        "enterpriseAgentsUsed": 8,
+        "endpointAgentsEssentials": [
+            {"aid": "315", "accountGroupName": "Docs", "endpointAgentsEssentialsUsed": 50},
+            {"aid": "7625", "accountGroupName": "Support", "endpointAgentsEssentialsUsed": 5},
+        ],
+        "endpointAgentsEmbedded": [{"aid": "7625", "accountGroupName": "Support", "endpointAgentsEmbeddedUsed": 9}],
+        "enterpriseAgentUnits": [
+            {"aid": "315", "accountGroupName": "Docs", "agentId": "1", "enterpriseUnitsUsed": 100,
+             "enterpriseUnitsProjected": 200},
+            {"aid": "315", "accountGroupName": "Docs", "enterpriseUnitsUsed": 200, "enterpriseUnitsProjected": 500},
+        ],
+        "tests": [
+            {"aid": "315", "accountGroupName": "Docs", "cloudUnitsUsed": 1_000_000, "cloudUnitsProjected": 2_500_000},
+        ],
+    }
+}  # fmt: skip
+
+
+def test_every_billed_quantity_is_a_metric_with_its_quota_and_projections() -> None:
+    records = by_metric(map_usage(FULL_V7, account_id="a", organisation=ORG).tenants[0].records)
+    got = {m: (r.value, r.quota, r.projected, r.unit) for m, r in records.items()}
+    assert got == {
+        "cloud_units": (1_000_000, 4_000_000, 2_500_000, "units"),
+        "cloud_units_projected_next_period": (2_600_000, None, None, "units"),
+        "enterprise_units": (300, None, 700, "units"),
+        "enterprise_units_projected_next_period": (750, None, None, "units"),
+        "connected_devices": (25, 10, 31, "units"),
+        "connected_devices_projected_next_period": (33, None, None, "units"),
+        "endpoint_agents": (42, 200, None, "agents"),
+        "endpoint_agents_essentials": (55, 40, None, "agents"),
+        "endpoint_agents_embedded": (9, 12, None, "agents"),
+        "enterprise_agents": (8, None, None, "agents"),  # 0 included: not in this plan
+    }
+
+
+def test_essentials_embedded_and_enterprise_unit_rows_become_account_group_breakdowns() -> None:
+    groups = {
+        t.tenant.tenant_id: by_metric(t.records)
+        for t in map_usage(FULL_V7, account_id="a", organisation=ORG).tenants[1:]
+    }
+    assert {g: {m: (r.value, r.projected) for m, r in ms.items()} for g, ms in groups.items()} == {
+        "ag-315": {
+            "cloud_units": (1_000_000, 2_500_000),
+            "enterprise_units": (300, 700),
+            "endpoint_agents_essentials": (50, None),
+        },
+        "ag-7625": {"endpoint_agents_essentials": (5, None), "endpoint_agents_embedded": (9, None)},
+    }
+
+
+@pytest.mark.parametrize(
+    "quota_field",
+    [
+        "deviceAgentsIncluded",
+        "endpointAgentsEssentialsIncluded",
+        "endpointAgentsEmbeddedIncluded",
+        "endpointAgentsIncluded",
+    ],
+)
+def test_a_zero_quota_is_a_limit_of_zero_except_where_the_spec_says_otherwise(quota_field: str) -> None:
+    payload = copy.deepcopy(FULL_V7)
+    payload["usage"]["quota"][quota_field] = 0
+    quotas = {r.metric: r.quota for r in map_usage(payload, account_id="a", organisation=ORG).tenants[0].records}
+    zeroed = {m for m, q in quotas.items() if q == 0}
+    assert len(zeroed) == 1
+    assert quotas["enterprise_agents"] is None
+
+
+# --- optional quota and billing dates (issue 12, point 4) ---------------------------------------------
+
+REQUESTED = Window.month(Period(2026, 11))
+
+
+@pytest.mark.parametrize("drop", ["quota", "monthStart", "monthEnd"])
+def test_an_answer_without_billing_dates_takes_the_requested_period(drop: str) -> None:
+    payload = copy.deepcopy(FULL_V7)
+    if drop == "quota":
+        del payload["usage"]["quota"]
+    else:
+        del payload["usage"]["quota"][drop]
+    mapped = map_usage(payload, account_id="a", organisation=ORG, fallback=REQUESTED)
+    assert mapped.window == REQUESTED and mapped.window_from_request is True
+    assert all(r.window == REQUESTED for t in mapped.tenants for r in t.records)
+    cloud = by_metric(mapped.tenants[0].records)["cloud_units"]
+    assert cloud.value == 1_000_000
+    assert cloud.quota == (None if drop == "quota" else 4_000_000)
+
+
+def test_dates_that_are_sent_are_used_and_must_be_valid() -> None:
+    mapped = map_usage(FULL_V7, account_id="a", organisation=ORG, fallback=REQUESTED)
+    assert mapped.window_from_request is False
+    assert mapped.window.start == datetime(2026, 11, 5, 8, tzinfo=UTC)
+    payload = copy.deepcopy(FULL_V7)
+    payload["usage"]["quota"]["monthStart"] = "soon"
+    with pytest.raises(VendorDataError, match=r"usage\.quota\.monthStart"):
+        map_usage(payload, account_id="a", organisation=ORG, fallback=REQUESTED)
+    payload["usage"]["quota"] = "none"
+    with pytest.raises(VendorDataError, match=r"usage\.quota: expected an object, got str"):
+        map_usage(payload, account_id="a", organisation=ORG, fallback=REQUESTED)
+
+
+# --- MSP quotas (/v7/quotas, issue 12 point 3) ---------------------------------------------------------
+
+QUOTAS = {
+    "quotas": [
+        {
+            "organizationQuota": {"value": 3_000_000, "orgId": "77"},
+            "accountGroupQuotas": [{"value": 800_000, "aid": "315"}, {"value": 0, "aid": "7625"}, {"aid": "9"}],
+        },
+        {"accountGroupQuotas": [{"value": 5, "aid": "4444"}]},
+    ],
+    "_links": {"self": {"href": "https://api.thousandeyes.com/v7/quotas"}},
+}
+
+
+def test_quotas_are_parsed_per_organisation() -> None:
+    assert parse_quotas(QUOTAS) == [
+        QuotaEntry("77", 3_000_000, {"315": 800_000, "7625": 0}),
+        QuotaEntry(None, None, {"4444": 5}),
+    ]
+    assert parse_quotas({}) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda q: q["quotas"][0]["organizationQuota"].update(value="3M"), "quotas[0].organizationQuota.value"),
+        (lambda q: q["quotas"][0]["organizationQuota"].pop("value"), "required by the spec"),
+        (lambda q: q["quotas"][0]["accountGroupQuotas"][0].update(value=1.5), "whole number"),
+        (lambda q: q["quotas"][0]["accountGroupQuotas"][0].pop("aid"), "accountGroupQuotas[0].aid"),
+        (lambda q: q.update(quotas={"a": 1}), "quotas: expected a list"),
+    ],
+)
+def test_a_malformed_quotas_answer_names_the_field(change: Any, fragment: str) -> None:
+    payload = copy.deepcopy(QUOTAS)
+    change(payload)
+    with pytest.raises(VendorDataError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        parse_quotas(payload)
+
+
+def test_an_organisation_finds_its_quotas_by_org_id_or_by_one_of_its_account_groups() -> None:
+    entries = parse_quotas(QUOTAS)
+    by_id = plan_organisations(
+        parse_account_groups({"accountGroups": [{"aid": "1", "organizationName": "A", "orgId": "77"}]}), None
+    )[0]
+    assert quotas_for(entries, by_id) == OrganisationQuotas(3_000_000, {"315": 800_000, "7625": 0})
+    by_group = plan_organisations(
+        parse_account_groups({"accountGroups": [{"aid": "4444", "organizationName": "B"}]}), None
+    )[0]
+    assert quotas_for(entries, by_group) == OrganisationQuotas(None, {"4444": 5})
+    stranger = plan_organisations(
+        parse_account_groups({"accountGroups": [{"aid": "5", "organizationName": "C"}]}), None
+    )[0]
+    assert quotas_for(entries, stranger) == OrganisationQuotas()
+
+
+def test_msp_quotas_go_on_the_cloud_unit_rows_of_the_organisation_and_its_account_groups() -> None:
+    quotas = OrganisationQuotas(3_000_000, {"315": 800_000, "7625": 0, "9999": 10})
+    mapped = map_usage(FULL_V7, account_id="a", organisation=ORG, quotas=quotas)
+    org = by_metric(mapped.tenants[0].records)
+    assert org["cloud_units"].quota == 3_000_000  # the MSP's, in place of cloudUnitsIncluded
+    assert org["endpoint_agents_essentials"].quota == 40  # the other quotas are the contract's
+    groups = {t.tenant.tenant_id: by_metric(t.records) for t in mapped.tenants[1:]}
+    assert groups["ag-315"]["cloud_units"].quota == 800_000
+    # An account group with a quota and no test used 0 of it (the tests were listed); one the answer does
+    # not name at all (9999) too: it is this organisation's, by /v7/quotas.
+    assert (groups["ag-7625"]["cloud_units"].value, groups["ag-7625"]["cloud_units"].quota) == (0, 0)
+    assert (groups["ag-9999"]["cloud_units"].value, groups["ag-9999"]["cloud_units"].quota) == (0, 10)
+    assert all(r.quota is None for g in groups.values() for m, r in g.items() if m != "cloud_units")
+
+
+# --- organisation identity (issue 11, point 6) ---------------------------------------------------------
+
+WITH_ORG_IDS = {
+    "accountGroups": [
+        {"aid": "1251", "accountGroupName": "Branch", "organizationName": "Acme", "orgId": "980000"},
+        {"aid": "1234", "accountGroupName": "Prod", "organizationName": "Acme", "orgId": "980000"},
+        {"aid": "1300", "accountGroupName": "Lab", "organizationName": "Acme"},  # orgId left out on one row
+        {"aid": "2345", "accountGroupName": "Prod", "organizationName": "Globex", "orgId": "981111"},
+    ]
+}
+
+
+def test_org_id_is_the_organisation_identity_whichever_account_groups_exist() -> None:
+    plan = plan_organisations(parse_account_groups(WITH_ORG_IDS), None)
+    assert [(o.tenant.tenant_id, o.call_aid, o.org_id, sorted(o.aids)) for o in plan] == [
+        ("org-980000", "1234", "980000", ["1234", "1251", "1300"]),
+        ("org-981111", "2345", "981111", ["2345"]),
+    ]
+    # The lowest account group deleted mid-period: same identity, called with the next aid.
+    remaining = copy.deepcopy(WITH_ORG_IDS)
+    del remaining["accountGroups"][1]
+    assert plan_organisations(parse_account_groups(remaining), None)[0].tenant.tenant_id == "org-980000"
+    # Configured aids give the same identity as discovery.
+    assert [o.tenant.tenant_id for o in plan_organisations(parse_account_groups(WITH_ORG_IDS), ["1251"])] == [
+        "org-980000"
+    ]
+
+
+def test_without_org_id_a_remembered_identity_outlives_its_account_group() -> None:
+    listing = {"accountGroups": [{"aid": a, "organizationName": "Acme"} for a in ("1234", "1251")]}
+    memory = InProcessIdentities()
+    first = plan_organisations(parse_account_groups(listing), None, memory.recall("te"))
+    assert [o.tenant.tenant_id for o in first] == ["1234"]
+    memory.remember("te", {aid: o.tenant.tenant_id for o in first for aid in o.aids})
+    del listing["accountGroups"][0]  # account group 1234 deleted mid-period
+    assert [o.tenant.tenant_id for o in plan_organisations(parse_account_groups(listing), None)] == ["1251"]
+    later = plan_organisations(parse_account_groups(listing), None, memory.recall("te"))
+    assert [(o.tenant.tenant_id, o.call_aid) for o in later] == [("1234", "1251")]
+    memory.remember("te", {"1251": "1251"})  # the first identity given to an aid wins
+    assert memory.recall("te") == {"1234": "1234", "1251": "1234"}
+    assert memory.recall("other-account") == {}

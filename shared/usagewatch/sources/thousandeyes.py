@@ -1,13 +1,16 @@
 """ThousandEyes (Cisco): organisation usage for the vendor's own, current billing period.
 
-Protocol (vendor-apis.md section 3): `GET /v7/usage` with a bearer token (or the legacy
-`GET /v6/usage.json` with basic auth), once per organisation: one answer already spans every account
-group of that organisation. Organisations come from the secret's `aids`, or from
-`GET /v7/account-groups` grouped by organisation.
+Protocol (vendor-apis.md section 3; field meanings from Cisco's v7 OpenAPI spec as published in
+`thousandeyes-sdk-usage` / `thousandeyes-sdk-administrative`): `GET /v7/usage` with a bearer token (or the
+legacy `GET /v6/usage.json` with basic auth), once per organisation: one answer already spans every account
+group of that organisation. Organisations come from the secret's `aids`, or from `GET /v7/account-groups`
+grouped by `orgId` (else `organizationName`). `GET /v7/quotas`, once per run, gives the cloud-unit quotas an
+MSP assigned to each organisation and account group; without the permission for it collection goes on.
 
 Tenants (docs/vendors/thousandeyes.md):
-- an organisation is a billed tenant; its `tenant_id` is the aid its usage call is made with (a
-  configured aid, or in discovery the lowest aid of the organisation), its name the organisation's;
+- an organisation is a billed tenant: `org-<orgId>` when the account-group list sends `orgId`, else the aid its
+  usage call is made with (a configured aid, or in discovery the lowest aid, unless an identity memory
+  remembers an earlier one); its name the organisation's;
 - an account group is a breakdown tenant `ag-<aid>` with `parent_tenant_id` = its organisation and
   `billed=False`: its numbers are already inside the organisation's, so totals never add them.
 
@@ -25,9 +28,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -36,6 +39,7 @@ from usagewatch.http import HttpClient, HttpResponse, RateLimiter, RetryPolicy
 from usagewatch.model import (
     MAX_PLAUSIBLE_VALUE,
     CollectionRequest,
+    ListingGap,
     Period,
     Tenant,
     TenantFailure,
@@ -50,8 +54,10 @@ from usagewatch.sources.base import HttpAccountConfig, parse_account
 
 VENDOR: Final = "thousandeyes"
 V7_ACCEPT: Final = "application/hal+json, application/json, application/problem+json"
-V7_EXPAND: Final = "test,endpoint-agent,enterprise-agent"
 GROUP_PREFIX: Final = "ag-"
+ORG_PREFIX: Final = "org-"
+# The tenant a ListingGap names when the account-group list itself failed.
+GROUPS_GAP_ID: Final = "account-groups"
 # Rate-state key of calls made without an aid (they count against the token's current organisation).
 CURRENT: Final = "current"
 MAX_NAME: Final = 256
@@ -61,6 +67,10 @@ RESET_MARGIN_SECONDS: Final = 0.5
 # Never wait longer than this for a reset (the window is one minute; a bigger number is a bad header).
 MAX_RESET_WAIT_SECONDS: Final = 65.0
 
+NO_QUOTA_PERMISSION: Final = (
+    'the token lacks the "Edit organization and account group quotas" permission, so the MSP-assigned'
+    " quotas of /v7/quotas are not read"
+)
 NO_BILLING_PERMISSION: Final = (
     "the token lacks the View Billing (view organisation usage) permission"
     " in this organisation; give the token's user a role with it"
@@ -153,6 +163,20 @@ def billing_window(quota: object) -> Window:
     return Window(Period.of(start), start, end)
 
 
+def usage_window(quota: object, fallback: Window | None) -> tuple[Window, bool]:
+    """The billing window, and whether it came from the request because the answer has no dates.
+
+    The spec makes `quota` and both its dates optional: without them the organisation is not failed,
+    its numbers are taken as the requested period's (`fallback`). Dates that are sent must be valid.
+    """
+    undated = quota is None or (
+        isinstance(quota, dict) and (quota.get("monthStart") is None or quota.get("monthEnd") is None)
+    )
+    if fallback is not None and undated:
+        return fallback, True
+    return billing_window(quota), False
+
+
 def _number(data: Mapping[str, Any], key: str, path: str) -> int | float | None:
     """An optional non-negative number: None when absent or null; VendorDataError names a wrong one."""
     value = data.get(key)
@@ -181,15 +205,101 @@ def group_tenant_id(aid: str) -> str:
     return f"{GROUP_PREFIX}{aid}"
 
 
-# (vendor field, metric, unit, quota field in `quota`, projected field)
+@dataclass(frozen=True, slots=True)
+class OrgMetric:
+    """One billed quantity of `UsageDetails`: its field, metric and unit, and where the spec has them, its
+    quota (a `UsageQuota` field), its projection for this period and its projection for the next."""
+
+    used: str
+    metric: str
+    unit: str
+    quota: str | None = None
+    projected: str | None = None
+    next_period: str | None = None
+
+
 ORG_METRICS: Final = (
-    ("cloudUnitsUsed", "cloud_units", "units", "cloudUnitsIncluded", "cloudUnitsProjected"),
-    ("enterpriseUnitsUsed", "enterprise_units", "units", None, "enterpriseUnitsProjected"),
-    ("endpointAgentsUsed", "endpoint_agents", "agents", "endpointAgentsIncluded", None),
-    ("enterpriseAgentsUsed", "enterprise_agents", "agents", "enterpriseAgentsIncluded", None),
+    OrgMetric(
+        "cloudUnitsUsed",
+        "cloud_units",
+        "units",
+        "cloudUnitsIncluded",
+        "cloudUnitsProjected",
+        "cloudUnitsNextBillingPeriod",
+    ),
+    OrgMetric(
+        "enterpriseUnitsUsed",
+        "enterprise_units",
+        "units",
+        None,
+        "enterpriseUnitsProjected",
+        "enterpriseUnitsNextBillingPeriod",
+    ),
+    OrgMetric(
+        "connectedDevicesUnitsUsed",
+        "connected_devices",
+        "units",
+        "deviceAgentsIncluded",
+        "connectedDevicesUnitsProjected",
+        "connectedDevicesUnitsNextBillingPeriod",
+    ),
+    OrgMetric("endpointAgentsUsed", "endpoint_agents", "agents", "endpointAgentsIncluded"),
+    OrgMetric(
+        "endpointAgentsEssentialsUsed", "endpoint_agents_essentials", "agents", "endpointAgentsEssentialsIncluded"
+    ),
+    OrgMetric("endpointAgentsEmbeddedUsed", "endpoint_agents_embedded", "agents", "endpointAgentsEmbeddedIncluded"),
+    OrgMetric("enterpriseAgentsUsed", "enterprise_agents", "agents", "enterpriseAgentsIncluded"),
 )
-# Quotas where 0 means "not part of this plan", not "a limit of zero".
+# Quotas where 0 means "not part of this plan", not "a limit of zero": the spec says so of
+# `enterpriseAgentsIncluded` only ("Returns non-zero value only for organizations with legacy billing").
 ZERO_MEANS_NO_QUOTA: Final = frozenset({"enterpriseAgentsIncluded"})
+# The `*NextBillingPeriod` projection of metric M is stored as metric `M_projected_next_period` (UsageRecord
+# has no field for it): never a quota, never a projection of this period, so no rule applies to it.
+NEXT_PERIOD_SUFFIX: Final = "_projected_next_period"
+# The metric whose rows carry the MSP-assigned quotas of `/v7/quotas` (they are cloud-unit quotas).
+MSP_QUOTA_METRIC: Final = "cloud_units"
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """A per-account-group array of `UsageDetails` (present only when its `expand` option is asked for)."""
+
+    array: str
+    expand: str
+    used: str
+    metric: str
+    unit: str
+    projected: str | None = None
+
+
+BREAKDOWNS: Final = (
+    Breakdown("tests", "test", "cloudUnitsUsed", "cloud_units", "units", "cloudUnitsProjected"),
+    Breakdown(
+        "enterpriseAgentUnits",
+        "enterprise-agent-unit",
+        "enterpriseUnitsUsed",
+        "enterprise_units",
+        "units",
+        "enterpriseUnitsProjected",
+    ),
+    Breakdown("endpointAgents", "endpoint-agent", "endpointAgentsUsed", "endpoint_agents", "agents"),
+    Breakdown(
+        "endpointAgentsEssentials",
+        "endpoint-agent-essential",
+        "endpointAgentsEssentialsUsed",
+        "endpoint_agents_essentials",
+        "agents",
+    ),
+    Breakdown(
+        "endpointAgentsEmbedded",
+        "endpoint-agent-embedded",
+        "endpointAgentsEmbeddedUsed",
+        "endpoint_agents_embedded",
+        "agents",
+    ),
+    Breakdown("enterpriseAgents", "enterprise-agent", "enterpriseAgentsUsed", "enterprise_agents", "agents"),
+)
+V7_EXPAND: Final = ",".join(b.expand for b in BREAKDOWNS)
 
 
 @dataclass
@@ -199,37 +309,30 @@ class _GroupSums:
     projected: dict[str, float] = field(default_factory=dict)
 
 
-# (array, value field, metric, unit, projected field)
-BREAKDOWNS: Final = (
-    ("tests", "cloudUnitsUsed", "cloud_units", "units", "cloudUnitsProjected"),
-    ("endpointAgents", "endpointAgentsUsed", "endpoint_agents", "agents", None),
-    ("enterpriseAgents", "enterpriseAgentsUsed", "enterprise_agents", "agents", None),
-)
-
-
 def _as_int_if_whole(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
 def _breakdown(usage: Mapping[str, Any]) -> dict[str, _GroupSums]:
     groups: dict[str, _GroupSums] = {}
-    for array, value_key, metric, _unit, projected_key in BREAKDOWNS:
-        rows = usage.get(array)
+    for breakdown in BREAKDOWNS:
+        rows = usage.get(breakdown.array)
         if rows is None:
             continue
         if not isinstance(rows, list):
-            raise VendorDataError(f"usage.{array}: expected a list, got {type(rows).__name__}")
+            raise VendorDataError(f"usage.{breakdown.array}: expected a list, got {type(rows).__name__}")
         for index, row in enumerate(rows):
-            path = f"usage.{array}[{index}]"
+            path = f"usage.{breakdown.array}[{index}]"
             if not isinstance(row, dict):
                 raise VendorDataError(f"{path}: expected an object, got {type(row).__name__}")
-            value = _number(row, value_key, path)
-            projected = _number(row, projected_key, path) if projected_key else None
+            value = _number(row, breakdown.used, path)
+            projected = _number(row, breakdown.projected, path) if breakdown.projected else None
             aid = _aid(row.get("aid"), path)
             sums = groups.setdefault(aid, _GroupSums())
             sums.name = sums.name or _name(row.get("accountGroupName"))
             if value is None:  # a new test has no units until the vendor computes them
                 continue
+            metric = breakdown.metric
             sums.values[metric] = sums.values.get(metric, 0) + value
             if projected is not None:
                 sums.projected[metric] = sums.projected.get(metric, 0) + projected
@@ -237,11 +340,61 @@ def _breakdown(usage: Mapping[str, Any]) -> dict[str, _GroupSums]:
 
 
 @dataclass(frozen=True, slots=True)
+class OrganisationQuotas:
+    """The cloud-unit quotas an MSP assigned (`/v7/quotas`): to the organisation, and to account groups."""
+
+    organisation: int | None = None
+    groups: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class OrganisationUsage:
-    """One usage answer, mapped: the vendor's billing window, the organisation, then its account groups."""
+    """One usage answer, mapped: the billing window (and whether it is the requested period's because the
+    answer had no dates), the organisation, then its account groups."""
 
     window: Window
     tenants: list[TenantUsage]
+    window_from_request: bool = False
+
+
+def _organisation_records(
+    usage: Mapping[str, Any], quota: Mapping[str, Any], *, account_id: str, tenant: Tenant, window: Window
+) -> list[UsageRecord]:
+    records: list[UsageRecord] = []
+    for spec in ORG_METRICS:
+        value = _number(usage, spec.used, "usage")
+        included = _number(quota, spec.quota, "usage.quota") if spec.quota else None
+        projected = _number(usage, spec.projected, "usage") if spec.projected else None
+        next_period = _number(usage, spec.next_period, "usage") if spec.next_period else None
+        if spec.quota in ZERO_MEANS_NO_QUOTA and not included:
+            included = None
+        if value is not None:
+            records.append(
+                UsageRecord(
+                    VENDOR,
+                    account_id,
+                    tenant,
+                    spec.metric,
+                    value,
+                    spec.unit,
+                    window,
+                    quota=included,
+                    projected=projected,
+                )
+            )
+        if next_period is not None:
+            records.append(
+                UsageRecord(
+                    VENDOR, account_id, tenant, spec.metric + NEXT_PERIOD_SUFFIX, next_period, spec.unit, window
+                )
+            )
+    return records
+
+
+def _with_msp_quota(records: list[UsageRecord], value: int | None) -> list[UsageRecord]:
+    if value is None:
+        return records
+    return [replace(r, quota=value) if r.metric == MSP_QUOTA_METRIC else r for r in records]
 
 
 def map_usage(
@@ -250,11 +403,15 @@ def map_usage(
     account_id: str,
     organisation: Tenant,
     group_names: Mapping[str, str] | None = None,
+    fallback: Window | None = None,
+    quotas: OrganisationQuotas | None = None,
 ) -> OrganisationUsage:
     """One organisation's usage answer -> its own records, then one breakdown tenant per account group.
 
     Missing optional numbers skip that metric; a wrong type fails the organisation with the field named.
-    Fields the vendor adds later are ignored.
+    Without `quota` or its dates the window is `fallback` (when given). `quotas` (the MSP's) replace the
+    cloud-unit quota of the organisation's row and give its account groups' rows theirs. Fields the vendor
+    adds later are ignored.
     """
     if not isinstance(payload, dict):
         raise VendorDataError(f"usage answer: expected a JSON object, got {type(payload).__name__}")
@@ -263,35 +420,19 @@ def map_usage(
         got = "nothing" if usage is None else type(usage).__name__
         raise VendorDataError(f"usage: expected an object, got {got}")
     quota = usage.get("quota")
-    window = billing_window(quota)
-    if not isinstance(quota, dict):  # billing_window has already refused anything else
-        raise VendorDataError("usage.quota: expected an object")
-    records: list[UsageRecord] = []
-    for used_key, metric, unit, quota_key, projected_key in ORG_METRICS:
-        value = _number(usage, used_key, "usage")
-        included = _number(quota, quota_key, "usage.quota") if quota_key else None
-        projected = _number(usage, projected_key, "usage") if projected_key else None
-        if value is None:
-            continue
-        if quota_key in ZERO_MEANS_NO_QUOTA and not included:
-            included = None
-        records.append(
-            UsageRecord(
-                vendor=VENDOR,
-                account_id=account_id,
-                tenant=organisation,
-                metric=metric,
-                value=value,
-                unit=unit,
-                window=window,
-                quota=included,
-                projected=projected,
-            )
-        )
-    results = [TenantUsage(organisation, tuple(records))]
+    if quota is not None and not isinstance(quota, dict):
+        raise VendorDataError(f"usage.quota: expected an object, got {type(quota).__name__}")
+    window, from_request = usage_window(quota, fallback)
+    msp = quotas or OrganisationQuotas()
+    records = _organisation_records(usage, quota or {}, account_id=account_id, tenant=organisation, window=window)
+    results = [TenantUsage(organisation, tuple(_with_msp_quota(records, msp.organisation)))]
     names = group_names or {}
-    units = {metric: unit for _a, _v, metric, unit, _p in BREAKDOWNS}
-    for aid, sums in sorted(_breakdown(usage).items(), key=lambda item: _aid_order(item[0])):
+    units = {b.metric: b.unit for b in BREAKDOWNS}
+    groups = _breakdown(usage)
+    if usage.get("tests") is not None:  # the tests were listed: a group with a quota and no test used 0
+        for aid in msp.groups:
+            groups.setdefault(aid, _GroupSums()).values.setdefault(MSP_QUOTA_METRIC, 0)
+    for aid, sums in sorted(groups.items(), key=lambda item: _aid_order(item[0])):
         if not sums.values:
             continue
         tenant = Tenant(
@@ -309,12 +450,13 @@ def map_usage(
                 value=_as_int_if_whole(value),
                 unit=units[metric],
                 window=window,
+                quota=msp.groups.get(aid) if metric == MSP_QUOTA_METRIC else None,
                 projected=_as_int_if_whole(sums.projected[metric]) if metric in sums.projected else None,
             )
             for metric, value in sums.values.items()
         )
         results.append(TenantUsage(tenant, group_records))
-    return OrganisationUsage(window, results)
+    return OrganisationUsage(window, results, from_request)
 
 
 def _aid_order(aid: str) -> tuple[int, int, str]:
@@ -331,40 +473,62 @@ class AccountGroup:
     organisation_key: str | None
     organisation_name: str | None
     current: bool
+    org_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Organisation:
-    """One usage call: the aid it is made with (None: the token's current context) and the tenant."""
+    """One usage call: the aid it is made with (None: the token's current context), the tenant, and the
+    organisation's account groups as far as they are known (`group_names`, `aids`) and its `orgId`."""
 
     tenant: Tenant
     call_aid: str | None
     group_names: Mapping[str, str]
+    org_id: str | None = None
+    aids: frozenset[str] = frozenset()
+
+
+def organisation_tenant_id(org_id: str) -> str:
+    """An organisation's tenant id from its `orgId`: `org-<orgId>`, never equal to an aid-based id."""
+    return f"{ORG_PREFIX}{org_id}"
+
+
+def _org_id(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip():
+        return None
+    return str(value).strip()
 
 
 def parse_account_groups(payload: object) -> list[AccountGroup]:
-    """`{"accountGroups": [...]}` of v7 (string aids, `isCurrentAccountGroup`) or v6 (int aids, `current`)."""
+    """`{"accountGroups": [...]}` of v7 (string aids, `isCurrentAccountGroup`, optional `orgId`) or v6
+    (int aids, `current`).
+
+    Account groups are grouped into organisations by `orgId` when sent, else by `organizationName`; a
+    group without `orgId` whose organisation name is that of a group with one joins that organisation.
+    """
     if not isinstance(payload, dict) or not isinstance(payload.get("accountGroups"), list):
         raise VendorDataError("account-groups answer: expected an object with an accountGroups list")
-    groups: list[AccountGroup] = []
+    rows: list[tuple[str, str | None, str | None, str | None, bool]] = []
     for index, row in enumerate(payload["accountGroups"]):
         path = f"accountGroups[{index}]"
         if not isinstance(row, dict):
             raise VendorDataError(f"{path}: expected an object, got {type(row).__name__}")
-        aid = _aid(row.get("aid"), path)
-        org_id = row.get("orgId", row.get("organizationId"))
-        org_name = _name(row.get("organizationName"))
-        key = str(org_id) if isinstance(org_id, int | str) and not isinstance(org_id, bool) and str(org_id) else None
         current = row.get("isCurrentAccountGroup", row.get("current"))
-        groups.append(
-            AccountGroup(
-                aid=aid,
-                name=_name(row.get("accountGroupName")),
-                organisation_key=f"id:{key}" if key else (f"name:{org_name}" if org_name else None),
-                organisation_name=org_name,
-                current=current is True or current == 1,
+        rows.append(
+            (
+                _aid(row.get("aid"), path),
+                _name(row.get("accountGroupName")),
+                _org_id(row.get("orgId", row.get("organizationId"))),
+                _name(row.get("organizationName")),
+                current is True or current == 1,
             )
         )
+    id_of_name = {org_name: org_id for _a, _n, org_id, org_name, _c in rows if org_id and org_name}
+    groups: list[AccountGroup] = []
+    for aid, name, sent_id, org_name, current in rows:
+        org_id = sent_id or (id_of_name.get(org_name) if org_name else None)
+        key = f"id:{org_id}" if org_id else (f"name:{org_name}" if org_name else None)
+        groups.append(AccountGroup(aid, name, key, org_name, current, org_id))
     return groups
 
 
@@ -372,15 +536,32 @@ def _group_names(groups: list[AccountGroup]) -> dict[str, str]:
     return {g.aid: g.name for g in groups if g.name}
 
 
-def plan_organisations(groups: list[AccountGroup] | None, aids: list[str] | None) -> list[Organisation]:
+def _organisation(members: list[AccountGroup], call_aid: str, name: str, remembered: Mapping[str, str]) -> Organisation:
+    """The organisation of `members`: tenant id `org-<orgId>` when the API sent one, else the identity
+    remembered for any of its aids, else the aid its usage call is made with."""
+    org_id = next((g.org_id for g in members if g.org_id), None)
+    aids = frozenset({call_aid, *(g.aid for g in members)})
+    if org_id is not None:
+        tenant_id = organisation_tenant_id(org_id)
+    else:
+        tenant_id = next((remembered[a] for a in sorted(aids, key=_aid_order) if a in remembered), call_aid)
+    return Organisation(Tenant(tenant_id, name), call_aid, _group_names(members), org_id, aids)
+
+
+def plan_organisations(
+    groups: list[AccountGroup] | None, aids: list[str] | None, remembered: Mapping[str, str] | None = None
+) -> list[Organisation]:
     """The usage calls to make: one per organisation.
 
     With `aids`: one call per configured aid, skipping an aid whose organisation (known from the
-    account-groups list) is already covered; tenant id = that aid. Without: account groups grouped by
-    organisation, each called with its lowest aid (the tenant id). Groups without an organisation name
-    (older v6 answers) cannot be grouped: then one call with the current account group's aid.
+    account-groups list) is already covered. Without: account groups grouped by organisation, each called
+    with its lowest aid. Tenant id: `org-<orgId>` when the list gives the organisation's `orgId`; else the
+    id `remembered` (aid -> organisation tenant id, from earlier runs) for one of its aids; else the aid
+    of the call. Groups without an organisation name (older v6 answers) cannot be grouped: then one call
+    with the current account group's aid.
     """
     listed = groups or []
+    memory = remembered or {}
     by_aid = {g.aid: g for g in listed}
     plan: list[Organisation] = []
     if aids:
@@ -393,9 +574,9 @@ def plan_organisations(groups: list[AccountGroup] | None, aids: list[str] | None
                     logger.info("thousandeyes aid skipped: its organisation is already collected", extra={"aid": aid})
                     continue
                 covered.add(key)
-            members = [g for g in listed if key is not None and g.organisation_key == key]
+            members = [g for g in listed if key is not None and g.organisation_key == key] or ([group] if group else [])
             name = (group.organisation_name if group else None) or f"organisation of aid {aid}"
-            plan.append(Organisation(Tenant(aid, name), aid, _group_names(members or ([group] if group else []))))
+            plan.append(_organisation(members, aid, name, memory))
         return plan
     if not listed:
         raise VendorDataError("account-groups answer lists no account group: the token sees no organisation")
@@ -407,7 +588,7 @@ def plan_organisations(groups: list[AccountGroup] | None, aids: list[str] | None
         members.sort(key=lambda g: _aid_order(g.aid))
         lowest = members[0]
         name = lowest.organisation_name or f"organisation of aid {lowest.aid}"
-        plan.append(Organisation(Tenant(lowest.aid, name), lowest.aid, _group_names(members)))
+        plan.append(_organisation(members, lowest.aid, name, memory))
     unnamed = [g for g in listed if g.organisation_key is None]
     if unnamed and not plan:
         current = next((g for g in unnamed if g.current), None) or min(unnamed, key=lambda g: _aid_order(g.aid))
@@ -416,14 +597,77 @@ def plan_organisations(groups: list[AccountGroup] | None, aids: list[str] | None
             "thousandeyes account groups carry no organisation; collecting the current organisation only",
             extra={"aid": current.aid},
         )
-        plan.append(Organisation(Tenant(current.aid, label), current.aid, _group_names(unnamed)))
+        plan.append(_organisation(unnamed, current.aid, label, memory))
     elif unnamed:
         logger.warning(
             "thousandeyes account groups without an organisation name were skipped; list aids to include them",
             extra={"aids": [g.aid for g in unnamed]},
         )
-    plan.sort(key=lambda org: _aid_order(org.tenant.tenant_id))
+    plan.sort(key=lambda org: _aid_order(org.call_aid or ""))
     return plan
+
+
+# --- MSP quotas (/v7/quotas) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaEntry:
+    """One organisation's entry of `/v7/quotas`: its `organizationQuota` and its `accountGroupQuotas`."""
+
+    org_id: str | None
+    value: int | None
+    groups: Mapping[str, int]
+
+
+def _quota_value(row: Mapping[str, Any], path: str) -> int | None:
+    value = _number(row, "value", path)
+    if value is not None and not float(value).is_integer():
+        raise VendorDataError(f"{path}.value: expected a whole number of cloud units, got {value!r}")
+    return None if value is None else int(value)
+
+
+def parse_quotas(payload: object) -> list[QuotaEntry]:
+    """`{"quotas": [{"organizationQuota": {value, orgId}, "accountGroupQuotas": [{value, aid}]}]}`; every
+    field is optional in the spec but `organizationQuota.value`. A wrong type raises VendorDataError naming it."""
+    if not isinstance(payload, dict):
+        raise VendorDataError(f"quotas answer: expected a JSON object, got {type(payload).__name__}")
+    entries = payload.get("quotas") or []
+    if not isinstance(entries, list):
+        raise VendorDataError(f"quotas: expected a list, got {type(entries).__name__}")
+    parsed: list[QuotaEntry] = []
+    for index, entry in enumerate(entries):
+        path = f"quotas[{index}]"
+        if not isinstance(entry, dict):
+            raise VendorDataError(f"{path}: expected an object, got {type(entry).__name__}")
+        organisation = entry.get("organizationQuota")
+        if organisation is not None and not isinstance(organisation, dict):
+            raise VendorDataError(f"{path}.organizationQuota: expected an object, got {type(organisation).__name__}")
+        org = organisation or {}
+        value = _quota_value(org, f"{path}.organizationQuota") if organisation is not None else None
+        if organisation is not None and value is None:
+            raise VendorDataError(f"{path}.organizationQuota.value: required by the spec, got nothing")
+        groups: dict[str, int] = {}
+        rows = entry.get("accountGroupQuotas") or []
+        if not isinstance(rows, list):
+            raise VendorDataError(f"{path}.accountGroupQuotas: expected a list, got {type(rows).__name__}")
+        for row_index, row in enumerate(rows):
+            row_path = f"{path}.accountGroupQuotas[{row_index}]"
+            if not isinstance(row, dict):
+                raise VendorDataError(f"{row_path}: expected an object, got {type(row).__name__}")
+            group_value = _quota_value(row, row_path)
+            if group_value is not None:  # no value: no quota assigned to that account group
+                groups[_aid(row.get("aid"), row_path)] = group_value
+        parsed.append(QuotaEntry(_org_id(org.get("orgId")), value, groups))
+    return parsed
+
+
+def quotas_for(entries: list[QuotaEntry], organisation: Organisation) -> OrganisationQuotas:
+    """The entry of `organisation`: the one with its orgId, else the one naming one of its account groups."""
+    entry = next((e for e in entries if organisation.org_id and e.org_id == organisation.org_id), None)
+    entry = entry or next((e for e in entries if organisation.aids & e.groups.keys()), None)
+    if entry is None:
+        return OrganisationQuotas()
+    return OrganisationQuotas(entry.value, dict(entry.groups))
 
 
 # --- HTTP: errors, rate-limit headers -------------------------------------------------------------
@@ -466,6 +710,14 @@ class _RateState:
     reset_at: float | None = None
 
 
+class _GroupsUnreadableError(Exception):
+    """The account-group list failed and the configured aids cannot be identified without it."""
+
+    def __init__(self, cause: UsagewatchError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class _OrganisationError(Exception):
     """One organisation failed; `cause` says how (the collector decides whether the account fails)."""
 
@@ -484,9 +736,39 @@ class _OrganisationError(Exception):
 # --- the source -----------------------------------------------------------------------------------
 
 
+class OrganisationIdentities(Protocol):
+    """Where the source remembers, per account, the tenant id each aid's organisation was first given
+    (only needed when the API sends no `orgId`). The source itself never touches AWS: the pipeline is to
+    pass one backed by the table. Without one, such an organisation is identified by its lowest aid."""
+
+    def recall(self, account_id: str) -> Mapping[str, str]: ...
+
+    def remember(self, account_id: str, identities: Mapping[str, str]) -> None: ...
+
+
+class InProcessIdentities:
+    """Identities kept in memory, the reference behaviour of a store-backed memory: the first identity
+    given to an aid wins. Not the collector's default: kept only by a warm container, it would let a cold
+    one give an organisation another id."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def recall(self, account_id: str) -> Mapping[str, str]:
+        with self._lock:
+            return dict(self._known.get(account_id, {}))
+
+    def remember(self, account_id: str, identities: Mapping[str, str]) -> None:
+        with self._lock:
+            known = self._known.setdefault(account_id, {})
+            for aid, tenant_id in identities.items():
+                known.setdefault(aid, tenant_id)
+
+
 class ThousandEyesSource:
-    """ThousandEyes organisation usage: `cloud_units`, `enterprise_units`, `endpoint_agents`,
-    `enterprise_agents` per organisation, plus per-account-group breakdown rows (not billed)."""
+    """ThousandEyes organisation usage (every billed quantity of `UsageDetails`, see ORG_METRICS) per
+    organisation, plus per-account-group breakdown rows (not billed), with the MSP's quotas when readable."""
 
     vendor = VENDOR
 
@@ -498,10 +780,13 @@ class ThousandEyesSource:
         wall_clock: Callable[[], float] = time.time,
         retry: RetryPolicy | None = None,
         low_remaining: int = 2,
+        identities: OrganisationIdentities | None = None,
     ) -> None:
         """`clock` paces requests; `wall_clock` (epoch seconds) reads `X-Organization-Rate-Limit-Reset`;
         when a response says `low_remaining` or fewer requests are left, the next call of that
-        organisation waits for the reset."""
+        organisation waits for the reset. `identities` keeps organisations without `orgId` under the
+        tenant id they were first given."""
+        self._identities = identities
         self._sleep = sleep
         self._clock = clock
         self._wall_clock = wall_clock
@@ -640,6 +925,31 @@ class ThousandEyesSource:
             retryable=response.status >= 500,
         )
 
+    def _msp_quotas(self, account: ThousandEyesAccount) -> list[QuotaEntry] | None:
+        """`GET /v7/quotas` (v7 only): the MSP-assigned quotas, or None (said once in the log) when they
+        cannot be read. A refused token (401) fails the account; anything else lets collection go on."""
+        if account.api_version != "v7":
+            return None
+        try:
+            response = self._get(account, CURRENT, "/v7/quotas", {})
+            if response.status == 200:
+                return parse_quotas(response.json())
+        except VendorAuthError:
+            raise
+        except UsagewatchError as exc:
+            logger.warning(
+                "thousandeyes MSP quotas not read this run; the contract quotas of /v7/usage apply",
+                extra={"account_id": account.account_id, "error": _clip(str(exc))},
+            )
+            return None
+        said = vendor_message(response)
+        reason = NO_QUOTA_PERMISSION if response.status == 403 else f"HTTP {response.status}"
+        logger.warning(
+            "thousandeyes MSP quotas not read this run; the contract quotas of /v7/usage apply",
+            extra={"account_id": account.account_id, "error": f"{reason}{': ' + said if said else ''}"},
+        )
+        return None
+
     def _usage(self, account: ThousandEyesAccount, organisation: Organisation) -> HttpResponse:
         aid = organisation.call_aid
         if account.api_version == "v7":
@@ -671,7 +981,11 @@ class ThousandEyesSource:
         )
 
     def _collect_organisation(
-        self, account: ThousandEyesAccount, organisation: Organisation, request: CollectionRequest
+        self,
+        account: ThousandEyesAccount,
+        organisation: Organisation,
+        request: CollectionRequest,
+        quotas: OrganisationQuotas,
     ) -> list[TenantUsage]:
         try:
             response = self._usage(account, organisation)
@@ -680,6 +994,8 @@ class ThousandEyesSource:
                 account_id=account.account_id,
                 organisation=organisation.tenant,
                 group_names=organisation.group_names,
+                fallback=Window.month(request.period),
+                quotas=quotas,
             )
         except VendorAuthError as exc:
             if exc.status == 401:
@@ -688,6 +1004,12 @@ class ThousandEyesSource:
         except UsagewatchError as exc:
             raise _OrganisationError(organisation, exc) from exc
         window = mapped.window
+        if mapped.window_from_request:
+            logger.warning(
+                "thousandeyes usage answer has no billing dates (usage.quota.monthStart/monthEnd);"
+                " its numbers are stored under the requested period",
+                extra={"organisation": organisation.tenant.tenant_id, "period": str(request.period)},
+            )
         if request.period_explicit and window.period != request.period:
             raise _OrganisationError(
                 organisation,
@@ -703,25 +1025,28 @@ class ThousandEyesSource:
         """The organisations to call: from `aids` (named through the account-groups list when it can
         be read), or discovered from that list."""
         groups: list[AccountGroup] | None
+        remembered = self._identities.recall(account.account_id) if self._identities else {}
         if account.aids:
             try:
                 groups = self._account_groups(account)
-            except VendorAuthError as exc:
-                if exc.status == 401:
-                    raise
-                logger.warning(
-                    "thousandeyes account groups unreadable; using the configured aids", extra={"error": str(exc)}
-                )
-                groups = None
             except UsagewatchError as exc:
+                if isinstance(exc, VendorAuthError) and exc.status == 401:
+                    raise
+                if not self._aids_identifiable(account, exc, remembered):
+                    raise _GroupsUnreadableError(exc) from exc
                 logger.warning(
                     "thousandeyes account groups unreadable; using the configured aids", extra={"error": str(exc)}
                 )
                 groups = None
-            plan = plan_organisations(groups, account.aids)
+            plan = plan_organisations(groups, account.aids, remembered)
         else:
             groups = self._account_groups(account)
-            plan = plan_organisations(groups, None)
+            plan = plan_organisations(groups, None, remembered)
+        if self._identities is not None:
+            self._identities.remember(
+                account.account_id,
+                {aid: org.tenant.tenant_id for org in plan for aid in org.aids},
+            )
         current = next((g.aid for g in groups or [] if g.current), None)
         home = next(
             (o for o in plan if current is not None and (o.call_aid == current or current in o.group_names)), None
@@ -729,6 +1054,16 @@ class ThousandEyesSource:
         if home is not None and home.call_aid is not None:
             self._share_current(account, home.call_aid)
         return plan
+
+    @staticmethod
+    def _aids_identifiable(account: ThousandEyesAccount, error: UsagewatchError, remembered: Mapping[str, str]) -> bool:
+        """Whether the configured aids may be collected without the account-group list: under v6 (no orgId
+        there), when the list is refused for good (403: this token may never read it, so the aids are
+        always the ids), or when every aid's identity is remembered. Otherwise (v7, a transient failure)
+        they would be stored under aid ids this run and `org-<orgId>` the next."""
+        refused = isinstance(error, VendorAuthError) and error.status == 403
+        known = all(aid in remembered for aid in account.aids or [])
+        return account.api_version == "v6" or refused or known
 
     def collect(self, account: ThousandEyesAccount, request: CollectionRequest) -> Iterator[TenantResult]:
         """Organisations concurrently (`concurrency`), results in plan order.
@@ -744,17 +1079,31 @@ class ThousandEyesSource:
             self._sessions.pop(account.account_id).close()
 
     def _collect(self, account: ThousandEyesAccount, request: CollectionRequest) -> Iterator[TenantResult]:
-        plan = self.plan(account)
+        try:
+            plan = self.plan(account)
+        except _GroupsUnreadableError as unreadable:
+            yield ListingGap(
+                Tenant(GROUPS_GAP_ID, "ThousandEyes account-group list"),
+                _clip(
+                    "the account-group list could not be read, so the configured aids' organisations cannot be"
+                    f" identified this run (their stored numbers are carried): {unreadable.cause}"
+                ),
+            )
+            return
         logger.info(
             "thousandeyes organisations planned",
             extra={"account_id": account.account_id, "organisations": [o.tenant.tenant_id for o in plan]},
         )
+        entries = self._msp_quotas(account) or []
         pool = ThreadPoolExecutor(max_workers=min(account.concurrency, max(1, len(plan))), thread_name_prefix="te-org")
         succeeded = 0
         held: list[_OrganisationError] = []
         try:
             futures: list[Future[list[TenantUsage]]] = [
-                pool.submit(self._collect_organisation, account, organisation, request) for organisation in plan
+                pool.submit(
+                    self._collect_organisation, account, organisation, request, quotas_for(entries, organisation)
+                )
+                for organisation in plan
             ]
             for future in futures:
                 try:
@@ -785,5 +1134,8 @@ class ThousandEyesSource:
 
 
 def _failure(failed: _OrganisationError) -> TenantFailure:
-    tenant = failed.organisation.tenant
-    return TenantFailure(tenant, _clip(f"organisation {tenant.tenant_name} (aid {tenant.tenant_id}): {failed.cause}"))
+    organisation = failed.organisation
+    tenant = organisation.tenant
+    aid = organisation.call_aid or "current"
+    label = f"aid {aid}" if tenant.tenant_id == aid else f"{tenant.tenant_id}, aid {aid}"
+    return TenantFailure(tenant, _clip(f"organisation {tenant.tenant_name} ({label}): {failed.cause}"))
