@@ -3,6 +3,7 @@
 The source module is imported at the first invocation, not at module load (cold start: docs/performance.md).
 """
 
+import os
 from typing import Any
 
 from usagewatch.handler import lambda_handler_for
@@ -11,8 +12,11 @@ from usagewatch.model import Source
 
 def _source() -> Source[Any]:
     from usagewatch.sources.thousandeyes import ThousandEyesSource
+    from usagewatch.store import DynamoStore, TableIdentities
 
-    return ThousandEyesSource()
+    table = os.environ.get("USAGE_TABLE_NAME")  # when absent, the handler's settings check says so
+    identities = TableIdentities(DynamoStore(table), "thousandeyes") if table else None
+    return ThousandEyesSource(identities=identities)
 
 
 lambda_handler = lambda_handler_for(_source)

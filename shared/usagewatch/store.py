@@ -8,6 +8,7 @@ run       pk RUN#{vendor}#{account}  sk {as_of}
 alert     pk ALERT#{vendor}#{account}  sk {tenant}#{period}#{metric}#{rule}
           gsi1 OPEN#{vendor}#{account} / {alert_id}, only while firing (a sparse index)
 lease     pk LEASE#{vendor}#{account}  sk lease   (one run per account at a time; TTL expires_at)
+ident     pk IDENT#{vendor}#{account}  sk identities   (key_{aid} -> the tenant id it was first given)
 
 Snapshots and runs are keyed by the run's as-of time, so a retried invocation overwrites instead of
 duplicating. A run reads only the alerts that are firing, from the sparse index.
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 BATCH_SIZE: Final = 25
 BATCH_GET_SIZE: Final = 100
+IDENTITIES_PER_UPDATE: Final = 50
 MAX_BATCH_ATTEMPTS: Final = 8
 WRITERS: Final = 8
 MAX_BATCHES_IN_FLIGHT: Final = 16
@@ -152,6 +154,19 @@ def usage_record(item: Mapping[str, Any]) -> UsageRecord:
         minimum=item.get("minimum"),
         limit_exceeded=item.get("limit_exceeded"),
     )
+
+
+class TableIdentities:
+    """A source's identity memory kept in the table (ThousandEyes organisations without `orgId`)."""
+
+    def __init__(self, store: DynamoStore, vendor: str) -> None:
+        self._store, self._vendor = store, vendor
+
+    def recall(self, account_id: str) -> Mapping[str, str]:
+        return self._store.recall_identities(self._vendor, account_id)
+
+    def remember(self, account_id: str, identities: Mapping[str, str]) -> None:
+        self._store.remember_identities(self._vendor, account_id, identities)
 
 
 class DynamoStore:
@@ -287,6 +302,42 @@ class DynamoStore:
             raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
         self._count(0, 1)
         return True
+
+    # --- identities a vendor does not send ---------------------------------------------------------
+
+    def recall_identities(self, vendor: str, account_id: str) -> dict[str, str]:
+        """The tenant id each vendor key (a ThousandEyes aid) was first given, for this account."""
+        try:
+            self._count(1, 0)
+            answer = self.client.get_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
+                ConsistentRead=True,
+            )
+        except Exception as exc:
+            raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
+        item = deserialize(answer.get("Item", {}))
+        return {k.removeprefix("key_"): str(v) for k, v in item.items() if k.startswith("key_")}
+
+    def remember_identities(self, vendor: str, account_id: str, identities: Mapping[str, str]) -> None:
+        """Record identities; one already recorded for a key is kept (the first id given wins)."""
+        pairs = sorted(identities.items())
+        for start in range(0, len(pairs), IDENTITIES_PER_UPDATE):
+            chunk = pairs[start : start + IDENTITIES_PER_UPDATE]
+            names = {f"#k{i}": f"key_{key}" for i, (key, _v) in enumerate(chunk)}
+            values = {f":v{i}": {"S": value} for i, (_k, value) in enumerate(chunk)}
+            sets = ", ".join(f"#k{i} = if_not_exists(#k{i}, :v{i})" for i in range(len(chunk)))
+            try:
+                self._count(1, 0)
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
+                    UpdateExpression=f"SET record_type = :type, {sets}",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":type": {"S": "identities"}, **values},
+                )
+            except Exception as exc:
+                raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
 
     # --- one run per account at a time --------------------------------------------------------
 

@@ -181,3 +181,27 @@ def test_an_organisation_keeps_its_identity_when_its_lowest_account_group_is_del
     assert billed == {ACME, GLOBEX}
     cloud = totals(aws)["cloud_units"]
     assert (cloud["value"], cloud["tenant_count"]) == (org_sum(sim, "cloudUnitsUsed"), 2)
+
+
+def test_without_org_id_the_table_remembers_the_identity_when_the_lowest_account_group_goes(
+    aws: LocalAws, invoke: Invoke
+) -> None:
+    """Issue 11.6 without `orgId`: the id first given to each aid is kept in the table (`IDENT#` item), so a
+    cold container, and a run after the lowest account group is deleted, keep the organisation's id."""
+    with ThousandEyesSimulator(token=TOKEN, orgs=make_orgs(2, now=AS_OF), org_ids=False) as sim:
+        assert isinstance(sim, ThousandEyesSimulator)
+        aws.put_secret(SECRET, [{"account_id": "te", "base_url": sim.url, "bearer_token": TOKEN}])
+        env = aws.environment("thousandeyes", secret_name=SECRET)
+        invoke("thousandeyes", RUN_1, env)
+        first = {tenant for (tenant, _m), item in stored(aws).items() if item.get("billed", True)}
+        first_breaches = breaches(aws.drain_events())
+        assert first_breaches
+
+        drop_lowest_account_group(sim.orgs[0])
+        invoke("thousandeyes", RUN_2, env)  # a fresh module: nothing is remembered in the process
+
+        billed = {tenant for (tenant, _m), item in stored(aws).items() if item.get("billed", True)}
+        assert billed == first, "the organisation kept the id of its first run"
+        assert not [b for b in breaches(aws.drain_events()) if b[2] == "projected_over_quota"]
+        identities = aws.store().recall_identities("thousandeyes", "te")
+        assert set(identities.values()) == first and len(identities) > len(first)
