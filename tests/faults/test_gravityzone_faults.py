@@ -1,9 +1,8 @@
 """GravityZone rows of the fault matrix: the real handler, moto, two consoles on two JSON-RPC simulators.
 
 Each console has 5 customer companies, one partner company and a company folder (empty unless a test moves a
-customer into it); every customer reports two
-counters, so a partner's numbers (stored, not billed) are the sums of its customers'. Console `gz-a` stays
-healthy; faults go to `gz-b`.
+customer into it); every customer reports two counters, so a partner's numbers (stored, not billed) are the sums
+of its customers'. Console `gz-a` stays healthy; faults go to `gz-b`.
 """
 
 from __future__ import annotations
