@@ -198,8 +198,8 @@ def test_the_documented_set_is_the_vendor_pages_counters() -> None:
 
 def test_zero_and_empty_answers_give_zero_records_or_none() -> None:
     assert is_no_licence_result(0)  # documented answer of a company without a monthly licence
-    assert is_no_licence_result(None) and is_no_licence_result({"usages": []})
-    assert not is_no_licence_result({}) and not is_no_licence_result({"endpointMonthlyUsage": 0})
+    assert is_no_licence_result(None) and is_no_licence_result({}) and is_no_licence_result({"usages": []})
+    assert not is_no_licence_result({"endpointMonthlyUsage": 0}) and not is_no_licence_result({"usages": [{}]})
     assert not is_no_licence_result(False)
     assert records(0) == {}
     assert records(None) == {}

@@ -311,11 +311,11 @@ def read_counters(result: Mapping[str, Any], *, where: str = "") -> Counters:
 
 
 def is_no_licence_result(result: object) -> bool:
-    """The documented answer of a company without a monthly licence: `0` (null and an empty `usages`
-    list are read the same way)."""
+    """The documented answer of a company without a monthly licence: `0`; null, an empty object and an
+    empty `usages` list (the per-product-type page does not say) are read the same way."""
     if result is None or (isinstance(result, int | float) and not isinstance(result, bool) and result == 0):
         return True
-    return isinstance(result, Mapping) and set(result) == {"usages"} and result["usages"] == []
+    return isinstance(result, Mapping) and (not result or (set(result) == {"usages"} and result["usages"] == []))
 
 
 def read_result(result: object, *, per_product_type: bool = False) -> Counters:
