@@ -1,8 +1,8 @@
 """GravityZone rows of the fault matrix: the real handler, moto, two consoles on two JSON-RPC simulators.
 
-Each console has 5 customer companies (some in a folder) and one partner company; every customer reports two
-counters, so a partner's numbers (stored, not billed) are the sums of its customers'. Console `gz-a` stays
-healthy; faults go to `gz-b`.
+Each console has 5 customer companies, one partner company and a company folder (empty unless a test moves a
+customer into it); every customer reports two counters, so a partner's numbers (stored, not billed) are the sums
+of its customers'. Console `gz-a` stays healthy; faults go to `gz-b`.
 """
 
 from __future__ import annotations
@@ -315,6 +315,9 @@ BAD_VALUES: dict[str, tuple[Any, tuple[str, ...]]] = {
     "string-count": ("17", ("endpointMonthlyUsage", "expected a number", "string '17'")),
     "negative": (-5, ("endpointMonthlyUsage", "expected a count >= 0")),
     "absurd": (10**16, ("endpoint_monthly_usage", "out of range")),
+    "text-count": ("lots", ("endpointMonthlyUsage", "documented counter", "the text 'lots'")),
+    "boolean-count": (True, ("endpointMonthlyUsage", "documented counter", "the boolean true")),
+    "null-count": (None, ("endpointMonthlyUsage", "documented counter", "null")),
 }
 
 
@@ -368,3 +371,58 @@ def test_company_listed_twice_is_collected_once(gz: GravityZone) -> None:
     asked = [r.json()["params"]["companyId"] for r in gz.b.requests if r.path == LICENSING]
     assert asked.count(company) == 1
     ridden_out(gz, outcome)
+
+
+# --- listings: a refused folder or company listing is reported, never taken for an empty one ------------
+
+
+def on_method(method: str, **wanted: Any) -> Any:
+    def match(req: SimRequest) -> bool:
+        body = req.json()
+        params = body.get("params") if isinstance(body, dict) else None
+        return (
+            req.path == NETWORK
+            and isinstance(body, dict)
+            and body.get("method") == method
+            and isinstance(params, dict)
+            and all(params.get(k) == v for k, v in wanted.items())
+        )
+
+    return match
+
+
+def rpc_error(code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": "x", "error": {"code": code, "message": message, "data": {"details": "no"}}}
+
+
+def test_root_folder_listing_refused_fails_the_account_never_drops_its_folders(gz: GravityZone) -> None:
+    """-32602 from the root's `getCompanyFoldersList` was once read as "no folders": the companies in folders
+    vanished from a run reported ok. Now the account fails and its stored numbers stay."""
+    fault = Fault("json", on_method("getCompanyFoldersList"), times=-1, body=rpc_error(-32602, "Invalid params"))
+    before, outcome, after = contained_run(gz, fault)
+
+    assert_account_contained(outcome, gz.h, "gz-b", "getCompanyFoldersList", "-32602")
+    assert_account_b_untouched(gz, before, outcome, after)
+
+
+def test_a_folder_whose_listing_answers_method_not_found_is_reported_by_name(gz: GravityZone) -> None:
+    folder = next(n for n in gz.b.tree.nodes.values() if n.kind == "folder")
+    moved = next(n for n in gz.b.tree.children_of(None) if n.kind == "customer" and n.node_id != gz.victim())
+    gz.b.tree.top.remove(moved.node_id)  # into the folder, before the first run
+    folder.children.append(moved.node_id)
+    moved.parent = folder.node_id
+    hidden = set(gz.b.tree.customers_below(folder.node_id))
+    assert hidden == {moved.node_id}
+    fault = Fault(
+        "json",
+        on_method("getCompaniesList", parentId=folder.node_id),
+        times=-1,
+        body=rpc_error(-32601, "Method not found"),
+    )
+    before, outcome, after = contained_run(gz, fault)
+
+    assert_tenant_contained(outcome, gz.h, "gz-b", folder.node_id, folder.name, "-32601", "not collected")
+    fresh = {k: v for k, v in gz.expected().items() if k[1] not in hidden}
+    assert {k: v for k, v in after.values(billed_only=True).items() if k[1] not in hidden} == fresh
+    assert_untouched(before, after, [k for k in before.usage if k[0] == "gz-b" and k[1] in hidden])
+    assert outcome.account("gz-a")["status"] == "ok"

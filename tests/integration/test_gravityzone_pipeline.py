@@ -46,6 +46,8 @@ def test_partner_tree_collected_totals_not_double_counted_failing_company_alone(
     billed = {i["tenant_id"] for i in items if i["billed"]}
     parents = {i["tenant_id"] for i in items if not i["billed"]}
     assert billed == customers - {FAILING}
+    in_folders = {c for c in customers if (p := TREE.nodes[c].parent) and TREE.nodes[p].kind == "folder"}
+    assert in_folders and in_folders <= billed  # companies inside company folders are collected too
     assert parents == set(TREE.partners())
     # A partner's counters include its customers': the total adds customers only, and equals the
     # root's own figure less the failing company (which has no stored value to carry yet).

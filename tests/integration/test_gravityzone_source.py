@@ -25,8 +25,21 @@ from tests.simulators.gravityzone import (
 )
 from usagewatch.errors import VendorApiError, VendorAuthError
 from usagewatch.http import RetryPolicy
-from usagewatch.model import CollectionRequest, Period, TenantFailure, TenantResult, TenantUsage, UsageRecord
-from usagewatch.sources.gravityzone import AUTH_REJECTED_MESSAGE, GravityZoneAccount, GravityZoneSource
+from usagewatch.model import (
+    CollectionRequest,
+    ListingGap,
+    Period,
+    TenantFailure,
+    TenantResult,
+    TenantUsage,
+    UsageRecord,
+)
+from usagewatch.sources.gravityzone import (
+    AUTH_REJECTED_MESSAGE,
+    GravityZoneAccount,
+    GravityZoneRpcError,
+    GravityZoneSource,
+)
 
 API_KEY = "gz-test-key-4f1c9a7be2d84c0f"
 NOVEMBER = Period(2026, 11)
@@ -347,6 +360,7 @@ def test_a_sub_partner_listing_failure_fails_that_partner_only(sim_factory: Call
     results = run(sim)
 
     assert list(failures(results)) == [sub_partner]
+    assert isinstance(failures(results)[sub_partner], ListingGap)  # its customers are unknown, not gone
     assert "Temporary failure" in failures(results)[sub_partner].error
     lost = set(tree.customers_below(sub_partner))
     assert set(usages(results)) == set(tree.customers()) - lost | set(tree.partners()) - {sub_partner}
@@ -500,3 +514,218 @@ def test_simulator_tree_helper_shape() -> None:
     assert len(tree.customers()) == 40
     assert len(tree.partners()) == 3
     assert any(node.kind == "folder" for node in tree.nodes.values())
+
+
+# --- folders the documented way; "method not found" is a failure, never an empty list -------------
+
+
+def folder_tree() -> Tree:
+    """Root -> customer; root -> folder -> customer; root -> partner -> folder -> folder -> customer
+    (and a customer directly under the partner)."""
+    tree = Tree()
+    tree.add("5f00000000000000000000c1", "Direct Customer AG", "customer")
+    tree.add("5f00000000000000000000f1", "Healthcare", "folder")
+    tree.add("5f00000000000000000000c2", "Clinic in a Folder Ltd", "customer", "5f00000000000000000000f1")
+    tree.add("5f00000000000000000000p1", "Reseller A GmbH", "partner")
+    tree.add("5f00000000000000000000c3", "Reseller's Own Customer BV", "customer", "5f00000000000000000000p1")
+    tree.add("5f00000000000000000000f2", "Region North", "folder", "5f00000000000000000000p1")
+    tree.add("5f00000000000000000000f3", "Schools", "folder", "5f00000000000000000000f2")
+    tree.add("5f00000000000000000000c4", "School in Nested Folders SARL", "customer", "5f00000000000000000000f3")
+    return tree
+
+
+IN_FOLDERS = {"5f00000000000000000000c2": None, "5f00000000000000000000c4": "5f00000000000000000000p1"}
+
+
+def network_calls(sim: GravityZoneSimulator, method: str) -> list[str]:
+    """The paths of the network requests that called `method`."""
+    with sim._lock:
+        requests = [req for req, _status in sim.responses]
+    return [req.path for req in requests if isinstance(req.json(), dict) and req.json().get("method") == method]
+
+
+def assert_every_customer_collected_with_its_numbers(sim: GravityZoneSimulator, results: list[TenantResult]) -> None:
+    got = usages(results)
+    assert not failures(results)
+    assert {t for t, r in got.items() if r.tenant.billed} == set(sim.customers())
+    for company, parent in IN_FOLDERS.items():
+        assert got[company].tenant.parent_tenant_id == parent  # the company holding the folder
+        expected = sim.customer_usage(company, "11/2026")["endpointMonthlyUsage"]
+        assert metric(got[company], "endpoint_monthly_usage").value == expected
+    assert billed_total(results) == sim.company_usage(None, "11/2026")["endpointMonthlyUsage"]
+
+
+def test_customers_inside_folders_and_nested_folders_are_collected(sim_factory: Callable[..., Any]) -> None:
+    sim: GravityZoneSimulator = sim_factory(tree=folder_tree())
+
+    results = run(sim)
+
+    assert_every_customer_collected_with_its_numbers(sim, results)
+    assert not network_calls(sim, "getNetworkInventoryItems")
+
+
+def test_folders_come_from_inventory_items_v1_1_where_getCompanyFoldersList_is_missing(
+    sim_factory: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    sim: GravityZoneSimulator = sim_factory(tree=folder_tree(), missing_methods=["getCompanyFoldersList"])
+
+    with caplog.at_level(logging.WARNING):
+        results = run(sim)
+
+    assert_every_customer_collected_with_its_numbers(sim, results)
+    assert len(network_calls(sim, "getCompanyFoldersList")) == 1  # found missing once, not asked again
+    inventory = network_calls(sim, "getNetworkInventoryItems")
+    assert inventory and set(inventory) == {"/api/v1.1/jsonrpc/network"}
+    assert "getCompanyFoldersList not found" in caplog.text
+
+
+def test_inventory_folders_are_read_page_by_page(sim_factory: Callable[..., Any]) -> None:
+    tree = Tree()
+    for index in range(7):
+        folder = tree.add(f"5f0000000000000000000{index:03d}", f"Folder {index}", "folder")
+        tree.add(f"5f0000000000000000001{index:03d}", f"Customer {index}", "customer", folder.node_id)
+    sim: GravityZoneSimulator = sim_factory(
+        tree=tree, missing_methods=["getCompanyFoldersList"], inventory_max_per_page=3
+    )
+
+    results = run(sim)
+
+    assert {t for t, r in usages(results).items() if r.tenant.billed} == set(tree.customers())
+    pages = [
+        req.json()["params"].get("page")
+        for req, _s in sim.responses
+        if isinstance(req.json(), dict) and req.json().get("method") == "getNetworkInventoryItems"
+        and req.json()["params"].get("parentId") is None
+    ]  # fmt: skip
+    assert pages == [1, 2, 3]
+
+
+def test_no_documented_way_to_list_folders_fails_the_account_visibly(sim_factory: Callable[..., Any]) -> None:
+    sim: GravityZoneSimulator = sim_factory(
+        tree=folder_tree(), missing_methods=["getCompanyFoldersList", "getNetworkInventoryItems"]
+    )
+
+    with pytest.raises(VendorApiError, match=r"company folders cannot be listed.*method not found"):
+        run(sim)
+
+
+@pytest.mark.parametrize(
+    ("method", "code", "message"),
+    [
+        ("getCompaniesList", -32601, "Method not found"),
+        ("getCompaniesList", -32000, "Server error"),
+        ("getCompanyFoldersList", -32602, "Invalid params"),  # once swallowed as "no folders"
+        ("getCompanyFoldersList", -32000, "Server error"),
+    ],
+)
+def test_a_partner_whose_listing_fails_is_a_listing_gap_naming_it(
+    sim_factory: Callable[..., Any], method: str, code: int, message: str
+) -> None:
+    tree = folder_tree()
+    partner = "5f00000000000000000000p1"
+    sim: GravityZoneSimulator = sim_factory(tree=tree)
+
+    def under_partner(req: SimRequest) -> bool:
+        body = req.json()
+        return isinstance(body, dict) and body.get("method") == method and on_params(parentId=partner)(req)
+
+    sim.inject(Fault("json", match=under_partner, times=-1, body=rpc_error(code, message, "details here")))
+
+    results = run(sim)
+
+    gaps = [r for r in results if isinstance(r, ListingGap)]
+    assert [g.tenant.tenant_id for g in gaps] == [partner]
+    assert "Reseller A GmbH" in gaps[0].error and str(code) in gaps[0].error
+    assert set(usages(results)) == set(tree.customers()) - set(tree.customers_below(partner))
+
+
+def test_a_folder_whose_listing_fails_is_a_listing_gap_naming_it(sim_factory: Callable[..., Any]) -> None:
+    tree = folder_tree()
+    folder = "5f00000000000000000000f2"
+    sim: GravityZoneSimulator = sim_factory(tree=tree)
+    sim.inject(Fault("status", match=on_params(parentId=folder), times=-1, status=503))
+
+    results = run(sim)
+
+    gaps = [r for r in results if isinstance(r, ListingGap)]
+    assert [g.tenant.tenant_id for g in gaps] == [folder]
+    assert gaps[0].tenant.parent_tenant_id == "5f00000000000000000000p1" and not gaps[0].tenant.billed
+    assert "Region North" in gaps[0].error
+    assert "5f00000000000000000000c4" not in usages(results)
+
+
+def test_chunks_carry_listing_gaps_as_gaps(sim_factory: Callable[..., Any]) -> None:
+    tree = folder_tree()
+    partner = "5f00000000000000000000p1"
+    sim: GravityZoneSimulator = sim_factory(tree=tree, failing_companies=["5f00000000000000000000c1"])
+    sim.inject(
+        Fault("json", match=on_params(parentId=partner), times=-1, body=rpc_error(-32601, "Method not found", ""))
+    )
+    source = GravityZoneSource(retry=QUICK_RETRY)
+    gz = account(source, sim, **FAST)
+
+    chunks = source.plan_chunks(gz, MID_MONTH, budget_seconds=0.01)
+
+    assert chunks is not None and len(chunks) > 1
+    results = [result for chunk in chunks for result in source.collect_chunk(gz, MID_MONTH, chunk)]
+    gaps = [r for r in results if isinstance(r, ListingGap)]
+    assert [(g.tenant.tenant_id, g.tenant.tenant_name) for g in gaps] == [(partner, "Reseller A GmbH")]
+    plain = [r for r in results if isinstance(r, TenantFailure) and not isinstance(r, ListingGap)]
+    assert [r.tenant.tenant_id for r in plain] == ["5f00000000000000000000c1"]  # a company's failure stays plain
+
+
+def test_an_undocumented_method_answers_method_not_found(sim_factory: Callable[..., Any]) -> None:
+    sim: GravityZoneSimulator = sim_factory(tree=folder_tree())
+    rpc = GravityZoneSource(retry=QUICK_RETRY)._rpc(account(GravityZoneSource(), sim, **FAST))
+    try:
+        for version, api, method in [
+            ("1.0", "network", "getCompanyFoldersTree"),
+            ("1.0", "network", "getNetworkInventoryItems"),  # documented at 1.1 only
+            ("1.1", "network", "getCompaniesList"),
+            ("1.0", "licensing", "getCompaniesList"),
+        ]:
+            with pytest.raises(GravityZoneRpcError) as caught:
+                rpc.call(api, method, {}, version=version)  # type: ignore[arg-type]
+            assert caught.value.code == -32601
+    finally:
+        rpc.close()
+
+
+# --- companies without a monthly licence; typed counters over HTTP ---------------------------------
+
+
+def test_no_monthly_licence_by_the_documented_zero_and_by_the_legacy_error(
+    sim_factory: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    tree = make_tree(customers=4, partners=0, folder=False)
+    unlicensed = tree.customers()[2]
+    for as_error, signal in [(False, "documented answer 0"), (True, "error text (fallback)")]:
+        sim: GravityZoneSimulator = sim_factory(
+            tree=tree, no_licence_companies=[unlicensed], no_licence_as_error=as_error
+        )
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            results = run(sim)
+
+        assert not failures(results)
+        assert usages(results)[unlicensed].records == ()
+        logged = [r for r in caplog.records if r.getMessage() == "gravityzone company without monthly licence"]
+        assert [getattr(r, "signal", None) for r in logged] == [signal]
+        assert logged[0].levelno == (logging.WARNING if as_error else logging.INFO)
+
+
+@pytest.mark.parametrize("value", ["lots", True, None, -4])
+def test_a_documented_counter_of_the_wrong_type_fails_that_company_naming_company_and_field(
+    sim_factory: Callable[..., Any], value: object
+) -> None:
+    tree = make_tree(customers=3, partners=0, folder=False)
+    bad = tree.customers()[0]
+    sim: GravityZoneSimulator = sim_factory(tree=tree)
+    sim.set_usage(bad, "11/2026", {"endpointMonthlyUsage": value, "edrMonthlyUsage": 2, "someNewFlag": "yes"})
+
+    results = run(sim)
+
+    assert list(failures(results)) == [bad]
+    error = failures(results)[bad].error
+    assert "endpointMonthlyUsage" in error and bad in error and tree.nodes[bad].name in error
+    assert set(usages(results)) == set(tree.customers()) - {bad}

@@ -1,14 +1,30 @@
 """A GravityZone JSON-RPC 2.0 simulator: a partner tree, monthly usage, per-key rate limits.
 
-Serves `POST /api/v1.0/jsonrpc/{licensing,network}` (point an account's `access_url` at `sim.access_url`):
+Serves `POST /api/v{version}/jsonrpc/{api}` (point an account's `access_url` at `sim.access_url`) with
+only the methods Bitdefender's public partner docs list, each at its documented version (`METHODS`):
+
+- v1.0 licensing `getMonthlyUsage` (77211-127109), `getMonthlyUsagePerProductType` (77211-127110);
+- v1.0 network `getCompaniesList` (77211-128478: `parentId` is a partner company's or a company folder's
+  id; an array of `{id, name}`) and `getCompanyFoldersList` (77211-128479: the folders under a company
+  or a folder; an array of `{id, name}`);
+- v1.1 network `getNetworkInventoryItems` (77211-128494: `filters.type.companies` /
+  `filters.type.companyFolders`, `depth.allItemsRecursively`, `page`, `perPage` 1-1000, default 30;
+  `{page, pagesCount, perPage, total, items: [{id, name, type, parentId, companyId}]}` plus
+  `hasMoreRecords`, as live v1.1 servers send (runZero's fixtures)). Item types 1 (company) and 3 (company
+  folder) follow runZero's table; the docs page's own table was not readable.
+
+Anything else, and a method named in `missing_methods` (a server without it), answers -32601 "Method not
+found". Behaviour:
 
 - HTTP Basic with the API key as user and an empty password; anything else -> 401 "Invalid API key".
 - An API missing from `enabled_apis` -> 403.
 - Per key and API class, a rolling one-second window (`licensing_rps`, `network_rps`; None = unlimited):
   over it -> 429 with `Retry-After: 1` and JSON-RPC error -32003. Only accepted requests count.
-- Everything else answers HTTP 200, errors included (JSON-RPC error objects): unknown method -32601,
-  a customer id as `parentId` -> -32602 "Invalid value for 'parentId'", a bad `targetMonth` -> -32602,
-  `failing_companies` -> -32000 Server error, `no_licence_companies` -> the "no monthly licence" error.
+- Everything else answers HTTP 200, errors included (JSON-RPC error objects): a customer id as
+  `parentId` -> -32602 "Invalid value for 'parentId'", a bad `targetMonth` -> -32602,
+  `failing_companies` -> -32000 Server error.
+- `no_licence_companies` answer `0`, the documented result of a company without a monthly licence (with
+  `no_licence_as_error`, the error the 2017 guide describes, as -32000 with a "no monthly license" text).
 - A partner company's counters are the sum of every customer below it (as the real API), computed on
   the fly, so `set_usage` on a customer moves its partners' numbers too.
 """
@@ -33,10 +49,16 @@ Counters = dict[str, Any]
 
 ROOT_ID = "5a0000000000000000000000"
 NO_LICENCE_DETAILS = "The company does not have a monthly license."
-LICENSING_METHODS = frozenset({"getMonthlyUsage", "getMonthlyUsagePerProductType"})
-NETWORK_METHODS = frozenset({"getCompaniesList", "getCompanyFoldersList"})
+# (version, api) -> the methods the public docs list there (and the only ones this simulator answers).
+METHODS: dict[tuple[str, str], frozenset[str]] = {
+    ("1.0", "licensing"): frozenset({"getMonthlyUsage", "getMonthlyUsagePerProductType"}),
+    ("1.0", "network"): frozenset({"getCompaniesList", "getCompanyFoldersList"}),
+    ("1.1", "network"): frozenset({"getNetworkInventoryItems"}),
+}
+ITEM_TYPE_COMPANY = 1
+ITEM_TYPE_COMPANY_FOLDER = 3
 _MONTH_RE = re.compile(r"^(0[1-9]|1[0-2])/(\d{4})$")
-_PATH_RE = re.compile(r"^/api/v1\.0/jsonrpc/([A-Za-z]+)/?$")
+_PATH_RE = re.compile(r"^/api/v(\d+\.\d+)/jsonrpc/([A-Za-z]+)/?$")
 _PACKAGES = ("mspSecureMonthlyUsage", "mspSecurePlusMonthlyUsage", "mspSecureExtraMonthlyUsage")
 
 
@@ -212,8 +234,11 @@ class GravityZoneSimulator(Simulator):
         latency: float = 0.0,
         failing_companies: Iterable[str] = (),
         no_licence_companies: Iterable[str] = (),
+        no_licence_as_error: bool = False,
         enabled_apis: Iterable[str] = ("licensing", "network"),
         company_type_filter: bool = True,
+        missing_methods: Iterable[str] = (),
+        inventory_max_per_page: int = 1000,
         seed: int = 3,
     ) -> None:
         super().__init__(latency=latency)
@@ -225,8 +250,11 @@ class GravityZoneSimulator(Simulator):
         self.rps: dict[str, float | None] = {"licensing": licensing_rps, "network": network_rps}
         self.failing_companies = set(failing_companies)
         self.no_licence_companies = set(no_licence_companies)
+        self.no_licence_as_error = no_licence_as_error
         self.enabled_apis = set(enabled_apis)
         self.company_type_filter = company_type_filter
+        self.missing_methods = set(missing_methods)
+        self.inventory_max_per_page = inventory_max_per_page
         self.seed = seed
         # (monotonic arrival time, HTTP status, method, params) of every licensing request
         self.licensing_log: list[tuple[float, int, str, dict[str, Any]]] = []
@@ -294,7 +322,7 @@ class GravityZoneSimulator(Simulator):
         match = _PATH_RE.match(request.path)
         if match is None:
             return SimResponse(404, raw=b"<html><body>Not Found</body></html>")
-        api = match.group(1)
+        version, api = match.group(1), match.group(2)
         if request.method != "POST":
             return SimResponse(405, _error(None, -32600, "Invalid Request", "Only POST is allowed"))
         body = request.json()
@@ -323,8 +351,7 @@ class GravityZoneSimulator(Simulator):
             params = {}
         if not isinstance(params, dict):
             return SimResponse(200, _error(rpc_id, -32602, "Invalid params", "params must be an object"))
-        known = LICENSING_METHODS if api == "licensing" else NETWORK_METHODS if api == "network" else frozenset()
-        if method not in known:
+        if method not in METHODS.get((version, api), frozenset()) or method in self.missing_methods:
             return SimResponse(200, _error(rpc_id, -32601, "Method not found", "The requested method does not exist"))
         try:
             result = getattr(self, f"_{method}")(params)
@@ -390,6 +417,61 @@ class GravityZoneSimulator(Simulator):
         parent = self._container(params, frozenset({"parentId"}))
         return [{"id": n.node_id, "name": n.name} for n in self.tree.children_of(parent) if n.kind == "folder"]
 
+    def _getNetworkInventoryItems(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        allowed = frozenset({"parentId", "filters", "page", "perPage", "options"})
+        extra = set(params) - allowed
+        if extra:
+            raise _RpcError(-32602, "Invalid params", f"Unknown parameter '{sorted(extra)[0]}'")
+        parent = params.get("parentId")
+        if parent is not None and parent != ROOT_ID and (not isinstance(parent, str) or parent not in self.tree.nodes):
+            raise _RpcError(-32602, "Invalid params", "Invalid value for 'parentId'")
+        start = None if parent in (None, ROOT_ID) else str(parent)
+        wanted, recursive = _inventory_filters(params.get("filters"))
+        page, per_page = params.get("page", 1), params.get("perPage", 30)
+        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+            raise _RpcError(-32602, "Invalid params", "Invalid value for 'page'")
+        if not isinstance(per_page, int) or isinstance(per_page, bool) or not 1 <= per_page <= 1000:
+            raise _RpcError(-32602, "Invalid params", "Invalid value for 'perPage'")
+        per_page = min(per_page, self.inventory_max_per_page)
+        found = [item for item in self._inventory_below(start, recursive) if item["type"] in wanted]
+        pages = max(1, -(-len(found) // per_page))
+        items = found[(page - 1) * per_page : page * per_page]
+        return {
+            "page": page,
+            "pagesCount": pages,
+            "perPage": per_page,
+            "total": len(found),
+            "hasMoreRecords": page < pages,
+            "items": items,
+        }
+
+    def _inventory_below(self, start: str | None, recursive: bool) -> list[dict[str, Any]]:
+        """Companies and company folders under `start` (a customer has none), once each."""
+        if start is not None and self.tree.nodes[start].kind == "customer":
+            return []
+        items: list[dict[str, Any]] = []
+        seen: set[str] = set() if start is None else {start}
+        queue = [(n, start) for n in self.tree.children_of(start)]
+        while queue:
+            node, parent = queue.pop(0)
+            if node.node_id in seen:
+                continue
+            seen.add(node.node_id)
+            kind = ITEM_TYPE_COMPANY_FOLDER if node.kind == "folder" else ITEM_TYPE_COMPANY
+            company = self.tree.enclosing_company(node.node_id) if node.kind == "folder" else node.node_id
+            items.append(
+                {
+                    "id": node.node_id,
+                    "name": node.name,
+                    "type": kind,
+                    "parentId": parent or ROOT_ID,
+                    "companyId": company or ROOT_ID,
+                }
+            )
+            if recursive:
+                queue.extend((child, node.node_id) for child in node.children)
+        return items
+
     def _company_and_month(self, params: Mapping[str, Any]) -> tuple[str | None, str]:
         company = params.get("companyId")
         if company is not None and (
@@ -403,17 +485,42 @@ class GravityZoneSimulator(Simulator):
             raise _RpcError(-32602, "Invalid params", "Invalid value for 'targetMonth'")
         if company in self.failing_companies:
             raise _RpcError(-32000, "Server error", "An internal error occurred")
-        if company in self.no_licence_companies:
+        if company in self.no_licence_companies and self.no_licence_as_error:
             raise _RpcError(-32000, "Server error", NO_LICENCE_DETAILS)
         return company, month
 
-    def _getMonthlyUsage(self, params: Mapping[str, Any]) -> Counters:
+    def _getMonthlyUsage(self, params: Mapping[str, Any]) -> Counters | int:
         company, month = self._company_and_month(params)
+        if company in self.no_licence_companies:
+            return 0  # documented: "or 0 if the queried company does not have a monthly license"
         return self.company_usage(company, month)
 
-    def _getMonthlyUsagePerProductType(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _getMonthlyUsagePerProductType(self, params: Mapping[str, Any]) -> dict[str, Any] | int:
         company, month = self._company_and_month(params)
+        if company in self.no_licence_companies:
+            return 0  # assumed like getMonthlyUsage's documented answer
         return {"usages": self.usage_per_product_type(company, month)}
+
+
+def _inventory_filters(filters: object) -> tuple[set[int], bool]:
+    """(item types asked for, recursive) from `filters`; no type filter asks for companies and folders."""
+    if filters is None:
+        filters = {}
+    if not isinstance(filters, dict) or set(filters) - {"type", "depth"}:
+        raise _RpcError(-32602, "Invalid params", "Invalid value for 'filters'")
+    types = filters.get("type") or {}
+    depth = filters.get("depth") or {}
+    known = {"companies", "companyFolders", "groups", "computers", "virtualMachines"}
+    if not isinstance(types, dict) or set(types) - known or not all(isinstance(v, bool) for v in types.values()):
+        raise _RpcError(-32602, "Invalid params", "Invalid value for 'filters.type'")
+    if not isinstance(depth, dict) or set(depth) - {"allItemsRecursively"}:
+        raise _RpcError(-32602, "Invalid params", "Invalid value for 'filters.depth'")
+    wanted = {ITEM_TYPE_COMPANY} if types.get("companies") else set()
+    if types.get("companyFolders"):
+        wanted.add(ITEM_TYPE_COMPANY_FOLDER)
+    if not any(types.values()):
+        wanted = {ITEM_TYPE_COMPANY, ITEM_TYPE_COMPANY_FOLDER}
+    return wanted, bool(depth.get("allItemsRecursively"))
 
 
 class _RpcError(Exception):

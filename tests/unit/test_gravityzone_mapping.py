@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,11 +11,13 @@ import pytest
 from usagewatch.errors import ConfigError, VendorDataError
 from usagewatch.model import CollectionRequest, Period, Tenant
 from usagewatch.sources.gravityzone import (
+    DOCUMENTED_COUNTERS,
     GravityZoneAccount,
     GravityZoneRpcError,
     GravityZoneSource,
     PacedLimiter,
     is_no_licence_error,
+    is_no_licence_result,
     metric_name,
     read_counters,
     read_result,
@@ -129,13 +132,13 @@ def test_overlapping_package_counters_are_their_own_metrics() -> None:
     assert by_metric["msp_secure_monthly_usage"].value == 0
 
 
-def test_nested_null_boolean_and_text_fields_are_skipped() -> None:
+def test_undocumented_nested_null_boolean_and_text_fields_are_skipped() -> None:
     by_metric = records(
         {
             "endpointMonthlyUsage": 5,
             "breakdown": {"a": 1},
             "history": [1, 2],
-            "edrMonthlyUsage": None,
+            "legacyMonthlyUsage": None,
             "isAddon": True,
             "currency": "EUR",
             "minimumUsage": None,
@@ -146,10 +149,62 @@ def test_nested_null_boolean_and_text_fields_are_skipped() -> None:
     assert by_metric["endpoint_monthly_usage"].minimum is None
 
 
+@pytest.mark.parametrize("counter", sorted(DOCUMENTED_COUNTERS))
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("lots", "the text 'lots'"), (True, "the boolean true"), (None, "null"), ({"n": 1}, "a dict"), ([3], "a list")],
+)
+def test_a_documented_counter_of_the_wrong_type_fails_naming_the_field(counter: str, value: object, said: str) -> None:
+    with pytest.raises(VendorDataError, match=rf"field {counter}: a documented counter.*got {re.escape(said)}"):
+        read_counters(
+            {"endpointMonthlyUsage": 5, counter: value} if counter != "endpointMonthlyUsage" else {counter: value}
+        )
+
+
+def test_a_documented_counter_that_is_negative_fails_naming_the_field() -> None:
+    with pytest.raises(VendorDataError, match=r"field xdrCloudSensorsMonthlyUsage: expected a count >= 0, got -3"):
+        read_counters({"endpointMonthlyUsage": 5, "xdrCloudSensorsMonthlyUsage": -3})
+
+
+@pytest.mark.parametrize(
+    ("result", "field"),
+    [
+        ({"endpointMonthlyUsage": 5, "minimumUsage": 25}, "minimumUsage: expected an object"),
+        (
+            {"endpointMonthlyUsage": 5, "minimumUsage": {"endpointMonthlyUsage": "many"}},
+            "minimumUsage.endpointMonthlyUsage",
+        ),
+        (
+            {"usages": [{"endpointMonthlyUsage": 1}, {"endpointMonthlyUsage": False}]},
+            r"usages\[1\]\.endpointMonthlyUsage",
+        ),
+    ],
+)
+def test_the_documented_minimum_and_product_type_entries_are_typed_too(result: dict[str, Any], field: str) -> None:
+    with pytest.raises(VendorDataError, match=field):
+        read_result(result, per_product_type=True)
+
+
+def test_the_documented_set_is_the_vendor_pages_counters() -> None:
+    assert set(SEED_RESULT) - {"minimumUsage"} <= DOCUMENTED_COUNTERS  # seed 000: the cloud page's example
+    partner_page = {
+        "aLaCarteMonhtlyUsage",
+        "mspSecureMonthlyUsage",
+        "mspSecurePlusMonthlyUsage",
+        "mspSecureExtraMonthlyUsage",
+    }
+    assert partner_page | {"mobileSecurityMonthlyUsage"} <= DOCUMENTED_COUNTERS
+
+
 def test_zero_and_empty_answers_give_zero_records_or_none() -> None:
-    assert records(0) == {}  # documented answer of a company without a monthly licence
+    assert is_no_licence_result(0)  # documented answer of a company without a monthly licence
+    assert is_no_licence_result(None) and is_no_licence_result({}) and is_no_licence_result({"usages": []})
+    assert not is_no_licence_result({"endpointMonthlyUsage": 0}) and not is_no_licence_result({"usages": [{}]})
+    assert not is_no_licence_result(False)
+    assert records(0) == {}
     assert records(None) == {}
     assert records({}) == {}
+    assert records({"usages": []}, per_product_type=True) == {}
     zeros = records({"endpointMonthlyUsage": 0, "edrMonthlyUsage": 0})
     assert [r.value for r in zeros.values()] == [0, 0]
 

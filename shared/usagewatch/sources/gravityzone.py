@@ -3,17 +3,23 @@
 Calls `POST {access_url}/v1.0/jsonrpc/{api}` with HTTP Basic (the API key as user, empty password):
 
 - `network.getCompaniesList` walks the partner tree from the key's own company (or `root_company_id`):
-  per container (the root, a partner company, a company folder) one plain listing, one listing filtered
-  with `companyType: 0` (partners) and `network.getCompanyFoldersList`. Partners (and folders) are walked
-  in turn; a company the filter called a partner but whose own listing answers -32602 "Invalid params"
-  is a customer after all (so a server that ignores the filter costs calls, never correctness), and a
-  server that rejects the filter makes every child a candidate probed that way. Repeats and cycles are
-  skipped (visited set).
+  per container (the root, a partner company, a company folder, whose id is a documented `parentId`)
+  one plain listing, one listing filtered with `companyType: 0` (partners) and the container's folders
+  (`network.getCompanyFoldersList`; where a server answers -32601 for it, `getNetworkInventoryItems`
+  v1.1 with `filters.type.companyFolders`). Partners and folders are walked in turn; a company the
+  filter called a partner but whose own listing answers -32602 "Invalid params" is a customer after all
+  (so a server that ignores the filter costs calls, never correctness), and a server that rejects the
+  filter makes every child a candidate probed that way. Repeats and cycles are skipped (visited set).
+  Any other error of a listing call, "method not found" included, is a failed listing: the root's fails
+  the account, a partner's or folder's is a `ListingGap` naming it (never an empty list).
 - `licensing.getMonthlyUsage` (or `getMonthlyUsagePerProductType`) per company, for the run's month and,
-  in the first `previous_month_days` days of a month, the previous (invoiced) month too.
+  in the first `previous_month_days` days of a month, the previous (invoiced) month too. A company
+  without a monthly licence answers `0` (documented); an error saying so is recognised as a logged
+  fallback.
 
 Partner companies' counters already include their children: they are recorded with `billed=False`, so
-totals sum customer companies only. Every numeric counter becomes a record named in snake_case.
+totals sum customer companies only. Every numeric counter becomes a record named in snake_case; a
+documented counter that is not a count fails that company, naming the field.
 
 Rate limits are per key and per API class (Licensing 5 req/s, the rest 10 req/s): one limiter per
 (key, API) paces requests a little under the configured rate (burst 1) so the server's rolling window
@@ -45,6 +51,7 @@ from usagewatch.errors import ConfigError, VendorApiError, VendorAuthError, Vend
 from usagewatch.http import HttpClient, RateLimiter, RetryPolicy, validate_base_url
 from usagewatch.model import (
     CollectionRequest,
+    ListingGap,
     Number,
     Period,
     Tenant,
@@ -63,6 +70,12 @@ VENDOR: Final = "gravityzone"
 
 Api = Literal["licensing", "network"]
 _API_LABEL: Final[dict[str, str]] = {"licensing": "Licensing", "network": "Network"}
+
+# Listing methods of the Network API.
+FOLDERS_METHOD: Final = "getCompanyFoldersList"
+INVENTORY_METHOD: Final = "getNetworkInventoryItems"
+INVENTORY_PAGE_SIZE: Final = 1000  # the documented maximum of `perPage` (v1.1)
+MAX_INVENTORY_PAGES: Final = 100
 
 # JSON-RPC error codes GravityZone uses.
 RPC_INVALID_PARAMS: Final = -32602
@@ -91,6 +104,38 @@ API_DOWN_ROUNDS: Final = 2
 
 # The documented (sic) spelling on the partner page -> the spelling live tenants return.
 MISSPELLED_COUNTERS: Final[dict[str, str]] = {"aLaCarteMonhtlyUsage": "aLaCarteMonthlyUsage"}
+# The counters Bitdefender documents for getMonthlyUsage (cloud and partner pages) and
+# getMonthlyUsagePerProductType: each must be a count, whatever else an answer carries.
+DOCUMENTED_COUNTERS: Final = frozenset(
+    {
+        "endpointMonthlyUsage",
+        "emailSecurityMonthlyUsage",
+        "exchangeMonthlyUsage",
+        "encryptionMonthlyUsage",
+        "atsMonthlyUsage",
+        "edrMonthlyUsage",
+        "mdrFoundationsMonthlyUsage",
+        "mdrResponseMonthlyUsage",
+        "patchManagementMonthlyUsage",
+        "containerProtectionMonthlyUsage",
+        "integrityMonitoringUsage",
+        "integrityMonitoring90DaysUsage",
+        "integrityMonitoring180DaysUsage",
+        "integrityMonitoring1YearUsage",
+        "xdrIdentitySensorsMonthlyUsage",
+        "xdrProductivitySensorsMonthlyUsage",
+        "xdrNetworkSensorsMonthlyUsage",
+        "xdrCloudSensorsMonthlyUsage",
+        "sveVsMonthlyUsage",
+        "sveVdiMonthlyUsage",
+        "aLaCarteMonhtlyUsage",
+        "aLaCarteMonthlyUsage",
+        "mspSecureMonthlyUsage",
+        "mspSecurePlusMonthlyUsage",
+        "mspSecureExtraMonthlyUsage",
+        "mobileSecurityMonthlyUsage",
+    }
+)
 MINIMUM_KEY: Final = "minimumUsage"
 _NOT_COUNTERS: Final = frozenset({MINIMUM_KEY, "productType"})
 _LOGIN_ONLY_HOSTS: Final = frozenset({"gravityzone.bitdefender.com"})
@@ -156,7 +201,11 @@ class GravityZoneRpcError(VendorApiError):
 
 
 def is_no_licence_error(error: GravityZoneRpcError) -> bool:
-    """The company simply has no monthly licence / subscription (older servers answer with an error)."""
+    """An error whose text says the company has no monthly licence / subscription.
+
+    Only a fallback: the documented answer of such a company is `0` (see `is_no_licence_result`); the
+    2017 API guide said the call errors instead, without giving the error's code or text.
+    """
     text = f"{error.rpc_message} {error.details or ''}".lower()
     return (
         "monthly" in text
@@ -193,19 +242,31 @@ def unit_for(metric: str) -> str:
     return "seats"
 
 
-def _count(value: object, field: str) -> Number | None:
-    """A counter's value; None when the field is not a counter (object, list, null, bool, text)."""
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    if isinstance(value, str):
-        if _NUMERIC_TEXT_RE.match(value):
-            raise VendorDataError(f"field {field}: expected a number, got the string {value!r}")
-        return None
-    if isinstance(value, int | float):
+def _count(value: object, field: str, *, documented: bool = False) -> Number | None:
+    """A counter's value; None when an undocumented field is not a counter (object, list, null, bool, text).
+
+    A documented counter must be a count: anything else raises VendorDataError naming the field, so a
+    company is never taken as collected with one of its billed numbers missing.
+    """
+    if isinstance(value, str) and _NUMERIC_TEXT_RE.match(value):
+        raise VendorDataError(f"field {field}: expected a number, got the string {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value) or value < 0:
             raise VendorDataError(f"field {field}: expected a count >= 0, got {value!r}")
         return value
+    if documented:
+        raise VendorDataError(f"field {field}: a documented counter, expected a count >= 0, got {_describe(value)}")
     return None
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    return f"a {type(value).__name__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,15 +280,16 @@ class Counters:
 def read_counters(result: Mapping[str, Any], *, where: str = "") -> Counters:
     """Every numeric counter of one `getMonthlyUsage` object, by metric.
 
-    Nested objects, nulls, booleans and text are not counters (skipped); a number sent as a string or a
-    negative count raises VendorDataError naming the field. When a counter arrives under both its
-    misspelled and its right name, the right one wins (never both added).
+    A documented counter (`DOCUMENTED_COUNTERS`) that is not a count, a number sent as a string or a
+    negative count raises VendorDataError naming the field; other nested objects, nulls, booleans and
+    text are not counters (skipped). `minimumUsage` is an object or absent/null. When a counter arrives
+    under both its misspelled and its right name, the right one wins (never both added).
     """
     values: dict[str, Number] = {}
     for key in sorted(result, key=lambda k: k in MISSPELLED_COUNTERS):  # right spellings first
         if not isinstance(key, str) or key in _NOT_COUNTERS:
             continue
-        number = _count(result[key], f"{where}{key}")
+        number = _count(result[key], f"{where}{key}", documented=key in DOCUMENTED_COUNTERS)
         if number is None:
             continue
         metric = metric_name(key)
@@ -236,13 +298,24 @@ def read_counters(result: Mapping[str, Any], *, where: str = "") -> Counters:
         values[metric] = number
     minimums: dict[str, Number] = {}
     minimum_usage = result.get(MINIMUM_KEY)
+    if minimum_usage is not None and not isinstance(minimum_usage, Mapping):
+        raise VendorDataError(f"field {where}{MINIMUM_KEY}: expected an object, got {_describe(minimum_usage)}")
     if isinstance(minimum_usage, Mapping):
         for key, raw in minimum_usage.items():
-            number = _count(raw, f"{where}{MINIMUM_KEY}.{key}")
+            field = f"{where}{MINIMUM_KEY}.{key}"
+            number = _count(raw, field, documented=key in DOCUMENTED_COUNTERS)
             metric = metric_name(str(key))
             if number is not None and metric and metric not in minimums:
                 minimums[metric] = number
     return Counters(values, minimums)
+
+
+def is_no_licence_result(result: object) -> bool:
+    """The documented answer of a company without a monthly licence: `0`; null, an empty object and an
+    empty `usages` list (the per-product-type page does not say) are read the same way."""
+    if result is None or (isinstance(result, int | float) and not isinstance(result, bool) and result == 0):
+        return True
+    return isinstance(result, Mapping) and (not result or (set(result) == {"usages"} and result["usages"] == []))
 
 
 def read_result(result: object, *, per_product_type: bool = False) -> Counters:
@@ -253,7 +326,7 @@ def read_result(result: object, *, per_product_type: bool = False) -> Counters:
     set, zeros included); a committed minimum is the largest any entry states (summing a company-wide
     minimum repeated per entry would inflate it).
     """
-    if result is None or (isinstance(result, int | float) and not isinstance(result, bool) and result == 0):
+    if is_no_licence_result(result):
         return Counters({}, {})
     if not isinstance(result, Mapping):
         raise VendorDataError(f"expected an object of counters, got {type(result).__name__}")
@@ -366,6 +439,8 @@ class _Rpc:
         self._limiters = limiters
         self._retry = retry
         self._sleep = sleep
+        # Documented methods this server answered -32601 for, not asked again in this run.
+        self.missing_methods: set[str] = set()
         self._clients: dict[str, HttpClient] = {
             api: HttpClient(
                 vendor=VENDOR,
@@ -388,14 +463,17 @@ class _Rpc:
         for client in self._clients.values():
             client.close()
 
-    def call(self, api: Api, method: str, params: Mapping[str, Any]) -> Any:
-        """One JSON-RPC call's `result`; raises GravityZoneRpcError / VendorAuthError / VendorApiError."""
+    def call(self, api: Api, method: str, params: Mapping[str, Any], *, version: str = "1.0") -> Any:
+        """One JSON-RPC call's `result`; raises GravityZoneRpcError / VendorAuthError / VendorApiError.
+
+        `version` picks the API version in the path (`getNetworkInventoryItems` is documented at 1.1).
+        """
         client = self._clients[api]
         for attempt in range(1, self._retry.max_attempts + 1):
             body = {"jsonrpc": "2.0", "method": method, "params": dict(params), "id": str(uuid.uuid4())}
             try:
                 response = client.request(
-                    "POST", f"/v1.0/jsonrpc/{api}", json_body=body, auth=self._auth, parse_json=True
+                    "POST", f"/v{version}/jsonrpc/{api}", json_body=body, auth=self._auth, parse_json=True
                 )
             except VendorDataError as exc:
                 raise VendorDataError(f"GravityZone {api}.{method}: {exc}") from exc
@@ -509,7 +587,8 @@ def _items(result: object, what: str) -> list[tuple[str, str]]:
 
 
 def list_companies(rpc: _Rpc, root_company_id: str | None) -> tuple[list[Company], list[TenantFailure]]:
-    """Every company under the root, partners flagged; failures of sub-listings (their subtree is skipped).
+    """Every company under the root, partners flagged; a `ListingGap` per failed sub-listing (a partner's
+    or a folder's: the companies beneath it are unknown this run).
 
     Raises when the root itself cannot be listed: without it there is no complete picture.
     """
@@ -574,26 +653,79 @@ def _list_children(
             if exc.code != RPC_INVALID_PARAMS:
                 raise
             partner_ids = None  # filter not supported: probe every child
+    return children, partner_ids, _list_folders(rpc, base)
+
+
+def _list_folders(rpc: _Rpc, base: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The company folders directly under a container (the root, a partner company, a folder).
+
+    `network.getCompanyFoldersList` first; on a server that answers -32601 (method not found) for it,
+    `network.getNetworkInventoryItems` (v1.1) filtered to company folders. Any other error, or both
+    methods missing, raises: a container whose folders are unknown is a failed listing, never "no folders".
+    """
+    if FOLDERS_METHOD not in rpc.missing_methods:
+        try:
+            return _items(rpc.call("network", FOLDERS_METHOD, base), FOLDERS_METHOD)
+        except GravityZoneRpcError as exc:
+            if exc.code != RPC_METHOD_NOT_FOUND:
+                raise
+            rpc.missing_methods.add(FOLDERS_METHOD)
+            logger.warning(
+                "gravityzone getCompanyFoldersList not found; listing folders with getNetworkInventoryItems (v1.1)"
+            )
     try:
-        folders = _items(rpc.call("network", "getCompanyFoldersList", base), "getCompanyFoldersList")
+        return _inventory_folders(rpc, base)
     except GravityZoneRpcError as exc:
-        if exc.code not in (RPC_INVALID_PARAMS, RPC_METHOD_NOT_FOUND):
+        if exc.code != RPC_METHOD_NOT_FOUND:
             raise
-        folders = []
-    return children, partner_ids, folders
+        raise VendorApiError(
+            f"company folders cannot be listed: this server answers 'method not found' for both "
+            f"network.{FOLDERS_METHOD} and network.{INVENTORY_METHOD} (v1.1): {exc}"
+        ) from exc
 
 
-def _listing_failure(container: _Container, exc: Exception) -> TenantFailure:
+def _inventory_folders(rpc: _Rpc, base: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Company folders from `getNetworkInventoryItems` (v1.1, `filters.type.companyFolders`), page by page.
+
+    The walk stops on `hasMoreRecords: false`, else at `pagesCount` (which may come on page 1 only),
+    else on a short page; `MAX_INVENTORY_PAGES` bounds a server that never says stop.
+    """
+    folders: list[tuple[str, str]] = []
+    pages_count: int | None = None
+    for page in range(1, MAX_INVENTORY_PAGES + 1):
+        params = {**base, "filters": {"type": {"companyFolders": True}}, "page": page, "perPage": INVENTORY_PAGE_SIZE}
+        result = rpc.call("network", INVENTORY_METHOD, params, version="1.1")
+        if not isinstance(result, Mapping) or not isinstance(result.get("items"), list):
+            raise VendorDataError(f"{INVENTORY_METHOD}: expected an object with a list of items")
+        items = result["items"]
+        folders.extend(_items(items, f"{INVENTORY_METHOD} page {page}"))
+        more = result.get("hasMoreRecords")
+        count = result.get("pagesCount")
+        if pages_count is None and isinstance(count, int) and not isinstance(count, bool):
+            pages_count = count
+        if isinstance(more, bool):
+            if not more:
+                return folders
+        elif pages_count is not None:
+            if page >= pages_count:
+                return folders
+        elif len(items) < INVENTORY_PAGE_SIZE:
+            return folders
+    raise VendorDataError(f"{INVENTORY_METHOD}: still more pages after {MAX_INVENTORY_PAGES}")
+
+
+def _listing_failure(container: _Container, exc: Exception) -> ListingGap:
+    """The partner or folder whose listing failed: the companies beneath it are unknown this run."""
     if container.company is not None:
         container.company.failed = True
-        return TenantFailure(
+        return ListingGap(
             container.company.tenant,
             f"listing the companies of partner {container.company.name} failed; its companies were not "
             f"collected: {exc}",
         )
     folder_id = container.node_id or "?"
     tenant = Tenant(folder_id, f"folder {container.folder_name}", parent_tenant_id=container.enclosing, billed=False)
-    return TenantFailure(
+    return ListingGap(
         tenant, f"listing company folder {container.folder_name} failed; its companies were not collected: {exc}"
     )
 
@@ -674,10 +806,7 @@ class GravityZoneSource:
             self._listed[(account.account_id, request.as_of)] = (companies, failures)
             return None
         per_chunk = max(1, min(MAX_CHUNK_COMPANIES, int(calls_per_second * budget_seconds / len(periods))))
-        entries = [_company_entry(c) for c in companies] + [
-            {"id": f.tenant.tenant_id, "name": f.tenant.tenant_name, "billed": f.tenant.billed, "error": f.error}
-            for f in failures
-        ]
+        entries = [_company_entry(c) for c in companies] + [_failure_entry(f) for f in failures]
         return [entries[i : i + per_chunk] for i in range(0, len(entries), per_chunk)]
 
     def collect_chunk(
@@ -688,8 +817,7 @@ class GravityZoneSource:
         companies: list[Company] = []
         for entry in chunk:
             if "error" in entry:
-                tenant = Tenant(str(entry["id"]), str(entry["name"]), billed=bool(entry.get("billed", True)))
-                yield TenantFailure(tenant, str(entry["error"]))
+                yield _failure_from_entry(entry)
             else:
                 companies.append(
                     Company(str(entry["id"]), str(entry["name"]), entry.get("parent"), bool(entry.get("partner")))
@@ -758,6 +886,8 @@ class GravityZoneSource:
             month = target_month(period)
             try:
                 result = rpc.call("licensing", method, {"companyId": company.company_id, "targetMonth": month})
+                if is_no_licence_result(result):
+                    _log_no_licence(company, month, signal="documented answer 0")
                 counters = read_result(result, per_product_type=account.per_product_type)
                 records.extend(usage_records(counters, account_id=account.account_id, tenant=tenant, period=period))
             except VendorAuthError:
@@ -766,10 +896,7 @@ class GravityZoneSource:
                 if exc.code == RPC_METHOD_NOT_FOUND:
                     raise  # the method is missing for everyone: the account fails, not 500 companies
                 if is_no_licence_error(exc):
-                    logger.info(
-                        "gravityzone company without monthly licence",
-                        extra={"company_id": company.company_id, "month": month},
-                    )
+                    _log_no_licence(company, month, signal="error text (fallback)", error=str(exc))
                     continue
                 return TenantFailure(tenant, _company_error(company, month, exc))
             except VendorApiError as exc:
@@ -785,8 +912,42 @@ class _NoAnswer(TenantFailure):
     """A company whose usage call got no usable answer after its retries (not an error about the company)."""
 
 
+def _log_no_licence(company: Company, month: str, *, signal: str, error: str | None = None) -> None:
+    """A company without a monthly licence records nothing; the log says which signal said so."""
+    extra: dict[str, Any] = {"company_id": company.company_id, "month": month, "signal": signal}
+    if error is not None:
+        extra["error"] = error
+    log = logger.info if error is None else logger.warning
+    log("gravityzone company without monthly licence", extra=extra)
+
+
 def _company_entry(company: Company) -> dict[str, Any]:
     return {"id": company.company_id, "name": company.name, "parent": company.parent_id, "partner": company.is_partner}
+
+
+def _failure_entry(failure: TenantFailure) -> dict[str, Any]:
+    """A listing failure as a chunk entry; `gap` says it hides the companies beneath it."""
+    tenant = failure.tenant
+    return {
+        "id": tenant.tenant_id,
+        "name": tenant.tenant_name,
+        "parent": tenant.parent_tenant_id,
+        "billed": tenant.billed,
+        "error": failure.error,
+        "gap": isinstance(failure, ListingGap),
+    }
+
+
+def _failure_from_entry(entry: Mapping[str, Any]) -> TenantFailure:
+    parent = entry.get("parent")
+    tenant = Tenant(
+        str(entry["id"]),
+        str(entry["name"]),
+        parent_tenant_id=str(parent) if parent is not None else None,
+        billed=bool(entry.get("billed", True)),
+    )
+    kind = ListingGap if entry.get("gap") else TenantFailure
+    return kind(tenant, str(entry["error"]))
 
 
 def _company_error(company: Company, month: str, exc: Exception) -> str:
