@@ -35,6 +35,7 @@ from usagewatch.model import (
     Number,
     RunRecord,
     Source,
+    Tenant,
     TenantFailure,
     TenantResult,
     Total,
@@ -196,7 +197,7 @@ class _AccountRun:
     watched: set[Reading] = field(default_factory=set)
     error: str | None = None
     leased: bool = False
-    gaps: dict[str, str] = field(default_factory=dict)
+    gaps: dict[str, Tenant] = field(default_factory=dict)
     """Parts of the listing that failed (ListingGap), by tenant id: the customers beneath are unknown."""
     incomplete: list[str] = field(default_factory=list)
 
@@ -241,6 +242,22 @@ def _beneath(tenant_id: str, ancestor: str, parents: Mapping[str, str | None]) -
         seen.add(current)
         current = parents.get(current)
     return False
+
+
+def _hidden(gap: Tenant, unseen: set[str], parents: Mapping[str, str | None], *, alone: bool) -> int:
+    """How many stored customers not seen this run a failed part of the listing may hide.
+
+    Those beneath it (by their stored parents); else, for the run's only gap, every unseen customer; else those
+    beneath the gap's own parent (a folder's customers are stored under the company that holds the folder).
+    """
+    beneath = sum(1 for tenant_id in unseen if _beneath(tenant_id, gap.tenant_id, parents))
+    if beneath or not unseen:
+        return beneath
+    if alone:
+        return len(unseen)
+    if gap.parent_tenant_id is not None:
+        return sum(1 for tenant_id in unseen if _beneath(tenant_id, gap.parent_tenant_id, parents))
+    return sum(1 for tenant_id in unseen if parents.get(tenant_id) is None)
 
 
 def run_id_for(vendor: str, request: CollectionRequest) -> str:
@@ -356,7 +373,7 @@ class Pipeline(Generic[AccountT]):
             for result in results:
                 tenant = result.tenant
                 if isinstance(result, ListingGap):
-                    run.gaps[tenant.tenant_id] = tenant.tenant_name
+                    run.gaps[tenant.tenant_id] = tenant
                 if isinstance(result, TenantFailure):
                     run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, _clean(result.error))
                     continue
@@ -615,14 +632,14 @@ class Pipeline(Generic[AccountT]):
                         run.totals.add(
                             item["period"], item["metric"], item["unit"], item["value"], tenant_id, carried=True
                         )
-            for gap_id, name in run.gaps.items():
-                hidden = sum(1 for tenant_id in unseen if _beneath(tenant_id, gap_id, parents))
+            for gap_id, gap in run.gaps.items():
+                hidden = _hidden(gap, set(unseen), parents, alone=len(run.gaps) == 1)
                 info = run.failures[gap_id]
                 if hidden:
                     note = f"; {hidden} customer(s) beneath it, known from earlier runs, keep their last numbers"
                 else:
                     note = "; no customer beneath it was stored before, so the totals are incomplete"
-                    run.incomplete.append(name)
+                    run.incomplete.append(gap.tenant_name)
                 run.failures[gap_id] = TenantFailureInfo(info.tenant_name, _clean(info.error + note))
             return {}
         if not unseen:
