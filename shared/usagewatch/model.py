@@ -151,6 +151,8 @@ class UsageRecord:
     projected: Number | None = None
     minimum: Number | None = None
     limit_exceeded: bool | None = None
+    projected_next_period: Number | None = None
+    """The vendor's projection for the next billing period (ThousandEyes `*NextBillingPeriod`): a forecast."""
 
     def __post_init__(self) -> None:
         tid = self.tenant.tenant_id
@@ -161,7 +163,7 @@ class UsageRecord:
         if not self.metric or not re.fullmatch(r"[a-z0-9_]+", self.metric):
             raise VendorDataError(f"tenant {tid}: invalid metric name {self.metric!r}")
         _check_number(f"{self.metric}.value", self.value, tid, optional=False)
-        for name in ("quota", "projected", "minimum"):
+        for name in ("quota", "projected", "minimum", "projected_next_period"):
             _check_number(f"{self.metric}.{name}", getattr(self, name), tid, optional=True)
 
     @property
@@ -228,6 +230,13 @@ class Source(Protocol[AccountT]):
     def account_id(self, account: AccountT) -> str: ...
 
     def collect(self, account: AccountT, request: CollectionRequest) -> Iterator[TenantResult]: ...
+
+
+@runtime_checkable
+class NotingSource(Protocol):
+    """A source with things to say about an account's collection that are not failures."""
+
+    def drain_notes(self, account_id: str) -> list[str]: ...
 
 
 @runtime_checkable
@@ -327,3 +336,5 @@ class RunRecord:
     records_written: int
     alerts_published: int
     errors: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+    """What the source wants said that is not a failure (a fallback it took, an optional call refused)."""

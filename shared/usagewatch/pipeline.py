@@ -32,6 +32,7 @@ from usagewatch.model import (
     ChunkedSource,
     CollectionRequest,
     ListingGap,
+    NotingSource,
     Number,
     RunRecord,
     Source,
@@ -111,6 +112,7 @@ class AccountOutcome:
     publish_failures: int = 0
     chunks: int = 0
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -389,6 +391,9 @@ class Pipeline(Generic[AccountT]):
             self.store.flush()
         except UsagewatchError as exc:
             run.fail(_clean(str(exc)))
+        finally:
+            if isinstance(self.source, NotingSource):
+                run.outcome.notes += [_clean(n) for n in self.source.drain_notes(run.account_id)]
 
     def _record_start(self, run: _AccountRun, request: CollectionRequest, run_id: str) -> None:
         """A `running` run record, overwritten by the finish: a run killed midway stays visibly unfinished."""
@@ -542,6 +547,7 @@ class Pipeline(Generic[AccountT]):
             records_written=outcome.records_written,
             alerts_published=outcome.alerts_published,
             errors=tuple(errors[:MAX_ERRORS_KEPT]),
+            notes=tuple(outcome.notes[:MAX_ERRORS_KEPT]),
         )
         try:
             self.store.write_run(record)

@@ -24,6 +24,7 @@ CSV_COLUMNS: Final = (
     "projected",
     "minimum",
     "limit_exceeded",
+    "projected_next_period",
     "period",
     "period_start",
     "period_end",

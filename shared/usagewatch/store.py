@@ -129,6 +129,7 @@ def usage_attributes(record: UsageRecord, collected_at: str) -> dict[str, object
         "projected": record.projected,
         "minimum": record.minimum,
         "limit_exceeded": record.limit_exceeded,
+        "projected_next_period": record.projected_next_period,
     }
 
 
@@ -153,6 +154,7 @@ def usage_record(item: Mapping[str, Any]) -> UsageRecord:
         projected=item.get("projected"),
         minimum=item.get("minimum"),
         limit_exceeded=item.get("limit_exceeded"),
+        projected_next_period=item.get("projected_next_period"),
     )
 
 

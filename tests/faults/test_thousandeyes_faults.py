@@ -49,11 +49,8 @@ VICTIM = "org-981111"  # organisation 1 (Globex, orgId 981111), with its one acc
 VICTIM_AID = "2345"
 ORG_METRICS = {
     "cloudUnitsUsed": "cloud_units",
-    "cloudUnitsNextBillingPeriod": "cloud_units_projected_next_period",
     "enterpriseUnitsUsed": "enterprise_units",
-    "enterpriseUnitsNextBillingPeriod": "enterprise_units_projected_next_period",
     "connectedDevicesUnitsUsed": "connected_devices",
-    "connectedDevicesUnitsNextBillingPeriod": "connected_devices_projected_next_period",
     "endpointAgentsUsed": "endpoint_agents",
     "endpointAgentsEssentialsUsed": "endpoint_agents_essentials",
     "endpointAgentsEmbeddedUsed": "endpoint_agents_embedded",
@@ -356,6 +353,8 @@ def test_missing_billing_dates_store_the_organisation_under_the_requested_period
     assert windows[VICTIM] == {("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z")}
     assert windows[tenant(te.b.orgs[0])] == {("2026-11-05T08:00:00Z", "2026-12-05T08:00:00Z")}
     assert_no_duplicate_events(outcome.events)
+    notes = te.h.run_record("te-b", at("12:00"))["notes"]
+    assert len(notes) == 1 and VICTIM in notes[0] and "stored under the requested period 2026-11" in notes[0], notes
 
 
 @pytest.mark.solo

@@ -83,18 +83,20 @@ def test_essentials_embedded_and_connected_devices_over_quota_are_stored_and_ale
     assert items[("ag-1234", "endpoint_agents_essentials")]["parent_tenant_id"] == ACME
     assert sum(items[(f"ag-{g.aid}", "endpoint_agents_embedded")]["value"] for g in acme.groups) == embedded["value"]
     # The next period's projections: stored, never alerted on.
-    next_period = items[(ACME, "cloud_units_projected_next_period")]
-    assert (next_period["value"], next_period.get("quota")) == (acme.totals["cloudUnitsNextBillingPeriod"], None)
+    cloud = items[(ACME, "cloud_units")]
+    assert cloud["projected_next_period"] == acme.totals["cloudUnitsNextBillingPeriod"]
+    assert (
+        items[(ACME, "connected_devices")]["projected_next_period"]
+        == acme.totals["connectedDevicesUnitsNextBillingPeriod"]
+    )
 
     found = breaches(aws.drain_events())
     assert {(ACME, "endpoint_agents_essentials", "over_quota"), (ACME, "connected_devices", "over_quota")} <= found
-    assert not {b for b in found if b[1].endswith("_projected_next_period")}
     sums = totals(aws)
     for metric, field in (
         ("endpoint_agents_essentials", "endpointAgentsEssentialsUsed"),
         ("endpoint_agents_embedded", "endpointAgentsEmbeddedUsed"),
         ("connected_devices", "connectedDevicesUnitsUsed"),
-        ("cloud_units_projected_next_period", "cloudUnitsNextBillingPeriod"),
     ):
         assert (sums[metric]["value"], sums[metric]["tenant_count"]) == (org_sum(sim, field), 2), metric
 
@@ -152,6 +154,9 @@ def test_quotas_refused_collection_goes_on_without_them_and_says_so_once(
     assert items[(ACME, "cloud_units")]["quota"] == sim.orgs[0].quota["cloudUnitsIncluded"]
     assert all(i.get("quota") is None for (tenant, _m), i in items.items() if tenant.startswith("ag-"))
     assert TOKEN not in out
+    (notes,) = [r["notes"] for r in aws.store().runs("thousandeyes", "te")]
+    assert len(notes) == 1 and "Edit organization and account group quotas" in notes[0], notes
+    assert summary["account_results"][0]["notes"] == notes
 
 
 def drop_lowest_account_group(org: TeOrg) -> str:

@@ -138,9 +138,7 @@ def test_v7_payload_maps_organisation_metrics() -> None:
     metrics = by_metric(org.records)
     assert set(metrics) == {
         "cloud_units",
-        "cloud_units_projected_next_period",
         "enterprise_units",
-        "enterprise_units_projected_next_period",
         "connected_devices",
         "endpoint_agents",
         "endpoint_agents_essentials",
@@ -515,18 +513,15 @@ FULL_V7: dict[str, Any] = {
 
 def test_every_billed_quantity_is_a_metric_with_its_quota_and_projections() -> None:
     records = by_metric(map_usage(FULL_V7, account_id="a", organisation=ORG).tenants[0].records)
-    got = {m: (r.value, r.quota, r.projected, r.unit) for m, r in records.items()}
+    got = {m: (r.value, r.quota, r.projected, r.projected_next_period, r.unit) for m, r in records.items()}
     assert got == {
-        "cloud_units": (1_000_000, 4_000_000, 2_500_000, "units"),
-        "cloud_units_projected_next_period": (2_600_000, None, None, "units"),
-        "enterprise_units": (300, None, 700, "units"),
-        "enterprise_units_projected_next_period": (750, None, None, "units"),
-        "connected_devices": (25, 10, 31, "units"),
-        "connected_devices_projected_next_period": (33, None, None, "units"),
-        "endpoint_agents": (42, 200, None, "agents"),
-        "endpoint_agents_essentials": (55, 40, None, "agents"),
-        "endpoint_agents_embedded": (9, 12, None, "agents"),
-        "enterprise_agents": (8, None, None, "agents"),  # 0 included: not in this plan
+        "cloud_units": (1_000_000, 4_000_000, 2_500_000, 2_600_000, "units"),
+        "enterprise_units": (300, None, 700, 750, "units"),
+        "connected_devices": (25, 10, 31, 33, "units"),
+        "endpoint_agents": (42, 200, None, None, "agents"),
+        "endpoint_agents_essentials": (55, 40, None, None, "agents"),
+        "endpoint_agents_embedded": (9, 12, None, None, "agents"),
+        "enterprise_agents": (8, None, None, None, "agents"),  # 0 included: not in this plan
     }
 
 

@@ -253,9 +253,6 @@ ORG_METRICS: Final = (
 # Quotas where 0 means "not part of this plan", not "a limit of zero": the spec says so of
 # `enterpriseAgentsIncluded` only ("Returns non-zero value only for organizations with legacy billing").
 ZERO_MEANS_NO_QUOTA: Final = frozenset({"enterpriseAgentsIncluded"})
-# The `*NextBillingPeriod` projection of metric M is stored as metric `M_projected_next_period` (UsageRecord
-# has no field for it): never a quota, never a projection of this period, so no rule applies to it.
-NEXT_PERIOD_SUFFIX: Final = "_projected_next_period"
 # The metric whose rows carry the MSP-assigned quotas of `/v7/quotas` (they are cloud-unit quotas).
 MSP_QUOTA_METRIC: Final = "cloud_units"
 
@@ -380,12 +377,7 @@ def _organisation_records(
                     window,
                     quota=included,
                     projected=projected,
-                )
-            )
-        if next_period is not None:
-            records.append(
-                UsageRecord(
-                    VENDOR, account_id, tenant, spec.metric + NEXT_PERIOD_SUFFIX, next_period, spec.unit, window
+                    projected_next_period=next_period,
                 )
             )
     return records
@@ -795,6 +787,8 @@ class ThousandEyesSource:
         self._rates: dict[tuple[str, str], _RateState] = {}
         self._rates_lock = threading.Lock()
         self._sessions: dict[str, HttpClient] = {}
+        self._notes: dict[str, list[str]] = {}
+        self._notes_lock = threading.Lock()
 
     def parse_account(self, raw: dict[str, object], *, index: int = 0) -> ThousandEyesAccount:
         account = parse_account(ThousandEyesAccount, raw, index=index, vendor=VENDOR)
@@ -941,6 +935,8 @@ class ThousandEyesSource:
                 "thousandeyes MSP quotas not read this run; the contract quotas of /v7/usage apply",
                 extra={"account_id": account.account_id, "error": _clip(str(exc))},
             )
+            note = f"MSP quotas (/v7/quotas) not read: {_clip(str(exc))}; contract quotas apply"
+            self._note(account.account_id, note)
             return None
         said = vendor_message(response)
         reason = NO_QUOTA_PERMISSION if response.status == 403 else f"HTTP {response.status}"
@@ -948,7 +944,22 @@ class ThousandEyesSource:
             "thousandeyes MSP quotas not read this run; the contract quotas of /v7/usage apply",
             extra={"account_id": account.account_id, "error": f"{reason}{': ' + said if said else ''}"},
         )
+        self._note(
+            account.account_id,
+            f"MSP quotas (/v7/quotas) not read: {reason}{': ' + said if said else ''}; contract quotas apply",
+        )
         return None
+
+    def _note(self, account_id: str, text: str) -> None:
+        with self._notes_lock:
+            notes = self._notes.setdefault(account_id, [])
+            if text not in notes:
+                notes.append(text)
+
+    def drain_notes(self, account_id: str) -> list[str]:
+        """What the last collection of this account wants its run record to say (not errors)."""
+        with self._notes_lock:
+            return self._notes.pop(account_id, [])
 
     def _usage(self, account: ThousandEyesAccount, organisation: Organisation) -> HttpResponse:
         aid = organisation.call_aid
@@ -1009,6 +1020,11 @@ class ThousandEyesSource:
                 "thousandeyes usage answer has no billing dates (usage.quota.monthStart/monthEnd);"
                 " its numbers are stored under the requested period",
                 extra={"organisation": organisation.tenant.tenant_id, "period": str(request.period)},
+            )
+            self._note(
+                account.account_id,
+                f"organisation {organisation.tenant.tenant_name} ({organisation.tenant.tenant_id}): no billing dates "
+                f"in the answer; stored under the requested period {request.period}",
             )
         if request.period_explicit and window.period != request.period:
             raise _OrganisationError(
