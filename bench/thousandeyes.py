@@ -3,7 +3,8 @@
 A run lists the account groups once (counted against the token's current organisation), reads the MSP
 quotas once (`/v7/quotas`) and calls `/v7/usage` once per organisation, `concurrency` (4) organisations at a
 time. The limit is per organisation, so 50 organisations never come near it: the bound is latency,
-ceil(50 / 4) rounds of one request plus the listing and the quotas. The bound of a single 240/min bucket (51 calls at 4/s) is reported too.
+ceil(50 / 4) rounds of one request plus the listing and the quotas. The bound of a single 240/min bucket
+(51 calls at 4/s) is reported too.
 """
 
 from __future__ import annotations
