@@ -269,9 +269,14 @@ def reconcile_failures(
     ok_tenants: Iterable[str],
     document: RulesDocument,
     now: datetime,
+    previous: Mapping[str, AlertState] | None = None,
 ) -> list[Transition]:
-    """`collection.failed` once when a tenant or account starts failing; `collection.recovered` when it reads again."""
-    ctx = _Ctx(document, now)
+    """`collection.failed` once when a tenant or account starts failing; `collection.recovered` when it reads again.
+
+    `previous` holds the stored, no longer firing collection states of those failing now, so a failure's event id
+    names its episode by the one before it and a failure re-sent after its state was not stored keeps its id.
+    """
+    ctx = _Ctx(document, now, previous=previous or {})
     failing = {s.tenant_id: s for s in open_states.values() if s.is_collection and s.status == "firing"}
     if account_error is not None:
         if ACCOUNT_WIDE not in failing:
@@ -294,8 +299,9 @@ def reconcile_failures(
 
 
 def _fail(ctx: _Ctx, vendor: str, account_id: str, tenant_id: str, name: str, error: str, severity: str) -> None:
+    identifier = alert_id(vendor, account_id, tenant_id, "", COLLECTION_RULE, "")
     state = AlertState(
-        alert_id=alert_id(vendor, account_id, tenant_id, "", COLLECTION_RULE, ""),
+        alert_id=identifier,
         vendor=vendor,
         account_id=account_id,
         tenant_id=tenant_id,
@@ -309,6 +315,7 @@ def _fail(ctx: _Ctx, vendor: str, account_id: str, tenant_id: str, name: str, er
         since=ctx.now_iso,
         updated_at=ctx.now_iso,
         error=error,
+        previous_since=ctx.previous[identifier].since if identifier in ctx.previous else "",
     )
     if _silenced(ctx, state):
         ctx.transitions.append(Transition(state))
@@ -469,7 +476,7 @@ def collection_event(event_type: str, state: AlertState, now: datetime) -> Event
 def _event_id(state: AlertState, event_type: str) -> str:
     """A function of the transition alone (alert, change, the episode's start, which reminder), never of the run
     that sends it: a change sent again, by a retry or by a later run after its state was not stored, keeps its id."""
-    if event_type == BREACHED and state.previous_since is not None:
+    if event_type in (BREACHED, FAILED) and state.previous_since is not None:
         # A breach is known before its state is stored: the episode is named by the one before it.
         text = f"{state.alert_id}|{event_type}|after:{state.previous_since}|{state.repeat_count}"
     else:

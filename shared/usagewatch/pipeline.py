@@ -28,6 +28,8 @@ from usagewatch.alerts import (
 from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
 from usagewatch.errors import ConfigError, PublishError, StoreError, UsagewatchError
 from usagewatch.model import (
+    ACCOUNT_WIDE,
+    COLLECTION_RULE,
     AlertState,
     ChunkedSource,
     CollectionRequest,
@@ -432,6 +434,24 @@ class Pipeline(Generic[AccountT]):
             return {}
         return self.store.alert_states(run.vendor, run.account_id, wanted)
 
+    def _previous_failures(
+        self, run: _AccountRun, account_error: str | None, open_states: Mapping[str, AlertState]
+    ) -> dict[str, AlertState]:
+        """The stored, no longer firing collection states of the tenants (or the account) failing now."""
+        failing = [ACCOUNT_WIDE] if account_error is not None else list(run.failures)
+        wanted = {
+            (tenant_id, "", "", COLLECTION_RULE)
+            for tenant_id in failing
+            if alert_id(run.vendor, run.account_id, tenant_id, "", COLLECTION_RULE, "") not in open_states
+        }
+        if not wanted:
+            return {}
+        try:
+            return self.store.alert_states(run.vendor, run.account_id, wanted)
+        except StoreError as exc:
+            logger.warning("earlier collection states not read", extra={"error": _clean(str(exc))})
+            return {}
+
     @staticmethod
     def _revive_reopened(open_states: dict[str, AlertState], previous: dict[str, AlertState]) -> set[str]:
         """Alerts closed because their period ended, found again by a re-collection of that period.
@@ -501,6 +521,7 @@ class Pipeline(Generic[AccountT]):
                 transitions += reconcile_thresholds(
                     open_states, run.findings, observed, self.rules, request.as_of, run.readings, previous
                 )
+            failing_previous = self._previous_failures(run, account_error, open_states)
             transitions += reconcile_failures(
                 open_states,
                 vendor=vendor,
@@ -510,6 +531,7 @@ class Pipeline(Generic[AccountT]):
                 ok_tenants=run.ok_tenants,
                 document=self.rules,
                 now=request.as_of,
+                previous=failing_previous,
             )
         if open_states is not None and revived:
             # A reminder of a month that already ended is noise; the state still advances.

@@ -67,6 +67,28 @@ def test_lambda_retry_after_unstored_state_resends_the_same_event_ids(kn: World)
     assert kn.h.run_record(ACCOUNT, at("06:00"))["status"] == "ok"
 
 
+def test_a_collection_failure_re_sent_after_its_state_was_not_stored_keeps_its_event_id(kn: World) -> None:
+    assert kn.h.run(at("06:00")).error is None
+    victim = kn.sim.default_companies[0]
+    victim["monthlyActiveUserCount"] = None  # that company fails; the others are read
+
+    def refuse_alert_states(params: dict[str, Any], **kwargs: Any) -> None:
+        if _alert_write(params, kn.aws.table_name):
+            raise RuntimeError("simulated: alert state write refused")
+
+    with boto_hook("before-parameter-build.dynamodb.PutItem", refuse_alert_states):
+        first = kn.h.run(at("12:00"))
+    later = kn.h.run(at("18:00"))
+
+    def failed(events: list[dict[str, Any]]) -> dict[str, str]:
+        return {e["tenant_id"]: e["event_id"] for e in events if e["event_type"] == "collection.failed"}
+
+    assert first.error is not None and later.error is None
+    assert list(failed(first.events)) == [victim["companyResourceId"]]
+    assert failed(later.events) == failed(first.events), "the same failure, re-sent, keeps its event id"
+    assert_clean_rerun_publishes_nothing(kn.h, at("21:00"))
+
+
 def test_recollecting_a_closed_month_publishes_its_breaches_once(kn: World) -> None:
     tenant = kn.sim.default_companies[0]["companyResourceId"]
     kn.aws.put_rules(
