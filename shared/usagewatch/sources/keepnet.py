@@ -686,7 +686,10 @@ class KeepnetSource:
                         seen.add(cid)
                         nested += member.parent_id is not None
                         company = member.row
-                        assert isinstance(company, dict)  # company_id is None for anything else
+                        if not isinstance(company, dict):  # company_id is None for anything else: not reached
+                            failures += 1
+                            yield _row_failure(member, page.number, position)
+                            continue
                         try:
                             yield company_records(
                                 company,
