@@ -1,4 +1,4 @@
-"""The one HTTP client every vendor module uses: timeouts, bounded retries, rate limiting, size caps.
+"""The one HTTP client every vendor module uses: timeouts, bounded retries, pacing (`pacing.py`), size caps.
 
 Retries cover 429 and 5xx (honouring `Retry-After` or a vendor's own reset hint), connection resets,
 timeouts, truncated and unparseable bodies. They are bounded in count and in total time so a run ends
@@ -27,6 +27,7 @@ from requests.structures import CaseInsensitiveDict
 
 from usagewatch.errors import ConfigError, VendorApiError, VendorDataError
 from usagewatch.observability import logger
+from usagewatch.pacing import Pacer
 
 DEFAULT_TIMEOUT: Final = (3.05, 20.0)
 DEFAULT_MAX_RESPONSE_BYTES: Final = 20 * 1024 * 1024
@@ -63,56 +64,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class RateLimiter:
-    """A thread-safe token bucket shared by every request made with one key.
-
-    `hold(seconds)` makes every caller wait (the server said so with a 429), not just the one that
-    saw it.
-    """
-
-    def __init__(
-        self,
-        rate_per_second: float,
-        burst: int = 1,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate_per_second <= 0:
-            raise ValueError("rate_per_second must be positive")
-        self.rate = rate_per_second
-        self.burst = max(1, burst)
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._tokens = float(self.burst)
-        self._updated = clock()
-        self._held_until = 0.0
-
-    def acquire(self) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                if now < self._held_until:
-                    wait = self._held_until - now
-                else:
-                    self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-                    self._updated = now
-                    if self._tokens >= 1:
-                        self._tokens -= 1
-                        return
-                    wait = (1 - self._tokens) / self.rate
-            self._sleep(wait)
-
-    def hold(self, seconds: float) -> None:
-        with self._lock:
-            until = self._clock() + seconds
-            if until > self._held_until:
-                self._held_until = until
-                self._tokens = 0.0
-                self._updated = until
 
 
 @dataclass(frozen=True)
@@ -165,7 +116,7 @@ class HttpClient:
     base_url: str
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    limiter: RateLimiter | None = None
+    limiter: Pacer | None = None
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     pool_size: int = 16
     wait_hint: WaitHint | None = None
@@ -199,7 +150,7 @@ class HttpClient:
         auth: tuple[str, str] | None = None,
         parse_json: bool = False,
         retry_statuses: frozenset[int] | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Pacer | None = None,
     ) -> HttpResponse:
         """Send one logical request, retrying what is worth retrying; return the final response.
 

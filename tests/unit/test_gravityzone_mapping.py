@@ -10,12 +10,12 @@ import pytest
 
 from usagewatch.errors import ConfigError, VendorDataError
 from usagewatch.model import CollectionRequest, Period, Tenant
+from usagewatch.pacing import PacedLimiter
 from usagewatch.sources.gravityzone import (
     DOCUMENTED_COUNTERS,
     GravityZoneAccount,
     GravityZoneRpcError,
     GravityZoneSource,
-    PacedLimiter,
     is_no_licence_error,
     is_no_licence_result,
     metric_name,

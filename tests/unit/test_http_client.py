@@ -1,4 +1,4 @@
-"""HttpClient, RateLimiter, RetryPolicy, HttpResponse, validate_base_url and parse_retry_after.
+"""HttpClient, RateLimiter (pacing.py), RetryPolicy, HttpResponse, validate_base_url and parse_retry_after.
 
 Every HttpClient test talks real HTTP to a loopback simulator; waits go to an injected `sleep` that
 records them (and, with `FakeClock`, advances a fake clock) so retries cost no real time. Only the
@@ -27,12 +27,12 @@ from usagewatch.errors import ConfigError, VendorApiError, VendorDataError
 from usagewatch.http import (
     HttpClient,
     HttpResponse,
-    RateLimiter,
     RetryPolicy,
     parse_retry_after,
     validate_base_url,
 )
 from usagewatch.observability import logger
+from usagewatch.pacing import RateLimiter
 
 PATH = "/v1/things"
 QUERY_SECRET = "qs-TOKEN-5e1d0c9b"
