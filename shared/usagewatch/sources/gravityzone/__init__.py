@@ -25,6 +25,10 @@ Rate limits are per key and per API class (Licensing 5 req/s, the rest 10 req/s)
 (key, API) paces requests a little under the configured rate (burst 1) so the server's rolling window
 is never exceeded; a 429 (or JSON-RPC -32003) holds every request of that key and API for
 `Retry-After` seconds and slows the pace.
+
+Modules: `api` (account, JSON-RPC calls, the vendor's errors), `mapping` (pure: usage answer -> records),
+`companies` (the company tree), `source` (GravityZoneSource: usage per company, continuation chunks);
+the pacing itself is `usagewatch.pacing.PacedLimiter`.
 """
 
 from usagewatch.sources.gravityzone.api import (

@@ -14,6 +14,9 @@ company seen twice (nested and at the top) is counted once.
 Pages after the first are read concurrently; results are yielded as pages arrive, so raw pages never
 pile up in memory. Only the set of company ids seen is kept, to drop duplicates (a listing ordered by
 creation time shifts while companies are added).
+
+Modules: `api` (token, search calls, paging), `mapping` (pure: body, envelope, page, company -> records),
+`source` (KeepnetSource: the listing passes, duplicates, the summary).
 """
 
 from usagewatch.sources.keepnet.api import (

@@ -17,6 +17,10 @@ Tenants (docs/vendors/thousandeyes.md):
 Rate limit: 240 requests a minute per organisation. Each organisation has its own token bucket, the
 `X-Organization-Rate-Limit-Remaining/-Reset` headers make the next call wait for the reset when few
 requests are left, and a 429 waits for `Retry-After` or the reset before retrying.
+
+Modules: `api` (account, auth, per-organisation pacers, status mapping), `mapping` (pure: usage answer ->
+records), `organisations` (pure: account groups -> organisations, MSP quotas), `source` (ThousandEyesSource);
+the pacing itself is `usagewatch.pacing.HeaderLedPacer`.
 """
 
 from usagewatch.sources.thousandeyes.api import (
