@@ -23,7 +23,8 @@ from usagewatch.model import MAX_PLAUSIBLE_VALUE, Period
 from usagewatch.text import clean_name
 
 MAPPING_COLUMNS: Final = ("customer_id", "customer_name", "vendor", "account_id", "tenant_id")
-MAPPING_OPTIONAL: Final = ("external_ref",)
+# The columns `customers suggest --csv` adds are accepted and ignored, so its file imports as it is.
+MAPPING_OPTIONAL: Final = ("external_ref", "tenant_name", "score", "method", "new_customer")
 CONTRACT_COLUMNS: Final = ("customer_id", "vendor", "metric", "quantity", "effective_from")
 CONTRACT_OPTIONAL: Final = ("effective_to", "agreement", "unit_price")
 MAX_LINES: Final = 200_000
@@ -56,7 +57,7 @@ def _rows(
     if missing or unknown:
         says = [f"missing column(s) {', '.join(missing)}"] if missing else []
         says += [f"unknown column(s) {', '.join(unknown)}"] if unknown else []
-        raise ImportRejectedError(source, [(1, "; ".join(says) + f" (expected {','.join((*required, *optional))})")])
+        raise ImportRejectedError(source, [(1, "; ".join(says) + f" (expected {','.join(required)}[,...])")])
     reader.fieldnames = header
     try:
         for row in reader:

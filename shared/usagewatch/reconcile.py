@@ -76,11 +76,15 @@ def reconcile(
     mappings: Iterable[TenantMapping],
     contracts: Iterable[Contract],
     previous: Iterable[Reading] = (),
-    missing: Collection[TenantRef] = (),
+    incomplete_accounts: Collection[tuple[str, str]] = (),
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[Line]:
     """Every (customer, vendor, metric) with usage or a contract in `period`, plus a line per unmapped
-    tenant and metric. Sorted by status (under-billed first), then customer, vendor and metric."""
+    tenant and metric. Sorted by status (under-billed first), then customer, vendor and metric.
+
+    `incomplete_accounts` are the (vendor, account) pairs whose month is not fully read (a tenant carried from
+    an earlier run, part of the listing failed): their customers' lines say `complete = False`, never a silent
+    zero."""
     names = {c.customer_id: c.name for c in customers}
     owner: Mapping[TenantRef, str] = {m.tenant: m.customer_id for m in mappings}
     force = in_force(contracts, period)
@@ -99,7 +103,8 @@ def reconcile(
             key = (cid, reading.tenant.vendor, reading.metric)
             before[key] += reading.value
             seen_before.add(key)
-    incomplete = {(owner[t], t.vendor) for t in missing if t in owner}
+    shaky = set(incomplete_accounts)
+    incomplete = {(cid, t.vendor) for t, cid in owner.items() if (t.vendor, t.account_id) in shaky}
     for key in sorted(set(used) | set(force)):
         cid, vendor, metric = key
         rows = used.get(key, [])

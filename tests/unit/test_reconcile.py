@@ -94,16 +94,25 @@ def test_change_against_the_previous_month_and_sum_over_tenants() -> None:
     assert (line.used, line.change, line.tenants) == (42, 17, 2)
 
 
-def test_a_failed_tenant_marks_its_customer_incomplete_never_zero() -> None:
+def test_an_account_not_fully_read_marks_its_customers_incomplete() -> None:
     lines = reconcile(
         NOV,
         [read(A1, "monthly_users", 30), read(B1, "monthly_users", 5)],
         customers=CUSTOMERS,
         mappings=MAPPINGS,
         contracts=[],
-        missing={TenantRef("keepnet", "kn", "c-1")},
+        incomplete_accounts={("keepnet", "kn")},
     )
-    assert {x.customer_id: x.complete for x in lines} == {"acme": False, "globex": True}
+    assert {x.customer_id: x.complete for x in lines} == {"acme": False, "globex": False}
+    lines = reconcile(
+        NOV,
+        [read(A1, "monthly_users", 30), read(A2, "endpoint_monthly_usage", 5)],
+        customers=CUSTOMERS,
+        mappings=MAPPINGS,
+        contracts=[],
+        incomplete_accounts={("gravityzone", "gz")},
+    )
+    assert {(x.vendor, x.complete) for x in lines} == {("keepnet", True), ("gravityzone", False)}
 
 
 months = st.builds(Period, st.integers(2024, 2027), st.integers(1, 12))
