@@ -11,16 +11,17 @@ usagewatch reconcile --period 2026-11 [--customer acme] [--csv]
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from usagewatch.billing_report import UsageReader, gather, line_row, render_csv
 from usagewatch.billing_store import BillingStore, ImportResult
 from usagewatch.customers import NamedTenant, TenantRef, unmapped
 from usagewatch.imports import parse_contracts, parse_mappings
 from usagewatch.model import VENDORS, Period
-from usagewatch.reconcile import DEFAULT_TOLERANCE, Line, Reading, reconcile, summary
+from usagewatch.reconcile import DEFAULT_TOLERANCE, summary
 from usagewatch.report import table
 from usagewatch.store import DynamoStore
 from usagewatch.text import clean_name
@@ -37,26 +38,6 @@ SUGGESTION_COLUMNS: Final = (
     "method",
     "new_customer",
 )
-RECONCILE_COLUMNS: Final = (
-    "period",
-    "customer_id",
-    "customer_name",
-    "vendor",
-    "metric",
-    "used",
-    "contracted",
-    "quota",
-    "difference",
-    "status",
-    "change",
-    "tenants",
-    "complete",
-    "agreement",
-    "unit_price",
-    "unbilled_value",
-    "tenant_id",
-)
-
 Fail = Callable[[str], Exception]
 
 
@@ -131,27 +112,9 @@ def _imported(result: ImportResult, what: str) -> str:
 # --- reads of the usage the collectors stored --------------------------------------------------------
 
 
-def _usage(store: DynamoStore, period: Period) -> list[Mapping[str, Any]]:
-    """The billed, current usage items of one month (a tenant gone from its vendor is not billed)."""
-    return [i for i in store.period_usage(str(period)) if i.get("billed", True) and not i.get("removed_at")]
-
-
-def _readings(items: Iterable[Mapping[str, Any]]) -> list[Reading]:
-    return [
-        Reading(
-            TenantRef(str(i["vendor"]), str(i["account_id"]), str(i["tenant_id"])),
-            str(i.get("tenant_name", "")),
-            str(i["metric"]),
-            i["value"],
-            i.get("quota"),
-        )
-        for i in items
-    ]
-
-
 def _tenants(store: DynamoStore, period: Period) -> list[NamedTenant]:
     seen: dict[TenantRef, str] = {}
-    for item in _usage(store, period):
+    for item in UsageReader(store).items(period):
         ref = TenantRef(str(item["vendor"]), str(item["account_id"]), str(item["tenant_id"]))
         seen.setdefault(ref, str(item.get("tenant_name", "")))
     return [NamedTenant(ref, name) for ref, name in seen.items()]
@@ -248,28 +211,11 @@ def _reconcile(
     customers = billing.customers()
     if args.customer and args.customer not in {c.customer_id for c in customers}:
         raise fail(f"no customer {args.customer!r}: `usagewatch customers import` adds customers")
-    contracts = [c for vendor in VENDORS for c in billing.contracts(vendor)]
-    totals = store.period_totals(str(period))
-    shaky = {
-        (str(t["vendor"]), str(t["account_id"]))
-        for t in totals
-        if not t.get("complete", True) or t.get("carried_tenant_count")
-    }
-    lines = reconcile(
-        period,
-        _readings(_usage(store, period)),
-        previous=_readings(_usage(store, period.previous())),
-        customers=customers,
-        mappings=billing.mappings(),
-        contracts=contracts,
-        incomplete_accounts=shaky,
-        tolerance=args.tolerance,
-    )
-    if args.customer:
-        lines = [x for x in lines if x.customer_id == args.customer]
-    rows = [_line_row(period, x) for x in lines]
+    result = gather(store, period, customer_id=args.customer, tolerance=args.tolerance)
+    lines = result.lines
+    rows = [line_row(period, x) for x in lines]
     if kind == "csv":
-        return str(csv(rows, RECONCILE_COLUMNS))
+        return render_csv(result)
     if kind == "json":
         return "".join(_json(r) for r in rows)
     if not rows:
@@ -304,28 +250,6 @@ def _signed(value: float | None) -> str:
     from usagewatch.alerts import fmt
 
     return ("+" if value > 0 else "") + fmt(value)
-
-
-def _line_row(period: Period, x: Line) -> dict[str, Any]:
-    return {
-        "period": str(period),
-        "customer_id": x.customer_id,
-        "customer_name": x.customer_name,
-        "vendor": x.vendor,
-        "metric": x.metric,
-        "used": x.used,
-        "contracted": x.contracted,
-        "quota": x.quota,
-        "difference": x.difference,
-        "status": x.status,
-        "change": x.change,
-        "tenants": x.tenants,
-        "complete": x.complete,
-        "agreement": x.agreement,
-        "unit_price": x.unit_price,
-        "unbilled_value": x.unbilled_value,
-        "tenant_id": x.tenant_id,
-    }
 
 
 def _json(row: Mapping[str, Any]) -> str:
