@@ -5,6 +5,7 @@ Pure: no AWS, no HTTP. `usagewatch.matching` proposes owners from these names (f
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,10 @@ LEGAL_SUFFIXES: Final = frozenset(
     }
 )  # fmt: skip
 
-_DOTTED: Final = re.compile(r"(?<=\b\w)\.(?=\w\b)|(?<=\b\w)\.(?=\s|$)")
+_DOTTED: Final = re.compile(r"(?<=\b\w)[./](?=\w\b)|(?<=\b\w)\.(?=\s|$)")
+# Latin letters that Unicode does not decompose into a base letter and an accent.
+_LATIN: Final = str.maketrans({"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ß": "ss", "æ": "ae",
+                               "Æ": "AE", "œ": "oe", "Œ": "OE", "þ": "th", "Þ": "Th", "\u0131": "i"})  # fmt: skip
 _NON_WORD: Final = re.compile(r"[^\w]+")
 _CUSTOMER_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -34,7 +38,7 @@ def normalise_name(name: str) -> str:
     `"Müller & Söhne GmbH"` and `"muller and sohne"` normalise alike. A name made only of legal-form words
     keeps them, so it never normalises to nothing.
     """
-    text = unicodedata.normalize("NFKD", clean_name(name))
+    text = unicodedata.normalize("NFKD", clean_name(name).translate(_LATIN))
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
     text = text.replace("&", " and ").replace("+", " and ")
     text = _DOTTED.sub("", text)
@@ -44,9 +48,20 @@ def normalise_name(name: str) -> str:
 
 
 def customer_id_for(name: str) -> str:
-    """A readable, stable id proposed for a new customer: the normalised name as a slug."""
-    slug = "-".join(normalise_name(name).split())[:64].strip("-")
-    return slug or "customer"
+    """A readable, stable id proposed for a new customer: the normalised name as an ASCII slug; a name with no
+    ASCII letters or digits (Greek, Japanese, ...) gets `customer-` and a short hash of it."""
+    normal = normalise_name(name)
+    words = ["".join(ch for ch in word if ch.isascii() and ch.isalnum()) for word in normal.split()]
+    slug = "-".join(w for w in words if w)[:64].strip("-")
+    if slug and any(ch.isalpha() for ch in slug):
+        return slug
+    digest = hashlib.sha256(normal.encode()).hexdigest()[:10]
+    return f"customer-{slug}-{digest}" if slug else f"customer-{digest}"
+
+
+def numbers_of(normal: str) -> frozenset[str]:
+    """The number tokens of a normalised name: "Globex 2" and "Globex 3" are different companies."""
+    return frozenset(t for t in normal.split() if t.isdigit())
 
 
 def check_customer_id(value: str, *, field: str = "customer_id") -> str | None:

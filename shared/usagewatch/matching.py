@@ -14,7 +14,15 @@ from typing import Final, Literal
 
 from rapidfuzz import fuzz, process
 
-from usagewatch.customers import Customer, NamedTenant, TenantMapping, TenantRef, customer_id_for, normalise_name
+from usagewatch.customers import (
+    Customer,
+    NamedTenant,
+    TenantMapping,
+    TenantRef,
+    customer_id_for,
+    normalise_name,
+    numbers_of,
+)
 from usagewatch.text import clean_name
 
 # Scores are rapidfuzz's 0-100; below this a name is too different to propose.
@@ -67,7 +75,12 @@ class _Index:
                 block.append(position)
 
     def best(self, key: str, min_score: float) -> tuple[Customer, float] | None:
-        block = sorted({i for token in set(key.split()) for i in self.tokens.get(token, ())})
+        numbers = numbers_of(key)
+        block = sorted(
+            i
+            for i in {i for token in set(key.split()) for i in self.tokens.get(token, ())}
+            if numbers_of(self.keys[i]) == numbers
+        )
         if not block:
             return None
         match = process.extractOne(
@@ -89,7 +102,8 @@ def suggest(
     """A proposed customer for every tenant that has none.
 
     Exact normalised-name matches first, then fuzzy (rapidfuzz `token_sort_ratio`, at least `min_score`) within
-    the block of customers sharing a name token, so 30,000 tenants never compare all pairs. A tenant matching no
+    the block of customers sharing a name token and the same numbers ("Globex 2" is not "Globex 3"), so 30,000
+    tenants never compare all pairs. A tenant matching no
     customer proposes a new one; later tenants of the same company (another vendor, a spelling variant) join it.
     Tenants are taken in a stable order (name, then reference), so the same input gives the same proposals.
     """

@@ -80,7 +80,8 @@ def reconcile(
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> list[Line]:
     """Every (customer, vendor, metric) with usage or a contract in `period`, plus a line per unmapped
-    tenant and metric. Sorted by status (under-billed first), then customer, vendor and metric.
+    tenant and metric it used (a zero nobody bills or contracted is left out). Sorted by status (under-billed
+    first), then customer, vendor and metric.
 
     `incomplete_accounts` are the (vendor, account) pairs whose month is not fully read (a tenant carried from
     an earlier run, part of the listing failed): their customers' lines say `complete = False`, never a silent
@@ -93,7 +94,8 @@ def reconcile(
     for reading in readings:
         cid = owner.get(reading.tenant)
         if cid is None:
-            lines.append(_unmapped(reading))
+            if reading.value:  # a zero with nobody to bill says nothing; `customers unmapped` lists the tenant
+                lines.append(_unmapped(reading))
             continue
         used[(cid, reading.tenant.vendor, reading.metric)].append(reading)
     before: defaultdict[tuple[str, str, str], Number] = defaultdict(int)
@@ -112,6 +114,8 @@ def reconcile(
         quotas = [r.quota for r in rows]
         quota = sum(q for q in quotas if q is not None) if rows and None not in quotas else None
         contract = force.get(key)
+        if contract is None and not total:
+            continue  # nothing used, nothing billed
         lines.append(
             Line(
                 customer_id=cid,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from usagewatch import matching
+from usagewatch import customers, matching
 from usagewatch.customers import Customer, NamedTenant, TenantMapping, TenantRef, normalise_name
 from usagewatch.matching import suggest
 
@@ -23,6 +23,8 @@ from usagewatch.matching import suggest
         ("O'Brien-Smith Ltd.", "o brien smith"),
         ("Contoso LLC", "contoso"),
         ("Ltd", "ltd"),  # only a legal form: kept, never empty
+        ("Ørsted A/S", "orsted"),
+        ("Straße & Co. KG", "strasse and"),
         ("  Fabrikam\tHoldings\n", "fabrikam holdings"),
     ],
 )
@@ -103,3 +105,28 @@ def test_fuzzy_search_stays_inside_the_token_block(monkeypatch: pytest.MonkeyPat
     # "widgets" is shared by 1,000 customers: too common to block on; "customer17" narrows it to one.
     assert compared == [1]
     assert (s.customer_id, s.method) == ("c17", "fuzzy")
+
+
+@pytest.mark.parametrize(
+    ("name", "wanted"),
+    [
+        ("Ørsted Marine Services A/S", "orsted-marine-services"),
+        ("Łódź Software", "lodz-software"),
+        ("Müller & Söhne GmbH", "muller-and-sohne"),
+    ],
+)
+def test_new_customer_ids_are_ascii_and_valid(name: str, wanted: str) -> None:
+    assert customers.customer_id_for(name) == wanted
+    assert customers.check_customer_id(customers.customer_id_for(name)) is None
+
+
+@pytest.mark.parametrize("name", ["株式会社サクラ", "Κέντρο Υγείας Αθηνών", "株式会社サクラ 10"])
+def test_names_without_ascii_letters_get_a_hashed_id(name: str) -> None:
+    made = customers.customer_id_for(name)
+    assert made.startswith("customer-") and customers.check_customer_id(made) is None
+    assert made == customers.customer_id_for(name)
+
+
+def test_different_numbers_are_different_companies() -> None:
+    [s] = suggest([kn("1", "Acme Logistics Ltd 2")], [Customer("acme", "Acme Logistics Ltd")], min_score=50)
+    assert s.new_customer and s.customer_id == "acme-logistics-2"

@@ -130,3 +130,10 @@ def test_the_version_in_force_is_the_latest_start_not_after_the_month(
     else:
         assert chosen is not None
         assert chosen.quantity == max(started)[1]
+
+
+def test_zeros_nobody_bills_are_left_out_but_a_contracted_zero_is_not() -> None:
+    readings = [read(A1, "monthly_users", 0), read(A2, "endpoint_monthly_usage", 0), read(STRAY, "monthly_users", 0)]
+    contracts = [contract("acme", "keepnet", "monthly_users", 10, Period(2026, 1))]
+    lines = reconcile(NOV, readings, customers=CUSTOMERS, mappings=MAPPINGS, contracts=contracts)
+    assert [(x.customer_id, x.vendor, x.status) for x in lines] == [("acme", "keepnet", "over_billed")]
