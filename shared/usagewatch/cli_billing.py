@@ -124,8 +124,9 @@ def _known_metrics(store: DynamoStore) -> dict[str, set[str]]:
     """The metrics each vendor has stored this month or last: a contract names one of them."""
     now = Period.of(datetime.now(UTC))
     known: dict[str, set[str]] = {}
+    reader = UsageReader(store)
     for period in (now.previous(), now):
-        for item in store.period_usage(str(period)):
+        for item in reader.items(period):
             known.setdefault(str(item["vendor"]), set()).add(str(item["metric"]))
     return known
 
