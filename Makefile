@@ -9,7 +9,7 @@ export AWS_DEFAULT_REGION ?= eu-west-1
 export SAM_CLI_TELEMETRY := 0
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv test lint typecheck unit integration faults infra demo bench sam-build clean
+.PHONY: help venv test lint typecheck unit integration faults infra demo bench sam-build clean report-preview
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
@@ -60,6 +60,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The demo's monthly billing report rendered in headless Chromium (a screenshot in .demo/); run make demo first.
+report-preview:
+	scripts/report-preview
 
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

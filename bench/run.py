@@ -1,7 +1,8 @@
 """`python -m bench.run [scenario ...]`: run benchmark scenarios, print their rows, write bench/results.json.
 
 Scenarios (default: all, in this order): coldstart, hotpath, keepnet, memory, dynamodb, thousandeyes,
-gravityzone (about 110 s: the rate limit is the point), continuation (about 100 s), cost (from this run's
+gravityzone (about 110 s: the rate limit is the point), continuation (about 100 s), billing
+(customers, contracts and reconciliation at 10,000 customers), cost (from this run's
 results, or the last results.json for the scenarios not run). results.json keeps the last result of every
 scenario, each with the machine and the time it ran on.
 """
@@ -29,6 +30,7 @@ ORDER = (
     "thousandeyes",
     "gravityzone",
     "continuation",
+    "billing",
     "cost",
 )
 
@@ -66,6 +68,10 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Ro
         from bench import continuation
 
         return continuation.scenario
+    if name == "billing":
+        from bench import billing
+
+        return billing.scenario
     raise ValueError(name)
 
 

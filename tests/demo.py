@@ -170,10 +170,15 @@ def main() -> int:
             say(f"usagewatch {' '.join(command)} --table {aws.table_name}   (first lines)")
             for line in run_cli([*command, "--table", aws.table_name]).splitlines()[:lines]:
                 say(f"  {line}")
+
+        section("Billing: who to bill for what (docs/billing.md)")
+        from tests.demo_billing import billing_story
+
+        report = billing_story(aws, run_cli, say, invoke, LOG_FILE.parent)
     say()
     say(f"Logs of every run (JSON, secrets masked): {LOG_FILE.relative_to(ROOT)}")
     say(f"Demo finished in {time.monotonic() - started:.0f}s: {len(resolved)} alert(s) resolved in cycle 3.")
-    return 0
+    return 0 if report is not None else 1
 
 
 def run_cli(argv: list[str]) -> str:

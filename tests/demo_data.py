@@ -29,6 +29,9 @@ class DemoVendors:
         )
         tree = make_tree(customers=30, partners=2, sub_partner=True, seed=3)
         customers = tree.customers()
+        # Two companies the MSP also sells Keepnet to, named a little differently in each console.
+        tree.nodes[customers[0]].name = "ACME LOGISTICS Inc."
+        tree.nodes[customers[1]].name = "Globex Corporation"
         self.gravityzone = GravityZoneSimulator(
             api_key=GRAVITYZONE_KEY,
             tree=tree,

@@ -5,6 +5,10 @@ Examples:
   usagewatch report --period 2026-11 --vendor keepnet --csv > keepnet-2026-11.csv
   usagewatch alerts --table usagewatch-usage --rule over_quota
   usagewatch runs --vendor gravityzone --account msp-main --json
+  usagewatch customers suggest --period 2026-11 --csv > suggestions.csv
+  usagewatch customers import suggestions.csv
+  usagewatch contracts import contracts.csv
+  usagewatch reconcile --period 2026-11
 
 The table comes from --table, the USAGEWATCH_TABLE environment variable, or --stack NAME (the stack's
 UsageTableName output). AWS credentials and region come from boto3's usual chain (or --region).
@@ -24,6 +28,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from usagewatch import cli_billing
 from usagewatch.alerts import VENDOR_NAMES, fmt
 from usagewatch.errors import ConfigError, StoreError
 from usagewatch.model import VENDORS, Period
@@ -71,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,alerts,runs}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{report,alerts,runs,customers,contracts,reconcile}"
+    )
     report = commands.add_parser("report", parents=[common], help="usage and totals of one month")
     report.add_argument("--period", required=True, help="the month, YYYY-MM (e.g. 2026-11)")
     report.add_argument("--vendor", choices=VENDORS)
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--tenant", help="one customer (tenant id)")
     alerts.add_argument("--rule", help="one rule (over_quota, collection, ...)")
     runs.add_argument("--limit", type=int, default=5, help="runs shown per account (default 5)")
+    cli_billing.add_commands(commands, common)
     return parser
 
 
@@ -97,8 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = _report(store, args)
         elif args.command == "alerts":
             text = _alerts(store, args)
-        else:
+        elif args.command == "runs":
             text = _runs(store, args)
+        else:
+            text = cli_billing.run(store, args, _format(args), CliError, _csv)
     except CliError as exc:
         return _fail(str(exc), exc.code)
     except ConfigError as exc:

@@ -27,6 +27,7 @@ def subject_for(event: Event) -> str:
         "usage.threshold.resolved": "RESOLVED",
         "collection.failed": "COLLECTION FAILED",
         "collection.recovered": "RECOVERED",
+        "report.ready": "BILLING REPORT",
     }.get(event["event_type"], event["event_type"])
     text = one_line(f"[usagewatch] {kind}: {event['summary']}")
     text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
@@ -72,11 +73,13 @@ class SnsPublisher:
             self._client = boto3.client("sns", config=config)
         return self._client
 
-    def publish(self, event: Event) -> str:
-        """Publish one event; PublishError when SNS did not accept it (the caller keeps the state as it was)."""
+    def publish(self, event: Event, *, email: str | None = None) -> str:
+        """Publish one event; PublishError when SNS did not accept it (the caller keeps the state as it was).
+        `email` replaces the alert e-mail text for events that are not alerts (the billing report)."""
         event = scrub_event(event)
         body = json.dumps(event, separators=(",", ":"), default=str)
-        message = json.dumps({"default": body, "email": render_email(event)})
+        text = render_email(event) if email is None else redactor.scrub(email)
+        message = json.dumps({"default": body, "email": text})
         try:
             answer: dict[str, Any] = self.client.publish(  # type: ignore[assignment]
                 TopicArn=self.topic_arn,

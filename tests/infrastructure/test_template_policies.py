@@ -40,6 +40,8 @@ TABLE_ACTIONS = {
 # function sends the chunks (SendMessage) and Lambda's event source mapping, using the function's role, receives,
 # deletes and re-times them (the other four).
 WORK_QUEUE_FUNCTION = "GravityZoneCollectorFunction"
+REPORT_FUNCTION = "MonthlyReportFunction"
+FUNCTIONS = {*COLLECTORS, REPORT_FUNCTION}
 WORK_QUEUE = "GravityZoneWorkQueue"
 WORK_DEAD_LETTER_QUEUE = "GravityZoneWorkDeadLetterQueue"
 WORK_QUEUE_ACTIONS = {
@@ -124,7 +126,7 @@ def granted_on(cfn: dict[str, Any], function_id: str) -> dict[str, set[str]]:
 
 def test_no_wildcard_action_or_resource_in_any_iam_policy(cfn_default: dict[str, Any]) -> None:
     roles = resources_of(cfn_default, "AWS::IAM::Role")
-    assert len(roles) == 6, sorted(roles)  # 3 functions + 3 schedules
+    assert len(roles) == 8, sorted(roles)  # 4 functions + 4 schedules
     assert not resources_of(cfn_default, "AWS::IAM::Policy")
     assert not resources_of(cfn_default, "AWS::IAM::ManagedPolicy")
     for role_id, role in roles.items():
@@ -138,9 +140,13 @@ def test_no_wildcard_action_or_resource_in_any_iam_policy(cfn_default: dict[str,
             for resource in as_list(statement["Resource"]):
                 text = json.dumps(resource)
                 assert resource != "*", f"{where}: Resource *"
-                # The only wildcard allowed: this table's indexes, and the Secrets Manager random ARN suffix (?).
+                # The only wildcards allowed: this table's indexes and the report objects of this stack's bucket
+                # (and the Secrets Manager random ARN suffix, `?`).
                 if "*" in text:
-                    assert resource == {"Fn::Sub": "${UsageTable.Arn}/index/*"}, f"{where}: wildcard in {text}"
+                    assert resource in (
+                        {"Fn::Sub": "${UsageTable.Arn}/index/*"},
+                        {"Fn::Sub": "${ReportBucket.Arn}/reports/*"},
+                    ), f"{where}: wildcard in {text}"
 
 
 def test_only_the_expected_managed_policies_are_attached(cfn_default: dict[str, Any]) -> None:
@@ -379,6 +385,41 @@ def test_ops_key_policy_is_the_default_plus_cloudwatch_use(cfn_default: dict[str
     assert sorted(statements["CloudWatchAlarmsPublish"]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
 
 
+def test_report_function_reads_the_table_writes_its_reports_and_publishes_only(cfn_default: dict[str, Any]) -> None:
+    granted = granted_on(cfn_default, REPORT_FUNCTION)
+    assert set(granted) == {"dynamodb:Query", "s3:PutObject", "sns:Publish", "sqs:SendMessage"}
+    assert granted["dynamodb:Query"] == {"UsageTable"}
+    (put,) = statements_for(cfn_default, REPORT_FUNCTION, "s3:PutObject")
+    assert put["Resource"] == {"Fn::Sub": "${ReportBucket.Arn}/reports/*"}
+    (publish,) = statements_for(cfn_default, REPORT_FUNCTION, "sns:Publish")
+    arn = template_loader.resolve_value(publish["Resource"], resources={"AlertTopic.TopicName": "uw-alerts"})
+    assert arn == "arn:aws:sns:eu-west-1:123456789012:uw-alerts"
+    variables = cfn_default["Resources"][REPORT_FUNCTION]["Properties"]["Environment"]["Variables"]
+    assert variables["REPORT_BUCKET"] == {"Ref": "ReportBucket"}
+    assert "VENDOR_SECRET_ID" not in variables
+
+
+def test_report_bucket_is_private_encrypted_versioned_tls_only_and_retained(cfn_default: dict[str, Any]) -> None:
+    bucket = cfn_default["Resources"]["ReportBucket"]
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    properties = bucket["Properties"]
+    (rule,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms"}
+    assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(properties["PublicAccessBlockConfiguration"]) == 4
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    (deny,) = cfn_default["Resources"]["ReportBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    schedules = [
+        s["Properties"]
+        for s in resources_of(cfn_default, "AWS::Scheduler::Schedule").values()
+        if ref_to(s["Properties"]["Target"]["Arn"]) == REPORT_FUNCTION
+    ]
+    (schedule,) = schedules
+    assert json.loads(schedule["Target"]["Input"]) == SCHEDULER_INPUT
+    assert template_loader.load_template()["Parameters"]["MonthlyReportSchedule"]["Default"] == "cron(0 7 1 * ? *)"
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Failure handling
 # ---------------------------------------------------------------------------------------------------------------------
@@ -390,7 +431,7 @@ def test_every_function_has_an_on_failure_destination_and_bounded_retries(cfn_de
         for c in resources_of(cfn_default, "AWS::Lambda::EventInvokeConfig").values()
     }
     functions = resources_of(cfn_default, "AWS::Lambda::Function")
-    assert set(functions) == set(COLLECTORS)
+    assert set(functions) == FUNCTIONS
     for function_id in functions:
         assert function_id in configs, f"{function_id} has no EventInvokeConfig"
         config = configs[function_id]
@@ -489,7 +530,7 @@ def test_alarms_cover_every_function_and_dead_letter_queue_and_notify_ops_only(c
         for a in alarms.values()
         if a["Properties"]["MetricName"] == "Errors"
     }
-    assert set(error_alarms) == set(COLLECTORS)
+    assert set(error_alarms) == FUNCTIONS
     for alarm in error_alarms.values():
         assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"], alarm["EvaluationPeriods"]) == (
             "AWS/Lambda",

@@ -1,0 +1,259 @@
+"""The billing half of the `usagewatch` command: customers, contracts and the monthly reconciliation.
+
+usagewatch customers suggest --period 2026-11 --csv > suggestions.csv   # edit, then import it
+usagewatch customers suggest --period 2026-11 --accept                 # take every proposal as it is
+usagewatch customers import mapping.csv
+usagewatch customers unmapped --period 2026-11
+usagewatch contracts import contracts.csv
+usagewatch reconcile --period 2026-11 [--customer acme] [--csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from usagewatch.billing_report import UsageReader, gather, line_row, render_csv
+from usagewatch.billing_store import BillingStore, ImportResult
+from usagewatch.customers import NamedTenant, TenantRef, unmapped
+from usagewatch.imports import parse_contracts, parse_mappings
+from usagewatch.model import VENDORS, Period
+from usagewatch.reconcile import DEFAULT_TOLERANCE, summary
+from usagewatch.report import table
+from usagewatch.store import DynamoStore
+from usagewatch.text import clean_name
+
+MAX_FILE_BYTES: Final = 50 * 1024 * 1024
+SUGGESTION_COLUMNS: Final = (
+    "customer_id",
+    "customer_name",
+    "vendor",
+    "account_id",
+    "tenant_id",
+    "tenant_name",
+    "score",
+    "method",
+    "new_customer",
+)
+Fail = Callable[[str], Exception]
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register `customers`, `contracts` and `reconcile` on the CLI's subparsers."""
+    customers = commands.add_parser("customers", parents=[common], help="who owns which vendor tenant")
+    actions = customers.add_subparsers(dest="action", required=True, metavar="{suggest,import,unmapped}")
+    suggest = actions.add_parser("suggest", parents=[common], help="a proposed customer per unmapped tenant")
+    suggest.add_argument("--min-score", type=float, default=85.0, help="fuzzy score a proposal needs (0-100)")
+    suggest.add_argument("--accept", action="store_true", help="store every proposal as shown")
+    unmapped_ = actions.add_parser("unmapped", parents=[common], help="tenants with usage and no customer")
+    for sub in (suggest, unmapped_):
+        sub.add_argument("--period", help="the month, YYYY-MM (default: this month)")
+    imp = actions.add_parser("import", parents=[common], help="import a mapping CSV (all or nothing)")
+    imp.add_argument("file", help="customer_id,customer_name,vendor,account_id,tenant_id[,external_ref]")
+    contracts = commands.add_parser("contracts", parents=[common], help="what each customer is billed for")
+    cactions = contracts.add_subparsers(dest="action", required=True, metavar="{import}")
+    cimp = cactions.add_parser("import", parents=[common], help="import a contracts CSV (all or nothing)")
+    cimp.add_argument(
+        "file", help="customer_id,vendor,metric,quantity,effective_from[,effective_to,agreement,unit_price]"
+    )
+    rec = commands.add_parser("reconcile", parents=[common], help="billed versus used for one month")
+    rec.add_argument("--period", required=True, help="the month, YYYY-MM")
+    rec.add_argument("--customer", help="one customer id")
+    rec.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"share of a contract unused before it is over-billed (default {DEFAULT_TOLERANCE})",
+    )
+
+
+def run(store: DynamoStore, args: argparse.Namespace, kind: str, fail: Fail, csv: Callable[..., str]) -> str:
+    billing = BillingStore(store)
+    if args.command == "reconcile":
+        return _reconcile(store, billing, args, kind, fail, csv)
+    if args.command == "contracts":
+        return _import_contracts(store, billing, _read_file(args.file, fail), args.file)
+    if args.action == "import":
+        parsed = parse_mappings(_read_file(args.file, fail), vendors=VENDORS, source=args.file)
+        result = billing.import_mappings(parsed.customers, parsed.mappings)
+        return _imported(result, f"{len(parsed.customers)} customer(s), {len(parsed.mappings)} tenant mapping(s)")
+    period = _period(args.period, fail)
+    tenants = _tenants(store, period)
+    if args.action == "unmapped":
+        return _unmapped(unmapped(tenants, billing.mappings()), period, kind, csv)
+    return _suggest(billing, tenants, args, kind, csv)
+
+
+def _read_file(path: str, fail: Fail) -> str:
+    file = Path(path)
+    try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            raise fail(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB")
+        return file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise fail(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise fail(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def _period(text: str | None, fail: Fail) -> Period:
+    return Period.parse(text, field="--period") if text else Period.of(datetime.now(UTC))
+
+
+def _imported(result: ImportResult, what: str) -> str:
+    if not result.written:
+        return f"Nothing changed: {what} already stored as in the file."
+    return f"Imported {what}: {result.written} item(s) written, {result.unchanged} unchanged."
+
+
+# --- reads of the usage the collectors stored --------------------------------------------------------
+
+
+def _tenants(store: DynamoStore, period: Period) -> list[NamedTenant]:
+    seen: dict[TenantRef, str] = {}
+    for item in UsageReader(store).items(period):
+        ref = TenantRef(str(item["vendor"]), str(item["account_id"]), str(item["tenant_id"]))
+        seen.setdefault(ref, str(item.get("tenant_name", "")))
+    return [NamedTenant(ref, name) for ref, name in seen.items()]
+
+
+def _known_metrics(store: DynamoStore) -> dict[str, set[str]]:
+    """The metrics each vendor has stored this month or last: a contract names one of them."""
+    now = Period.of(datetime.now(UTC))
+    known: dict[str, set[str]] = {}
+    reader = UsageReader(store)
+    for period in (now.previous(), now):
+        for item in reader.items(period):
+            known.setdefault(str(item["vendor"]), set()).add(str(item["metric"]))
+    return known
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+
+def _import_contracts(store: DynamoStore, billing: BillingStore, text: str, source: str) -> str:
+    known = _known_metrics(store)
+    customers = {c.customer_id for c in billing.customers()}
+    contracts = parse_contracts(
+        text,
+        customers=customers,
+        vendors=VENDORS,
+        metric_known=lambda vendor, metric: metric in known.get(vendor, set()),
+        source=source,
+    )
+    return _imported(billing.import_contracts(contracts), f"{len(contracts)} contract line(s)")
+
+
+def _unmapped(tenants: Sequence[NamedTenant], period: Period, kind: str, csv: Callable[..., str]) -> str:
+    rows = [{"vendor": t.tenant.vendor, "account_id": t.tenant.account_id, "tenant_id": t.tenant.tenant_id,
+             "tenant_name": t.name} for t in tenants]  # fmt: skip
+    if kind == "csv":
+        return str(csv(rows, ("vendor", "account_id", "tenant_id", "tenant_name")))
+    if kind == "json":
+        return "".join(_json(r) for r in rows)
+    if not rows:
+        return f"Every tenant with usage in {period} belongs to a customer."
+    cells = [(r["vendor"], r["account_id"], clean_name(r["tenant_name"]), r["tenant_id"]) for r in rows]
+    return table(("vendor", "account", "tenant", "tenant id"), cells) + f"\n\n{len(rows)} unmapped tenant(s)."
+
+
+def _suggest(
+    billing: BillingStore, tenants: Sequence[NamedTenant], args: argparse.Namespace, kind: str, csv: Callable[..., str]
+) -> str:
+    from usagewatch.matching import suggest
+
+    proposals = suggest(tenants, billing.customers(), billing.mappings(), min_score=args.min_score)
+    rows: list[dict[str, Any]] = [
+        {
+            "customer_id": s.customer_id,
+            "customer_name": s.customer_name,
+            "vendor": s.tenant.vendor,
+            "account_id": s.tenant.account_id,
+            "tenant_id": s.tenant.tenant_id,
+            "tenant_name": s.tenant_name,
+            "score": s.score,
+            "method": s.method,
+            "new_customer": s.new_customer,
+        }
+        for s in proposals
+    ]
+    if args.accept and rows:
+        mapping_csv = csv(rows, SUGGESTION_COLUMNS)
+        parsed = parse_mappings(mapping_csv, vendors=VENDORS, source="suggestions")
+        result = billing.import_mappings(parsed.customers, parsed.mappings)
+        return _imported(result, f"{len(parsed.mappings)} accepted suggestion(s)")
+    if kind == "csv":
+        return str(csv(rows, SUGGESTION_COLUMNS))
+    if kind == "json":
+        return "".join(_json(r) for r in rows)
+    if not rows:
+        return "Every tenant with usage belongs to a customer: nothing to suggest."
+    cells = [
+        (clean_name(r["tenant_name"]), r["vendor"], r["customer_id"], clean_name(r["customer_name"]),
+         f"{r['score']:.0f}", r["method"] + (" (new)" if r["new_customer"] else ""))
+        for r in rows
+    ]  # fmt: skip
+    return (
+        table(("tenant", "vendor", "customer id", "customer", "score", "match"), cells)
+        + f"\n\n{len(rows)} suggestion(s), none stored: --accept stores them all, or --csv > FILE, edit it"
+        " and `usagewatch customers import FILE`."
+    )
+
+
+def _reconcile(
+    store: DynamoStore, billing: BillingStore, args: argparse.Namespace, kind: str, fail: Fail, csv: Callable[..., str]
+) -> str:
+    if not 0 <= args.tolerance < 1:
+        raise fail("--tolerance: a share from 0 to below 1 (e.g. 0.1)")
+    period = _period(args.period, fail)
+    customers = billing.customers()
+    if args.customer and args.customer not in {c.customer_id for c in customers}:
+        raise fail(f"no customer {args.customer!r}: `usagewatch customers import` adds customers")
+    result = gather(store, period, customer_id=args.customer, tolerance=args.tolerance)
+    lines = result.lines
+    rows = [line_row(period, x) for x in lines]
+    if kind == "csv":
+        return render_csv(result)
+    if kind == "json":
+        return "".join(_json(r) for r in rows)
+    if not rows:
+        return f"Nothing to reconcile for {period}: no usage or contracts stored."
+    from usagewatch.alerts import fmt
+
+    cells = [
+        (clean_name(x.customer_name) + (f" [{x.tenant_id}]" if x.tenant_id else ""), x.vendor, x.metric,
+         fmt(x.used), fmt(x.contracted), _signed(x.difference),
+         x.status.replace("_", "-") + ("" if x.complete else " (incomplete)"), _signed(x.change))
+        for x in lines
+    ]  # fmt: skip
+    counts = summary(lines)
+    said = ", ".join(
+        f"{counts[s]} {s.replace('_', '-')}" for s in ("under_billed", "unmapped", "no_contract", "over_billed", "ok")
+    )
+    return (
+        f"Billed versus used, {period}\n\n"
+        + table(("customer", "vendor", "metric", "used", "billed", "diff", "status", "vs last month"), cells)
+        + f"\n\n{said}; {counts['customers_under_billed']} customer(s) under-billed."
+        + (
+            ""
+            if all(x.complete for x in lines)
+            else "\n(incomplete: an account's month was not fully read; see `usagewatch runs`)"
+        )
+    )
+
+
+def _signed(value: float | None) -> str:
+    if value is None:
+        return "-"
+    from usagewatch.alerts import fmt
+
+    return ("+" if value > 0 else "") + fmt(value)
+
+
+def _json(row: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps(row, ensure_ascii=False, default=str, sort_keys=True) + "\n"

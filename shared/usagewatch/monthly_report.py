@@ -1,0 +1,130 @@
+"""The monthly billing report: the month's reconciliation as CSV and HTML in the stack's private bucket, and one
+`report.ready` event on the alert topic saying where it is and how many customers are under-billed.
+
+Scheduled on the first day of a month it reports the month before; `{"period": "YYYY-MM"}` reports that month.
+Writing the same month again replaces its two objects (the bucket keeps earlier versions) and publishes an event
+with the same `event_id` when the numbers did not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from usagewatch.billing_report import gather, render_csv, render_html, unmapped_tenants
+from usagewatch.errors import ConfigError, StoreError
+from usagewatch.invocation import parse_event
+from usagewatch.model import Period, utc_iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+    from usagewatch.publisher import SnsPublisher
+    from usagewatch.store import DynamoStore
+
+REPORT_READY: Final = "report.ready"
+PREFIX: Final = "reports"
+
+
+def report_period(event: Any, now: datetime) -> Period:
+    """The month to report: the event's `period`, else the month before the scheduled (or current) time."""
+    request = parse_event(event, now)
+    return request.period if request.period_explicit else Period.of(request.as_of).previous()
+
+
+def keys_for(period: Period) -> tuple[str, str]:
+    return f"{PREFIX}/{period}/billing-{period}.csv", f"{PREFIX}/{period}/billing-{period}.html"
+
+
+def ready_event(
+    period: Period, bucket: str, csv_key: str, html_key: str, counts: Mapping[str, int], unmapped: int, now: datetime
+) -> dict[str, Any]:
+    under = counts["customers_under_billed"]
+    digest = hashlib.sha256(json.dumps([str(period), dict(counts), unmapped], sort_keys=True).encode()).hexdigest()
+    return {
+        "event_type": REPORT_READY,
+        "event_id": f"report-{period}-{digest[:16]}",
+        # Someone has to act (bill a customer, map a tenant): e-mail subscribers (warning and up) get it.
+        "severity": "warning" if under or unmapped else "info",
+        "period": str(period),
+        "bucket": bucket,
+        "csv_key": csv_key,
+        "html_key": html_key,
+        "customers_under_billed": under,
+        "unmapped_tenants": unmapped,
+        "lines": dict(counts),
+        "observed_at": utc_iso(now),
+        "summary": (
+            f"Billing report for {period}: {under} customer(s) under-billed, {unmapped} unmapped tenant(s); "
+            f"s3://{bucket}/{html_key}"
+        ),
+    }
+
+
+def ready_email(event: Mapping[str, Any]) -> str:
+    counts = event["lines"]
+    return "\n".join(
+        [
+            str(event["summary"]),
+            "",
+            f"Period: {event['period']}",
+            f"Under-billed customers: {event['customers_under_billed']}",
+            f"Unmapped tenants: {event['unmapped_tenants']}",
+            "Lines: "
+            + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if s != "customers_under_billed"),
+            f"Report (HTML): s3://{event['bucket']}/{event['html_key']}",
+            f"Report (CSV): s3://{event['bucket']}/{event['csv_key']}",
+            "",
+            "Map unmapped tenants with `usagewatch customers suggest`; see docs/billing.md.",
+        ]
+    )
+
+
+def run_report(
+    event: Any,
+    *,
+    store: DynamoStore,
+    s3: S3Client,
+    publisher: SnsPublisher,
+    bucket: str,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> dict[str, Any]:
+    """Write the month's CSV and HTML, then publish `report.ready`; returns the event."""
+    now = clock()
+    period = report_period(event, now)
+    result = gather(store, period, history_months=6)
+    csv_key, html_key = keys_for(period)
+    for key, body, kind in (
+        (csv_key, render_csv(result), "text/csv; charset=utf-8"),
+        (html_key, render_html(result), "text/html; charset=utf-8"),
+    ):
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType=kind, ServerSideEncryption="aws:kms")
+        except Exception as exc:
+            raise StoreError(f"S3 write of s3://{bucket}/{key} failed: {type(exc).__name__}: {exc}") from exc
+    ready = ready_event(period, bucket, csv_key, html_key, result.counts, unmapped_tenants(result.lines), now)
+    publisher.publish(ready, email=ready_email(ready))
+    return ready
+
+
+def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if environ is None else environ
+    missing = [name for name in ("USAGE_TABLE_NAME", "ALERT_TOPIC_ARN", "REPORT_BUCKET") if not env.get(name)]
+    if missing:
+        raise ConfigError(f"environment: {', '.join(missing)} not set")
+    import boto3
+
+    from usagewatch.publisher import SnsPublisher
+    from usagewatch.store import DynamoStore
+
+    return run_report(
+        event,
+        store=DynamoStore(env["USAGE_TABLE_NAME"]),
+        s3=boto3.client("s3"),
+        publisher=SnsPublisher(env["ALERT_TOPIC_ARN"]),
+        bucket=env["REPORT_BUCKET"],
+    )

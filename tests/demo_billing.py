@@ -1,0 +1,100 @@
+"""The demo's billing story: customers across vendors, suggestions accepted, a contracts file, the month's
+reconciliation and the monthly report, all through the real `usagewatch` command and report function."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.local_aws import LocalAws
+
+PERIOD = "2026-11"
+BUCKET = "usagewatch-demo-reports"
+
+
+def billing_story(
+    aws: LocalAws,
+    cli: Callable[[list[str]], str],
+    say: Callable[[str], None],
+    invoke: Callable[[str, dict[str, Any], dict[str, str]], tuple[dict[str, Any] | None, str | None]],
+    workdir: Path,
+) -> dict[str, Any] | None:
+    table = ["--table", aws.table_name]
+    unmapped = cli(["customers", "unmapped", "--period", PERIOD, *table]).strip().splitlines()[-1]
+    say(f"usagewatch customers unmapped --period {PERIOD}: {unmapped}")
+
+    proposals = list(csv.DictReader(io.StringIO(cli(["customers", "suggest", "--period", PERIOD, "--csv", *table]))))
+    by_customer: dict[str, list[dict[str, str]]] = {}
+    for row in proposals:
+        by_customer.setdefault(row["customer_id"], []).append(row)
+    across = {cid: rows for cid, rows in by_customer.items() if len({r["vendor"] for r in rows}) > 1}
+    say(f"usagewatch customers suggest --period {PERIOD} --csv: {len(proposals)} proposals; the same company in")
+    say("several vendors under slightly different names becomes one customer:")
+    for cid, rows in sorted(across.items())[:3]:
+        names = "; ".join(f"{r['vendor']} {r['tenant_name']!r} ({r['method']} {float(r['score']):.0f})" for r in rows)
+        say(f"  {cid}: {names}")
+
+    # The operator reads the file and leaves one GravityZone tenant out: nobody has decided who pays for it yet.
+    left_out = next(r for r in proposals if r["vendor"] == "gravityzone" and r["customer_id"] not in across)
+    accepted = [r for r in proposals if r is not left_out]
+    mapping = workdir / "suggestions.csv"
+    _write(mapping, accepted, list(proposals[0]))
+    say(f"usagewatch customers import {mapping.name}   ({left_out['tenant_name']!r} left out)")
+    say("  " + cli(["customers", "import", str(mapping), *table]).strip())
+
+    lines = [json.loads(x) for x in cli(["reconcile", "--period", PERIOD, "--json", *table]).splitlines()]
+    used = {(x["customer_id"], x["vendor"], x["metric"]): x["used"] for x in lines if x["status"] == "no_contract"}
+    contracts = []
+    for n, cid in enumerate(sorted(across)[:4]):
+        for (customer, vendor, metric), value in sorted(used.items()):
+            if customer == cid and metric in ("monthly_users", "endpoint_monthly_usage"):
+                # Two customers use more than they are billed for, one far less, the rest exactly.
+                quantity = {0: value - 7, 1: value - 2, 2: value + 60}.get(n, value)
+                contracts.append(
+                    {
+                        "customer_id": cid,
+                        "vendor": vendor,
+                        "metric": metric,
+                        "quantity": max(0, quantity),
+                        "effective_from": "2026-01",
+                        "agreement": f"AG-{100 + n}",
+                        "unit_price": "2.50",
+                    }
+                )
+    file = workdir / "contracts.csv"
+    _write(
+        file, contracts, ["customer_id", "vendor", "metric", "quantity", "effective_from", "agreement", "unit_price"]
+    )
+    say(f"usagewatch contracts import {file.name}")
+    say("  " + cli(["contracts", "import", str(file), *table]).strip())
+
+    say(f"usagewatch reconcile --period {PERIOD}   (first lines and the summary)")
+    report = cli(["reconcile", "--period", PERIOD, *table]).rstrip().splitlines()
+    for line in [*report[2:10], "  ...", report[-1]]:
+        say(f"  {line}")
+
+    aws.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    env = {"USAGE_TABLE_NAME": aws.table_name, "ALERT_TOPIC_ARN": aws.topic_arn, "REPORT_BUCKET": BUCKET}
+    ready, error = invoke("report", {"period": PERIOD}, env)
+    if ready is None:
+        say(f"Monthly report FAILED: {error}")
+        return None
+    page = aws.client("s3").get_object(Bucket=BUCKET, Key=ready["html_key"])["Body"].read()
+    local = workdir / Path(ready["html_key"]).name
+    local.write_bytes(page)
+    events = [e for e in aws.drain_events() if e["event_type"] == "report.ready"]
+    say(f'Monthly report function ({{"period": "{PERIOD}"}}): s3://{BUCKET}/{ready["html_key"]} and .csv')
+    say(f"  report.ready delivered to the subscriber queue: {events[0]['summary'] if events else 'MISSING'}")
+    say(f"  the page, copied here to open in a browser: {local}")
+    return ready
+
+
+def _write(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)

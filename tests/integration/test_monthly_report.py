@@ -1,0 +1,150 @@
+"""The monthly billing report through its real Lambda handler on moto: CSV and HTML in the bucket, the numbers
+of the reconciliation in both, one `report.ready` event; vendor text escaped; the same month again, the same id."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.integration.conftest import FakeLambdaContext, load_app
+from tests.local_aws import LocalAws
+from usagewatch.billing_store import BillingStore
+from usagewatch.contracts import Contract
+from usagewatch.customers import Customer, TenantMapping, TenantRef
+from usagewatch.model import Period, Tenant, UsageRecord, Window
+
+OCT, NOV = Period(2026, 10), Period(2026, 11)
+BUCKET = "usagewatch-reports"
+AT = datetime(2026, 11, 20, 6, tzinfo=UTC)
+HOSTILE = "<script>alert(1)</script> & Co"
+
+
+@pytest.fixture
+def billed(aws: LocalAws) -> LocalAws:
+    store = aws.store()
+    for period, scale in ((Period(2026, 9), 0), (OCT, 1), (NOV, 2)):
+        for vendor, tid, name, metric, value, unit in (
+            ("keepnet", "c-1", "Acme Ltd", "monthly_users", 100 + 10 * scale, "users"),
+            ("gravityzone", "g-1", "ACME Limited", "endpoint_monthly_usage", 20 + scale, "seats"),
+            ("keepnet", "c-9", HOSTILE, "monthly_users", 5, "users"),
+        ):
+            record = UsageRecord(vendor, f"{vendor}-msp", Tenant(tid, name), metric, value, unit, Window.month(period))
+            store.add_usage(record, as_of=AT, collected_at=AT)
+    store.flush()
+    billing = BillingStore(store)
+    billing.import_mappings(
+        [Customer("acme", "Acme", "PSA-1")],
+        [
+            TenantMapping("acme", TenantRef("keepnet", "keepnet-msp", "c-1")),
+            TenantMapping("acme", TenantRef("gravityzone", "gravityzone-msp", "g-1")),
+        ],
+    )
+    billing.import_contracts([Contract("acme", "keepnet", "monthly_users", 105, Period(2026, 1), unit_price=2.0)])
+    boto3.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    return aws
+
+
+def invoke(aws: LocalAws, monkeypatch: pytest.MonkeyPatch, event: dict[str, Any]) -> dict[str, Any]:
+    monkeypatch.setenv("USAGE_TABLE_NAME", aws.table_name)
+    monkeypatch.setenv("ALERT_TOPIC_ARN", aws.topic_arn)
+    monkeypatch.setenv("REPORT_BUCKET", BUCKET)
+    result: dict[str, Any] = load_app("report").lambda_handler(event, FakeLambdaContext())
+    return result
+
+
+class Cells(HTMLParser):
+    """The table rows of the page, by their data-* attributes, and every text node."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[tuple[str, str], dict[str, str]] = {}
+        self.counts: dict[str, str] = {}
+        self.text: list[str] = []
+        self._row: tuple[str, str] | None = None
+        self._cell: str | None = None
+        self._count: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tr" and a.get("data-customer"):
+            self._row = (str(a["data-vendor"]), str(a["data-metric"]))
+            self.rows[self._row] = {}
+        if tag == "td" and self._row:
+            classes = str(a.get("class") or "").split()
+            self._cell = next((c for c in classes if c in ("used", "billed")), None)
+        if tag == "td" and a.get("data-count"):
+            self._count = str(a["data-count"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr":
+            self._row = None
+        if tag == "td":
+            self._cell = self._count = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._row and self._cell:
+            self.rows[self._row][self._cell] = data
+        if self._count:
+            self.counts[self._count] = data
+
+
+def test_the_first_of_the_month_reports_the_month_before(billed: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    billed.drain_events()
+    ready = invoke(billed, monkeypatch, {"scheduled_time": "2026-12-01T07:00:00Z"})
+    assert ready["period"] == "2026-11"
+    assert (ready["customers_under_billed"], ready["unmapped_tenants"]) == (1, 1)
+    assert ready["severity"] == "warning"
+
+    s3 = boto3.client("s3")
+    assert ready["html_key"] == "reports/2026-11/billing-2026-11.html"
+    head = s3.head_object(Bucket=BUCKET, Key=ready["html_key"])
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["ContentType"].startswith("text/html")
+
+    rows = list(csv.DictReader(io.StringIO(s3.get_object(Bucket=BUCKET, Key=ready["csv_key"])["Body"].read().decode())))
+    got = {(r["vendor"], r["status"], r["used"], r["contracted"], r["change"]) for r in rows}
+    assert got == {
+        ("keepnet", "under_billed", "120", "105", "10"),
+        ("gravityzone", "no_contract", "22", "", "1"),
+        ("keepnet", "unmapped", "5", "", ""),
+    }
+
+    page = s3.get_object(Bucket=BUCKET, Key=ready["html_key"])["Body"].read().decode()
+    cells = Cells()
+    cells.feed(page)
+    assert cells.rows[("keepnet", "monthly_users")] == {"used": "120", "billed": "105"}
+    assert cells.rows[("gravityzone", "endpoint_monthly_usage")] == {"used": "22", "billed": "\u2013"}
+    assert cells.counts["under_billed"] == "1" and cells.counts["unmapped"] == "1"
+    assert "<script>" not in page and HOSTILE in "".join(cells.text)
+    assert page.count("<rect") == 2 * 3  # two lines with three months each (two before November, and November)
+
+    (event,) = billed.drain_events()
+    assert event["event_type"] == "report.ready" and event["event_id"] == ready["event_id"]
+    assert event["summary"].startswith("Billing report for 2026-11: 1 customer(s) under-billed, 1 unmapped tenant(s)")
+
+
+def test_a_month_asked_for_is_written_again_with_the_same_event_id(
+    billed: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = invoke(billed, monkeypatch, {"period": "2026-10"})
+    again = invoke(billed, monkeypatch, {"period": "2026-10"})
+    assert first["period"] == "2026-10" and first["event_id"] == again["event_id"]
+    events = billed.drain_events()
+    assert [e["event_id"] for e in events] == [first["event_id"]] * 2
+
+
+def test_missing_environment_names_the_variable(billed: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USAGE_TABLE_NAME", billed.table_name)
+    monkeypatch.setenv("ALERT_TOPIC_ARN", billed.topic_arn)
+    monkeypatch.delenv("REPORT_BUCKET", raising=False)
+    from usagewatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="REPORT_BUCKET not set"):
+        load_app("report").lambda_handler({}, FakeLambdaContext())
