@@ -79,7 +79,7 @@ def embedded_aws() -> Iterator[str]:
 
 def timed(argv: list[str], **kwargs: Any) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, **kwargs)  # noqa: S603
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, **kwargs)
     return result, time.monotonic() - started
 
 
@@ -171,7 +171,7 @@ def start_lambda() -> Iterator[str]:
         *PARAMETERS,
     ]
     log = (WORK / "start-lambda.log").open("w", encoding="utf-8")
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -199,14 +199,15 @@ def lambda_client_invokes(endpoint: str, aws: Any) -> list[str]:
     from botocore.config import Config
 
     client = boto3.client(
-        "lambda", endpoint_url=endpoint, region_name="eu-west-1", config=Config(read_timeout=900, retries={"total_max_attempts": 1})
+        "lambda",
+        endpoint_url=endpoint,
+        region_name="eu-west-1",
+        config=Config(read_timeout=900, retries={"total_max_attempts": 1}),
     )
     problems = []
     for attempt, when in (("cold", "2026-11-22T12:00:00Z"), ("warm", "2026-11-22T18:00:00Z")):
         started = time.monotonic()
-        answer = client.invoke(
-            FunctionName=FUNCTIONS["keepnet"], Payload=json.dumps({"scheduled_time": when}).encode()
-        )
+        answer = client.invoke(FunctionName=FUNCTIONS["keepnet"], Payload=json.dumps({"scheduled_time": when}).encode())
         elapsed = time.monotonic() - started
         payload = json.loads(answer["Payload"].read() or b"{}")
         if answer.get("FunctionError") or "errorType" in payload:
@@ -217,6 +218,26 @@ def lambda_client_invokes(endpoint: str, aws: Any) -> list[str]:
         )
     say(f"    events delivered (SNS -> SQS): {len(aws.drain_events())}")
     return problems
+
+
+def env_vars_file(aws: Any, envs: dict[str, dict[str, str]], endpoint: str) -> dict[str, dict[str, str]]:
+    """What `make sam-env-vars` writes from a deployed stack, here from what was provisioned, plus the endpoint."""
+    from env_vars_from_stack import SECRET_PARAMETERS, env_vars
+
+    outputs = {"UsageTableName": aws.table_name, "AlertTopicArn": aws.topic_arn}
+    outputs["GravityZoneWorkQueueUrl"] = aws.work_queue_url
+    parameters = {SECRET_PARAMETERS[FUNCTIONS[v]]: env["VENDOR_SECRET_ID"] for v, env in envs.items()}
+    stack = {
+        "StackName": "sam-local",
+        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    }
+    written = env_vars(stack)
+    for vendor, function in FUNCTIONS.items():
+        wrong = {k: v for k, v in written[function].items() if envs[vendor].get(k) != v}
+        if wrong:
+            raise SystemExit(f"{function}: env-vars {wrong} differ from the template's environment {envs[vendor]}")
+    return {function: variables | {"AWS_ENDPOINT_URL": endpoint} for function, variables in written.items()}
 
 
 def main() -> int:
@@ -230,10 +251,7 @@ def main() -> int:
     with embedded_aws() as endpoint, DemoVendors() as vendors:
         aws = provision(table_name="usagewatch-sam-local-usage", topic_name="usagewatch-sam-local-alerts")
         envs = vendors.configure(aws)
-        ENV_VARS.write_text(
-            json.dumps({FUNCTIONS[v]: env | {"AWS_ENDPOINT_URL": endpoint} for v, env in envs.items()}, indent=2),
-            encoding="utf-8",
-        )
+        ENV_VARS.write_text(json.dumps(env_vars_file(aws, envs, endpoint), indent=2), encoding="utf-8")
         say(f"embedded AWS (moto) {endpoint}; simulators {', '.join(vendors.urls().values())}")
         say(f"env-vars file: {ENV_VARS.relative_to(ROOT)}")
         sam_build()
