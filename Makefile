@@ -9,12 +9,13 @@ export AWS_DEFAULT_REGION ?= eu-west-1
 export SAM_CLI_TELEMETRY := 0
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv test lint typecheck unit integration faults infra demo bench sam-build clean report-preview
+.PHONY: help venv test lint typecheck unit integration faults infra demo bench sam-local sam-local-build sam-env-vars clean report-preview
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
 	@echo "make test   lint, types, unit, integration, fault matrix and template checks"
 	@echo "make bench  performance scenarios (writes bench/results.json)"
+	@echo "make sam-local  the collectors in Lambda containers: SAM CLI + Docker, offline (root; not in make test)"
 
 $(STAMP): requirements-dev.txt shared/requirements.txt pyproject.toml
 	@py=$$(scripts/find-python 3.12) || exit 1; \
@@ -64,6 +65,25 @@ bench: $(STAMP)
 # The demo's monthly billing report rendered in headless Chromium (a screenshot in .demo/); run make demo first.
 report-preview:
 	scripts/report-preview
+
+# The functions' architecture for `sam build` here (the template's Architecture parameter) and the layer's wheel
+# platform (shared/Makefile's WHEEL_PLATFORM), kept in step: SAM gives the layer's make build neither.
+LOCAL_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+LOCAL_WHEELS := $(if $(filter arm64,$(LOCAL_ARCH)),manylinux2014_aarch64,manylinux2014_x86_64)
+
+# `sam build` for this machine's architecture, for `sam local invoke` (README: Local invoke).
+sam-local-build: $(STAMP)
+	WHEEL_PLATFORM=$(LOCAL_WHEELS) $(BIN)/sam build --parameter-overrides Architecture=$(LOCAL_ARCH)
+
+# The env-vars file `sam local invoke` needs to reach a deployed stack: make sam-env-vars STACK=usagewatch
+sam-env-vars: $(STAMP)
+	@[ -n "$(STACK)" ] || { echo "usage: make sam-env-vars STACK=<your stack name>"; exit 2; }
+	$(BIN)/python scripts/sam-local/env_vars_from_stack.py "$(STACK)" .aws-sam/env-vars.json
+
+# The three collectors run by the real SAM CLI in Lambda containers, against moto and the vendor simulators on
+# loopback (scripts/sam-local/run.py). Needs root and Docker (installed and started here if missing).
+sam-local: $(STAMP)
+	scripts/sam-local/with-docker bash -c 'scripts/sam-local/lambda-image && $(BIN)/python scripts/sam-local/run.py'
 
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -53,7 +53,9 @@ WORK_QUEUE_ACTIONS = {
 }
 
 # Every function's environment; the GravityZone function also gets its work queue's URL. Never a credential.
+LOCAL_ENDPOINT_VARIABLE = {"Fn::If": ["HasLocalAwsEndpoint", {"Ref": "LocalAwsEndpoint"}, {"Ref": "AWS::NoValue"}]}
 COMMON_ENVIRONMENT = {
+    "AWS_ENDPOINT_URL",
     "USAGE_TABLE_NAME",
     "ALERT_TOPIC_ARN",
     "VENDOR_SECRET_ID",
@@ -597,7 +599,9 @@ def test_every_log_group_has_a_retention_and_every_function_logs_to_one(cfn_defa
 def test_runtime_architecture_tracing_and_layer(cfn_default: dict[str, Any], function_id: str) -> None:
     properties = cfn_default["Resources"][function_id]["Properties"]
     assert properties["Runtime"] == "python3.12"
-    assert properties["Architectures"] == ["arm64"]
+    # A parameter only so that `sam local` can run them on x86_64: arm64 unless asked otherwise.
+    assert properties["Architectures"] == [{"Ref": "Architecture"}]
+    assert template_loader.resolve_value(properties["Architectures"]) == ["arm64"]
     assert properties["TracingConfig"] == {"Mode": "Active"}
     assert properties["Handler"] == "app.lambda_handler"
     assert (properties["MemorySize"], properties["Timeout"]) == (512, 600)
@@ -605,7 +609,8 @@ def test_runtime_architecture_tracing_and_layer(cfn_default: dict[str, Any], fun
     layer_resource = cfn_default["Resources"][ref_to(layer) or ""]
     assert layer_resource["Type"] == "AWS::Lambda::LayerVersion"
     assert layer_resource["Properties"]["CompatibleRuntimes"] == ["python3.12"]
-    assert layer_resource["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer_resource["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+    assert template_loader.resolve_value(layer_resource["Properties"]["CompatibleArchitectures"]) == ["arm64"]
 
 
 @pytest.mark.parametrize(("function_id", "collector"), list(COLLECTORS.items()))
@@ -622,6 +627,11 @@ def test_environment_has_every_variable_the_code_needs(
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "usagewatch"
     assert variables["LOG_LEVEL"] == {"Ref": "LogLevel"}
     assert variables["SNAPSHOT_RETENTION_DAYS"] == {"Ref": "SnapshotRetentionDays"}
+    # Declared for `sam local` only (it passes no undeclared variable): absent unless a loopback endpoint is given.
+    assert variables["AWS_ENDPOINT_URL"] == LOCAL_ENDPOINT_VARIABLE
+    assert template_loader.resolve_value(LOCAL_ENDPOINT_VARIABLE) is None
+    local = {"LocalAwsEndpoint": "http://127.0.0.1:5000"}
+    assert template_loader.resolve_value(LOCAL_ENDPOINT_VARIABLE, parameters=local) == "http://127.0.0.1:5000"
     # Nothing else: in particular never a credential (those are read from Secrets Manager at run time). Only the
     # GravityZone function continues work on a queue; the others must not get one (the code would use it).
     if function_id == WORK_QUEUE_FUNCTION:
@@ -725,7 +735,9 @@ def test_conditions_follow_the_parameters() -> None:
     vendors = {"KeepnetIsEnabled", "GravityZoneIsEnabled", "ThousandEyesIsEnabled"}
     defaults = conditions({})
     assert {name for name, on in defaults.items() if on} == vendors, "by default: every vendor, no optional extra"
-    assert all(conditions(ALL_FEATURES_ON).values())
+    local_only = {"HasLocalAwsEndpoint"}
+    assert all(on for name, on in conditions(ALL_FEATURES_ON).items() if name not in local_only)
+    assert conditions({"LocalAwsEndpoint": "http://127.0.0.1:5000"})["HasLocalAwsEndpoint"]
 
 
 def test_outputs_name_what_operators_need(cfn_default: dict[str, Any]) -> None:
@@ -741,3 +753,13 @@ def test_outputs_name_what_operators_need(cfn_default: dict[str, Any]) -> None:
     }.items():
         assert ref_to(outputs[key]["Value"]) == target, key
     assert outputs["AlertQueueUrl"]["Condition"] == "AlertQueueIsEnabled"
+
+
+def test_local_aws_endpoint_accepts_loopback_only() -> None:
+    parameter = template_loader.load_template()["Parameters"]["LocalAwsEndpoint"]
+    assert parameter["Default"] == ""
+    pattern = re.compile(parameter["AllowedPattern"])
+    for accepted in ("", "http://127.0.0.1:5000", "http://localhost:4566", "http://[::1]:8000"):
+        assert pattern.fullmatch(accepted), accepted
+    for refused in ("https://dynamodb.eu-west-1.amazonaws.com", "http://10.0.0.5:5000", "http://127.0.0.1.example:80"):
+        assert not pattern.fullmatch(refused), refused
