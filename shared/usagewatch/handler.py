@@ -22,7 +22,8 @@ from usagewatch.observability import logger, metrics
 
 if TYPE_CHECKING:
     from usagewatch.model import Source
-    from usagewatch.pipeline import Pipeline, Publisher, RunSummary, UsageStore
+    from usagewatch.dispatch import Publisher
+    from usagewatch.pipeline import Pipeline, RunSummary, UsageStore
     from usagewatch.settings import ConfigLoader
 
 AccountT = TypeVar("AccountT")

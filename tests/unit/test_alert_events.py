@@ -24,11 +24,11 @@ from usagewatch.alerts import (
     alert_id,
     collection_event,
     reconcile_failures,
-    render_email,
     threshold_event,
 )
 from usagewatch.model import ACCOUNT_WIDE, AlertState, Period, Tenant, UsageRecord, Window
-from usagewatch.publisher import ATTRIBUTES, SUBJECT_LIMIT, message_attributes, scrub_event, subject_for
+from usagewatch.notify import SUBJECT_LIMIT, render_email, subject_for
+from usagewatch.publisher import ATTRIBUTES, message_attributes, scrub_event
 from usagewatch.redaction import redactor
 from usagewatch.rules import DEFAULT_RULES
 from usagewatch.text import one_line

@@ -1,0 +1,134 @@
+"""The events usagewatch publishes, as pydantic models: one envelope, one model per event type.
+
+docs/events.schema.json is generated from these models (`python -m usagewatch.events > docs/events.schema.json`);
+a test fails when the checked-in file is stale. An optional field is left out of the JSON when it does not apply
+(a whole-account failure has no `tenant_id`), never sent as null; the threshold numbers are always present, null
+when unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION: Final = 1
+BREACHED: Final = "usage.threshold.breached"
+RESOLVED: Final = "usage.threshold.resolved"
+FAILED: Final = "collection.failed"
+RECOVERED: Final = "collection.recovered"
+TENANT_REMOVED: Final = "tenant_removed"
+SCHEMA_ID: Final = "https://github.com/usagewatch/usagewatch/docs/events.schema.json"
+
+Severity = Literal["info", "warning", "critical"]
+Number = int | float
+Instant = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", description="UTC, ISO 8601")]
+
+
+class EventEnvelope(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(description="Bumped only for an incompatible change.")
+    event_type: str
+    event_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="Names the change: the same change sent again (a retry) keeps its id; drop duplicates by it.",
+    )
+    alert_id: str = Field(description="Stable per vendor, account, tenant, metric, rule and period.")
+    severity: Severity
+    vendor: str
+    account_id: str
+    tenant_name: str
+    observed_at: Instant = Field(description="The run's as-of time.")
+    summary: str = Field(description="One line for people; its wording may change, do not parse it.")
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object subscribers receive: fields that do not apply are left out."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class _Threshold(EventEnvelope):
+    rule: str
+    tenant_id: str
+    metric: str
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    value: Number | None
+    quota: Number | None
+    projected: Number | None
+    threshold: Number | None
+
+
+class ThresholdBreached(_Threshold):
+    """A rule started firing, fires again after a silence (`delayed_by_silence`), or is repeated (`repeat`)."""
+
+    event_type: Literal["usage.threshold.breached"]
+    escalated_from: str | None = Field(None, description="The lower rung of the ladder this breach replaces.")
+    delayed_by_silence: Literal[True] | None = None
+    repeat: Literal[True] | None = None
+    repeat_count: int | None = Field(None, ge=1)
+    firing_since: Instant | None = None
+
+
+class ThresholdResolved(_Threshold):
+    """A firing rule no longer holds, or its tenant is gone from the vendor's listing (`reason`)."""
+
+    event_type: Literal["usage.threshold.resolved"]
+    severity: Literal["info"]
+    firing_since: Instant
+    values_from: Literal["this run", "last while firing"]
+    reason: Literal["tenant_removed"] | None = None
+
+
+class CollectionFailed(EventEnvelope):
+    """A tenant (`tenant_id` given) or the whole account (no `tenant_id`) could not be read."""
+
+    event_type: Literal["collection.failed"]
+    severity: Literal["warning", "critical"]
+    tenant_id: str | None = None
+    error: str
+    delayed_by_silence: Literal[True] | None = None
+
+
+class CollectionRecovered(EventEnvelope):
+    """What failed is read again, or its tenant is gone from the vendor's listing (`reason`)."""
+
+    event_type: Literal["collection.recovered"]
+    severity: Literal["info"]
+    tenant_id: str | None = None
+    failing_since: Instant
+    reason: Literal["tenant_removed"] | None = None
+
+
+AlertEvent = Annotated[
+    ThresholdBreached | ThresholdResolved | CollectionFailed | CollectionRecovered,
+    Field(discriminator="event_type"),
+]
+EVENT_TYPES: Final = (BREACHED, RESOLVED, FAILED, RECOVERED)
+_ADAPTER: Final[TypeAdapter[AlertEvent]] = TypeAdapter(AlertEvent)
+
+
+def parse_event(data: Any) -> ThresholdBreached | ThresholdResolved | CollectionFailed | CollectionRecovered:
+    """The model of one event body; pydantic.ValidationError when it is not one usagewatch publishes."""
+    return _ADAPTER.validate_python(data)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = _ADAPTER.json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "usagewatch alert event",
+        "description": "The JSON body of every message usagewatch publishes to its alert topic (docs/alerts.md).",
+        **schema,
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_text(), end="")
