@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 SCHEMA_VERSION: Final = 1
 BREACHED: Final = "usage.threshold.breached"
@@ -19,7 +19,6 @@ RESOLVED: Final = "usage.threshold.resolved"
 FAILED: Final = "collection.failed"
 RECOVERED: Final = "collection.recovered"
 TENANT_REMOVED: Final = "tenant_removed"
-SCHEMA_ID: Final = "https://github.com/usagewatch/usagewatch/docs/events.schema.json"
 
 Severity = Literal["info", "warning", "critical"]
 Number = int | float
@@ -44,6 +43,15 @@ class EventEnvelope(BaseModel):
     tenant_name: str
     observed_at: Instant = Field(description="The run's as-of time.")
     summary: str = Field(description="One line for people; its wording may change, do not parse it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_is_left_out(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = [k for k, f in cls.model_fields.items() if not f.is_required() and k in data and data[k] is None]
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: a field that does not apply is left out, not null")
+        return data
 
     def body(self) -> dict[str, Any]:
         """The JSON object subscribers receive: fields that do not apply are left out."""
@@ -115,11 +123,24 @@ def parse_event(data: Any) -> ThresholdBreached | ThresholdResolved | Collection
     return _ADAPTER.validate_python(data)
 
 
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """An optional field is left out when it does not apply, never sent as null: say so in the schema."""
+    for definition in schema.get("$defs", {}).values():
+        required = set(definition.get("required", ()))
+        for name, prop in definition.get("properties", {}).items():
+            branches = prop.get("anyOf", [])
+            if name in required or prop.get("default", ...) is not None or {"type": "null"} not in branches:
+                continue
+            (kept,) = [b for b in branches if b != {"type": "null"}]
+            del prop["anyOf"], prop["default"]
+            prop.update(kept)
+
+
 def json_schema() -> dict[str, Any]:
     schema = _ADAPTER.json_schema()
+    _absent_not_null(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
         "title": "usagewatch alert event",
         "description": "The JSON body of every message usagewatch publishes to its alert topic (docs/alerts.md).",
         **schema,
