@@ -164,9 +164,11 @@ def _run_chunks(
 
     # A whole batch failing is answered like a part failing: every record named, none raised (the same retry).
     processor = BatchProcessor(event_type=EventType.SQS, model=WorkRecord, raise_on_entire_batch_failure=False)
-    answer = dict(process_partial_response(event=event, record_handler=collect, processor=processor))
-    failed = answer.get("batchItemFailures", [])
-    for failure, (_, error, _) in zip(failed, processor.exceptions, strict=False):
+    answer = process_partial_response(event=event, record_handler=collect, processor=processor)
+    failed = [{"itemIdentifier": str(f["itemIdentifier"])} for f in answer["batchItemFailures"]]
+    # Failures and their exceptions are recorded in the same order.
+    for failure, info in zip(failed, processor.exceptions, strict=False):
+        error = info[1]
         logger.error(
             "work item failed; SQS will retry it",
             extra={"message_id": failure.get("itemIdentifier"), "error": f"{type(error).__name__}: {error}"[:500]},
