@@ -12,6 +12,8 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from tests.unit.test_alert_events import EVENTS, contract_example, documented_examples
+from tests.unit.test_alert_lifecycle import DAY, T0, Driver, doc, rec
+from usagewatch.alerts import reconcile_removed
 from usagewatch.errors import PublishError
 from usagewatch.events import parse_event, schema_text
 from usagewatch.publisher import SnsPublisher
@@ -27,10 +29,26 @@ def test_the_checked_in_schema_is_generated_from_the_models() -> None:
     Draft202012Validator.check_schema(json.loads(schema_text()))
 
 
+def rarer_events() -> dict[str, dict[str, Any]]:
+    """The optional fields the lifecycle story does not show: late after a silence, escalated, tenant removed."""
+    out: dict[str, dict[str, Any]] = {}
+    silenced = Driver(doc(silences=[{"until": "2026-11-10T12:00:00Z", "tenant_id": "*", "rule": "*"}]))
+    silenced.run(T0, [rec("t1", value=120)], failed={"t2": "HTTP 500"})
+    late = silenced.run(T0 + DAY, [rec("t1", value=120)], failed={"t2": "HTTP 503"}).events
+    out |= {f"late:{e['event_type']}": e for e in late}
+    d = Driver()
+    d.run(T0, [rec("t1", value=95)], failed={"t2": "HTTP 500"})
+    (out["escalated"],) = d.run(T0 + DAY, [rec("t1", value=120)], failed={"t2": "HTTP 500"}).events
+    removed = reconcile_removed(d.open_states(), {"t1": "Tenant t1", "t2": "Tenant t2"}, T0 + 2 * DAY)
+    out |= {f"removed:{t.event['event_type']}": t.event for t in removed if t.event is not None}
+    assert len(out) == 5, sorted(out)
+    return out
+
+
 def every_event() -> dict[str, dict[str, Any]]:
     documented = {f"docs:{k}": json.loads(v) for k, v in documented_examples().items() if v.startswith("{")}
     documented = {k: v for k, v in documented.items() if "schema_version" in v}
-    return {**EVENTS, **documented, "contract": contract_example()}
+    return {**EVENTS, **documented, **rarer_events(), "contract": contract_example()}
 
 
 @pytest.mark.parametrize(("name", "event"), sorted(every_event().items()))
