@@ -91,7 +91,7 @@ def invoke(vendor: str, event: dict[str, Any], env: dict[str, str]) -> tuple[dic
 
 def run_cycle(title: str, when: str, envs: dict[str, dict[str, str]], aws: Any) -> list[dict[str, Any]]:
     from tests.integration.conftest import event_file
-    from usagewatch.alerts import fmt
+    from usagewatch.notify import fmt
     from usagewatch.report import table
 
     section(title)

@@ -9,7 +9,7 @@ from tests.local_aws import LocalAws
 from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
 from tests.simulators.keepnet import KeepnetSimulator, make_companies, over_limit
 from tests.simulators.thousandeyes import ThousandEyesSimulator, make_orgs
-from usagewatch.alerts import fmt
+from usagewatch.notify import fmt
 from usagewatch.report import customers_table, table
 
 KEEPNET_SECRET = ("msp-reseller", "kn-demo-secret-5c1f0e")

@@ -100,13 +100,19 @@ class LocalAws:
         sqs = self.client("sqs")
         records: list[dict[str, Any]] = []
         while True:
-            answer = sqs.receive_message(QueueUrl=self.work_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            answer = sqs.receive_message(
+                QueueUrl=self.work_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"]
+            )
             messages = answer.get("Messages", [])
             if not messages:
                 return records
             for message in messages:
-                records.append({"messageId": message["MessageId"], "body": message["Body"], "eventSource": "aws:sqs"})
+                records.append(sqs_record(message, queue_arn=self.work_queue_arn()))
                 sqs.delete_message(QueueUrl=self.work_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def work_queue_arn(self) -> str:
+        answer = self.client("sqs").get_queue_attributes(QueueUrl=self.work_queue_url, AttributeNames=["QueueArn"])
+        return str(answer["Attributes"]["QueueArn"])
 
     def items(self, record_type: str | None = None) -> list[dict[str, Any]]:
         """Every item of the table (a Scan: slow under moto, for tests only, never in the product)."""
@@ -115,6 +121,32 @@ class LocalAws:
         for page in ddb.get_paginator("scan").paginate(TableName=self.table_name):
             found += [deserialize(item) for item in page["Items"]]
         return [i for i in found if record_type is None or i.get("record_type") == record_type]
+
+
+def sqs_record(message: dict[str, Any], *, queue_arn: str) -> dict[str, Any]:
+    """One received SQS message as the record Lambda's event source mapping delivers."""
+    attributes = message.get("Attributes", {})
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message.get("ReceiptHandle", ""),
+        "body": message["Body"],
+        "attributes": {
+            "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+            "SentTimestamp": attributes.get("SentTimestamp", "1795000000000"),
+            "SenderId": attributes.get("SenderId", "AIDAEXAMPLE"),
+            "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", "1795000000000"),
+            **{
+                k: attributes[k]
+                for k in ("MessageGroupId", "MessageDeduplicationId", "SequenceNumber")
+                if k in attributes
+            },
+        },
+        "messageAttributes": {},
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": queue_arn.split(":")[3],
+    }
 
 
 def _param_prefix(vendor: str) -> str:

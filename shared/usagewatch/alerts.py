@@ -1,8 +1,8 @@
-"""The alert lifecycle as a pure state machine (contracts.md section 4). No AWS in here.
+"""The alert lifecycle as a pure state machine (contracts.md section 4). No AWS and no wording in here.
 
 Each run hands in what it observed (findings for the tenants it read, which tenants and periods it
 read, which failed) and the alerts currently open; out come transitions: the state to store and,
-where the change is one subscribers hear about, the event to publish first. The pipeline stores a
+where the change is one subscribers hear about, the event to publish first. The dispatcher stores a
 transition's state only after its event was accepted, so a failed publish is simply computed again
 on the next run: at-least-once, never lost, never repeated by a retry of a run that did store it.
 """
@@ -10,22 +10,27 @@ on the next run: at-least-once, never lost, never repeated by a retry of a run t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
-from usagewatch.model import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, Number, UsageRecord, parse_utc, utc_iso
+from usagewatch.events import (
+    BREACHED,
+    FAILED,
+    RECOVERED,
+    RESOLVED,
+    SCHEMA_VERSION,
+    TENANT_REMOVED,
+    CollectionFailed,
+    CollectionRecovered,
+    EventEnvelope,
+    ThresholdBreached,
+    ThresholdResolved,
+)
+from usagewatch.model import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, UsageRecord, parse_utc, utc_iso
+from usagewatch.notify import collection_summary, threshold_summary
 from usagewatch.rules import LADDER, Finding, RulesDocument
-from usagewatch.text import one_line
-
-SCHEMA_VERSION: Final = 1
-BREACHED: Final = "usage.threshold.breached"
-RESOLVED: Final = "usage.threshold.resolved"
-TENANT_REMOVED: Final = "tenant_removed"
-FAILED: Final = "collection.failed"
-RECOVERED: Final = "collection.recovered"
-VENDOR_NAMES: Final = {"gravityzone": "GravityZone", "keepnet": "Keepnet", "thousandeyes": "ThousandEyes"}
 
 Event = dict[str, Any]
 
@@ -88,6 +93,59 @@ class _Ctx:
     @property
     def now_iso(self) -> str:
         return utc_iso(self.now)
+
+
+# --- one account's run ----------------------------------------------------------------------------
+
+
+def reconcile(
+    open_states: Mapping[str, AlertState],
+    *,
+    vendor: str,
+    account_id: str,
+    document: RulesDocument,
+    now: datetime,
+    observed: Observed,
+    findings: Iterable[Finding] = (),
+    account_error: str | None = None,
+    tenant_failures: Mapping[str, TenantFailureInfo] | None = None,
+    ok_tenants: Iterable[str] = (),
+    readings: Mapping[Reading, UsageRecord] | None = None,
+    previous: Mapping[str, AlertState] | None = None,
+    failing_previous: Mapping[str, AlertState] | None = None,
+    removed: Mapping[str, str] | None = None,
+    ended: Collection[str] = (),
+) -> list[Transition]:
+    """Every transition of one account's run, in the order they are dispatched.
+
+    Tenants in `removed` (gone from a complete listing) close their alerts first. An account that failed
+    (`account_error`) resolves no threshold and only reports its own failure. `ended` holds alerts reopened
+    for a period that already ended: their reminders are noise, so those transitions carry no event.
+    """
+    transitions: list[Transition] = []
+    if removed:
+        gone = {k: s for k, s in open_states.items() if s.tenant_id in removed}
+        transitions += reconcile_removed(gone, removed, now)
+        open_states = {k: s for k, s in open_states.items() if k not in gone}
+    if account_error is None:
+        transitions += reconcile_thresholds(open_states, findings, observed, document, now, readings, previous)
+    transitions += reconcile_failures(
+        open_states,
+        vendor=vendor,
+        account_id=account_id,
+        account_error=account_error,
+        tenant_failures=(tenant_failures or {}) if account_error is None else {},
+        ok_tenants=ok_tenants if account_error is None else (),
+        document=document,
+        now=now,
+        previous=failing_previous,
+    )
+    if ended:
+        transitions = [
+            Transition(t.state) if t.state.alert_id in ended and t.event and t.event.get("repeat") else t
+            for t in transitions
+        ]
+    return transitions
 
 
 # --- thresholds ---------------------------------------------------------------------------------
@@ -329,8 +387,7 @@ def _still_failing(ctx: _Ctx, state: AlertState, error: str) -> None:
     if state.published or _silenced(ctx, state):
         return
     delivered = replace(state, published=True, last_published_at=ctx.now_iso, updated_at=ctx.now_iso, error=error)
-    event = collection_event(FAILED, delivered, ctx.now)
-    event["delayed_by_silence"] = True
+    event = collection_event(FAILED, delivered, ctx.now, {"delayed_by_silence": True})
     ctx.transitions.append(Transition(delivered, event))
 
 
@@ -359,12 +416,10 @@ def reconcile_removed(
             continue
         gone = replace(gone, last_published_at=ctx_now)
         if state.is_collection:
-            event = collection_event(RECOVERED, gone, now)
+            event = collection_event(RECOVERED, gone, now, {"reason": TENANT_REMOVED})
         else:
-            event = threshold_event(
-                RESOLVED, gone, now, {"firing_since": state.since, "values_from": "last while firing"}
-            )
-        event["reason"] = TENANT_REMOVED
+            extra = {"firing_since": state.since, "values_from": "last while firing", "reason": TENANT_REMOVED}
+            event = threshold_event(RESOLVED, gone, now, extra)
         transitions.append(Transition(gone, event))
     return transitions
 
@@ -372,54 +427,9 @@ def reconcile_removed(
 # --- events -------------------------------------------------------------------------------------
 
 
-def fmt(number: Number | None) -> str:
-    if number is None:
-        return "n/a"
-    if isinstance(number, float) and not number.is_integer():
-        return f"{number:,.2f}"
-    return f"{int(number):,}"
-
-
-def _metric_words(metric: str) -> str:
-    return metric.replace("_", " ")
-
-
-def threshold_summary(event_type: str, state: AlertState) -> str:
-    who = f"{VENDOR_NAMES.get(state.vendor, state.vendor)} {state.tenant_name}"
-    what = _metric_words(state.metric)
-    if event_type == RESOLVED and state.reason == TENANT_REMOVED:
-        return f"{who}: no longer listed by the vendor; {state.rule} on {what} for {state.period} closed"
-    if event_type == RESOLVED and state.reason == "current":
-        limit = f" (limit {fmt(state.quota)})" if state.quota is not None else ""
-        return f"{who}: {what} back within limits for {state.period}: {fmt(state.value)}{limit}; {state.rule} cleared"
-    if event_type == RESOLVED:
-        # No reading this run (the metric was not reported): the numbers are the last ones seen while firing.
-        bound = state.threshold if state.rule == "below_minimum_commitment" else state.quota
-        limit = f" against {fmt(bound)}" if bound is not None else ""
-        return f"{who}: {what} for {state.period}: {state.rule} cleared (was {fmt(state.value)}{limit})"
-    if state.rule == "vendor_limit_exceeded":
-        limit = fmt(state.quota)
-        return f"{who}: {what} {fmt(state.value)} over the licence limit {limit} for {state.period} (vendor flag)"
-    if state.rule == "over_quota":
-        return f"{who}: {what} {fmt(state.value)} for {state.period}, over the {fmt(state.quota)} included"
-    if state.rule == "projected_over_quota":
-        return (
-            f"{who}: {what} projected {fmt(state.projected)} for {state.period}, over the {fmt(state.quota)} included"
-        )
-    if state.rule == "quota_utilization":
-        share = (state.value or 0) / state.quota * 100 if state.quota else 0.0
-        return (
-            f"{who}: {what} at {share:.0f}% of the {fmt(state.quota)} included for {state.period} ({fmt(state.value)})"
-        )
-    if state.rule == "below_minimum_commitment":
-        return (
-            f"{who}: {what} {fmt(state.value)} for {state.period}, below the committed minimum {fmt(state.threshold)}"
-        )
-    return f"{who}: {what} {fmt(state.value)} ({state.rule}) for {state.period}"
-
-
 def threshold_event(event_type: str, state: AlertState, now: datetime, extra: Mapping[str, Any] | None = None) -> Event:
-    event: Event = {
+    """The body of a threshold event, built through its model (events.py): a field it does not know is refused."""
+    fields: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "event_type": event_type,
         "event_id": _event_id(state, event_type),
@@ -438,21 +448,16 @@ def threshold_event(event_type: str, state: AlertState, now: datetime, extra: Ma
         "threshold": state.threshold,
         "observed_at": utc_iso(now),
         "summary": threshold_summary(event_type, state),
+        **(extra or {}),
     }
-    event.update(extra or {})
-    return event
+    model = ThresholdResolved if event_type == RESOLVED else ThresholdBreached
+    return _body(model, fields)
 
 
-def collection_event(event_type: str, state: AlertState, now: datetime) -> Event:
-    vendor = VENDOR_NAMES.get(state.vendor, state.vendor)
-    scope = f"account {state.account_id}" if state.tenant_id == ACCOUNT_WIDE else f"{state.tenant_name}"
-    if event_type == FAILED:
-        summary = f"{vendor} {scope}: collection failed: {one_line(state.error or '')}"
-    elif state.reason == TENANT_REMOVED:
-        summary = f"{vendor} {scope}: no longer listed by the vendor; its collection failure is closed"
-    else:
-        summary = f"{vendor} {scope}: collected again after failing since {state.since}"
-    event: Event = {
+def collection_event(
+    event_type: str, state: AlertState, now: datetime, extra: Mapping[str, Any] | None = None
+) -> Event:
+    fields: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "event_type": event_type,
         "event_id": _event_id(state, event_type),
@@ -462,15 +467,22 @@ def collection_event(event_type: str, state: AlertState, now: datetime) -> Event
         "account_id": state.account_id,
         "tenant_name": state.tenant_name,
         "observed_at": utc_iso(now),
-        "summary": summary,
+        "summary": collection_summary(event_type, state),
     }
     if state.tenant_id != ACCOUNT_WIDE:
-        event["tenant_id"] = state.tenant_id
+        fields["tenant_id"] = state.tenant_id
     if event_type == FAILED:
-        event["error"] = state.error
+        fields["error"] = state.error
     else:
-        event["failing_since"] = state.since
-    return event
+        fields["failing_since"] = state.since
+    fields.update(extra or {})
+    return _body(CollectionFailed if event_type == FAILED else CollectionRecovered, fields)
+
+
+def _body(model: type[EventEnvelope], fields: Mapping[str, Any]) -> Event:
+    """The model's JSON body, keys in the order given (the order the docs show)."""
+    body = model.model_validate(fields).body()
+    return {key: body[key] for key in fields}
 
 
 def _event_id(state: AlertState, event_type: str) -> str:
@@ -482,59 +494,3 @@ def _event_id(state: AlertState, event_type: str) -> str:
     else:
         text = f"{state.alert_id}|{event_type}|{state.since}|{state.repeat_count}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-_ADVICE: Final = {
-    "vendor_limit_exceeded": "The vendor reports this customer over its licence limit: raise the licence or "
-    "reduce usage, and bill the overage.",
-    "over_quota": "The customer uses more than is licensed or contracted: bill the overage or raise the quota.",
-    "projected_over_quota": "At the current rate the customer will end the period over quota: review before "
-    "the period ends.",
-    "quota_utilization": "The customer is close to its quota: plan an upgrade conversation.",
-    "below_minimum_commitment": "Usage is under the committed minimum: the minimum will be invoiced.",
-}
-
-
-def render_email(event: Event) -> str:
-    """The text email subscribers read: what, who, how much, against which limit, the period, what to do."""
-    lines = [one_line(str(event["summary"])), ""]
-    kind = event["event_type"]
-    fields: list[tuple[str, Any]] = [
-        ("Event", kind),
-        ("Severity", event.get("severity")),
-        ("Vendor", VENDOR_NAMES.get(event["vendor"], event["vendor"])),
-        ("Account", event.get("account_id")),
-        ("Customer", f"{event.get('tenant_name')} ({event.get('tenant_id', 'whole account')})"),
-    ]
-    if kind in (BREACHED, RESOLVED):
-        fields += [
-            ("Metric", _metric_words(event["metric"])),
-            ("Period", event["period"]),
-            (
-                "Usage" if kind == BREACHED or event.get("values_from") == "this run" else "Usage while firing",
-                fmt(event.get("value")),
-            ),
-            ("Quota", fmt(event.get("quota"))),
-            ("Projected", fmt(event.get("projected"))),
-            ("Threshold", fmt(event.get("threshold"))),
-            ("Rule", event["rule"]),
-        ]
-    if kind == FAILED:
-        fields.append(("Error", event.get("error")))
-    fields += [("Observed at", event["observed_at"]), ("Alert id", event["alert_id"])]
-    lines += [f"{name}: {one_line(str(value))}" for name, value in fields if value is not None]
-    lines.append("")
-    if kind == BREACHED:
-        lines.append(_ADVICE.get(event["rule"], "Review this customer's usage."))
-        if event.get("repeat"):
-            lines.append(f"Reminder: still firing since {event.get('firing_since')}.")
-    elif kind == RESOLVED:
-        lines.append("No action needed: the condition no longer holds.")
-    elif kind == FAILED:
-        lines.append(
-            "Usage for this scope was not updated: the numbers shown elsewhere are from the last successful "
-            "collection. Check the credential and the vendor's status; you will be told when it recovers."
-        )
-    else:
-        lines.append("Collection works again; usage is current.")
-    return "\n".join(lines)

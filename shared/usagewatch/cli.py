@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from usagewatch import cli_billing
-from usagewatch.alerts import VENDOR_NAMES, fmt
 from usagewatch.errors import ConfigError, StoreError
 from usagewatch.model import VENDORS, Period
+from usagewatch.notify import VENDOR_NAMES, fmt
 from usagewatch.report import customers_table, table, totals_table, usage_csv
 from usagewatch.store import DynamoStore
 from usagewatch.text import clean_name, csv_cell

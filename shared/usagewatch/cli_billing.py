@@ -221,7 +221,7 @@ def _reconcile(
         return "".join(_json(r) for r in rows)
     if not rows:
         return f"Nothing to reconcile for {period}: no usage or contracts stored."
-    from usagewatch.alerts import fmt
+    from usagewatch.notify import fmt
 
     cells = [
         (clean_name(x.customer_name) + (f" [{x.tenant_id}]" if x.tenant_id else ""), x.vendor, x.metric,
@@ -248,7 +248,7 @@ def _reconcile(
 def _signed(value: float | None) -> str:
     if value is None:
         return "-"
-    from usagewatch.alerts import fmt
+    from usagewatch.notify import fmt
 
     return ("+" if value > 0 else "") + fmt(value)
 

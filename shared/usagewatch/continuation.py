@@ -1,10 +1,16 @@
-"""Work that does not fit one invocation: the chunk messages and the shared progress of a chunked run. Pure."""
+"""Work that does not fit one invocation: the chunk messages and the shared progress of a chunked run. Pure.
+
+A chunk travels as JSON (`ChunkMessage`, a pydantic model); the work queue's SQS records are read with
+Powertools' parser model (`WorkRecord`), whose body is that JSON parsed and validated.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
+
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from pydantic import BaseModel, ConfigDict, Json, ValidationError
 
 from usagewatch.errors import ConfigError
 from usagewatch.model import CollectionRequest, Period, parse_utc
@@ -45,38 +51,50 @@ class WorkItem:
         return f"{self.key.vendor}:{self.key.account_id}:{self.key.as_of}:{self.index}"
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "kind": MESSAGE_KIND,
-                "vendor": self.key.vendor,
-                "account_id": self.key.account_id,
-                "as_of": self.key.as_of,
-                "period": self.period,
-                "period_explicit": self.period_explicit,
-                "index": self.index,
-                "count": self.count,
-                "tenants": self.tenants,
-            },
-            separators=(",", ":"),
-        )
+        return ChunkMessage(
+            kind=MESSAGE_KIND,
+            vendor=self.key.vendor,
+            account_id=self.key.account_id,
+            as_of=self.key.as_of,
+            period=self.period,
+            period_explicit=self.period_explicit,
+            index=self.index,
+            count=self.count,
+            tenants=self.tenants,
+        ).model_dump_json()
 
     @classmethod
     def from_json(cls, text: str) -> WorkItem:
         try:
-            data = json.loads(text)
-            if data.get("kind") != MESSAGE_KIND:
-                raise ValueError("not a usagewatch chunk")
-            key = ChunkKey(str(data["vendor"]), str(data["account_id"]), str(data["as_of"]))
-            return cls(
-                key,
-                str(data["period"]),
-                bool(data["period_explicit"]),
-                int(data["index"]),
-                int(data["count"]),
-                list(data["tenants"]),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"work item: not a usagewatch chunk message ({type(exc).__name__})") from None
+            return ChunkMessage.model_validate_json(text).work_item()
+        except ValidationError as exc:
+            raise ConfigError(f"work item: not a usagewatch chunk message ({exc.error_count()} error(s))") from None
+
+
+class ChunkMessage(BaseModel):
+    """The JSON body of one work-queue message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["usagewatch.chunk"]
+    vendor: str
+    account_id: str
+    as_of: str
+    period: str
+    period_explicit: bool
+    index: int
+    count: int
+    tenants: list[dict[str, Any]]
+
+    def work_item(self) -> WorkItem:
+        key = ChunkKey(self.vendor, self.account_id, self.as_of)
+        return WorkItem(key, self.period, self.period_explicit, self.index, self.count, self.tenants)
+
+
+class WorkRecord(SqsRecordModel):
+    """One SQS record of the work queue, as Lambda delivers it (Powertools parser model)."""
+
+    body: Json[ChunkMessage]
 
 
 @dataclass(frozen=True, slots=True)

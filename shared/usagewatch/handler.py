@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usagewatch.continuation import WorkItem
 from usagewatch.errors import ConfigError, UsagewatchError
 from usagewatch.invocation import parse_event
 from usagewatch.observability import logger, metrics
 
 if TYPE_CHECKING:
+    from usagewatch.dispatch import Publisher
     from usagewatch.model import Source
-    from usagewatch.pipeline import Pipeline, Publisher, RunSummary, UsageStore
+    from usagewatch.pipeline import Pipeline, RunSummary, UsageStore
     from usagewatch.settings import ConfigLoader
 
 AccountT = TypeVar("AccountT")
@@ -73,8 +73,8 @@ def handle(
     from usagewatch.settings import load_environment
 
     env = load_environment(environ)
-    work = _work_items(event)
-    request = parse_event({} if work is not None else event, clock())
+    work = _is_work_batch(event)
+    request = parse_event({} if work else event, clock())
     logger.set_correlation_id(run_id_for(source.vendor, request))
     loader = _config()
     raw_accounts = loader.secret_accounts(env.vendor_secret_id, vendor=source.vendor)
@@ -119,8 +119,8 @@ def handle(
         deadline_reserve=reserve,
     )
 
-    if work is not None:
-        return _run_chunks(pipeline, source, accounts, work)
+    if work:
+        return _run_chunks(pipeline, source, accounts, event)
 
     summary = pipeline.run(accounts, request)
     result = summary.to_dict()
@@ -131,37 +131,51 @@ def handle(
     return result
 
 
-def _work_items(event: Any) -> list[tuple[str, str]] | None:
-    """(message id, body) of an SQS batch, or None for any other event."""
+def _is_work_batch(event: Any) -> bool:
+    """Whether the event is an SQS batch from the work queue (any other `Records` is refused)."""
     if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
-        return None
-    records = event["Records"]
-    if not all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
+        return False
+    if not all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in event["Records"]):
         raise ConfigError("event.Records: only SQS work-queue records are accepted")
-    return [(str(r.get("messageId", "")), str(r.get("body", ""))) for r in records]
+    return True
 
 
 def _run_chunks(
-    pipeline: Pipeline[AccountT], source: Source[AccountT], accounts: list[AccountT], work: list[tuple[str, str]]
+    pipeline: Pipeline[AccountT], source: Source[AccountT], accounts: list[AccountT], event: dict[str, Any]
 ) -> dict[str, Any]:
+    """Each record is parsed (Powertools parser model) and collected on its own; the answer names the records
+    that failed (partial batch response), so SQS retries those alone."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    from usagewatch.continuation import WorkRecord
+
     by_id = {source.account_id(a): a for a in accounts}
-    failed: list[dict[str, str]] = []
     finished: list[dict[str, Any]] = []
-    for message_id, body in work:
-        try:
-            item = WorkItem.from_json(body)
-            account = by_id.get(item.key.account_id)
-            if account is None or item.key.vendor != source.vendor:
-                raise ConfigError(f"work item for unknown account {item.key.vendor}/{item.key.account_id}")
-            logger.set_correlation_id(f"{item.key.vendor}:{item.key.as_of}")
-            outcome = pipeline.run_chunk(account, item)
-        except UsagewatchError as exc:
-            logger.error("work item failed; SQS will retry it", extra={"message_id": message_id, "error": str(exc)})
-            failed.append({"itemIdentifier": message_id})
-            continue
+
+    def collect(record: WorkRecord) -> None:
+        item = record.body.work_item()
+        account = by_id.get(item.key.account_id)
+        if account is None or item.key.vendor != source.vendor:
+            raise ConfigError(f"work item for unknown account {item.key.vendor}/{item.key.account_id}")
+        logger.set_correlation_id(f"{item.key.vendor}:{item.key.as_of}")
+        outcome = pipeline.run_chunk(account, item)
         if outcome is not None:
             finished.append(asdict(outcome))
-    logger.info("work items processed", extra={"messages": len(work), "failed": len(failed), "finished": finished})
+
+    # A whole batch failing is answered like a part failing: every record named, none raised (the same retry).
+    processor = BatchProcessor(event_type=EventType.SQS, model=WorkRecord, raise_on_entire_batch_failure=False)
+    answer = process_partial_response(event=event, record_handler=collect, processor=processor)
+    failed = [{"itemIdentifier": str(f["itemIdentifier"])} for f in answer["batchItemFailures"]]
+    # Failures and their exceptions are recorded in the same order.
+    for failure, info in zip(failed, processor.exceptions, strict=False):
+        error = info[1]
+        logger.error(
+            "work item failed; SQS will retry it",
+            extra={"message_id": failure.get("itemIdentifier"), "error": f"{type(error).__name__}: {error}"[:500]},
+        )
+    logger.info(
+        "work items processed", extra={"messages": len(event["Records"]), "failed": len(failed), "finished": finished}
+    )
     return {"batchItemFailures": failed}
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch.billing_report import gather, render_csv, render_html, unmapped_tenants
 from usagewatch.errors import ConfigError, StoreError
+from usagewatch.events import REPORT_READY
 from usagewatch.invocation import parse_event
 from usagewatch.model import Period, utc_iso
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from usagewatch.publisher import SnsPublisher
     from usagewatch.store import DynamoStore
 
-REPORT_READY: Final = "report.ready"
 PREFIX: Final = "reports"
 
 
@@ -46,8 +46,9 @@ def ready_event(
     under = counts["customers_under_billed"]
     digest = hashlib.sha256(json.dumps([str(period), dict(counts), unmapped], sort_keys=True).encode()).hexdigest()
     return {
+        "schema_version": 1,
         "event_type": REPORT_READY,
-        "event_id": f"report-{period}-{digest[:16]}",
+        "event_id": digest[:32],
         # Someone has to act (bill a customer, map a tenant): e-mail subscribers (warning and up) get it.
         "severity": "warning" if under or unmapped else "info",
         "period": str(period),

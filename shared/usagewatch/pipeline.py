@@ -8,25 +8,15 @@ caller fails the invocation at the end, so Lambda's retry and on-failure destina
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
 from uuid import uuid4
 
-from usagewatch.alerts import (
-    Event,
-    Observed,
-    Reading,
-    TenantFailureInfo,
-    Transition,
-    alert_id,
-    reconcile_failures,
-    reconcile_removed,
-    reconcile_thresholds,
-)
+from usagewatch.alerts import Observed, Reading, TenantFailureInfo, Transition, alert_id, reconcile
 from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
-from usagewatch.errors import ConfigError, PublishError, StoreError, UsagewatchError
+from usagewatch.dispatch import Dispatcher, Publisher
+from usagewatch.errors import ConfigError, StoreError, UsagewatchError
 from usagewatch.model import (
     ACCOUNT_WIDE,
     COLLECTION_RULE,
@@ -92,10 +82,6 @@ class UsageStore(Protocol):
         self, key: ChunkKey, index: int, *, failures: dict[str, tuple[str, str]], error: str | None
     ) -> ChunkedRunState: ...
     def claim_finish(self, key: ChunkKey) -> bool: ...
-
-
-class Publisher(Protocol):
-    def publish(self, event: Event) -> str: ...
 
 
 class WorkQueue(Protocol):
@@ -503,50 +489,42 @@ class Pipeline(Generic[AccountT]):
             open_states = None
 
         transitions: list[Transition] = []
-        if open_states is not None and removed:
-            gone = {k: s for k, s in open_states.items() if s.tenant_id in removed}
-            transitions += reconcile_removed(gone, removed, request.as_of)
-            open_states = {k: s for k, s in open_states.items() if k not in gone}
         if open_states is not None:
-            if account_error is None:
-                # A tenant that answered with no records at all (no licence) was read for every period.
-                read = run.read | {(t, p) for t in run.silent_tenants for p in run.periods}
-                observed = Observed(
+            # A tenant that answered with no records at all (no licence) was read for every period.
+            read = run.read | {(t, p) for t in run.silent_tenants for p in run.periods}
+            transitions = reconcile(
+                open_states,
+                vendor=vendor,
+                account_id=account_id,
+                document=self.rules,
+                now=request.as_of,
+                observed=Observed(
                     frozenset(run.ok_tenants),
                     frozenset(run.periods),
                     frozenset(read),
                     metrics=frozenset(run.metrics_read),
                     silent=frozenset(run.silent_tenants),
-                )
-                transitions += reconcile_thresholds(
-                    open_states, run.findings, observed, self.rules, request.as_of, run.readings, previous
-                )
-            failing_previous = self._previous_failures(run, account_error, open_states)
-            transitions += reconcile_failures(
-                open_states,
-                vendor=vendor,
-                account_id=account_id,
+                ),
+                findings=run.findings,
                 account_error=account_error,
-                tenant_failures=run.failures if account_error is None else {},
+                tenant_failures=run.failures,
                 ok_tenants=run.ok_tenants,
-                document=self.rules,
-                now=request.as_of,
-                previous=failing_previous,
+                readings=run.readings,
+                previous=previous,
+                failing_previous=self._previous_failures(run, account_error, open_states),
+                removed=removed,
+                ended=revived,
             )
-        if open_states is not None and revived:
-            # A reminder of a month that already ended is noise; the state still advances.
-            transitions = [
-                Transition(t.state) if t.state.alert_id in revived and t.event and t.event.get("repeat") else t
-                for t in transitions
-            ]
         if run.leased and transitions and not self._still_leased(run):
             # Another run took the account over (this one outlived its lease): it publishes, this one must not.
             transitions, account_error, status = [], LEASE_LOST, "skipped"
-        stored = self._apply(transitions, outcome)
-        if stored is not None and account_error is None:
+        dispatched = Dispatcher(self.publisher, self.store, workers=PUBLISHERS).apply(transitions)
+        outcome.alerts_published += dispatched.published
+        outcome.publish_failures += dispatched.publish_failures
+        if dispatched.store_error is not None and account_error is None:
             # Published but not stored: failing the invocation makes Lambda's retry redo it with the same
             # as_of, and the same transitions carry the same event ids.
-            account_error = f"alert states not stored after publishing: {_clean(str(stored))}"
+            account_error = f"alert states not stored after publishing: {_clean(str(dispatched.store_error))}"
 
         outcome.status = status or (
             "failed" if account_error else ("partial" if run.failures or outcome.publish_failures else "ok")
@@ -699,52 +677,3 @@ class Pipeline(Generic[AccountT]):
                 for item in self.store.tenant_usage(vendor, account_id, tenant_id, period):
                     if item.get("billed", True):
                         totals.add(period, item["metric"], item["unit"], item["value"], tenant_id, carried=True)
-
-    def _apply(self, transitions: list[Transition], outcome: AccountOutcome) -> StoreError | None:
-        """Publish first (a few at a time), store after: a state advances only once SNS accepted its event."""
-        events = [t.event for t in transitions if t.event is not None]
-        with ThreadPoolExecutor(max_workers=PUBLISHERS, thread_name_prefix="sns-publisher") as pool:
-            errors = iter(list(pool.map(self._try_publish, events)))
-        failure: StoreError | None = None
-        to_store: list[AlertState] = []
-        for transition in transitions:
-            if transition.event is not None:
-                error = next(errors)
-                if error is not None:
-                    outcome.publish_failures += 1
-                    logger.error(
-                        "alert not published; it will be retried next run",
-                        extra={"alert_id": transition.state.alert_id, "error": _clean(error)},
-                    )
-                    continue
-                outcome.alerts_published += 1
-            to_store.append(transition.state)
-        with ThreadPoolExecutor(max_workers=PUBLISHERS, thread_name_prefix="alert-writer") as pool:
-            written = list(pool.map(self._try_store, to_store))
-        for state, result in zip(to_store, written, strict=True):
-            if isinstance(result, StoreError):
-                failure = failure or result
-            elif not result:
-                logger.warning(
-                    "alert state changed by another run since it was read; the other run's state is kept",
-                    extra={"alert_id": state.alert_id},
-                )
-        if failure is not None:
-            logger.error(
-                "alert states not stored; their events will be sent again with the same event ids",
-                extra={"error": _clean(str(failure))},
-            )
-        return failure
-
-    def _try_store(self, state: AlertState) -> bool | StoreError:
-        try:
-            return self.store.put_alert(state)
-        except StoreError as exc:
-            return exc
-
-    def _try_publish(self, event: Event) -> str | None:
-        try:
-            self.publisher.publish(event)
-        except PublishError as exc:
-            return str(exc)
-        return None

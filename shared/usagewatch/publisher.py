@@ -6,35 +6,18 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from usagewatch.alerts import Event, render_email
+from usagewatch.alerts import Event
 from usagewatch.continuation import WorkItem
 from usagewatch.errors import PublishError
+from usagewatch.events import parse_event
+from usagewatch.notify import render_email, subject_for
 from usagewatch.redaction import redactor
-from usagewatch.text import one_line
 
 if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient
     from mypy_boto3_sqs.client import SQSClient
 
-SUBJECT_LIMIT: Final = 100
 ATTRIBUTES: Final = ("event_type", "vendor", "severity", "rule", "tenant_id")
-
-
-def subject_for(event: Event) -> str:
-    """Short, human, ASCII: SNS subjects must be printable ASCII under 100 characters."""
-    kind = {
-        "usage.threshold.breached": "REPEAT" if event.get("repeat") else "ALERT",
-        "usage.threshold.resolved": "RESOLVED",
-        "collection.failed": "COLLECTION FAILED",
-        "collection.recovered": "RECOVERED",
-        "report.ready": "BILLING REPORT",
-    }.get(event["event_type"], event["event_type"])
-    text = one_line(f"[usagewatch] {kind}: {event['summary']}")
-    text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
-    if len(text) <= SUBJECT_LIMIT:
-        return text
-    cut = text[: SUBJECT_LIMIT - 3]
-    return (cut.rsplit(" ", 1)[0] if " " in cut[40:] else cut).rstrip(",;: ") + "..."
 
 
 def message_attributes(event: Event) -> dict[str, dict[str, str]]:
@@ -75,9 +58,14 @@ class SnsPublisher:
 
     def publish(self, event: Event, *, email: str | None = None) -> str:
         """Publish one event; PublishError when SNS did not accept it (the caller keeps the state as it was).
-        `email` replaces the alert e-mail text for events that are not alerts (the billing report)."""
-        event = scrub_event(event)
-        body = json.dumps(event, separators=(",", ":"), default=str)
+
+        The body is the event's model (events.py) as JSON: an event the schema does not describe is refused.
+        `email` replaces the alert e-mail text for an event that is not an alert (the billing report)."""
+        try:
+            event = parse_event(scrub_event(event)).body()
+        except ValueError as exc:
+            raise PublishError(f"not a valid usagewatch event: {type(exc).__name__}: {exc}") from exc
+        body = json.dumps(event, separators=(",", ":"))
         text = render_email(event) if email is None else redactor.scrub(email)
         message = json.dumps({"default": body, "email": text})
         try:

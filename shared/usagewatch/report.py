@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from usagewatch.alerts import VENDOR_NAMES, fmt
+from usagewatch.notify import fmt, vendor_name
 from usagewatch.text import clean_name, csv_cell
 
 CSV_COLUMNS: Final = (
@@ -68,7 +68,7 @@ def _is_number(text: str) -> bool:
 def totals_table(totals: Iterable[Mapping[str, Any]]) -> str:
     rows = [
         (
-            VENDOR_NAMES.get(t["vendor"], t["vendor"]),
+            vendor_name(t["vendor"]),
             t["account_id"],
             t["metric"],
             fmt(t["value"]),

@@ -18,8 +18,7 @@ from tests.integration.conftest import Invoke
 from tests.local_aws import LocalAws
 from tests.simulators.keepnet import make_companies, over_limit
 from usagewatch import cli
-from usagewatch.alerts import render_email
-from usagewatch.publisher import subject_for
+from usagewatch.notify import render_email, subject_for
 
 SECRET = "usagewatch/keepnet"
 CLIENT_SECRET = "kn-hostile-text-secret-9"

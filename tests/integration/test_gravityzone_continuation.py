@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import FakeLambdaContext, event_file, load_app
-from tests.local_aws import LocalAws
+from tests.local_aws import LocalAws, sqs_record
 from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
 
 API_KEY = "gz-key-9a8b7c6d5e4f3a2b"
@@ -85,6 +85,15 @@ def test_large_account_continues_in_chunks_and_the_last_chunk_finishes_it(
     assert lambda_invoke(monkeypatch, env, {"Records": [messages[1]]}, 600_000) == {"batchItemFailures": []}
     assert aws.drain_events() == []
 
+    # One batch of three: only the records that cannot be collected are named for SQS to retry.
+    other_body = messages[0]["body"].replace('"account_id":"gz"', '"account_id":"gz-other"')
+    assert other_body != messages[0]["body"]
+    broken = dict(messages[0], messageId="m-broken", body="{not json")
+    unknown = dict(messages[0], messageId="m-unknown", body=other_body)
+    answer = lambda_invoke(monkeypatch, env, {"Records": [broken, messages[0], unknown]}, 600_000)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-broken"}, {"itemIdentifier": "m-unknown"}]}
+    assert aws.drain_events() == []
+
 
 def test_a_malformed_work_message_is_reported_as_a_batch_item_failure(
     aws: LocalAws, gravityzone: GravityZoneSimulator, monkeypatch: pytest.MonkeyPatch
@@ -93,6 +102,6 @@ def test_a_malformed_work_message_is_reported_as_a_batch_item_failure(
         "usagewatch/gravityzone", [{"account_id": "gz", "access_url": gravityzone.access_url, "api_key": API_KEY}]
     )
     env = aws.environment("gravityzone", secret_name="usagewatch/gravityzone")
-    event = {"Records": [{"messageId": "m-1", "body": "{not json", "eventSource": "aws:sqs"}]}
+    event = {"Records": [sqs_record({"MessageId": "m-1", "Body": "{not json"}, queue_arn=aws.work_queue_arn())]}
     assert lambda_invoke(monkeypatch, env, event, 600_000) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
     assert gravityzone.count() == 0

@@ -1,5 +1,5 @@
 """The alert lifecycle run by run (contracts.md section 4; issue 5), through a tiny in-memory driver that
-applies transitions the way the pipeline does: publish first, store the state only once published."""
+computes transitions with the pipeline's reconciler and applies them with the pipeline's dispatcher."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from usagewatch.alerts import (
     TenantFailureInfo,
     Transition,
     alert_id,
-    reconcile_failures,
-    reconcile_thresholds,
+    reconcile,
 )
+from usagewatch.dispatch import Dispatcher
+from usagewatch.errors import PublishError
 from usagewatch.model import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, Period, Tenant, UsageRecord, Window
 from usagewatch.rules import DEFAULT_RULES, Finding, RulesDocument, evaluate, parse_rules_document
 
@@ -103,6 +104,27 @@ class RunResult:
 
 
 @dataclass
+class _Publisher:
+    fails: Callable[[Event], bool]
+
+    def publish(self, event: Event) -> str:
+        if self.fails(event):
+            raise PublishError("refused by the test")
+        return "message-id"
+
+
+@dataclass
+class _Alerts:
+    """The alert table, in memory: every write lands."""
+
+    states: dict[str, AlertState]
+
+    def put_alert(self, state: AlertState) -> bool:
+        self.states[state.alert_id] = state
+        return True
+
+
+@dataclass
 class Driver:
     """The pipeline's alert half for one account, in memory."""
 
@@ -131,23 +153,18 @@ class Driver:
         findings = [f for r in records for f in evaluate(r, self.document, now)]
         ok = frozenset(ok_tenants if ok_tenants is not None else {r.tenant_id for r in records})
         seen = set(periods if periods is not None else {str(r.period) for r in records}) or {str(Period.of(now))}
-        open_states = self.open_states()
-        transitions: list[Transition] = []
-        if account_error is None:
-            observed = Observed(ok, frozenset(seen))
-            readings = {(r.tenant_id, r.metric, str(r.period)): r for r in records}
-            transitions += reconcile_thresholds(open_states, findings, observed, self.document, now, readings)
-        transitions += reconcile_failures(
-            open_states,
+        transitions = reconcile(
+            self.open_states(),
             vendor=VENDOR,
             account_id=ACCOUNT,
-            account_error=account_error,
-            tenant_failures={t: TenantFailureInfo(f"Tenant {t}", e) for t, e in failed.items()}
-            if account_error is None
-            else {},
-            ok_tenants=ok if account_error is None else (),
             document=self.document,
             now=now,
+            observed=Observed(ok, frozenset(seen)),
+            findings=findings,
+            account_error=account_error,
+            tenant_failures={t: TenantFailureInfo(f"Tenant {t}", e) for t, e in failed.items()},
+            ok_tenants=ok,
+            readings={(r.tenant_id, r.metric, str(r.period)): r for r in records},
         )
         return findings, ok, transitions
 
@@ -165,15 +182,12 @@ class Driver:
         findings, ok, transitions = self.compute(
             now, records, failed=failed, account_error=account_error, ok_tenants=ok_tenants, periods=periods
         )
-        applied: list[Applied] = []
-        for transition in transitions:
-            before = self.states.get(transition.state.alert_id)
-            event = transition.event
-            if event is not None and publish_fails(event):
-                applied.append(Applied(before, transition, delivered=False, stored=False))
-                continue
-            self.states[transition.state.alert_id] = transition.state
-            applied.append(Applied(before, transition, delivered=event is not None, stored=True))
+        before = {t.state.alert_id: self.states.get(t.state.alert_id) for t in transitions}
+        dispatched = Dispatcher(_Publisher(publish_fails), _Alerts(self.states), workers=1).apply(transitions)
+        applied = [
+            Applied(before[d.transition.state.alert_id], d.transition, delivered=d.published, stored=d.stored)
+            for d in dispatched.items
+        ]
         result = RunResult(now, self.document, findings, ok, frozenset(failed or {}), account_error, applied)
         self.log.append(result)
         return result

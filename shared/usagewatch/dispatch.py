@@ -1,0 +1,120 @@
+"""Transitions applied: publish first (a few at a time), store after. The one place both the pipeline and the
+lifecycle tests apply them, so a state advances only once its event was accepted, and a change whose state
+was not stored is computed again, with the same event id, by the next run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Final, Protocol, TypeVar
+
+from usagewatch.alerts import Event, Transition
+from usagewatch.errors import PublishError, StoreError
+from usagewatch.model import AlertState
+from usagewatch.observability import logger
+from usagewatch.redaction import redactor
+
+WORKERS: Final = 8
+MAX_ERROR_LENGTH: Final = 500
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Publisher(Protocol):
+    def publish(self, event: Event) -> str: ...
+
+
+class AlertWriter(Protocol):
+    def put_alert(self, state: AlertState) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatched:
+    transition: Transition
+    published: bool
+    """Its event was accepted (False: it has none, or the publish failed)."""
+    stored: bool
+    """Its state was written (False: its publish failed, another run changed it first, or the write failed)."""
+
+
+@dataclass
+class DispatchResult:
+    items: list[Dispatched] = field(default_factory=list)
+    publish_failures: int = 0
+    store_error: StoreError | None = None
+    """The first write that failed: those states' events go out again, with the same ids, on the next run."""
+
+    @property
+    def published(self) -> int:
+        return sum(1 for item in self.items if item.published)
+
+
+def _clean(message: str) -> str:
+    text = redactor.scrub(message)
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
+
+
+def _map(function: Callable[[T], R], items: Sequence[T], name: str, workers: int) -> list[R]:
+    if len(items) <= 1 or workers <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+        return list(pool.map(function, items))
+
+
+@dataclass
+class Dispatcher:
+    publisher: Publisher
+    store: AlertWriter
+    workers: int = WORKERS
+
+    def apply(self, transitions: Sequence[Transition]) -> DispatchResult:
+        events = [t.event for t in transitions if t.event is not None]
+        errors = iter(_map(self._try_publish, events, "sns-publisher", self.workers))
+        result = DispatchResult()
+        accepted: list[tuple[Transition, bool]] = []
+        for transition in transitions:
+            if transition.event is None:
+                accepted.append((transition, False))
+                continue
+            error = next(errors)
+            if error is None:
+                accepted.append((transition, True))
+                continue
+            result.publish_failures += 1
+            result.items.append(Dispatched(transition, published=False, stored=False))
+            logger.error(
+                "alert not published; it will be retried next run",
+                extra={"alert_id": transition.state.alert_id, "error": _clean(error)},
+            )
+        written = _map(self._try_store, [t.state for t, _ in accepted], "alert-writer", self.workers)
+        for (transition, published), outcome in zip(accepted, written, strict=True):
+            if isinstance(outcome, StoreError):
+                result.store_error = result.store_error or outcome
+            elif not outcome:
+                logger.warning(
+                    "alert state changed by another run since it was read; the other run's state is kept",
+                    extra={"alert_id": transition.state.alert_id},
+                )
+            result.items.append(Dispatched(transition, published=published, stored=outcome is True))
+        if result.store_error is not None:
+            logger.error(
+                "alert states not stored; their events will be sent again with the same event ids",
+                extra={"error": _clean(str(result.store_error))},
+            )
+        order = {id(t): n for n, t in enumerate(transitions)}
+        result.items.sort(key=lambda item: order[id(item.transition)])
+        return result
+
+    def _try_store(self, state: AlertState) -> bool | StoreError:
+        try:
+            return self.store.put_alert(state)
+        except StoreError as exc:
+            return exc
+
+    def _try_publish(self, event: Event) -> str | None:
+        try:
+            self.publisher.publish(event)
+        except PublishError as exc:
+            return str(exc)
+        return None

@@ -1,0 +1,181 @@
+"""The events usagewatch publishes, as pydantic models: one envelope, one model per event type.
+
+docs/events.schema.json is generated from these models (`python -m usagewatch.events > docs/events.schema.json`);
+a test fails when the checked-in file is stale. An optional field is left out of the JSON when it does not apply
+(a whole-account failure has no `tenant_id`), never sent as null; the threshold numbers are always present, null
+when unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+SCHEMA_VERSION: Final = 1
+BREACHED: Final = "usage.threshold.breached"
+RESOLVED: Final = "usage.threshold.resolved"
+FAILED: Final = "collection.failed"
+RECOVERED: Final = "collection.recovered"
+REPORT_READY: Final = "report.ready"
+TENANT_REMOVED: Final = "tenant_removed"
+
+Severity = Literal["info", "warning", "critical"]
+Number = int | float
+Instant = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", description="UTC, ISO 8601")]
+
+
+class EventEnvelope(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(description="Bumped only for an incompatible change.")
+    event_type: str
+    event_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="Names the change: the same change sent again (a retry) keeps its id; drop duplicates by it.",
+    )
+    alert_id: str = Field(description="Stable per vendor, account, tenant, metric, rule and period.")
+    severity: Severity
+    vendor: str
+    account_id: str
+    tenant_name: str
+    observed_at: Instant = Field(description="The run's as-of time.")
+    summary: str = Field(description="One line for people; its wording may change, do not parse it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_is_left_out(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = [k for k, f in cls.model_fields.items() if not f.is_required() and k in data and data[k] is None]
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: a field that does not apply is left out, not null")
+        return data
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object subscribers receive: fields that do not apply are left out."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class _Threshold(EventEnvelope):
+    rule: str
+    tenant_id: str
+    metric: str
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    value: Number | None
+    quota: Number | None
+    projected: Number | None
+    threshold: Number | None
+
+
+class ThresholdBreached(_Threshold):
+    """A rule started firing, fires again after a silence (`delayed_by_silence`), or is repeated (`repeat`)."""
+
+    event_type: Literal["usage.threshold.breached"]
+    escalated_from: str | None = Field(None, description="The lower rung of the ladder this breach replaces.")
+    delayed_by_silence: Literal[True] | None = None
+    repeat: Literal[True] | None = None
+    repeat_count: int | None = Field(None, ge=1)
+    firing_since: Instant | None = None
+
+
+class ThresholdResolved(_Threshold):
+    """A firing rule no longer holds, or its tenant is gone from the vendor's listing (`reason`)."""
+
+    event_type: Literal["usage.threshold.resolved"]
+    severity: Literal["info"]
+    firing_since: Instant
+    values_from: Literal["this run", "last while firing"]
+    reason: Literal["tenant_removed"] | None = None
+
+
+class CollectionFailed(EventEnvelope):
+    """A tenant (`tenant_id` given) or the whole account (no `tenant_id`) could not be read."""
+
+    event_type: Literal["collection.failed"]
+    severity: Literal["warning", "critical"]
+    tenant_id: str | None = None
+    error: str
+    delayed_by_silence: Literal[True] | None = None
+
+
+class CollectionRecovered(EventEnvelope):
+    """What failed is read again, or its tenant is gone from the vendor's listing (`reason`)."""
+
+    event_type: Literal["collection.recovered"]
+    severity: Literal["info"]
+    tenant_id: str | None = None
+    failing_since: Instant
+    reason: Literal["tenant_removed"] | None = None
+
+
+class ReportReady(BaseModel):
+    """The monthly billing report is written (docs/billing.md): where, and how many customers need action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1]
+    event_type: Literal["report.ready"]
+    event_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$", description="The same month with the same numbers reported again keeps its id."
+    )
+    severity: Literal["info", "warning"] = Field(
+        description="warning when a customer is under-billed or a tenant unmapped"
+    )
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    bucket: str
+    csv_key: str
+    html_key: str
+    customers_under_billed: int = Field(ge=0)
+    unmapped_tenants: int = Field(ge=0)
+    lines: dict[str, int] = Field(description="Reconciliation lines per status.")
+    observed_at: Instant
+    summary: str = Field(description="One line for people; its wording may change, do not parse it.")
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+AnyEvent = ThresholdBreached | ThresholdResolved | CollectionFailed | CollectionRecovered | ReportReady
+AlertEvent = Annotated[AnyEvent, Field(discriminator="event_type")]
+EVENT_TYPES: Final = (BREACHED, RESOLVED, FAILED, RECOVERED, REPORT_READY)
+_ADAPTER: Final[TypeAdapter[AlertEvent]] = TypeAdapter(AlertEvent)
+
+
+def parse_event(data: Any) -> AnyEvent:
+    """The model of one event body; pydantic.ValidationError when it is not one usagewatch publishes."""
+    return _ADAPTER.validate_python(data)
+
+
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """An optional field is left out when it does not apply, never sent as null: say so in the schema."""
+    for definition in schema.get("$defs", {}).values():
+        required = set(definition.get("required", ()))
+        for name, prop in definition.get("properties", {}).items():
+            branches = prop.get("anyOf", [])
+            if name in required or prop.get("default", ...) is not None or {"type": "null"} not in branches:
+                continue
+            (kept,) = [b for b in branches if b != {"type": "null"}]
+            del prop["anyOf"], prop["default"]
+            prop.update(kept)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = _ADAPTER.json_schema()
+    _absent_not_null(schema)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "usagewatch alert event",
+        "description": "The JSON body of every message usagewatch publishes to its alert topic (docs/alerts.md).",
+        **schema,
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_text(), end="")

@@ -1,0 +1,146 @@
+"""Wording: what an alert says to a person (summaries, SNS subjects, the e-mail text). Pure; no state machine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from usagewatch.events import BREACHED, FAILED, RECOVERED, REPORT_READY, RESOLVED, TENANT_REMOVED
+from usagewatch.model import ACCOUNT_WIDE, AlertState, Number
+from usagewatch.text import one_line
+
+VENDOR_NAMES: Final = {"gravityzone": "GravityZone", "keepnet": "Keepnet", "thousandeyes": "ThousandEyes"}
+SUBJECT_LIMIT: Final = 100
+
+
+def fmt(number: Number | None) -> str:
+    if number is None:
+        return "n/a"
+    if isinstance(number, float) and not number.is_integer():
+        return f"{number:,.2f}"
+    return f"{int(number):,}"
+
+
+def vendor_name(vendor: str) -> str:
+    return VENDOR_NAMES.get(vendor, vendor)
+
+
+def _metric_words(metric: str) -> str:
+    return metric.replace("_", " ")
+
+
+def threshold_summary(event_type: str, state: AlertState) -> str:
+    who = f"{vendor_name(state.vendor)} {state.tenant_name}"
+    what = _metric_words(state.metric)
+    if event_type == RESOLVED and state.reason == TENANT_REMOVED:
+        return f"{who}: no longer listed by the vendor; {state.rule} on {what} for {state.period} closed"
+    if event_type == RESOLVED and state.reason == "current":
+        limit = f" (limit {fmt(state.quota)})" if state.quota is not None else ""
+        return f"{who}: {what} back within limits for {state.period}: {fmt(state.value)}{limit}; {state.rule} cleared"
+    if event_type == RESOLVED:
+        # No reading this run (the metric was not reported): the numbers are the last ones seen while firing.
+        bound = state.threshold if state.rule == "below_minimum_commitment" else state.quota
+        limit = f" against {fmt(bound)}" if bound is not None else ""
+        return f"{who}: {what} for {state.period}: {state.rule} cleared (was {fmt(state.value)}{limit})"
+    if state.rule == "vendor_limit_exceeded":
+        limit = fmt(state.quota)
+        return f"{who}: {what} {fmt(state.value)} over the licence limit {limit} for {state.period} (vendor flag)"
+    if state.rule == "over_quota":
+        return f"{who}: {what} {fmt(state.value)} for {state.period}, over the {fmt(state.quota)} included"
+    if state.rule == "projected_over_quota":
+        return (
+            f"{who}: {what} projected {fmt(state.projected)} for {state.period}, over the {fmt(state.quota)} included"
+        )
+    if state.rule == "quota_utilization":
+        share = (state.value or 0) / state.quota * 100 if state.quota else 0.0
+        return (
+            f"{who}: {what} at {share:.0f}% of the {fmt(state.quota)} included for {state.period} ({fmt(state.value)})"
+        )
+    if state.rule == "below_minimum_commitment":
+        return (
+            f"{who}: {what} {fmt(state.value)} for {state.period}, below the committed minimum {fmt(state.threshold)}"
+        )
+    return f"{who}: {what} {fmt(state.value)} ({state.rule}) for {state.period}"
+
+
+def collection_summary(event_type: str, state: AlertState) -> str:
+    vendor = vendor_name(state.vendor)
+    scope = f"account {state.account_id}" if state.tenant_id == ACCOUNT_WIDE else f"{state.tenant_name}"
+    if event_type == FAILED:
+        return f"{vendor} {scope}: collection failed: {one_line(state.error or '')}"
+    if state.reason == TENANT_REMOVED:
+        return f"{vendor} {scope}: no longer listed by the vendor; its collection failure is closed"
+    return f"{vendor} {scope}: collected again after failing since {state.since}"
+
+
+def subject_for(event: Mapping[str, Any]) -> str:
+    """Short, human, ASCII: SNS subjects must be printable ASCII under 100 characters."""
+    kind = {
+        BREACHED: "REPEAT" if event.get("repeat") else "ALERT",
+        RESOLVED: "RESOLVED",
+        FAILED: "COLLECTION FAILED",
+        RECOVERED: "RECOVERED",
+        REPORT_READY: "BILLING REPORT",
+    }.get(event["event_type"], event["event_type"])
+    text = one_line(f"[usagewatch] {kind}: {event['summary']}")
+    text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+    if len(text) <= SUBJECT_LIMIT:
+        return text
+    cut = text[: SUBJECT_LIMIT - 3]
+    return (cut.rsplit(" ", 1)[0] if " " in cut[40:] else cut).rstrip(",;: ") + "..."
+
+
+_ADVICE: Final = {
+    "vendor_limit_exceeded": "The vendor reports this customer over its licence limit: raise the licence or "
+    "reduce usage, and bill the overage.",
+    "over_quota": "The customer uses more than is licensed or contracted: bill the overage or raise the quota.",
+    "projected_over_quota": "At the current rate the customer will end the period over quota: review before "
+    "the period ends.",
+    "quota_utilization": "The customer is close to its quota: plan an upgrade conversation.",
+    "below_minimum_commitment": "Usage is under the committed minimum: the minimum will be invoiced.",
+}
+
+
+def render_email(event: Mapping[str, Any]) -> str:
+    """The text email subscribers read: what, who, how much, against which limit, the period, what to do."""
+    lines = [one_line(str(event["summary"])), ""]
+    kind = event["event_type"]
+    fields: list[tuple[str, Any]] = [
+        ("Event", kind),
+        ("Severity", event.get("severity")),
+        ("Vendor", vendor_name(event["vendor"])),
+        ("Account", event.get("account_id")),
+        ("Customer", f"{event.get('tenant_name')} ({event.get('tenant_id', 'whole account')})"),
+    ]
+    if kind in (BREACHED, RESOLVED):
+        fields += [
+            ("Metric", _metric_words(event["metric"])),
+            ("Period", event["period"]),
+            (
+                "Usage" if kind == BREACHED or event.get("values_from") == "this run" else "Usage while firing",
+                fmt(event.get("value")),
+            ),
+            ("Quota", fmt(event.get("quota"))),
+            ("Projected", fmt(event.get("projected"))),
+            ("Threshold", fmt(event.get("threshold"))),
+            ("Rule", event["rule"]),
+        ]
+    if kind == FAILED:
+        fields.append(("Error", event.get("error")))
+    fields += [("Observed at", event["observed_at"]), ("Alert id", event["alert_id"])]
+    lines += [f"{name}: {one_line(str(value))}" for name, value in fields if value is not None]
+    lines.append("")
+    if kind == BREACHED:
+        lines.append(_ADVICE.get(event["rule"], "Review this customer's usage."))
+        if event.get("repeat"):
+            lines.append(f"Reminder: still firing since {event.get('firing_since')}.")
+    elif kind == RESOLVED:
+        lines.append("No action needed: the condition no longer holds.")
+    elif kind == FAILED:
+        lines.append(
+            "Usage for this scope was not updated: the numbers shown elsewhere are from the last successful "
+            "collection. Check the credential and the vendor's status; you will be told when it recovers."
+        )
+    else:
+        lines.append("Collection works again; usage is current.")
+    return "\n".join(lines)
