@@ -66,8 +66,8 @@ def test_every_cfn_lint_suppression_has_a_reason() -> None:
         assert inline or block, f"{logical_id}: cfn-lint {rule} suppressed without a reason next to it"
     # Only the serverless-rule warnings we can explain are suppressed, never a base cfn-lint rule. ES1001 (an event
     # source mapping without an on-failure destination) only on the SQS work-queue mapping: SQS mappings take no
-    # destination, the queue's redrive policy is their failure path.
-    assert {rule for _, rule in _cfn_lint_suppressions()} <= {"WS1004", "ES6000", "ES7000", "ES1001"}
+    # destination, the queue's redrive policy is their failure path. WS1000 (X-Ray tracing): no code traces.
+    assert {rule for _, rule in _cfn_lint_suppressions()} <= {"WS1004", "WS1000", "ES6000", "ES7000", "ES1001"}
     es1001 = {logical_id for logical_id, rule in _cfn_lint_suppressions() if rule == "ES1001"}
     assert es1001 <= {"GravityZoneWorkQueueMapping"}, es1001
 
