@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from usagewatch.alerts import VENDOR_NAMES, fmt
 from usagewatch.errors import ConfigError, StoreError
-from usagewatch.model import VENDORS, Period
+from usagewatch.model import VENDORS, Period, RunRecord, Total
 from usagewatch.report import customers_table, table, totals_table, usage_csv
 from usagewatch.store import DynamoStore
 from usagewatch.text import clean_name, csv_cell
@@ -159,11 +159,9 @@ def _csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-_INTERNAL: Final = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "record_type", "expires_at"})
-
-
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in _INTERNAL}
+def _row(value: Total | RunRecord) -> dict[str, Any]:
+    """A model object as the flat row machines read (sequences as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items()}
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -173,8 +171,8 @@ def _report(store: DynamoStore, args: argparse.Namespace) -> str:
     period = str(Period.parse(args.period, field="--period"))
     if args.limit < 0:
         raise CliError("--limit: 0 (all) or more")
-    items = [_plain(i) for i in store.period_usage(period, vendor=args.vendor)]
-    totals = [_plain(t) for t in store.period_totals(period) if args.vendor in (None, t["vendor"])]
+    items = [u.row() for u in store.period_usage(period, vendor=args.vendor)]
+    totals = [_row(t) for t in store.period_totals(period) if args.vendor in (None, t.vendor)]
     kind = _format(args)
     if kind == "csv":
         return usage_csv(items)
@@ -209,7 +207,7 @@ def _accounts(store: DynamoStore, args: argparse.Namespace) -> list[tuple[str, s
     if args.account:
         return [(vendor, args.account) for vendor in vendors]
     now = Period.of(datetime.now(UTC))
-    found = {(t["vendor"], t["account_id"]) for p in (now, now.previous()) for t in store.period_totals(str(p))}
+    found = {(t.vendor, t.account_id) for p in (now, now.previous()) for t in store.period_totals(str(p))}
     return sorted(pair for pair in found if pair[0] in vendors)
 
 
@@ -255,7 +253,7 @@ def _runs(store: DynamoStore, args: argparse.Namespace) -> str:
     if args.limit < 1:
         raise CliError("--limit: 1 or more")
     pairs = _accounts(store, args)
-    runs = [_plain(r) for vendor, account in pairs for r in store.runs(vendor, account, limit=args.limit)]
+    runs = [_row(r) for vendor, account in pairs for r in store.runs(vendor, account, limit=args.limit)]
     if args.account and not runs:
         raise CliError(
             f"no runs of account {args.account!r} in the table{f' for {args.vendor}' if args.vendor else ''}"

@@ -21,14 +21,25 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch.continuation import ChunkedRunState, ChunkKey
 from usagewatch.errors import StoreError
-from usagewatch.model import AlertState, Period, RunRecord, Tenant, Total, UsageRecord, Window, parse_utc, utc_iso
+from usagewatch.model import (
+    AlertState,
+    Period,
+    RunRecord,
+    StoredUsage,
+    Tenant,
+    Total,
+    UsageRecord,
+    Window,
+    parse_utc,
+    utc_iso,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -110,27 +121,7 @@ def deserialize(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def usage_attributes(record: UsageRecord, collected_at: str) -> dict[str, object]:
-    window = record.window
-    return {
-        "vendor": record.vendor,
-        "account_id": record.account_id,
-        "tenant_id": record.tenant.tenant_id,
-        "tenant_name": record.tenant.tenant_name,
-        "parent_tenant_id": record.tenant.parent_tenant_id,
-        "billed": record.tenant.billed,
-        "metric": record.metric,
-        "value": record.value,
-        "unit": record.unit,
-        "period": str(window.period),
-        "period_start": utc_iso(window.start),
-        "period_end": utc_iso(window.end),
-        "collected_at": collected_at,
-        "quota": record.quota,
-        "projected": record.projected,
-        "minimum": record.minimum,
-        "limit_exceeded": record.limit_exceeded,
-        "projected_next_period": record.projected_next_period,
-    }
+    return StoredUsage(record, collected_at).row()
 
 
 def usage_record(item: Mapping[str, Any]) -> UsageRecord:
@@ -156,6 +147,33 @@ def usage_record(item: Mapping[str, Any]) -> UsageRecord:
         limit_exceeded=item.get("limit_exceeded"),
         projected_next_period=item.get("projected_next_period"),
     )
+
+
+def stored_usage(item: Mapping[str, Any]) -> StoredUsage:
+    """A usage item or snapshot as the domain reads it."""
+    return StoredUsage(usage_record(item), str(item["collected_at"]), item.get("removed_at"), item.get("as_of"))
+
+
+_ALERT_FIELDS: Final = frozenset(f.name for f in fields(AlertState))
+_TOTAL_FIELDS: Final = frozenset(f.name for f in fields(Total))
+_RUN_FIELDS: Final = frozenset(f.name for f in fields(RunRecord))
+_SEQUENCES: Final = frozenset({"missing", "periods", "errors", "notes"})
+
+
+def _known(item: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {k: tuple(v) if k in _SEQUENCES else v for k, v in item.items() if k in names}
+
+
+def alert_state(item: Mapping[str, Any]) -> AlertState:
+    return AlertState(**_known(item, _ALERT_FIELDS))
+
+
+def total(item: Mapping[str, Any]) -> Total:
+    return Total(**_known(item, _TOTAL_FIELDS))
+
+
+def run_record(item: Mapping[str, Any]) -> RunRecord:
+    return RunRecord(**_known(item, _RUN_FIELDS))
 
 
 class TableIdentities:
@@ -209,19 +227,25 @@ class DynamoStore:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None:
-        """Queue the record's latest-value item and its snapshot for this run."""
-        shared = serialize(usage_attributes(record, utc_iso(collected_at)))
+    @staticmethod
+    def _usage_keys(record: UsageRecord) -> tuple[str, dict[str, object]]:
         identity = f"{record.vendor}#{record.account_id}#{key_part(record.tenant_id)}#{record.metric}"
         period = str(record.period)
-        as_of_text = utc_iso(as_of)
-        usage = {
+        keys: dict[str, object] = {
             "pk": f"USAGE#{period}",
             "sk": identity,
             "gsi1pk": f"HIST#{identity}",
             "gsi1sk": period,
             "record_type": "usage",
         }
+        return identity, keys
+
+    def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None:
+        """Queue the record's latest-value item and its snapshot for this run."""
+        shared = serialize(usage_attributes(record, utc_iso(collected_at)))
+        identity, usage = self._usage_keys(record)
+        period = str(record.period)
+        as_of_text = utc_iso(as_of)
         self._queue_item({**serialize(usage), **shared})
         snapshot = {
             "pk": f"SNAP#{identity}",
@@ -244,10 +268,11 @@ class DynamoStore:
             )
         self.flush()
 
-    def mark_removed(self, items: Iterable[Mapping[str, Any]], *, removed_at: str) -> None:
-        """Usage items of customers gone from a complete listing: kept for the record, out of every total."""
-        for item in items:
-            self._queue({**item, "removed_at": removed_at})
+    def mark_removed(self, usages: Iterable[StoredUsage], *, removed_at: str) -> None:
+        """Usage of customers gone from a complete listing: kept for the record, out of every total."""
+        for usage in usages:
+            _identity, keys = self._usage_keys(usage.record)
+            self._queue({**keys, **replace(usage, removed_at=removed_at, as_of=None).row()})
         self.flush()
 
     def write_run(self, run: RunRecord) -> None:
@@ -289,19 +314,18 @@ class DynamoStore:
             condition = "attribute_not_exists(pk) OR attribute_not_exists(#version) OR #status <> :firing"
             values = {":firing": {"S": "firing"}}
         names = {"#version": "version"} | ({} if state.version else {"#status": "status"})
-        try:
-            self._count(1, 0)
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=serialize(attributes),
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                ExpressionAttributeNames=names,
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
+        self._count(1, 0)
+        written = self._call(
+            "put_item",
+            "write",
+            conditional=True,
+            Item=serialize(attributes),
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ExpressionAttributeNames=names,
+        )
+        if written is None:
             return False
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
         self._count(0, 1)
         return True
 
@@ -309,15 +333,13 @@ class DynamoStore:
 
     def recall_identities(self, vendor: str, account_id: str) -> dict[str, str]:
         """The tenant id each vendor key (a ThousandEyes aid) was first given, for this account."""
-        try:
-            self._count(1, 0)
-            answer = self.client.get_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
-                ConsistentRead=True,
-            )
-        except Exception as exc:
-            raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        answer = self._call(
+            "get_item",
+            "read",
+            Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
+            ConsistentRead=True,
+        )
         item = deserialize(answer.get("Item", {}))
         return {k.removeprefix("key_"): str(v) for k, v in item.items() if k.startswith("key_")}
 
@@ -329,17 +351,15 @@ class DynamoStore:
             names = {f"#k{i}": f"key_{key}" for i, (key, _v) in enumerate(chunk)}
             values = {f":v{i}": {"S": value} for i, (_k, value) in enumerate(chunk)}
             sets = ", ".join(f"#k{i} = if_not_exists(#k{i}, :v{i})" for i in range(len(chunk)))
-            try:
-                self._count(1, 0)
-                self.client.update_item(
-                    TableName=self.table_name,
-                    Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
-                    UpdateExpression=f"SET record_type = :type, {sets}",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={":type": {"S": "identities"}, **values},
-                )
-            except Exception as exc:
-                raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+            self._count(1, 0)
+            self._call(
+                "update_item",
+                "write",
+                Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
+                UpdateExpression=f"SET record_type = :type, {sets}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":type": {"S": "identities"}, **values},
+            )
 
     # --- one run per account at a time --------------------------------------------------------
 
@@ -357,51 +377,42 @@ class DynamoStore:
             "lease_until": {"S": utc_iso(until)},
             "expires_at": {"N": str(int(until.timestamp()) + 86400)},
         }
-        try:
-            self._count(1, 0)
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR lease_owner = :owner",
-                ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
-        return True
+        self._count(1, 0)
+        written = self._call(
+            "put_item",
+            "write",
+            conditional=True,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR lease_owner = :owner",
+            ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
+        )
+        return written is not None
 
     def holds_lease(self, vendor: str, account_id: str, *, owner: str, now: datetime) -> bool:
         """True while `owner` still holds an unexpired lease (checked with a conditional write)."""
-        try:
-            self._count(1, 0)
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._lease_key(vendor, account_id),
-                UpdateExpression="SET checked_at = :now",
-                ConditionExpression="lease_owner = :owner AND lease_until > :now",
-                ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
-        return True
+        self._count(1, 0)
+        written = self._call(
+            "update_item",
+            "write",
+            conditional=True,
+            Key=self._lease_key(vendor, account_id),
+            UpdateExpression="SET checked_at = :now",
+            ConditionExpression="lease_owner = :owner AND lease_until > :now",
+            ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
+        )
+        return written is not None
 
     def release_lease(self, vendor: str, account_id: str, *, owner: str) -> None:
         """Give the lease back (only ours); a lease left behind by a crash simply expires."""
-        try:
-            self._count(1, 0)
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key=self._lease_key(vendor, account_id),
-                ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        self._call(
+            "delete_item",
+            "write",
+            conditional=True,
+            Key=self._lease_key(vendor, account_id),
+            ConditionExpression="lease_owner = :owner",
+            ExpressionAttributeValues={":owner": {"S": owner}},
+        )
 
     def _queue(self, attributes: Mapping[str, object]) -> None:
         self._queue_item(serialize(attributes))
@@ -475,26 +486,20 @@ class DynamoStore:
     def _send_batch(self, items: list[Item]) -> None:
         pending: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in items]
         for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
-            try:
-                self._count(1, 0)
-                answer = self.client.batch_write_item(RequestItems={self.table_name: pending})  # type: ignore[dict-item]
-            except Exception as exc:
-                raise StoreError(f"DynamoDB batch write failed: {type(exc).__name__}: {exc}") from exc
+            self._count(1, 0)
+            answer = self._call("batch_write_item", "batch write", RequestItems={self.table_name: pending})
             unprocessed = answer.get("UnprocessedItems", {}).get(self.table_name, [])
             self._count(0, len(pending) - len(unprocessed))
             if not unprocessed:
                 return
-            pending = list(unprocessed)  # type: ignore[arg-type]
+            pending = list(unprocessed)
             self._sleep(min(5.0, 0.05 * 2**attempt))
         raise StoreError(f"DynamoDB left {len(pending)} item(s) unprocessed after {MAX_BATCH_ATTEMPTS} attempts")
 
     def _put(self, attributes: Mapping[str, object]) -> None:
-        try:
-            self._count(1, 0)
-            self.client.put_item(TableName=self.table_name, Item=serialize(attributes))
-            self._count(0, 1)
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        self._call("put_item", "write", Item=serialize(attributes))
+        self._count(0, 1)
 
     # --- runs split over several invocations ------------------------------------------------
 
@@ -515,13 +520,8 @@ class DynamoStore:
                 "expires_at": expires,
             }
         )
-        try:
-            self._count(1, 0)
-            self.client.put_item(TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        self._call("put_item", "write", conditional=True, Item=item, ConditionExpression="attribute_not_exists(pk)")
 
     def complete_chunk(
         self, key: ChunkKey, index: int, *, failures: Mapping[str, tuple[str, str]], error: str | None
@@ -537,17 +537,15 @@ class DynamoStore:
         if error is not None:
             self._queue({"pk": pk, "sk": f"{key.as_of}#error#{index}", "error": error, "expires_at": expires})
         self.flush()
-        try:
-            self._count(1, 0)
-            answer = self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": pk}, "sk": {"S": key.as_of}},
-                UpdateExpression="ADD chunks_done :index",
-                ExpressionAttributeValues={":index": {"SS": [str(index)]}},
-                ReturnValues="ALL_NEW",
-            )
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        answer = self._call(
+            "update_item",
+            "write",
+            Key={"pk": {"S": pk}, "sk": {"S": key.as_of}},
+            UpdateExpression="ADD chunks_done :index",
+            ExpressionAttributeValues={":index": {"SS": [str(index)]}},
+            ReturnValues="ALL_NEW",
+        )
         state = answer["Attributes"]
         count = int(state["chunk_count"]["N"])
         done = len(state["chunks_done"]["SS"])
@@ -567,40 +565,51 @@ class DynamoStore:
 
     def claim_finish(self, key: ChunkKey) -> bool:
         """True for exactly one caller: the one that finishes the split run."""
-        try:
-            self._count(1, 0)
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": self._chunk_pk(key)}, "sk": {"S": key.as_of}},
-                UpdateExpression="SET finished = :yes",
-                ConditionExpression="attribute_not_exists(finished)",
-                ExpressionAttributeValues={":yes": {"BOOL": True}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
-        return True
+        self._count(1, 0)
+        written = self._call(
+            "update_item",
+            "write",
+            conditional=True,
+            Key={"pk": {"S": self._chunk_pk(key)}, "sk": {"S": key.as_of}},
+            UpdateExpression="SET finished = :yes",
+            ConditionExpression="attribute_not_exists(finished)",
+            ExpressionAttributeValues={":yes": {"BOOL": True}},
+        )
+        return written is not None
 
     # --- reads --------------------------------------------------------------------------------
 
-    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a paged Query; any failure is the store's (`StoreError`), never a raw ClientError."""
-        paginator = self.client.get_paginator("query")
+    def _call(self, operation: str, action: str, *, conditional: bool = False, **kwargs: Any) -> Any:
+        """Every DynamoDB call of the store: any failure is a `StoreError` (chained), never a raw ClientError.
+
+        With `conditional`, a failed condition is an answer, not an error: None. Batch calls name their table
+        themselves; every other call gets the store's.
+        """
+        if "RequestItems" not in kwargs:
+            kwargs["TableName"] = self.table_name
         try:
-            for page in paginator.paginate(TableName=self.table_name, **kwargs):
-                for item in page.get("Items", []):
-                    yield deserialize(item)
-        except StoreError:
-            raise
+            return getattr(self.client, operation)(**kwargs)
         except Exception as exc:
-            raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if conditional and code == "ConditionalCheckFailedException":
+                return None
+            raise StoreError(f"DynamoDB {action} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paged Query."""
+        while True:
+            page = self._call("query", "read", **kwargs)
+            for item in page.get("Items", []):
+                yield deserialize(item)
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
 
     def alert_states(self, vendor: str, account_id: str, keys: Iterable[AlertKey]) -> dict[str, AlertState]:
         """The stored state (any status) of the given alerts, by BatchGetItem: one call per 100 keys."""
         wanted = sorted(set(keys))
         states: dict[str, AlertState] = {}
-        names = {f.name for f in fields(AlertState)}
         pk = f"ALERT#{vendor}#{account_id}"
         for start in range(0, len(wanted), BATCH_GET_SIZE):
             pending: list[dict[str, Any]] = [
@@ -608,13 +617,9 @@ class DynamoStore:
                 for key in wanted[start : start + BATCH_GET_SIZE]
             ]
             for attempt in range(MAX_BATCH_ATTEMPTS):
-                try:
-                    answer = self.client.batch_get_item(RequestItems={self.table_name: {"Keys": pending}})
-                except Exception as exc:
-                    raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
+                answer = self._call("batch_get_item", "read", RequestItems={self.table_name: {"Keys": pending}})
                 for raw in answer.get("Responses", {}).get(self.table_name, []):
-                    item = deserialize(raw)
-                    state = AlertState(**{k: v for k, v in item.items() if k in names})
+                    state = alert_state(deserialize(raw))
                     states[state.alert_id] = state
                 unprocessed: dict[str, Any] = dict(answer.get("UnprocessedKeys", {}))
                 pending = list(unprocessed.get(self.table_name, {}).get("Keys", []))
@@ -630,84 +635,90 @@ class DynamoStore:
     def open_alerts(self, vendor: str, account_id: str) -> dict[str, AlertState]:
         """Every firing alert (thresholds and collection failures) of one account, from the sparse index."""
         states: dict[str, AlertState] = {}
-        names = {f.name for f in fields(AlertState)}
         for item in self._query(
             IndexName="gsi1",
             KeyConditionExpression="gsi1pk = :pk",
             ExpressionAttributeValues={":pk": {"S": f"OPEN#{vendor}#{account_id}"}},
         ):
-            state = AlertState(**{k: v for k, v in item.items() if k in names})
+            state = alert_state(item)
             states[state.alert_id] = state
         return states
 
-    def tenant_alerts(self, vendor: str, account_id: str, tenant_id: str) -> list[dict[str, Any]]:
+    def tenant_alerts(self, vendor: str, account_id: str, tenant_id: str) -> list[AlertState]:
         """The alert state of one tenant (every rule, metric and period; firing or not)."""
-        return list(
-            self._query(
+        return [
+            alert_state(item)
+            for item in self._query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
                     ":pk": {"S": f"ALERT#{vendor}#{account_id}"},
                     ":prefix": {"S": f"{key_part(tenant_id)}#"},
                 },
             )
-        )
+        ]
 
     def period_usage(
         self, period: str, *, vendor: str | None = None, account_id: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredUsage]:
         """All usage of one period, optionally narrowed to a vendor or one of its accounts."""
         prefix = "#".join(p for p in (vendor, account_id) if p)
         condition = "pk = :pk" + (" AND begins_with(sk, :prefix)" if prefix else "")
         values: dict[str, Any] = {":pk": {"S": f"USAGE#{period}"}}
         if prefix:
             values[":prefix"] = {"S": f"{prefix}#"}
-        return list(self._query(KeyConditionExpression=condition, ExpressionAttributeValues=values))
+        return [
+            stored_usage(i) for i in self._query(KeyConditionExpression=condition, ExpressionAttributeValues=values)
+        ]
 
-    def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[dict[str, Any]]:
-        return list(
-            self._query(
+    def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[StoredUsage]:
+        return [
+            stored_usage(item)
+            for item in self._query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
                     ":pk": {"S": f"USAGE#{period}"},
                     ":prefix": {"S": f"{vendor}#{account_id}#{key_part(tenant_id)}#"},
                 },
             )
-        )
+        ]
 
-    def period_totals(self, period: str) -> list[dict[str, Any]]:
-        return list(
-            self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"TOTAL#{period}"}})
-        )
+    def period_totals(self, period: str) -> list[Total]:
+        return [
+            total(item)
+            for item in self._query(
+                KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"TOTAL#{period}"}}
+            )
+        ]
 
-    def metric_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[dict[str, Any]]:
+    def metric_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[StoredUsage]:
         """Every snapshot of one tenant's metric, oldest first (the intra-month history)."""
-        return list(
-            self._query(
+        return [
+            stored_usage(item)
+            for item in self._query(
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{key_part(tenant_id)}#{metric}"}},
             )
-        )
+        ]
 
-    def monthly_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[dict[str, Any]]:
+    def monthly_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[StoredUsage]:
         """The latest value of one tenant's metric for every month collected, oldest first."""
-        return list(
-            self._query(
+        return [
+            stored_usage(item)
+            for item in self._query(
                 IndexName="gsi1",
                 KeyConditionExpression="gsi1pk = :pk",
                 ExpressionAttributeValues={":pk": {"S": f"HIST#{vendor}#{account_id}#{key_part(tenant_id)}#{metric}"}},
             )
-        )
+        ]
 
-    def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
+    def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[RunRecord]:
         """The latest runs of one account, newest first."""
-        try:
-            answer = self.client.query(
-                TableName=self.table_name,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"RUN#{vendor}#{account_id}"}},
-                ScanIndexForward=False,
-                Limit=limit,
-            )
-        except Exception as exc:
-            raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
-        return [deserialize(item) for item in answer.get("Items", [])]
+        answer = self._call(
+            "query",
+            "read",
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"RUN#{vendor}#{account_id}"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [run_record(deserialize(item)) for item in answer.get("Items", [])]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -133,12 +133,12 @@ class Harness:
         return self.aws.store()
 
     def run_record(self, account_id: str, when: str) -> dict[str, Any]:
-        runs = [r for r in self.store().runs(self.vendor, account_id, limit=50) if r["as_of"] == when]
+        runs = [asdict(r) for r in self.store().runs(self.vendor, account_id, limit=50) if r.as_of == when]
         assert len(runs) == 1, f"expected one run record of {account_id} at {when}, found {len(runs)}"
         return runs[0]
 
     def snapshots(self, account_id: str, tenant_id: str, metric: str) -> list[dict[str, Any]]:
-        return self.store().metric_history(self.vendor, account_id, tenant_id, metric)
+        return [usage.row() for usage in self.store().metric_history(self.vendor, account_id, tenant_id, metric)]
 
 
 def at(clock_time: str) -> str:

@@ -206,7 +206,7 @@ def test_sns_publish_failure_keeps_the_alert_for_the_next_run(kn: World) -> None
     assert all(e["event_type"] == "usage.threshold.breached" for e in second.events)
     for tenant, _rule in alerts:
         states = kn.h.store().tenant_alerts("keepnet", ACCOUNT, tenant)
-        assert {(s["status"], s["published"]) for s in states} == {("firing", True)}
+        assert {(s.status, s.published) for s in states} == {("firing", True)}
     assert_clean_rerun_publishes_nothing(kn.h, at("18:00"))
 
 
@@ -266,7 +266,7 @@ def test_same_scheduled_time_twice_writes_and_publishes_nothing_twice(kn: World)
     for (_account, tenant, metric), value in kn.expected().items():
         snapshots = kn.h.snapshots(ACCOUNT, tenant, metric)
         assert [(s["as_of"], s["value"]) for s in snapshots] == [(at("06:00"), value)]
-    runs = [r for r in kn.h.store().runs("keepnet", ACCOUNT) if r["as_of"] == at("06:00")]
+    runs = [r for r in kn.h.store().runs("keepnet", ACCOUNT) if r.as_of == at("06:00")]
     assert len(runs) == 1
     assert_ridden_out(kn.h, second, PERIOD, kn.expected())
 
