@@ -29,6 +29,7 @@ ORDER = (
     "thousandeyes",
     "gravityzone",
     "continuation",
+    "table_shape",
     "cost",
 )
 
@@ -66,6 +67,10 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Ro
         from bench import continuation
 
         return continuation.scenario
+    if name == "table_shape":
+        from bench import table_shape
+
+        return table_shape.scenario
     raise ValueError(name)
 
 

@@ -5,6 +5,7 @@ Examples:
   usagewatch report --period 2026-11 --vendor keepnet --csv > keepnet-2026-11.csv
   usagewatch alerts --table usagewatch-usage --rule over_quota
   usagewatch runs --vendor gravityzone --account msp-main --json
+  usagewatch migrate --table usagewatch-usage --dry-run
 
 The table comes from --table, the USAGEWATCH_TABLE environment variable, or --stack NAME (the stack's
 UsageTableName output). AWS credentials and region come from boto3's usual chain (or --region).
@@ -26,10 +27,12 @@ from typing import Any, Final
 
 from usagewatch.alerts import VENDOR_NAMES, fmt
 from usagewatch.errors import ConfigError, StoreError
+from usagewatch.migrate import migrate
 from usagewatch.model import VENDORS, Period, RunRecord, Total
 from usagewatch.report import customers_table, table, totals_table, usage_csv
 from usagewatch.store import DynamoStore
 from usagewatch.text import clean_name, csv_cell
+from usagewatch.usage_shape import OldShapeError
 
 BAD_INPUT: Final = 1
 AWS_ERROR: Final = 2
@@ -71,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,alerts,runs}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{report,alerts,runs,migrate}")
     report = commands.add_parser("report", parents=[common], help="usage and totals of one month")
     report.add_argument("--period", required=True, help="the month, YYYY-MM (e.g. 2026-11)")
     report.add_argument("--vendor", choices=VENDORS)
@@ -86,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--tenant", help="one customer (tenant id)")
     alerts.add_argument("--rule", help="one rule (over_quota, collection, ...)")
     runs.add_argument("--limit", type=int, default=5, help="runs shown per account (default 5)")
+    migrate = commands.add_parser(
+        "migrate", parents=[common], help="rewrite usage of the old shape (one item per metric) as one item per tenant"
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="count what would change, write nothing")
     return parser
 
 
@@ -97,12 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = _report(store, args)
         elif args.command == "alerts":
             text = _alerts(store, args)
+        elif args.command == "migrate":
+            text = _migrate(store, args)
         else:
             text = _runs(store, args)
     except CliError as exc:
         return _fail(str(exc), exc.code)
     except ConfigError as exc:
         return _fail(str(exc), BAD_INPUT)
+    except OldShapeError as exc:
+        return _fail(str(exc), AWS_ERROR)
     except StoreError as exc:
         return _fail(f"{exc} (check the table name, region and credentials)", AWS_ERROR)
     except Exception as exc:  # botocore's NoRegionError, NoCredentialsError, EndpointConnectionError, ...
@@ -280,6 +291,17 @@ def _runs(store: DynamoStore, args: argparse.Namespace) -> str:
         for r in runs
     ]
     return table(("vendor", "account", "as of", "status", "ok", "failed", "records", "first error"), cells)
+
+
+def _migrate(store: DynamoStore, args: argparse.Namespace) -> str:
+    def progress(line: str) -> None:
+        sys.stderr.write(f"usagewatch migrate: {line}\n")
+
+    done = migrate(store, dry_run=args.dry_run, report=progress)
+    if not done.old_usage and not done.old_snapshots:
+        return f"Nothing to migrate in {store.table_name}: every usage item has the current shape."
+    head = "Dry run, nothing written" if args.dry_run else f"Migrated {store.table_name}"
+    return f"{head}: {done.line(args.dry_run)}."
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ AccountT = TypeVar("AccountT")
 
 
 class UsageStore(Protocol):
-    def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None: ...
+    def add_tenant(self, records: Sequence[UsageRecord], *, as_of: datetime, collected_at: datetime) -> None: ...
     def flush(self) -> None: ...
     def write_totals(self, totals: Iterable[Total]) -> None: ...
     def write_run(self, run: RunRecord) -> None: ...
@@ -89,7 +89,13 @@ class UsageStore(Protocol):
     ) -> list[StoredUsage]: ...
     def start_chunked_run(self, key: ChunkKey, *, started_at: str, chunk_count: int) -> None: ...
     def complete_chunk(
-        self, key: ChunkKey, index: int, *, failures: dict[str, tuple[str, str]], error: str | None
+        self,
+        key: ChunkKey,
+        index: int,
+        *,
+        failures: dict[str, tuple[str, str]],
+        error: str | None,
+        read: Iterable[str] = (),
     ) -> ChunkedRunState: ...
     def claim_finish(self, key: ChunkKey) -> bool: ...
 
@@ -386,9 +392,8 @@ class Pipeline(Generic[AccountT]):
                 if isinstance(result, TenantFailure):
                     run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, _clean(result.error))
                     continue
-                collected_at = self.clock()
+                self.store.add_tenant(result.records, as_of=request.as_of, collected_at=self.clock())
                 for record in result.records:
-                    self.store.add_usage(record, as_of=request.as_of, collected_at=collected_at)
                     run.observe(record, evaluate(record, self.rules, request.as_of))
                 run.ok_tenants[tenant.tenant_id] = tenant.tenant_name
                 if tenant.billed:
@@ -613,7 +618,8 @@ class Pipeline(Generic[AccountT]):
         run = _AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
         self._stream(run, self.source.collect_chunk(account, request, work.tenants), request)
         failures = {tid: (info.tenant_name, info.error) for tid, info in run.failures.items()}
-        state = self.store.complete_chunk(work.key, work.index, failures=failures, error=run.error)
+        read = run.ok_tenants.keys() - run.silent_tenants
+        state = self.store.complete_chunk(work.key, work.index, failures=failures, error=run.error, read=read)
         if state.done < state.count or not self.store.claim_finish(work.key):
             return None
         return self._finish_from_store(run.account_id, request, state)
@@ -629,9 +635,7 @@ class Pipeline(Generic[AccountT]):
         for period in candidates:
             stored = self.store.period_usage(period, vendor=run.vendor, account_id=account_id)
             fresh = [
-                u.record
-                for u in stored
-                if u.collected_at >= state.started_at and u.record.tenant_id not in run.failures
+                u.record for u in stored if u.record.tenant_id in state.read and u.record.tenant_id not in run.failures
             ]
             if not fresh:
                 continue

@@ -1,8 +1,8 @@
 """The DynamoDB repository: the only module that knows the key design (docs/data-model.md).
 
-usage     pk USAGE#{period}          sk {vendor}#{account}#{tenant}#{metric}
-          gsi1 HIST#{vendor}#{account}#{tenant}#{metric} / {period}   (monthly history)
-snapshot  pk SNAP#{vendor}#{account}#{tenant}#{metric}   sk {as_of}#{period}   (TTL expires_at)
+usage     pk USAGE#{vendor}#{account}#{period}#{shard}   sk {tenant}   (every metric of the tenant; usage_shape.py)
+snapshot  pk SNAP#{vendor}#{account}#{tenant}   sk {as_of}#{period}   (one per change of the tenant; TTL expires_at)
+account   pk ACCOUNTS#{period}       sk {vendor}#{account}   (the accounts with usage in a month)
 total     pk TOTAL#{period}          sk {vendor}#{account}#{metric}
 run       pk RUN#{vendor}#{account}  sk {as_of}
 alert     pk ALERT#{vendor}#{account}  sk {tenant}#{period}#{metric}#{rule}
@@ -10,8 +10,10 @@ alert     pk ALERT#{vendor}#{account}  sk {tenant}#{period}#{metric}#{rule}
 lease     pk LEASE#{vendor}#{account}  sk lease   (one run per account at a time; TTL expires_at)
 ident     pk IDENT#{vendor}#{account}  sk identities   (key_{aid} -> the tenant id it was first given)
 
-Snapshots and runs are keyed by the run's as-of time, so a retried invocation overwrites instead of
-duplicating. A run reads only the alerts that are firing, from the sparse index.
+A run reads its account's stored tenants once per period (SHARDS paged Queries) and writes a tenant's item and
+snapshot only when its reading changed; freshness is the run record's. Snapshots and runs are keyed by the run's
+as-of time, so a retried invocation overwrites instead of duplicating. A run reads only the alerts that are firing,
+from the sparse index.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +41,17 @@ from usagewatch.model import (
     Window,
     parse_utc,
     utc_iso,
+)
+from usagewatch.usage_shape import (
+    OLD_SHAPE,
+    OldShapeError,
+    digest,
+    group_by_period,
+    merge_metrics,
+    stored_usages,
+    tenant_attributes,
+    usage_pk,
+    usage_pks,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +99,8 @@ def _value(value: object) -> dict[str, Any] | None:
         return {"S": value}
     if isinstance(value, list | tuple):
         return {"L": [v for v in (_value(x) for x in value) if v is not None]}
+    if isinstance(value, Mapping):
+        return {"M": serialize(value)}
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
@@ -118,10 +133,6 @@ def _plain(value: Mapping[str, Any]) -> Any:
 
 def deserialize(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {key: _plain(value) for key, value in item.items()}
-
-
-def usage_attributes(record: UsageRecord, collected_at: str) -> dict[str, object]:
-    return StoredUsage(record, collected_at).row()
 
 
 def usage_record(item: Mapping[str, Any]) -> UsageRecord:
@@ -214,6 +225,10 @@ class DynamoStore:
         self._counts = threading.Lock()
         self.items_written = 0
         self.write_calls = 0
+        self.tenants_changed = 0
+        self.tenants_unchanged = 0
+        self._readings: dict[tuple[str, str, str], dict[str, tuple[bytes, frozenset[str]]]] = {}
+        """What each (vendor, account, period) holds, by tenant key: read once per invocation, kept as written."""
 
     @property
     def client(self) -> DynamoDBClient:
@@ -227,34 +242,88 @@ class DynamoStore:
 
     # --- writes -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _usage_keys(record: UsageRecord) -> tuple[str, dict[str, object]]:
-        identity = f"{record.vendor}#{record.account_id}#{key_part(record.tenant_id)}#{record.metric}"
-        period = str(record.period)
-        keys: dict[str, object] = {
-            "pk": f"USAGE#{period}",
-            "sk": identity,
-            "gsi1pk": f"HIST#{identity}",
-            "gsi1sk": period,
-            "record_type": "usage",
-        }
-        return identity, keys
-
     def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None:
-        """Queue the record's latest-value item and its snapshot for this run."""
-        shared = serialize(usage_attributes(record, utc_iso(collected_at)))
-        identity, usage = self._usage_keys(record)
-        period = str(record.period)
+        """A tenant with this one record (see `add_tenant`)."""
+        self.add_tenant([record], as_of=as_of, collected_at=collected_at)
+
+    def add_tenant(self, records: Sequence[UsageRecord], *, as_of: datetime, collected_at: datetime) -> None:
+        """Queue one tenant's item and snapshot per period, only where its reading differs from the stored one.
+
+        Metrics stored but not in this reading (a past month reads fewer) are kept. `collected_at` becomes the
+        item's "last changed"; an unchanged tenant writes nothing (the run record says how fresh it is).
+        """
         as_of_text = utc_iso(as_of)
-        self._queue_item({**serialize(usage), **shared})
-        snapshot = {
-            "pk": f"SNAP#{identity}",
-            "sk": f"{as_of_text}#{period}",
-            "record_type": "snapshot",
-            "as_of": as_of_text,
-            "expires_at": int((as_of + self.retention).timestamp()),
-        }
-        self._queue_item({**serialize(snapshot), **shared})
+        for period, group in group_by_period(records).items():
+            first = group[0]
+            known = self._known(first.vendor, first.account_id, period)
+            tenant = key_part(first.tenant_id)
+            pk = usage_pk(first.vendor, first.account_id, period, tenant)
+            attributes = tenant_attributes(group, utc_iso(collected_at))
+            stored = known.get(tenant)
+            if stored is not None and not stored[1] <= attributes["metrics"].keys():
+                full = self.get_items([(pk, tenant)]).get((pk, tenant))
+                if full is not None:
+                    attributes["metrics"] = merge_metrics(full, attributes)
+            fingerprint = digest(attributes)
+            if stored is not None and stored[0] == fingerprint:
+                self.tenants_unchanged += 1
+                continue
+            known[tenant] = (fingerprint, frozenset(attributes["metrics"]))
+            self.tenants_changed += 1
+            item = serialize(attributes)
+            self._queue_item({"pk": {"S": pk}, "sk": {"S": tenant}, **item})
+            snapshot = {
+                "pk": f"SNAP#{first.vendor}#{first.account_id}#{tenant}",
+                "sk": f"{as_of_text}#{period}",
+                "record_type": "snapshot",
+                "as_of": as_of_text,
+                "expires_at": int((as_of + self.retention).timestamp()),
+            }
+            self._queue_item({**item, **serialize(snapshot)})
+
+    def _known(self, vendor: str, account_id: str, period: str) -> dict[str, tuple[bytes, frozenset[str]]]:
+        """The fingerprint and metric names of every stored tenant of the account's period, read once (the
+        accounts of a run are collected one after the other: another account's are dropped)."""
+        key = (vendor, account_id, period)
+        known = self._readings.get(key)
+        if known is None:
+            self._readings = {k: v for k, v in self._readings.items() if k[:2] == key[:2]}
+            items = self._account_items(vendor, account_id, period)
+            if not items:
+                self._refuse_old_shape(period)
+                self._queue(
+                    {
+                        "pk": f"ACCOUNTS#{period}",
+                        "sk": f"{vendor}#{account_id}",
+                        "record_type": "account",
+                        "vendor": vendor,
+                        "account_id": account_id,
+                        "period": period,
+                    }
+                )
+            known = {str(i["sk"]): (digest(i), frozenset(i.get("metrics", {}))) for i in items}
+            self._readings[key] = known
+        return known
+
+    def _account_items(self, vendor: str, account_id: str, period: str) -> list[dict[str, Any]]:
+        """Every tenant item of one account and period: one paged Query per shard."""
+        return [
+            item
+            for pk in usage_pks(vendor, account_id, period)
+            for item in self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": pk}})
+        ]
+
+    def _refuse_old_shape(self, period: str) -> None:
+        """StoreError naming `usagewatch migrate` when the period still has usage items of the old shape."""
+        answer = self._call(
+            "query",
+            "read",
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"USAGE#{period}"}},
+            Limit=1,
+        )
+        if answer.get("Items"):
+            raise OldShapeError(OLD_SHAPE.format(table=self.table_name))
 
     def write_totals(self, totals: Iterable[Total]) -> None:
         for total in totals:
@@ -270,9 +339,19 @@ class DynamoStore:
 
     def mark_removed(self, usages: Iterable[StoredUsage], *, removed_at: str) -> None:
         """Usage of customers gone from a complete listing: kept for the record, out of every total."""
+        tenants: dict[tuple[str, str, str, str], list[StoredUsage]] = {}
         for usage in usages:
-            _identity, keys = self._usage_keys(usage.record)
-            self._queue({**keys, **replace(usage, removed_at=removed_at, as_of=None).row()})
+            record = usage.record
+            tenants.setdefault(
+                (record.vendor, record.account_id, key_part(record.tenant_id), str(record.period)), []
+            ).append(usage)
+        for (vendor, account_id, tenant, period), stored in tenants.items():
+            changed_at = max(u.collected_at for u in stored)
+            attributes = {**tenant_attributes([u.record for u in stored], changed_at), "removed_at": removed_at}
+            self._queue({"pk": usage_pk(vendor, account_id, period, tenant), "sk": tenant, **attributes})
+            known = self._readings.get((vendor, account_id, period))
+            if known is not None:
+                known[tenant] = (digest(attributes), frozenset(attributes["metrics"]))
         self.flush()
 
     def write_run(self, run: RunRecord) -> None:
@@ -443,6 +522,7 @@ class DynamoStore:
             self._pool.shutdown(wait=False)
             self._pool = None
         if first is not None:
+            self._readings.clear()  # what failed to land must be compared again, not taken as written
             raise first
 
     def _take(self, count: int) -> list[Item]:
@@ -484,7 +564,9 @@ class DynamoStore:
             self.items_written += items
 
     def _send_batch(self, items: list[Item]) -> None:
-        pending: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in items]
+        self._send_requests([{"PutRequest": {"Item": item}} for item in items])
+
+    def _send_requests(self, pending: list[dict[str, Any]]) -> None:
         for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
             self._count(1, 0)
             answer = self._call("batch_write_item", "batch write", RequestItems={self.table_name: pending})
@@ -524,9 +606,16 @@ class DynamoStore:
         self._call("put_item", "write", conditional=True, Item=item, ConditionExpression="attribute_not_exists(pk)")
 
     def complete_chunk(
-        self, key: ChunkKey, index: int, *, failures: Mapping[str, tuple[str, str]], error: str | None
+        self,
+        key: ChunkKey,
+        index: int,
+        *,
+        failures: Mapping[str, tuple[str, str]],
+        error: str | None,
+        read: Iterable[str] = (),
     ) -> ChunkedRunState:
-        """Mark one chunk done (idempotent: a set of chunk numbers); when all are, gather their failures."""
+        """Mark one chunk done (idempotent: a set of chunk numbers); when all are, gather their failures and the
+        tenants they read (what the finish counts as fresh: an unchanged tenant's item keeps its old time)."""
         pk = self._chunk_pk(key)
         expires = int(parse_utc(key.as_of).timestamp()) + 14 * 86400
         for tenant_id, (name, message) in failures.items():
@@ -536,6 +625,9 @@ class DynamoStore:
             )
         if error is not None:
             self._queue({"pk": pk, "sk": f"{key.as_of}#error#{index}", "error": error, "expires_at": expires})
+        tenants = sorted(read)
+        if tenants:
+            self._queue({"pk": pk, "sk": f"{key.as_of}#read#{index}", "tenants": tenants, "expires_at": expires})
         self.flush()
         self._count(1, 0)
         answer = self._call(
@@ -553,15 +645,18 @@ class DynamoStore:
             return ChunkedRunState(count, done, state["started_at"]["S"])
         found: dict[str, tuple[str, str]] = {}
         errors: list[str] = []
+        seen: set[str] = set()
         for item in self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": f"{key.as_of}#"}},
         ):
             if "#failure#" in item["sk"]:
                 found[item["tenant_id"]] = (item.get("tenant_name", ""), item["error"])
+            elif "#read#" in item["sk"]:
+                seen.update(item["tenants"])
             else:
                 errors.append(item["error"])
-        return ChunkedRunState(count, done, state["started_at"]["S"], found, tuple(errors))
+        return ChunkedRunState(count, done, state["started_at"]["S"], found, tuple(errors), frozenset(seen))
 
     def claim_finish(self, key: ChunkKey) -> bool:
         """True for exactly one caller: the one that finishes the split run."""
@@ -660,27 +755,34 @@ class DynamoStore:
     def period_usage(
         self, period: str, *, vendor: str | None = None, account_id: str | None = None
     ) -> list[StoredUsage]:
-        """All usage of one period, optionally narrowed to a vendor or one of its accounts."""
-        prefix = "#".join(p for p in (vendor, account_id) if p)
-        condition = "pk = :pk" + (" AND begins_with(sk, :prefix)" if prefix else "")
-        values: dict[str, Any] = {":pk": {"S": f"USAGE#{period}"}}
-        if prefix:
-            values[":prefix"] = {"S": f"{prefix}#"}
-        return [
-            stored_usage(i) for i in self._query(KeyConditionExpression=condition, ExpressionAttributeValues=values)
-        ]
+        """All usage of one period, optionally narrowed to a vendor or one of its accounts: the accounts of the
+        month (one Query), then each account's tenants (SHARDS Queries each)."""
+        if vendor is not None and account_id is not None:
+            pairs = [(vendor, account_id)]
+        else:
+            pairs = [p for p in self.period_accounts(period, vendor=vendor) if account_id in (None, p[1])]
+        found = [u for v, a in pairs for item in self._account_items(v, a, period) for u in stored_usages(item)]
+        if not found:
+            self._refuse_old_shape(period)
+        return sorted(
+            found, key=lambda u: (u.record.vendor, u.record.account_id, key_part(u.record.tenant_id), u.record.metric)
+        )
+
+    def period_accounts(self, period: str, *, vendor: str | None = None) -> list[tuple[str, str]]:
+        """The (vendor, account) pairs with usage stored for the period."""
+        condition = "pk = :pk" + (" AND begins_with(sk, :prefix)" if vendor else "")
+        values: dict[str, Any] = {":pk": {"S": f"ACCOUNTS#{period}"}}
+        if vendor:
+            values[":prefix"] = {"S": f"{vendor}#"}
+        items = self._query(KeyConditionExpression=condition, ExpressionAttributeValues=values)
+        return [(str(i["vendor"]), str(i["account_id"])) for i in items]
 
     def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[StoredUsage]:
-        return [
-            stored_usage(item)
-            for item in self._query(
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={
-                    ":pk": {"S": f"USAGE#{period}"},
-                    ":prefix": {"S": f"{vendor}#{account_id}#{key_part(tenant_id)}#"},
-                },
-            )
-        ]
+        tenant = key_part(tenant_id)
+        item = self.get_items([(usage_pk(vendor, account_id, period, tenant), tenant)])
+        if not item:
+            self._refuse_old_shape(period)
+        return [u for found in item.values() for u in stored_usages(found)]
 
     def period_totals(self, period: str) -> list[Total]:
         return [
@@ -691,25 +793,60 @@ class DynamoStore:
         ]
 
     def metric_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[StoredUsage]:
-        """Every snapshot of one tenant's metric, oldest first (the intra-month history)."""
+        """One tenant's metric at each change of the tenant, oldest first (the value at time T is the last one
+        before T)."""
         return [
-            stored_usage(item)
+            usage
             for item in self._query(
                 KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{key_part(tenant_id)}#{metric}"}},
+                ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{key_part(tenant_id)}"}},
             )
+            for usage in stored_usages(item)
+            if usage.record.metric == metric
         ]
 
-    def monthly_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[StoredUsage]:
-        """The latest value of one tenant's metric for every month collected, oldest first."""
-        return [
-            stored_usage(item)
-            for item in self._query(
-                IndexName="gsi1",
-                KeyConditionExpression="gsi1pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"HIST#{vendor}#{account_id}#{key_part(tenant_id)}#{metric}"}},
+    def monthly_history(
+        self, vendor: str, account_id: str, tenant_id: str, metric: str, periods: Iterable[str]
+    ) -> list[StoredUsage]:
+        """The latest value of one tenant's metric for each period asked, oldest first (keyed reads)."""
+        tenant = key_part(tenant_id)
+        items = self.get_items([(usage_pk(vendor, account_id, p, tenant), tenant) for p in sorted(set(periods))])
+        found = [u for item in items.values() for u in stored_usages(item) if u.record.metric == metric]
+        return sorted(found, key=lambda u: u.record.period)
+
+    def get_items(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Items by (pk, sk), BatchGetItem of 100 keys a call; absent keys are left out."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), BATCH_GET_SIZE):
+            pending: list[dict[str, Any]] = [
+                {"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start : start + BATCH_GET_SIZE]
+            ]
+            for attempt in range(MAX_BATCH_ATTEMPTS):
+                answer = self._call("batch_get_item", "read", RequestItems={self.table_name: {"Keys": pending}})
+                for raw in answer.get("Responses", {}).get(self.table_name, []):
+                    item = deserialize(raw)
+                    found[(str(item["pk"]), str(item["sk"]))] = item
+                pending = list(dict(answer.get("UnprocessedKeys", {})).get(self.table_name, {}).get("Keys", []))
+                if not pending:
+                    break
+                self._sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise StoreError(f"DynamoDB left {len(pending)} key(s) unread after {MAX_BATCH_ATTEMPTS} attempts")
+        return found
+
+    def queue_raw(self, attributes: Mapping[str, object]) -> None:
+        """Queue one item as given (the migration's writes); `flush` sends it."""
+        self._queue(attributes)
+
+    def delete_keys(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete items by (pk, sk), 25 a call."""
+        for start in range(0, len(keys), BATCH_SIZE):
+            self._send_requests(
+                [
+                    {"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
+                    for pk, sk in keys[start : start + BATCH_SIZE]
+                ]
             )
-        ]
 
     def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[RunRecord]:
         """The latest runs of one account, newest first."""

@@ -7,7 +7,7 @@ For unit tests of the pipeline (where moto adds nothing but time). `fail` names 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -28,6 +28,7 @@ class _Chunked:
     failures: dict[str, tuple[str, str]] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     finished: bool = False
+    read: set[str] = field(default_factory=set)
 
 
 class MemoryStore:
@@ -35,6 +36,7 @@ class MemoryStore:
 
     def __init__(self, *, fail: Iterable[str] = ()) -> None:
         self.fail = set(fail)
+        self.writes = 0
         self.usage: dict[UsageKey, StoredUsage] = {}
         self.snapshots: dict[tuple[str, str, str, str], dict[tuple[str, str], StoredUsage]] = {}
         self.totals: dict[tuple[str, str, str, str], Total] = {}
@@ -50,14 +52,20 @@ class MemoryStore:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None:
-        self._check("add_usage")
-        period = str(record.period)
-        identity = (record.vendor, record.account_id, record.tenant_id, record.metric)
-        self.usage[(period, *identity)] = StoredUsage(record, utc_iso(collected_at))
+    def add_tenant(self, records: Sequence[UsageRecord], *, as_of: datetime, collected_at: datetime) -> None:
+        """Written only when the tenant's numbers changed, as `DynamoStore.add_tenant` (`writes` counts them)."""
+        self._check("add_tenant")
         as_of_text = utc_iso(as_of)
-        history = self.snapshots.setdefault(identity, {})
-        history[(as_of_text, period)] = StoredUsage(record, utc_iso(collected_at), as_of=as_of_text)
+        for record in records:
+            period = str(record.period)
+            identity = (record.vendor, record.account_id, record.tenant_id, record.metric)
+            stored = self.usage.get((period, *identity))
+            if stored is not None and stored.record == record and stored.removed_at is None:
+                continue
+            self.writes += 1
+            self.usage[(period, *identity)] = StoredUsage(record, utc_iso(collected_at))
+            history = self.snapshots.setdefault(identity, {})
+            history[(as_of_text, period)] = StoredUsage(record, utc_iso(collected_at), as_of=as_of_text)
 
     def flush(self) -> None:
         self._check("flush")
@@ -121,18 +129,27 @@ class MemoryStore:
         self.chunked.setdefault(key, _Chunked(chunk_count, started_at))
 
     def complete_chunk(
-        self, key: ChunkKey, index: int, *, failures: Mapping[str, tuple[str, str]], error: str | None
+        self,
+        key: ChunkKey,
+        index: int,
+        *,
+        failures: Mapping[str, tuple[str, str]],
+        error: str | None,
+        read: Iterable[str] = (),
     ) -> ChunkedRunState:
         self._check("complete_chunk")
         run = self.chunked[key]
         run.failures.update(failures)
+        run.read.update(read)
         if error is not None:
             run.errors[index] = error
         run.done.add(index)
         if len(run.done) < run.count:
             return ChunkedRunState(run.count, len(run.done), run.started_at)
         errors = tuple(run.errors[i] for i in sorted(run.errors))
-        return ChunkedRunState(run.count, len(run.done), run.started_at, dict(run.failures), errors)
+        return ChunkedRunState(
+            run.count, len(run.done), run.started_at, dict(run.failures), errors, frozenset(run.read)
+        )
 
     def claim_finish(self, key: ChunkKey) -> bool:
         self._check("claim_finish")

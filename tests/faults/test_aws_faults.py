@@ -137,7 +137,8 @@ def test_unprocessed_batch_items_are_sent_again(kn: World) -> None:
 
     def hold_back(params: dict[str, Any], **kwargs: Any) -> None:
         items = params["RequestItems"][kn.aws.table_name]
-        if len(held) < 3 and len(items) > 2:  # DynamoDB writes all but the last two
+        # DynamoDB writes all but the last two, in the first two batches (a run of one item per company has few)
+        if len(held) < 2 and len(items) > 2:
             held.append(items[-2:])
             params["RequestItems"][kn.aws.table_name] = items[:-2]
 
@@ -152,7 +153,7 @@ def test_unprocessed_batch_items_are_sent_again(kn: World) -> None:
     ):
         outcome = kn.h.run(at("06:00"))
 
-    assert reported == [2, 2, 2]
+    assert reported == [2, 2]
     assert_ridden_out(kn.h, outcome, PERIOD, kn.expected())
     for (_account, tenant, metric), _value in kn.expected().items():
         assert len(kn.h.snapshots(ACCOUNT, tenant, metric)) == 1  # held-back snapshots were written too
