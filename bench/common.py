@@ -325,6 +325,10 @@ class FakeDynamoDB:
         self._enter("GetItem")
         return {}
 
+    def batch_get_item(self, **_: Any) -> dict[str, Any]:
+        self._enter("BatchGetItem")
+        return {"Responses": {}}
+
     def get_paginator(self, operation: str) -> _Paginator:
         return _Paginator(self, operation)
 

@@ -31,6 +31,7 @@ ORDER = (
     "gravityzone",
     "continuation",
     "billing",
+    "table_shape",
     "cost",
 )
 
@@ -72,6 +73,10 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Ro
         from bench import billing
 
         return billing.scenario
+    if name == "table_shape":
+        from bench import table_shape
+
+        return table_shape.scenario
     raise ValueError(name)
 
 

@@ -7,7 +7,7 @@ uses boto3 clients, which pick up `AWS_ENDPOINT_URL` when it is set.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import boto3
@@ -85,10 +85,10 @@ class LocalAws:
 
     def usage(self, period: str, vendor: str | None = None) -> list[dict[str, Any]]:
         """Usage items of one period, read the way the product reads them (a Query)."""
-        return self.store().period_usage(period, vendor=vendor)
+        return [usage.row() for usage in self.store().period_usage(period, vendor=vendor)]
 
     def totals(self, period: str) -> list[dict[str, Any]]:
-        return self.store().period_totals(period)
+        return [asdict(total) for total in self.store().period_totals(period)]
 
     def count(self) -> int:
         """How many items the table holds (a COUNT Scan: tests only)."""

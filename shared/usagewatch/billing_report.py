@@ -11,13 +11,16 @@ import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch.billing_store import BillingStore
 from usagewatch.customers import TenantRef
 from usagewatch.model import VENDORS, Number, Period
 from usagewatch.reconcile import DEFAULT_TOLERANCE, Line, Reading, reconcile, summary
 from usagewatch.text import csv_cell
+
+if TYPE_CHECKING:
+    from usagewatch.store import DynamoStore
 
 HISTORY_MONTHS: Final = 6
 CSV_COLUMNS: Final = (
@@ -43,32 +46,35 @@ VENDOR_NAMES: Final = {"gravityzone": "GravityZone", "keepnet": "Keepnet", "thou
 
 
 class UsageReader:
-    """What the reconciliation needs from the collectors' items (the usage store's reads)."""
+    """What the reconciliation needs from the collectors' usage, through the usage store's domain reads."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: DynamoStore) -> None:
         self.store = store
 
-    def items(self, period: Period) -> list[Mapping[str, Any]]:
-        """The billed, current usage of one month (a tenant gone from its vendor is not billed)."""
-        return [i for i in self.store.period_usage(str(period)) if i.get("billed", True) and not i.get("removed_at")]
+    def items(self, period: Period) -> list[dict[str, Any]]:
+        """The billed, current usage of one month as flat rows (a tenant gone from its vendor is not billed)."""
+        return [
+            u.row() for u in self.store.period_usage(str(period)) if u.record.tenant.billed and u.removed_at is None
+        ]
 
     def readings(self, period: Period) -> list[Reading]:
         return [
             Reading(
-                TenantRef(str(i["vendor"]), str(i["account_id"]), str(i["tenant_id"])),
-                str(i.get("tenant_name", "")),
-                str(i["metric"]),
-                i["value"],
-                i.get("quota"),
+                TenantRef(u.record.vendor, u.record.account_id, u.record.tenant_id),
+                u.record.tenant.tenant_name,
+                u.record.metric,
+                u.record.value,
+                u.record.quota,
             )
-            for i in self.items(period)
+            for u in self.store.period_usage(str(period))
+            if u.record.tenant.billed and u.removed_at is None
         ]
 
     def incomplete_accounts(self, period: Period) -> set[tuple[str, str]]:
         return {
-            (str(t["vendor"]), str(t["account_id"]))
+            (t.vendor, t.account_id)
             for t in self.store.period_totals(str(period))
-            if not t.get("complete", True) or t.get("carried_tenant_count")
+            if not t.complete or t.carried_tenant_count
         }
 
 
@@ -85,7 +91,7 @@ class Reconciliation:
 
 
 def gather(
-    store: Any,
+    store: DynamoStore,
     period: Period,
     *,
     customer_id: str | None = None,

@@ -158,7 +158,7 @@ class BillingStore:
             if _same(held.get((str(item["pk"]), str(item["sk"]))), item):
                 unchanged += 1
                 continue
-            self.store._queue({k: v for k, v in item.items() if v is not None})
+            self.store.queue_raw({k: v for k, v in item.items() if v is not None})
             written += 1
         self.store.flush()
         return ImportResult(written, unchanged)

@@ -9,6 +9,7 @@ Examples:
   usagewatch customers import suggestions.csv
   usagewatch contracts import contracts.csv
   usagewatch reconcile --period 2026-11
+  usagewatch migrate --table usagewatch-usage --dry-run
 
 The table comes from --table, the USAGEWATCH_TABLE environment variable, or --stack NAME (the stack's
 UsageTableName output). AWS credentials and region come from boto3's usual chain (or --region).
@@ -30,11 +31,13 @@ from typing import Any, Final
 
 from usagewatch import cli_billing
 from usagewatch.errors import ConfigError, StoreError
-from usagewatch.model import VENDORS, Period
+from usagewatch.migrate import migrate
+from usagewatch.model import VENDORS, Period, RunRecord, Total
 from usagewatch.notify import VENDOR_NAMES, fmt
 from usagewatch.report import customers_table, table, totals_table, usage_csv
 from usagewatch.store import DynamoStore
 from usagewatch.text import clean_name, csv_cell
+from usagewatch.usage_shape import OldShapeError
 
 BAD_INPUT: Final = 1
 AWS_ERROR: Final = 2
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{report,alerts,runs,customers,contracts,reconcile}"
+        dest="command", required=True, metavar="{report,alerts,runs,customers,contracts,reconcile,migrate}"
     )
     report = commands.add_parser("report", parents=[common], help="usage and totals of one month")
     report.add_argument("--period", required=True, help="the month, YYYY-MM (e.g. 2026-11)")
@@ -94,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--rule", help="one rule (over_quota, collection, ...)")
     runs.add_argument("--limit", type=int, default=5, help="runs shown per account (default 5)")
     cli_billing.add_commands(commands, common)
+    migrate = commands.add_parser(
+        "migrate", parents=[common], help="rewrite usage of the old shape (one item per metric) as one item per tenant"
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="count what would change, write nothing")
     return parser
 
 
@@ -105,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = _report(store, args)
         elif args.command == "alerts":
             text = _alerts(store, args)
+        elif args.command == "migrate":
+            text = _migrate(store, args)
         elif args.command == "runs":
             text = _runs(store, args)
         else:
@@ -113,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), exc.code)
     except ConfigError as exc:
         return _fail(str(exc), BAD_INPUT)
+    except OldShapeError as exc:
+        return _fail(str(exc), AWS_ERROR)
     except StoreError as exc:
         return _fail(f"{exc} (check the table name, region and credentials)", AWS_ERROR)
     except Exception as exc:  # botocore's NoRegionError, NoCredentialsError, EndpointConnectionError, ...
@@ -169,11 +180,9 @@ def _csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-_INTERNAL: Final = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "record_type", "expires_at"})
-
-
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in _INTERNAL}
+def _row(value: Total | RunRecord) -> dict[str, Any]:
+    """A model object as the flat row machines read (sequences as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items()}
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -183,8 +192,8 @@ def _report(store: DynamoStore, args: argparse.Namespace) -> str:
     period = str(Period.parse(args.period, field="--period"))
     if args.limit < 0:
         raise CliError("--limit: 0 (all) or more")
-    items = [_plain(i) for i in store.period_usage(period, vendor=args.vendor)]
-    totals = [_plain(t) for t in store.period_totals(period) if args.vendor in (None, t["vendor"])]
+    items = [u.row() for u in store.period_usage(period, vendor=args.vendor)]
+    totals = [_row(t) for t in store.period_totals(period) if args.vendor in (None, t.vendor)]
     kind = _format(args)
     if kind == "csv":
         return usage_csv(items)
@@ -219,7 +228,7 @@ def _accounts(store: DynamoStore, args: argparse.Namespace) -> list[tuple[str, s
     if args.account:
         return [(vendor, args.account) for vendor in vendors]
     now = Period.of(datetime.now(UTC))
-    found = {(t["vendor"], t["account_id"]) for p in (now, now.previous()) for t in store.period_totals(str(p))}
+    found = {(t.vendor, t.account_id) for p in (now, now.previous()) for t in store.period_totals(str(p))}
     return sorted(pair for pair in found if pair[0] in vendors)
 
 
@@ -265,7 +274,7 @@ def _runs(store: DynamoStore, args: argparse.Namespace) -> str:
     if args.limit < 1:
         raise CliError("--limit: 1 or more")
     pairs = _accounts(store, args)
-    runs = [_plain(r) for vendor, account in pairs for r in store.runs(vendor, account, limit=args.limit)]
+    runs = [_row(r) for vendor, account in pairs for r in store.runs(vendor, account, limit=args.limit)]
     if args.account and not runs:
         raise CliError(
             f"no runs of account {args.account!r} in the table{f' for {args.vendor}' if args.vendor else ''}"
@@ -292,6 +301,17 @@ def _runs(store: DynamoStore, args: argparse.Namespace) -> str:
         for r in runs
     ]
     return table(("vendor", "account", "as of", "status", "ok", "failed", "records", "first error"), cells)
+
+
+def _migrate(store: DynamoStore, args: argparse.Namespace) -> str:
+    def progress(line: str) -> None:
+        sys.stderr.write(f"usagewatch migrate: {line}\n")
+
+    done = migrate(store, dry_run=args.dry_run, report=progress)
+    if not done.old_usage and not done.old_snapshots:
+        return f"Nothing to migrate in {store.table_name}: every usage item has the current shape."
+    head = "Dry run, nothing written" if args.dry_run else f"Migrated {store.table_name}"
+    return f"{head}: {done.line(args.dry_run)}."
 
 
 if __name__ == "__main__":

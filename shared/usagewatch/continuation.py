@@ -106,3 +106,5 @@ class ChunkedRunState:
     started_at: str
     failures: dict[str, Any] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    read: frozenset[str] = frozenset()
+    """The tenants the chunks read with records (their items are this run's, changed or not)."""

@@ -338,3 +338,42 @@ class RunRecord:
     errors: tuple[str, ...]
     notes: tuple[str, ...] = ()
     """What the source wants said that is not a failure (a fallback it took, an optional call refused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUsage:
+    """A usage record as the table holds it: when it was collected and, for a customer gone from a complete
+    listing, when it was marked removed (kept for the record, out of every total). `as_of` is set on history
+    (the run that wrote the snapshot)."""
+
+    record: UsageRecord
+    collected_at: str
+    removed_at: str | None = None
+    as_of: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The flat attributes a report or a machine reads (absent values left out)."""
+        record, window = self.record, self.record.window
+        attributes: dict[str, Any] = {
+            "vendor": record.vendor,
+            "account_id": record.account_id,
+            "tenant_id": record.tenant.tenant_id,
+            "tenant_name": record.tenant.tenant_name,
+            "parent_tenant_id": record.tenant.parent_tenant_id,
+            "billed": record.tenant.billed,
+            "metric": record.metric,
+            "value": record.value,
+            "unit": record.unit,
+            "period": str(window.period),
+            "period_start": utc_iso(window.start),
+            "period_end": utc_iso(window.end),
+            "collected_at": self.collected_at,
+            "quota": record.quota,
+            "projected": record.projected,
+            "minimum": record.minimum,
+            "limit_exceeded": record.limit_exceeded,
+            "projected_next_period": record.projected_next_period,
+            "removed_at": self.removed_at,
+            "as_of": self.as_of,
+        }
+        return {k: v for k, v in attributes.items() if v is not None}

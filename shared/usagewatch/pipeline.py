@@ -28,6 +28,7 @@ from usagewatch.model import (
     Number,
     RunRecord,
     Source,
+    StoredUsage,
     Tenant,
     TenantFailure,
     TenantResult,
@@ -39,7 +40,6 @@ from usagewatch.model import (
 from usagewatch.observability import logger
 from usagewatch.redaction import redactor
 from usagewatch.rules import Finding, RulesDocument, evaluate
-from usagewatch.store import usage_record
 
 MAX_ERRORS_KEPT: Final = 25
 # Vendor calls one invocation may plan for: the template's 600 s timeout less room to store and publish.
@@ -59,7 +59,7 @@ AccountT = TypeVar("AccountT")
 
 
 class UsageStore(Protocol):
-    def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None: ...
+    def add_tenant(self, records: Sequence[UsageRecord], *, as_of: datetime, collected_at: datetime) -> None: ...
     def flush(self) -> None: ...
     def write_totals(self, totals: Iterable[Total]) -> None: ...
     def write_run(self, run: RunRecord) -> None: ...
@@ -68,18 +68,24 @@ class UsageStore(Protocol):
         self, vendor: str, account_id: str, keys: Iterable[tuple[str, str, str, str]]
     ) -> dict[str, AlertState]: ...
     def put_alert(self, state: AlertState) -> bool: ...
-    def mark_removed(self, items: Iterable[Mapping[str, Any]], *, removed_at: str) -> None: ...
+    def mark_removed(self, usages: Iterable[StoredUsage], *, removed_at: str) -> None: ...
     def acquire_lease(self, vendor: str, account_id: str, *, owner: str, now: datetime, seconds: float) -> bool: ...
     def holds_lease(self, vendor: str, account_id: str, *, owner: str, now: datetime) -> bool: ...
     def release_lease(self, vendor: str, account_id: str, *, owner: str) -> None: ...
-    def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[dict[str, Any]]: ...
+    def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[StoredUsage]: ...
 
     def period_usage(
         self, period: str, *, vendor: str | None = None, account_id: str | None = None
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[StoredUsage]: ...
     def start_chunked_run(self, key: ChunkKey, *, started_at: str, chunk_count: int) -> None: ...
     def complete_chunk(
-        self, key: ChunkKey, index: int, *, failures: dict[str, tuple[str, str]], error: str | None
+        self,
+        key: ChunkKey,
+        index: int,
+        *,
+        failures: dict[str, tuple[str, str]],
+        error: str | None,
+        read: Iterable[str] = (),
     ) -> ChunkedRunState: ...
     def claim_finish(self, key: ChunkKey) -> bool: ...
 
@@ -145,6 +151,11 @@ class _Totals:
         entry[1] += value
         entry[2].add(tenant_id)
         entry[3] += carried
+
+    def carry(self, record: UsageRecord) -> None:
+        """A stored number not read this run, kept in its total (billed tenants only)."""
+        if record.tenant.billed:
+            self.add(str(record.period), record.metric, record.unit, record.value, record.tenant_id, carried=True)
 
     def totals(self, vendor: str, account_id: str, computed_at: str, missing: Sequence[str] = ()) -> list[Total]:
         return [
@@ -367,9 +378,8 @@ class Pipeline(Generic[AccountT]):
                 if isinstance(result, TenantFailure):
                     run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, _clean(result.error))
                     continue
-                collected_at = self.clock()
+                self.store.add_tenant(result.records, as_of=request.as_of, collected_at=self.clock())
                 for record in result.records:
-                    self.store.add_usage(record, as_of=request.as_of, collected_at=collected_at)
                     run.observe(record, evaluate(record, self.rules, request.as_of))
                 run.ok_tenants[tenant.tenant_id] = tenant.tenant_name
                 if tenant.billed:
@@ -586,7 +596,8 @@ class Pipeline(Generic[AccountT]):
         run = _AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
         self._stream(run, self.source.collect_chunk(account, request, work.tenants), request)
         failures = {tid: (info.tenant_name, info.error) for tid, info in run.failures.items()}
-        state = self.store.complete_chunk(work.key, work.index, failures=failures, error=run.error)
+        read = run.ok_tenants.keys() - run.silent_tenants
+        state = self.store.complete_chunk(work.key, work.index, failures=failures, error=run.error, read=read)
         if state.done < state.count or not self.store.claim_finish(work.key):
             return None
         return self._finish_from_store(run.account_id, request, state)
@@ -600,20 +611,21 @@ class Pipeline(Generic[AccountT]):
             run.fail("; ".join(state.errors))
         candidates = [str(request.period)] + ([] if request.period_explicit else [str(request.period.previous())])
         for period in candidates:
-            items = self.store.period_usage(period, vendor=run.vendor, account_id=account_id)
-            fresh = [i for i in items if i["collected_at"] >= state.started_at and i["tenant_id"] not in run.failures]
+            stored = self.store.period_usage(period, vendor=run.vendor, account_id=account_id)
+            fresh = [
+                u.record for u in stored if u.record.tenant_id in state.read and u.record.tenant_id not in run.failures
+            ]
             if not fresh:
                 continue
-            for item in fresh:
-                record = usage_record(item)
+            for record in fresh:
                 run.observe(record, evaluate(record, self.rules, request.as_of))
                 run.ok_tenants[record.tenant_id] = record.tenant.tenant_name
                 if record.tenant.billed:
                     run.billed_tenants.add(record.tenant_id)
-            seen = {i["tenant_id"] for i in fresh}
-            for item in items:
-                if item["tenant_id"] not in seen and item.get("billed", True):
-                    run.totals.add(period, item["metric"], item["unit"], item["value"], item["tenant_id"], carried=True)
+            seen = {r.tenant_id for r in fresh}
+            for usage in stored:
+                if usage.record.tenant_id not in seen:
+                    run.totals.carry(usage.record)
         return self._finish(run, request, run_id_for(run.vendor, request), carry_failed=False)
 
     def _reconcile_listing(self, run: _AccountRun, request: CollectionRequest) -> dict[str, str]:
@@ -624,20 +636,18 @@ class Pipeline(Generic[AccountT]):
         their items are marked removed (out of the totals) and their ids returned, to close their alerts.
         """
         seen = run.ok_tenants.keys() | run.failures.keys()
-        unseen: dict[str, list[dict[str, Any]]] = {}
+        unseen: dict[str, list[StoredUsage]] = {}
         parents: dict[str, str | None] = {}
         for period in sorted(run.periods):
-            for item in self.store.period_usage(period, vendor=run.vendor, account_id=run.account_id):
-                parents[item["tenant_id"]] = item.get("parent_tenant_id")
-                if item["tenant_id"] not in seen and not item.get("removed_at"):
-                    unseen.setdefault(item["tenant_id"], []).append(item)
+            for usage in self.store.period_usage(period, vendor=run.vendor, account_id=run.account_id):
+                tenant = usage.record.tenant
+                parents[tenant.tenant_id] = tenant.parent_tenant_id
+                if tenant.tenant_id not in seen and not usage.removed_at:
+                    unseen.setdefault(tenant.tenant_id, []).append(usage)
         if run.gaps:
-            for tenant_id, items in unseen.items():
-                for item in items:
-                    if item.get("billed", True):
-                        run.totals.add(
-                            item["period"], item["metric"], item["unit"], item["value"], tenant_id, carried=True
-                        )
+            for usages in unseen.values():
+                for usage in usages:
+                    run.totals.carry(usage.record)
             for gap_id, gap in run.gaps.items():
                 hidden = _hidden(gap, set(unseen), parents, alone=len(run.gaps) == 1)
                 info = run.failures[gap_id]
@@ -650,11 +660,9 @@ class Pipeline(Generic[AccountT]):
             return {}
         if not unseen:
             return {}
-        self.store.mark_removed(
-            [item for items in unseen.values() for item in items], removed_at=utc_iso(request.as_of)
-        )
+        self.store.mark_removed([u for usages in unseen.values() for u in usages], removed_at=utc_iso(request.as_of))
         logger.info("customers no longer listed", extra={"account_id": run.account_id, "tenants": sorted(unseen)})
-        return {tenant_id: str(items[0].get("tenant_name") or tenant_id) for tenant_id, items in unseen.items()}
+        return {tenant_id: usages[0].record.tenant.tenant_name or tenant_id for tenant_id, usages in unseen.items()}
 
     def _carry_failed_tenants(
         self,
@@ -674,6 +682,5 @@ class Pipeline(Generic[AccountT]):
             if collected is not None and tenant_id in collected:
                 continue
             for period in periods:
-                for item in self.store.tenant_usage(vendor, account_id, tenant_id, period):
-                    if item.get("billed", True):
-                        totals.add(period, item["metric"], item["unit"], item["value"], tenant_id, carried=True)
+                for usage in self.store.tenant_usage(vendor, account_id, tenant_id, period):
+                    totals.carry(usage.record)

@@ -1,8 +1,8 @@
 """The DynamoDB repository: the only module that knows the key design (docs/data-model.md).
 
-usage     pk USAGE#{period}          sk {vendor}#{account}#{tenant}#{metric}
-          gsi1 HIST#{vendor}#{account}#{tenant}#{metric} / {period}   (monthly history)
-snapshot  pk SNAP#{vendor}#{account}#{tenant}#{metric}   sk {as_of}#{period}   (TTL expires_at)
+usage     pk USAGE#{vendor}#{account}#{period}#{shard}   sk {tenant}   (every metric of the tenant; usage_shape.py)
+snapshot  pk SNAP#{vendor}#{account}#{tenant}   sk {as_of}#{period}   (one per change of the tenant; TTL expires_at)
+account   pk ACCOUNTS#{period}       sk {vendor}#{account}   (the accounts with usage in a month)
 total     pk TOTAL#{period}          sk {vendor}#{account}#{metric}
 run       pk RUN#{vendor}#{account}  sk {as_of}
 alert     pk ALERT#{vendor}#{account}  sk {tenant}#{period}#{metric}#{rule}
@@ -10,8 +10,10 @@ alert     pk ALERT#{vendor}#{account}  sk {tenant}#{period}#{metric}#{rule}
 lease     pk LEASE#{vendor}#{account}  sk lease   (one run per account at a time; TTL expires_at)
 ident     pk IDENT#{vendor}#{account}  sk identities   (key_{aid} -> the tenant id it was first given)
 
-Snapshots and runs are keyed by the run's as-of time, so a retried invocation overwrites instead of
-duplicating. A run reads only the alerts that are firing, from the sparse index.
+A run reads its account's stored tenants once per period (SHARDS paged Queries) and writes a tenant's item and
+snapshot only when its reading changed; freshness is the run record's. Snapshots and runs are keyed by the run's
+as-of time, so a retried invocation overwrites instead of duplicating. A run reads only the alerts that are firing,
+from the sparse index.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
@@ -28,7 +30,29 @@ from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch.continuation import ChunkedRunState, ChunkKey
 from usagewatch.errors import StoreError
-from usagewatch.model import AlertState, Period, RunRecord, Tenant, Total, UsageRecord, Window, parse_utc, utc_iso
+from usagewatch.model import (
+    AlertState,
+    Period,
+    RunRecord,
+    StoredUsage,
+    Tenant,
+    Total,
+    UsageRecord,
+    Window,
+    parse_utc,
+    utc_iso,
+)
+from usagewatch.usage_shape import (
+    OLD_SHAPE,
+    OldShapeError,
+    digest,
+    group_by_period,
+    merge_metrics,
+    stored_usages,
+    tenant_attributes,
+    usage_pk,
+    usage_pks,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -75,6 +99,8 @@ def _value(value: object) -> dict[str, Any] | None:
         return {"S": value}
     if isinstance(value, list | tuple):
         return {"L": [v for v in (_value(x) for x in value) if v is not None]}
+    if isinstance(value, Mapping):
+        return {"M": serialize(value)}
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
@@ -109,30 +135,6 @@ def deserialize(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {key: _plain(value) for key, value in item.items()}
 
 
-def usage_attributes(record: UsageRecord, collected_at: str) -> dict[str, object]:
-    window = record.window
-    return {
-        "vendor": record.vendor,
-        "account_id": record.account_id,
-        "tenant_id": record.tenant.tenant_id,
-        "tenant_name": record.tenant.tenant_name,
-        "parent_tenant_id": record.tenant.parent_tenant_id,
-        "billed": record.tenant.billed,
-        "metric": record.metric,
-        "value": record.value,
-        "unit": record.unit,
-        "period": str(window.period),
-        "period_start": utc_iso(window.start),
-        "period_end": utc_iso(window.end),
-        "collected_at": collected_at,
-        "quota": record.quota,
-        "projected": record.projected,
-        "minimum": record.minimum,
-        "limit_exceeded": record.limit_exceeded,
-        "projected_next_period": record.projected_next_period,
-    }
-
-
 def usage_record(item: Mapping[str, Any]) -> UsageRecord:
     """A stored usage item back as the record it was written from."""
     tenant = Tenant(
@@ -156,6 +158,33 @@ def usage_record(item: Mapping[str, Any]) -> UsageRecord:
         limit_exceeded=item.get("limit_exceeded"),
         projected_next_period=item.get("projected_next_period"),
     )
+
+
+def stored_usage(item: Mapping[str, Any]) -> StoredUsage:
+    """A usage item or snapshot as the domain reads it."""
+    return StoredUsage(usage_record(item), str(item["collected_at"]), item.get("removed_at"), item.get("as_of"))
+
+
+_ALERT_FIELDS: Final = frozenset(f.name for f in fields(AlertState))
+_TOTAL_FIELDS: Final = frozenset(f.name for f in fields(Total))
+_RUN_FIELDS: Final = frozenset(f.name for f in fields(RunRecord))
+_SEQUENCES: Final = frozenset({"missing", "periods", "errors", "notes"})
+
+
+def _known(item: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {k: tuple(v) if k in _SEQUENCES else v for k, v in item.items() if k in names}
+
+
+def alert_state(item: Mapping[str, Any]) -> AlertState:
+    return AlertState(**_known(item, _ALERT_FIELDS))
+
+
+def total(item: Mapping[str, Any]) -> Total:
+    return Total(**_known(item, _TOTAL_FIELDS))
+
+
+def run_record(item: Mapping[str, Any]) -> RunRecord:
+    return RunRecord(**_known(item, _RUN_FIELDS))
 
 
 class TableIdentities:
@@ -196,6 +225,10 @@ class DynamoStore:
         self._counts = threading.Lock()
         self.items_written = 0
         self.write_calls = 0
+        self.tenants_changed = 0
+        self.tenants_unchanged = 0
+        self._readings: dict[tuple[str, str, str], dict[str, tuple[bytes, frozenset[str]]]] = {}
+        """What each (vendor, account, period) holds, by tenant key: read once per invocation, kept as written."""
 
     @property
     def client(self) -> DynamoDBClient:
@@ -210,27 +243,87 @@ class DynamoStore:
     # --- writes -------------------------------------------------------------------------------
 
     def add_usage(self, record: UsageRecord, *, as_of: datetime, collected_at: datetime) -> None:
-        """Queue the record's latest-value item and its snapshot for this run."""
-        shared = serialize(usage_attributes(record, utc_iso(collected_at)))
-        identity = f"{record.vendor}#{record.account_id}#{key_part(record.tenant_id)}#{record.metric}"
-        period = str(record.period)
+        """A tenant with this one record (see `add_tenant`)."""
+        self.add_tenant([record], as_of=as_of, collected_at=collected_at)
+
+    def add_tenant(self, records: Sequence[UsageRecord], *, as_of: datetime, collected_at: datetime) -> None:
+        """Queue one tenant's item and snapshot per period, only where its reading differs from the stored one.
+
+        Metrics stored but not in this reading (a past month reads fewer) are kept. `collected_at` becomes the
+        item's "last changed"; an unchanged tenant writes nothing (the run record says how fresh it is).
+        """
         as_of_text = utc_iso(as_of)
-        usage = {
-            "pk": f"USAGE#{period}",
-            "sk": identity,
-            "gsi1pk": f"HIST#{identity}",
-            "gsi1sk": period,
-            "record_type": "usage",
-        }
-        self._queue_item({**serialize(usage), **shared})
-        snapshot = {
-            "pk": f"SNAP#{identity}",
-            "sk": f"{as_of_text}#{period}",
-            "record_type": "snapshot",
-            "as_of": as_of_text,
-            "expires_at": int((as_of + self.retention).timestamp()),
-        }
-        self._queue_item({**serialize(snapshot), **shared})
+        for period, group in group_by_period(records).items():
+            first = group[0]
+            known = self._known(first.vendor, first.account_id, period)
+            tenant = key_part(first.tenant_id)
+            pk = usage_pk(first.vendor, first.account_id, period, tenant)
+            attributes = tenant_attributes(group, utc_iso(collected_at))
+            stored = known.get(tenant)
+            if stored is not None and not stored[1] <= attributes["metrics"].keys():
+                full = self.get_items([(pk, tenant)]).get((pk, tenant))
+                if full is not None:
+                    attributes["metrics"] = merge_metrics(full, attributes)
+            fingerprint = digest(attributes)
+            if stored is not None and stored[0] == fingerprint:
+                self.tenants_unchanged += 1
+                continue
+            known[tenant] = (fingerprint, frozenset(attributes["metrics"]))
+            self.tenants_changed += 1
+            item = serialize(attributes)
+            self._queue_item({"pk": {"S": pk}, "sk": {"S": tenant}, **item})
+            snapshot = {
+                "pk": f"SNAP#{first.vendor}#{first.account_id}#{tenant}",
+                "sk": f"{as_of_text}#{period}",
+                "record_type": "snapshot",
+                "as_of": as_of_text,
+                "expires_at": int((as_of + self.retention).timestamp()),
+            }
+            self._queue_item({**item, **serialize(snapshot)})
+
+    def _known(self, vendor: str, account_id: str, period: str) -> dict[str, tuple[bytes, frozenset[str]]]:
+        """The fingerprint and metric names of every stored tenant of the account's period, read once (the
+        accounts of a run are collected one after the other: another account's are dropped)."""
+        key = (vendor, account_id, period)
+        known = self._readings.get(key)
+        if known is None:
+            self._readings = {k: v for k, v in self._readings.items() if k[:2] == key[:2]}
+            items = self._account_items(vendor, account_id, period)
+            if not items:
+                self._refuse_old_shape(period)
+                self._queue(
+                    {
+                        "pk": f"ACCOUNTS#{period}",
+                        "sk": f"{vendor}#{account_id}",
+                        "record_type": "account",
+                        "vendor": vendor,
+                        "account_id": account_id,
+                        "period": period,
+                    }
+                )
+            known = {str(i["sk"]): (digest(i), frozenset(i.get("metrics", {}))) for i in items}
+            self._readings[key] = known
+        return known
+
+    def _account_items(self, vendor: str, account_id: str, period: str) -> list[dict[str, Any]]:
+        """Every tenant item of one account and period: one paged Query per shard."""
+        return [
+            item
+            for pk in usage_pks(vendor, account_id, period)
+            for item in self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": pk}})
+        ]
+
+    def _refuse_old_shape(self, period: str) -> None:
+        """StoreError naming `usagewatch migrate` when the period still has usage items of the old shape."""
+        answer = self._call(
+            "query",
+            "read",
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"USAGE#{period}"}},
+            Limit=1,
+        )
+        if answer.get("Items"):
+            raise OldShapeError(OLD_SHAPE.format(table=self.table_name))
 
     def write_totals(self, totals: Iterable[Total]) -> None:
         for total in totals:
@@ -244,10 +337,21 @@ class DynamoStore:
             )
         self.flush()
 
-    def mark_removed(self, items: Iterable[Mapping[str, Any]], *, removed_at: str) -> None:
-        """Usage items of customers gone from a complete listing: kept for the record, out of every total."""
-        for item in items:
-            self._queue({**item, "removed_at": removed_at})
+    def mark_removed(self, usages: Iterable[StoredUsage], *, removed_at: str) -> None:
+        """Usage of customers gone from a complete listing: kept for the record, out of every total."""
+        tenants: dict[tuple[str, str, str, str], list[StoredUsage]] = {}
+        for usage in usages:
+            record = usage.record
+            tenants.setdefault(
+                (record.vendor, record.account_id, key_part(record.tenant_id), str(record.period)), []
+            ).append(usage)
+        for (vendor, account_id, tenant, period), stored in tenants.items():
+            changed_at = max(u.collected_at for u in stored)
+            attributes = {**tenant_attributes([u.record for u in stored], changed_at), "removed_at": removed_at}
+            self._queue({"pk": usage_pk(vendor, account_id, period, tenant), "sk": tenant, **attributes})
+            known = self._readings.get((vendor, account_id, period))
+            if known is not None:
+                known[tenant] = (digest(attributes), frozenset(attributes["metrics"]))
         self.flush()
 
     def write_run(self, run: RunRecord) -> None:
@@ -289,19 +393,18 @@ class DynamoStore:
             condition = "attribute_not_exists(pk) OR attribute_not_exists(#version) OR #status <> :firing"
             values = {":firing": {"S": "firing"}}
         names = {"#version": "version"} | ({} if state.version else {"#status": "status"})
-        try:
-            self._count(1, 0)
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=serialize(attributes),
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                ExpressionAttributeNames=names,
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
+        self._count(1, 0)
+        written = self._call(
+            "put_item",
+            "write",
+            conditional=True,
+            Item=serialize(attributes),
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ExpressionAttributeNames=names,
+        )
+        if written is None:
             return False
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
         self._count(0, 1)
         return True
 
@@ -309,15 +412,13 @@ class DynamoStore:
 
     def recall_identities(self, vendor: str, account_id: str) -> dict[str, str]:
         """The tenant id each vendor key (a ThousandEyes aid) was first given, for this account."""
-        try:
-            self._count(1, 0)
-            answer = self.client.get_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
-                ConsistentRead=True,
-            )
-        except Exception as exc:
-            raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        answer = self._call(
+            "get_item",
+            "read",
+            Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
+            ConsistentRead=True,
+        )
         item = deserialize(answer.get("Item", {}))
         return {k.removeprefix("key_"): str(v) for k, v in item.items() if k.startswith("key_")}
 
@@ -329,17 +430,15 @@ class DynamoStore:
             names = {f"#k{i}": f"key_{key}" for i, (key, _v) in enumerate(chunk)}
             values = {f":v{i}": {"S": value} for i, (_k, value) in enumerate(chunk)}
             sets = ", ".join(f"#k{i} = if_not_exists(#k{i}, :v{i})" for i in range(len(chunk)))
-            try:
-                self._count(1, 0)
-                self.client.update_item(
-                    TableName=self.table_name,
-                    Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
-                    UpdateExpression=f"SET record_type = :type, {sets}",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={":type": {"S": "identities"}, **values},
-                )
-            except Exception as exc:
-                raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+            self._count(1, 0)
+            self._call(
+                "update_item",
+                "write",
+                Key={"pk": {"S": f"IDENT#{vendor}#{account_id}"}, "sk": {"S": "identities"}},
+                UpdateExpression=f"SET record_type = :type, {sets}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":type": {"S": "identities"}, **values},
+            )
 
     # --- one run per account at a time --------------------------------------------------------
 
@@ -357,51 +456,42 @@ class DynamoStore:
             "lease_until": {"S": utc_iso(until)},
             "expires_at": {"N": str(int(until.timestamp()) + 86400)},
         }
-        try:
-            self._count(1, 0)
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR lease_owner = :owner",
-                ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
-        return True
+        self._count(1, 0)
+        written = self._call(
+            "put_item",
+            "write",
+            conditional=True,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR lease_owner = :owner",
+            ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
+        )
+        return written is not None
 
     def holds_lease(self, vendor: str, account_id: str, *, owner: str, now: datetime) -> bool:
         """True while `owner` still holds an unexpired lease (checked with a conditional write)."""
-        try:
-            self._count(1, 0)
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._lease_key(vendor, account_id),
-                UpdateExpression="SET checked_at = :now",
-                ConditionExpression="lease_owner = :owner AND lease_until > :now",
-                ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
-        return True
+        self._count(1, 0)
+        written = self._call(
+            "update_item",
+            "write",
+            conditional=True,
+            Key=self._lease_key(vendor, account_id),
+            UpdateExpression="SET checked_at = :now",
+            ConditionExpression="lease_owner = :owner AND lease_until > :now",
+            ExpressionAttributeValues={":now": {"S": utc_iso(now)}, ":owner": {"S": owner}},
+        )
+        return written is not None
 
     def release_lease(self, vendor: str, account_id: str, *, owner: str) -> None:
         """Give the lease back (only ours); a lease left behind by a crash simply expires."""
-        try:
-            self._count(1, 0)
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key=self._lease_key(vendor, account_id),
-                ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        self._call(
+            "delete_item",
+            "write",
+            conditional=True,
+            Key=self._lease_key(vendor, account_id),
+            ConditionExpression="lease_owner = :owner",
+            ExpressionAttributeValues={":owner": {"S": owner}},
+        )
 
     def _queue(self, attributes: Mapping[str, object]) -> None:
         self._queue_item(serialize(attributes))
@@ -432,6 +522,7 @@ class DynamoStore:
             self._pool.shutdown(wait=False)
             self._pool = None
         if first is not None:
+            self._readings.clear()  # what failed to land must be compared again, not taken as written
             raise first
 
     def _take(self, count: int) -> list[Item]:
@@ -473,28 +564,24 @@ class DynamoStore:
             self.items_written += items
 
     def _send_batch(self, items: list[Item]) -> None:
-        pending: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in items]
+        self._send_requests([{"PutRequest": {"Item": item}} for item in items])
+
+    def _send_requests(self, pending: list[dict[str, Any]]) -> None:
         for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
-            try:
-                self._count(1, 0)
-                answer = self.client.batch_write_item(RequestItems={self.table_name: pending})  # type: ignore[dict-item]
-            except Exception as exc:
-                raise StoreError(f"DynamoDB batch write failed: {type(exc).__name__}: {exc}") from exc
+            self._count(1, 0)
+            answer = self._call("batch_write_item", "batch write", RequestItems={self.table_name: pending})
             unprocessed = answer.get("UnprocessedItems", {}).get(self.table_name, [])
             self._count(0, len(pending) - len(unprocessed))
             if not unprocessed:
                 return
-            pending = list(unprocessed)  # type: ignore[arg-type]
+            pending = list(unprocessed)
             self._sleep(min(5.0, 0.05 * 2**attempt))
         raise StoreError(f"DynamoDB left {len(pending)} item(s) unprocessed after {MAX_BATCH_ATTEMPTS} attempts")
 
     def _put(self, attributes: Mapping[str, object]) -> None:
-        try:
-            self._count(1, 0)
-            self.client.put_item(TableName=self.table_name, Item=serialize(attributes))
-            self._count(0, 1)
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        self._call("put_item", "write", Item=serialize(attributes))
+        self._count(0, 1)
 
     # --- runs split over several invocations ------------------------------------------------
 
@@ -515,18 +602,20 @@ class DynamoStore:
                 "expires_at": expires,
             }
         )
-        try:
-            self._count(1, 0)
-            self.client.put_item(TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        self._call("put_item", "write", conditional=True, Item=item, ConditionExpression="attribute_not_exists(pk)")
 
     def complete_chunk(
-        self, key: ChunkKey, index: int, *, failures: Mapping[str, tuple[str, str]], error: str | None
+        self,
+        key: ChunkKey,
+        index: int,
+        *,
+        failures: Mapping[str, tuple[str, str]],
+        error: str | None,
+        read: Iterable[str] = (),
     ) -> ChunkedRunState:
-        """Mark one chunk done (idempotent: a set of chunk numbers); when all are, gather their failures."""
+        """Mark one chunk done (idempotent: a set of chunk numbers); when all are, gather their failures and the
+        tenants they read (what the finish counts as fresh: an unchanged tenant's item keeps its old time)."""
         pk = self._chunk_pk(key)
         expires = int(parse_utc(key.as_of).timestamp()) + 14 * 86400
         for tenant_id, (name, message) in failures.items():
@@ -536,18 +625,19 @@ class DynamoStore:
             )
         if error is not None:
             self._queue({"pk": pk, "sk": f"{key.as_of}#error#{index}", "error": error, "expires_at": expires})
+        tenants = sorted(read)
+        if tenants:
+            self._queue({"pk": pk, "sk": f"{key.as_of}#read#{index}", "tenants": tenants, "expires_at": expires})
         self.flush()
-        try:
-            self._count(1, 0)
-            answer = self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": pk}, "sk": {"S": key.as_of}},
-                UpdateExpression="ADD chunks_done :index",
-                ExpressionAttributeValues={":index": {"SS": [str(index)]}},
-                ReturnValues="ALL_NEW",
-            )
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
+        self._count(1, 0)
+        answer = self._call(
+            "update_item",
+            "write",
+            Key={"pk": {"S": pk}, "sk": {"S": key.as_of}},
+            UpdateExpression="ADD chunks_done :index",
+            ExpressionAttributeValues={":index": {"SS": [str(index)]}},
+            ReturnValues="ALL_NEW",
+        )
         state = answer["Attributes"]
         count = int(state["chunk_count"]["N"])
         done = len(state["chunks_done"]["SS"])
@@ -555,52 +645,66 @@ class DynamoStore:
             return ChunkedRunState(count, done, state["started_at"]["S"])
         found: dict[str, tuple[str, str]] = {}
         errors: list[str] = []
+        seen: set[str] = set()
         for item in self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": f"{key.as_of}#"}},
         ):
             if "#failure#" in item["sk"]:
                 found[item["tenant_id"]] = (item.get("tenant_name", ""), item["error"])
+            elif "#read#" in item["sk"]:
+                seen.update(item["tenants"])
             else:
                 errors.append(item["error"])
-        return ChunkedRunState(count, done, state["started_at"]["S"], found, tuple(errors))
+        return ChunkedRunState(count, done, state["started_at"]["S"], found, tuple(errors), frozenset(seen))
 
     def claim_finish(self, key: ChunkKey) -> bool:
         """True for exactly one caller: the one that finishes the split run."""
-        try:
-            self._count(1, 0)
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": self._chunk_pk(key)}, "sk": {"S": key.as_of}},
-                UpdateExpression="SET finished = :yes",
-                ConditionExpression="attribute_not_exists(finished)",
-                ExpressionAttributeValues={":yes": {"BOOL": True}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        except Exception as exc:
-            raise StoreError(f"DynamoDB write failed: {type(exc).__name__}: {exc}") from exc
-        return True
+        self._count(1, 0)
+        written = self._call(
+            "update_item",
+            "write",
+            conditional=True,
+            Key={"pk": {"S": self._chunk_pk(key)}, "sk": {"S": key.as_of}},
+            UpdateExpression="SET finished = :yes",
+            ConditionExpression="attribute_not_exists(finished)",
+            ExpressionAttributeValues={":yes": {"BOOL": True}},
+        )
+        return written is not None
 
     # --- reads --------------------------------------------------------------------------------
 
-    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a paged Query; any failure is the store's (`StoreError`), never a raw ClientError."""
-        paginator = self.client.get_paginator("query")
+    def _call(self, operation: str, action: str, *, conditional: bool = False, **kwargs: Any) -> Any:
+        """Every DynamoDB call of the store: any failure is a `StoreError` (chained), never a raw ClientError.
+
+        With `conditional`, a failed condition is an answer, not an error: None. Batch calls name their table
+        themselves; every other call gets the store's.
+        """
+        if "RequestItems" not in kwargs:
+            kwargs["TableName"] = self.table_name
         try:
-            for page in paginator.paginate(TableName=self.table_name, **kwargs):
-                for item in page.get("Items", []):
-                    yield deserialize(item)
-        except StoreError:
-            raise
+            return getattr(self.client, operation)(**kwargs)
         except Exception as exc:
-            raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if conditional and code == "ConditionalCheckFailedException":
+                return None
+            raise StoreError(f"DynamoDB {action} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paged Query."""
+        while True:
+            page = self._call("query", "read", **kwargs)
+            for item in page.get("Items", []):
+                yield deserialize(item)
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
 
     def alert_states(self, vendor: str, account_id: str, keys: Iterable[AlertKey]) -> dict[str, AlertState]:
         """The stored state (any status) of the given alerts, by BatchGetItem: one call per 100 keys."""
         wanted = sorted(set(keys))
         states: dict[str, AlertState] = {}
-        names = {f.name for f in fields(AlertState)}
         pk = f"ALERT#{vendor}#{account_id}"
         for start in range(0, len(wanted), BATCH_GET_SIZE):
             pending: list[dict[str, Any]] = [
@@ -608,13 +712,9 @@ class DynamoStore:
                 for key in wanted[start : start + BATCH_GET_SIZE]
             ]
             for attempt in range(MAX_BATCH_ATTEMPTS):
-                try:
-                    answer = self.client.batch_get_item(RequestItems={self.table_name: {"Keys": pending}})
-                except Exception as exc:
-                    raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
+                answer = self._call("batch_get_item", "read", RequestItems={self.table_name: {"Keys": pending}})
                 for raw in answer.get("Responses", {}).get(self.table_name, []):
-                    item = deserialize(raw)
-                    state = AlertState(**{k: v for k, v in item.items() if k in names})
+                    state = alert_state(deserialize(raw))
                     states[state.alert_id] = state
                 unprocessed: dict[str, Any] = dict(answer.get("UnprocessedKeys", {}))
                 pending = list(unprocessed.get(self.table_name, {}).get("Keys", []))
@@ -630,84 +730,132 @@ class DynamoStore:
     def open_alerts(self, vendor: str, account_id: str) -> dict[str, AlertState]:
         """Every firing alert (thresholds and collection failures) of one account, from the sparse index."""
         states: dict[str, AlertState] = {}
-        names = {f.name for f in fields(AlertState)}
         for item in self._query(
             IndexName="gsi1",
             KeyConditionExpression="gsi1pk = :pk",
             ExpressionAttributeValues={":pk": {"S": f"OPEN#{vendor}#{account_id}"}},
         ):
-            state = AlertState(**{k: v for k, v in item.items() if k in names})
+            state = alert_state(item)
             states[state.alert_id] = state
         return states
 
-    def tenant_alerts(self, vendor: str, account_id: str, tenant_id: str) -> list[dict[str, Any]]:
+    def tenant_alerts(self, vendor: str, account_id: str, tenant_id: str) -> list[AlertState]:
         """The alert state of one tenant (every rule, metric and period; firing or not)."""
-        return list(
-            self._query(
+        return [
+            alert_state(item)
+            for item in self._query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
                     ":pk": {"S": f"ALERT#{vendor}#{account_id}"},
                     ":prefix": {"S": f"{key_part(tenant_id)}#"},
                 },
             )
-        )
+        ]
 
     def period_usage(
         self, period: str, *, vendor: str | None = None, account_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        """All usage of one period, optionally narrowed to a vendor or one of its accounts."""
-        prefix = "#".join(p for p in (vendor, account_id) if p)
-        condition = "pk = :pk" + (" AND begins_with(sk, :prefix)" if prefix else "")
-        values: dict[str, Any] = {":pk": {"S": f"USAGE#{period}"}}
-        if prefix:
-            values[":prefix"] = {"S": f"{prefix}#"}
-        return list(self._query(KeyConditionExpression=condition, ExpressionAttributeValues=values))
+    ) -> list[StoredUsage]:
+        """All usage of one period, optionally narrowed to a vendor or one of its accounts: the accounts of the
+        month (one Query), then each account's tenants (SHARDS Queries each)."""
+        if vendor is not None and account_id is not None:
+            pairs = [(vendor, account_id)]
+        else:
+            pairs = [p for p in self.period_accounts(period, vendor=vendor) if account_id in (None, p[1])]
+        found = [u for v, a in pairs for item in self._account_items(v, a, period) for u in stored_usages(item)]
+        if not found:
+            self._refuse_old_shape(period)
+        return sorted(
+            found, key=lambda u: (u.record.vendor, u.record.account_id, key_part(u.record.tenant_id), u.record.metric)
+        )
 
-    def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[dict[str, Any]]:
-        return list(
-            self._query(
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={
-                    ":pk": {"S": f"USAGE#{period}"},
-                    ":prefix": {"S": f"{vendor}#{account_id}#{key_part(tenant_id)}#"},
-                },
+    def period_accounts(self, period: str, *, vendor: str | None = None) -> list[tuple[str, str]]:
+        """The (vendor, account) pairs with usage stored for the period."""
+        condition = "pk = :pk" + (" AND begins_with(sk, :prefix)" if vendor else "")
+        values: dict[str, Any] = {":pk": {"S": f"ACCOUNTS#{period}"}}
+        if vendor:
+            values[":prefix"] = {"S": f"{vendor}#"}
+        items = self._query(KeyConditionExpression=condition, ExpressionAttributeValues=values)
+        return [(str(i["vendor"]), str(i["account_id"])) for i in items]
+
+    def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[StoredUsage]:
+        tenant = key_part(tenant_id)
+        item = self.get_items([(usage_pk(vendor, account_id, period, tenant), tenant)])
+        if not item:
+            self._refuse_old_shape(period)
+        return [u for found in item.values() for u in stored_usages(found)]
+
+    def period_totals(self, period: str) -> list[Total]:
+        return [
+            total(item)
+            for item in self._query(
+                KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"TOTAL#{period}"}}
             )
-        )
+        ]
 
-    def period_totals(self, period: str) -> list[dict[str, Any]]:
-        return list(
-            self._query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"TOTAL#{period}"}})
-        )
-
-    def metric_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[dict[str, Any]]:
-        """Every snapshot of one tenant's metric, oldest first (the intra-month history)."""
-        return list(
-            self._query(
+    def metric_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[StoredUsage]:
+        """One tenant's metric at each change of the tenant, oldest first (the value at time T is the last one
+        before T)."""
+        return [
+            usage
+            for item in self._query(
                 KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{key_part(tenant_id)}#{metric}"}},
+                ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{key_part(tenant_id)}"}},
             )
-        )
+            for usage in stored_usages(item)
+            if usage.record.metric == metric
+        ]
 
-    def monthly_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[dict[str, Any]]:
-        """The latest value of one tenant's metric for every month collected, oldest first."""
-        return list(
-            self._query(
-                IndexName="gsi1",
-                KeyConditionExpression="gsi1pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"HIST#{vendor}#{account_id}#{key_part(tenant_id)}#{metric}"}},
+    def monthly_history(
+        self, vendor: str, account_id: str, tenant_id: str, metric: str, periods: Iterable[str]
+    ) -> list[StoredUsage]:
+        """The latest value of one tenant's metric for each period asked, oldest first (keyed reads)."""
+        tenant = key_part(tenant_id)
+        items = self.get_items([(usage_pk(vendor, account_id, p, tenant), tenant) for p in sorted(set(periods))])
+        found = [u for item in items.values() for u in stored_usages(item) if u.record.metric == metric]
+        return sorted(found, key=lambda u: u.record.period)
+
+    def get_items(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Items by (pk, sk), BatchGetItem of 100 keys a call; absent keys are left out."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), BATCH_GET_SIZE):
+            pending: list[dict[str, Any]] = [
+                {"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start : start + BATCH_GET_SIZE]
+            ]
+            for attempt in range(MAX_BATCH_ATTEMPTS):
+                answer = self._call("batch_get_item", "read", RequestItems={self.table_name: {"Keys": pending}})
+                for raw in answer.get("Responses", {}).get(self.table_name, []):
+                    item = deserialize(raw)
+                    found[(str(item["pk"]), str(item["sk"]))] = item
+                pending = list(dict(answer.get("UnprocessedKeys", {})).get(self.table_name, {}).get("Keys", []))
+                if not pending:
+                    break
+                self._sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise StoreError(f"DynamoDB left {len(pending)} key(s) unread after {MAX_BATCH_ATTEMPTS} attempts")
+        return found
+
+    def queue_raw(self, attributes: Mapping[str, object]) -> None:
+        """Queue one item as given (the migration's writes); `flush` sends it."""
+        self._queue(attributes)
+
+    def delete_keys(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete items by (pk, sk), 25 a call."""
+        for start in range(0, len(keys), BATCH_SIZE):
+            self._send_requests(
+                [
+                    {"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
+                    for pk, sk in keys[start : start + BATCH_SIZE]
+                ]
             )
-        )
 
-    def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
+    def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[RunRecord]:
         """The latest runs of one account, newest first."""
-        try:
-            answer = self.client.query(
-                TableName=self.table_name,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"RUN#{vendor}#{account_id}"}},
-                ScanIndexForward=False,
-                Limit=limit,
-            )
-        except Exception as exc:
-            raise StoreError(f"DynamoDB read failed: {type(exc).__name__}: {exc}") from exc
-        return [deserialize(item) for item in answer.get("Items", [])]
+        answer = self._call(
+            "query",
+            "read",
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"RUN#{vendor}#{account_id}"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [run_record(deserialize(item)) for item in answer.get("Items", [])]

@@ -137,7 +137,8 @@ def test_unprocessed_batch_items_are_sent_again(kn: World) -> None:
 
     def hold_back(params: dict[str, Any], **kwargs: Any) -> None:
         items = params["RequestItems"][kn.aws.table_name]
-        if len(held) < 3 and len(items) > 2:  # DynamoDB writes all but the last two
+        # DynamoDB writes all but the last two, in the first two batches (a run of one item per company has few)
+        if len(held) < 2 and len(items) > 2:
             held.append(items[-2:])
             params["RequestItems"][kn.aws.table_name] = items[:-2]
 
@@ -152,7 +153,7 @@ def test_unprocessed_batch_items_are_sent_again(kn: World) -> None:
     ):
         outcome = kn.h.run(at("06:00"))
 
-    assert reported == [2, 2, 2]
+    assert reported == [2, 2]
     assert_ridden_out(kn.h, outcome, PERIOD, kn.expected())
     for (_account, tenant, metric), _value in kn.expected().items():
         assert len(kn.h.snapshots(ACCOUNT, tenant, metric)) == 1  # held-back snapshots were written too
@@ -206,7 +207,7 @@ def test_sns_publish_failure_keeps_the_alert_for_the_next_run(kn: World) -> None
     assert all(e["event_type"] == "usage.threshold.breached" for e in second.events)
     for tenant, _rule in alerts:
         states = kn.h.store().tenant_alerts("keepnet", ACCOUNT, tenant)
-        assert {(s["status"], s["published"]) for s in states} == {("firing", True)}
+        assert {(s.status, s.published) for s in states} == {("firing", True)}
     assert_clean_rerun_publishes_nothing(kn.h, at("18:00"))
 
 
@@ -266,7 +267,7 @@ def test_same_scheduled_time_twice_writes_and_publishes_nothing_twice(kn: World)
     for (_account, tenant, metric), value in kn.expected().items():
         snapshots = kn.h.snapshots(ACCOUNT, tenant, metric)
         assert [(s["as_of"], s["value"]) for s in snapshots] == [(at("06:00"), value)]
-    runs = [r for r in kn.h.store().runs("keepnet", ACCOUNT) if r["as_of"] == at("06:00")]
+    runs = [r for r in kn.h.store().runs("keepnet", ACCOUNT) if r.as_of == at("06:00")]
     assert len(runs) == 1
     assert_ridden_out(kn.h, second, PERIOD, kn.expected())
 

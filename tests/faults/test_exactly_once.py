@@ -115,8 +115,8 @@ def test_recollecting_a_closed_month_publishes_its_breaches_once(kn: World) -> N
         assert over_quota(again.events) == [], f"November's breach published again at {when}"
         back = kn.h.run(when.replace("06:00", "12:00").replace("18:00", "21:00"))
         assert over_quota(back.events) == []
-    states = [s for s in kn.h.store().tenant_alerts("keepnet", ACCOUNT, tenant) if s["rule"] == "over_quota"]
-    assert {s["period"]: s["status"] for s in states} == {PERIOD: "closed", "2026-12": "firing"}
+    states = [s for s in kn.h.store().tenant_alerts("keepnet", ACCOUNT, tenant) if s.rule == "over_quota"]
+    assert {s.period: s.status for s in states} == {PERIOD: "closed", "2026-12": "firing"}
 
 
 def test_a_failed_store_read_fails_the_account_not_the_process(kn: World) -> None:

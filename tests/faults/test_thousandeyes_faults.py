@@ -37,6 +37,7 @@ from tests.local_aws import LocalAws
 from tests.simulators.base import Fault, on_path
 from tests.simulators.thousandeyes import TeOrg, make_orgs
 from usagewatch.handler import reset_config_cache
+from usagewatch.model import utc_iso
 
 SECRET = "usagewatch/thousandeyes"
 VENDOR = "thousandeyes"
@@ -346,7 +347,8 @@ def test_missing_billing_dates_store_the_organisation_under_the_requested_period
     assert after.values(billed_only=True) == te.expected()
     windows = {
         tenant_id: {
-            (i["period_start"], i["period_end"]) for i in te.h.store().tenant_usage(VENDOR, "te-b", tenant_id, PERIOD)
+            (utc_iso(u.record.window.start), utc_iso(u.record.window.end))
+            for u in te.h.store().tenant_usage(VENDOR, "te-b", tenant_id, PERIOD)
         }
         for tenant_id in (VICTIM, tenant(te.b.orgs[0]))
     }
@@ -444,6 +446,8 @@ def test_msp_quotas_unreadable_collection_goes_on_with_the_contract_quotas(te: T
     assert quotas.fired >= 1
     for org in te.b.orgs:
         [cloud] = [
-            i for i in te.h.store().tenant_usage(VENDOR, "te-b", tenant(org), PERIOD) if i["metric"] == "cloud_units"
+            u.record
+            for u in te.h.store().tenant_usage(VENDOR, "te-b", tenant(org), PERIOD)
+            if u.record.metric == "cloud_units"
         ]
-        assert cloud["quota"] == org.quota["cloudUnitsIncluded"]
+        assert cloud.quota == org.quota["cloudUnitsIncluded"]

@@ -17,8 +17,8 @@ __all__ = ["kn"]
 
 def _items(world: World) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
-    for item in world.h.store().period_usage(PERIOD, vendor="keepnet", account_id=ACCOUNT):
-        found.setdefault(item["tenant_id"], []).append(item)
+    for usage in world.h.store().period_usage(PERIOD, vendor="keepnet", account_id=ACCOUNT):
+        found.setdefault(usage.record.tenant_id, []).append(usage.row())
     return found
 
 
@@ -44,7 +44,7 @@ def test_a_customer_gone_from_a_complete_listing_is_removed_once(kn: World) -> N
         present = sum(i["value"] for t, rows in items.items() if t != gone for i in rows if i["metric"] == metric)
         assert total == present, f"{metric}: the total must leave the removed customer out"
     states = [s for s in kn.h.store().tenant_alerts("keepnet", ACCOUNT, gone)]
-    assert states and {s["status"] for s in states} == {"resolved"}
+    assert states and {s.status for s in states} == {"resolved"}
 
     assert_clean_rerun_publishes_nothing(kn.h, at("18:00"))
 

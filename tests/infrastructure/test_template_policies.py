@@ -289,12 +289,23 @@ BOTO3_METHOD_ACTIONS = {
 }
 
 
+OPERATOR_ONLY = frozenset({"cli.py", "migrate.py"})
+
+
 def aws_calls_in_the_code() -> dict[str, set[str]]:
-    """IAM action -> the files of shared/usagewatch calling it: `.method(` calls and `get_paginator("method")`."""
+    """IAM action -> the files of shared/usagewatch calling it: `.method(` calls, `get_paginator("method")` and the
+    store's one wrapper, `_call("method", ...)`. The operator's command and its migration run with the operator's
+    credentials, never a function role: they are left out."""
     calls: dict[str, set[str]] = {}
     for path in (REPO / "shared" / "usagewatch").rglob("*.py"):
+        if path.name in OPERATOR_ONLY:
+            continue
         text = path.read_text(encoding="utf-8")
-        methods = re.findall(r"\.([a-z_]+)\(", text) + re.findall(r"get_paginator\(\s*[\"']([a-z_]+)[\"']", text)
+        methods = (
+            re.findall(r"\.([a-z_]+)\(", text)
+            + re.findall(r"get_paginator\(\s*[\"']([a-z_]+)[\"']", text)
+            + re.findall(r"_call\(\s*[\"']([a-z_]+)[\"']", text)
+        )
         for method in methods:
             if method in BOTO3_METHOD_ACTIONS:
                 calls.setdefault(BOTO3_METHOD_ACTIONS[method], set()).add(str(path.relative_to(REPO)))

@@ -105,7 +105,7 @@ def test_operator_quota_and_silence_from_ssm(
     assert len(flagged) == 1
     # The silenced alert is still recorded as state.
     states = aws.store().tenant_alerts("keepnet", "kn", silenced["companyResourceId"])
-    assert [(s["rule"], s["status"], s["published"]) for s in states] == [("vendor_limit_exceeded", "firing", False)]
+    assert [(s.rule, s.status, s.published) for s in states] == [("vendor_limit_exceeded", "firing", False)]
 
 
 def test_projected_over_quota_alerted_once_across_hourly_runs_and_gated_by_period_elapsed(

@@ -24,9 +24,11 @@ def filled(aws: LocalAws) -> LocalAws:
     window = Window.month(NOW)
     for n in range(25):
         tenant = Tenant(f"c-{n}", f"Caf\u00e9 {n:02d} GmbH")
-        for metric, value in (("target_users", 10 + n), ("deleted_target_users", 0)):
-            record = UsageRecord("keepnet", "kn-main", tenant, metric, value, "users", window, quota=30)
-            store.add_usage(record, as_of=AT, collected_at=AT)
+        records = [
+            UsageRecord("keepnet", "kn-main", tenant, metric, value, "users", window, quota=30)
+            for metric, value in (("target_users", 10 + n), ("deleted_target_users", 0))
+        ]
+        store.add_tenant(records, as_of=AT, collected_at=AT)
     store.flush()
     store.write_totals(
         [Total("keepnet", "kn-main", PERIOD, "target_users", "users", sum(range(10, 35)), 25, 0, "2026-12-01T06:00Z")]

@@ -75,9 +75,9 @@ def test_large_account_continues_in_chunks_and_the_last_chunk_finishes_it(
     assert total["value"] == root - failing
     assert total["tenant_count"] == 29
     run = aws.store().runs("gravityzone", "gz")[0]
-    assert run["status"] == "partial"
-    assert run["tenants_ok"] == 29
-    assert run["tenants_failed"] == 1
+    assert run.status == "partial"
+    assert run.tenants_ok == 29
+    assert run.tenants_failed == 1
     events = aws.drain_events()
     assert [(e["event_type"], e.get("tenant_id")) for e in events] == [("collection.failed", FAILING)]
 

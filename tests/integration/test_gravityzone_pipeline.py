@@ -64,8 +64,8 @@ def test_partner_tree_collected_totals_not_double_counted_failing_company_alone(
     assert [e["tenant_id"] for e in failed] == [FAILING]
     assert "-32000" in failed[0]["error"]
     run = aws.store().runs("gravityzone", "gz-eu")[0]
-    assert run["status"] == "partial"
-    assert run["tenants_failed"] == 1
+    assert run.status == "partial"
+    assert run.tenants_failed == 1
 
 
 def test_failing_company_keeps_its_last_numbers_in_the_total(

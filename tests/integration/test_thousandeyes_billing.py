@@ -154,7 +154,7 @@ def test_quotas_refused_collection_goes_on_without_them_and_says_so_once(
     assert items[(ACME, "cloud_units")]["quota"] == sim.orgs[0].quota["cloudUnitsIncluded"]
     assert all(i.get("quota") is None for (tenant, _m), i in items.items() if tenant.startswith("ag-"))
     assert TOKEN not in out
-    (notes,) = [r["notes"] for r in aws.store().runs("thousandeyes", "te")]
+    (notes,) = [list(r.notes) for r in aws.store().runs("thousandeyes", "te")]
     assert len(notes) == 1 and "Edit organization and account group quotas" in notes[0], notes
     assert summary["account_results"][0]["notes"] == notes
 

@@ -126,3 +126,51 @@ def test_one_writer_sends_inline() -> None:
     assert len(client.items) == 25
     store.flush()
     assert len(client.items) == 30
+
+
+class RefusingDynamoDB:
+    """Answers every call with the ClientError botocore raises for `code`."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.operations: list[str] = []
+
+    def __getattr__(self, operation: str) -> Any:
+        from botocore.exceptions import ClientError
+
+        def refuse(**_: Any) -> dict[str, Any]:
+            self.operations.append(operation)
+            raise ClientError({"Error": {"Code": self.code, "Message": "simulated"}}, operation)
+
+        return refuse
+
+
+def test_every_refused_call_is_a_store_error_chained_to_the_client_error() -> None:
+    from botocore.exceptions import ClientError
+
+    store = DynamoStore("t", client=RefusingDynamoDB("AccessDeniedException"))  # type: ignore[arg-type]
+    reads = [
+        lambda: store.period_usage("2026-11"),
+        lambda: store.runs("keepnet", "kn"),
+        lambda: store.open_alerts("keepnet", "kn"),
+        lambda: store.recall_identities("thousandeyes", "te"),
+        lambda: store.alert_states("keepnet", "kn", [("t", "2026-11", "m", "over_quota")]),
+    ]
+    for read in reads:
+        with pytest.raises(StoreError, match=r"DynamoDB read failed: ClientError.*AccessDeniedException") as raised:
+            read()
+        assert isinstance(raised.value.__cause__, ClientError)
+    with pytest.raises(StoreError, match="DynamoDB write failed"):
+        store.release_lease("keepnet", "kn", owner="me")
+
+
+def test_a_failed_condition_is_an_answer_not_an_error() -> None:
+    from datetime import UTC, datetime
+
+    store = DynamoStore("t", client=RefusingDynamoDB("ConditionalCheckFailedException"))  # type: ignore[arg-type]
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    assert store.acquire_lease("keepnet", "kn", owner="me", now=now, seconds=60) is False
+    assert store.holds_lease("keepnet", "kn", owner="me", now=now) is False
+    store.release_lease("keepnet", "kn", owner="me")  # someone else's lease: nothing to give back
+    with pytest.raises(StoreError, match="ConditionalCheckFailed"):
+        store.period_usage("2026-11")  # a condition only answers calls that asked for one
