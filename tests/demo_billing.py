@@ -89,7 +89,7 @@ def billing_story(
     events = [e for e in aws.drain_events() if e["event_type"] == "report.ready"]
     say(f'Monthly report function ({{"period": "{PERIOD}"}}): s3://{BUCKET}/{ready["html_key"]} and .csv')
     say(f"  report.ready delivered to the subscriber queue: {events[0]['summary'] if events else 'MISSING'}")
-    say(f"  the page, copied here to open in a browser: {local}")
+    say(f"  the page, copied here to open in a browser: {workdir.name}/{local.name}")
     return ready
 
 
