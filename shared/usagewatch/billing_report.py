@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from usagewatch.billing_store import BillingStore
 from usagewatch.customers import TenantRef
 from usagewatch.model import VENDORS, Number, Period
-from usagewatch.reconcile import DEFAULT_TOLERANCE, Line, Reading, reconcile, summary
+from usagewatch.reconcile import DEFAULT_TOLERANCE, STATUS_ORDER, Line, Reading, reconcile, summary
 from usagewatch.text import csv_cell
 
 if TYPE_CHECKING:
@@ -220,7 +220,14 @@ def render_html(result: Reconciliation) -> str:
             unmapped.append(line)
         else:
             by_customer[line.customer_id].append(line)
-    for cid in sorted(by_customer, key=lambda c: by_customer[c][0].customer_name.casefold()):
+    rank = {status: n for n, status in enumerate(STATUS_ORDER)}
+
+    def first_worst(cid: str) -> tuple[int, str]:
+        """Customers that need action first (under-billed before no contract ...), then by name."""
+        lines = by_customer[cid]
+        return min(rank[x.status] for x in lines), lines[0].customer_name.casefold()
+
+    for cid in sorted(by_customer, key=first_worst):
         lines = by_customer[cid]
         parts.append(f'<h2 id="customer-{esc(cid)}">{esc(lines[0].customer_name)} <small>({esc(cid)})</small></h2>')
         parts.append(

@@ -51,6 +51,7 @@ class _Index:
     def __init__(self, customers: Iterable[Customer]) -> None:
         self.by_key: dict[str, Customer] = {}
         self.keys: list[str] = []
+        self.numbers: list[frozenset[str]] = []
         self.owners: list[Customer] = []
         tokens: defaultdict[str, list[int]] = defaultdict(list)
         for customer in customers:
@@ -58,6 +59,7 @@ class _Index:
             self.by_key.setdefault(key, customer)
             position = len(self.keys)
             self.keys.append(key)
+            self.numbers.append(numbers_of(key))
             self.owners.append(customer)
             for token in set(key.split()):
                 tokens[token].append(position)
@@ -68,6 +70,7 @@ class _Index:
         self.by_key.setdefault(key, customer)
         position = len(self.keys)
         self.keys.append(key)
+        self.numbers.append(numbers_of(key))
         self.owners.append(customer)
         for token in set(key.split()):
             block = self.tokens.setdefault(token, [])
@@ -79,7 +82,7 @@ class _Index:
         block = sorted(
             i
             for i in {i for token in set(key.split()) for i in self.tokens.get(token, ())}
-            if numbers_of(self.keys[i]) == numbers
+            if self.numbers[i] == numbers
         )
         if not block:
             return None
