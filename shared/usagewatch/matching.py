@@ -53,17 +53,10 @@ class _Index:
         self.keys: list[str] = []
         self.numbers: list[frozenset[str]] = []
         self.owners: list[Customer] = []
-        tokens: defaultdict[str, list[int]] = defaultdict(list)
+        self.ids: set[str] = set()
+        self.tokens: defaultdict[str, list[int]] = defaultdict(list)
         for customer in customers:
-            key = normalise_name(customer.name)
-            self.by_key.setdefault(key, customer)
-            position = len(self.keys)
-            self.keys.append(key)
-            self.numbers.append(numbers_of(key))
-            self.owners.append(customer)
-            for token in set(key.split()):
-                tokens[token].append(position)
-        self.tokens = {t: ids for t, ids in tokens.items() if len(ids) <= MAX_BLOCK_SIZE}
+            self.add(customer)
 
     def add(self, customer: Customer) -> None:
         key = normalise_name(customer.name)
@@ -72,17 +65,19 @@ class _Index:
         self.keys.append(key)
         self.numbers.append(numbers_of(key))
         self.owners.append(customer)
+        self.ids.add(customer.customer_id)
         for token in set(key.split()):
-            block = self.tokens.setdefault(token, [])
-            if len(block) < MAX_BLOCK_SIZE:
-                block.append(position)
+            self.tokens[token].append(position)
+
+    def _block(self, token: str) -> list[int]:
+        """The customers sharing `token`; none for a token too common to narrow the search."""
+        block = self.tokens.get(token, [])
+        return block if len(block) <= MAX_BLOCK_SIZE else []
 
     def best(self, key: str, min_score: float) -> tuple[Customer, float] | None:
         numbers = numbers_of(key)
         block = sorted(
-            i
-            for i in {i for token in set(key.split()) for i in self.tokens.get(token, ())}
-            if self.numbers[i] == numbers
+            i for i in {i for token in set(key.split()) for i in self._block(token)} if self.numbers[i] == numbers
         )
         if not block:
             return None
@@ -143,7 +138,7 @@ def suggest(
 
 
 def _unique_id(wanted: str, index: _Index) -> str:
-    taken = {c.customer_id for c in index.owners}
+    taken = index.ids
     if wanted not in taken:
         return wanted
     n = 2
