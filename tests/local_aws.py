@@ -13,14 +13,10 @@ from typing import Any
 import boto3
 
 from tests.template_loader import function_environment, table_definition, ttl_attribute
+from usagewatch import registry
 from usagewatch.store import DynamoStore, deserialize
 
 REGION = "eu-west-1"
-VENDOR_FUNCTIONS = {
-    "keepnet": "KeepnetCollectorFunction",
-    "gravityzone": "GravityZoneCollectorFunction",
-    "thousandeyes": "ThousandEyesCollectorFunction",
-}
 
 
 @dataclass
@@ -41,11 +37,11 @@ class LocalAws:
         """The function's environment exactly as template.yaml gives it, resolved against these resources."""
         parameters = {"AWS::Region": REGION, "AWS::AccountId": "123456789012"}
         if secret_name is not None:
-            parameters[f"{_param_prefix(vendor)}SecretName"] = secret_name
+            parameters[registry.vendor(vendor).secret_parameter] = secret_name
         if self.rules_parameter is not None:
             parameters["AlertRulesParameterName"] = self.rules_parameter
         return function_environment(
-            VENDOR_FUNCTIONS[vendor],
+            registry.vendor(vendor).function_name,
             resources={
                 "UsageTable": self.table_name,
                 "AlertTopic": self.topic_arn,
@@ -147,10 +143,6 @@ def sqs_record(message: dict[str, Any], *, queue_arn: str) -> dict[str, Any]:
         "eventSourceARN": queue_arn,
         "awsRegion": queue_arn.split(":")[3],
     }
-
-
-def _param_prefix(vendor: str) -> str:
-    return {"keepnet": "Keepnet", "gravityzone": "GravityZone", "thousandeyes": "ThousandEyes"}[vendor]
 
 
 def provision(table_name: str = "usagewatch-usage", topic_name: str = "usagewatch-alerts") -> LocalAws:

@@ -14,11 +14,9 @@ from typing import Any
 
 import boto3
 
-SECRET_PARAMETERS = {
-    "KeepnetCollectorFunction": "KeepnetSecretName",
-    "GravityZoneCollectorFunction": "GravityZoneSecretName",
-    "ThousandEyesCollectorFunction": "ThousandEyesSecretName",
-}
+from usagewatch import registry
+
+SECRET_PARAMETERS = {v.function_name: v.secret_parameter for v in registry.vendors()}
 
 
 def env_vars(stack: dict[str, Any]) -> dict[str, dict[str, str]]:

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from usagewatch import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".aws-sam" / "sam-local"
 BUILD = WORK / "build"
@@ -32,11 +34,7 @@ SAM = [sys.executable, str(ROOT / "scripts" / "sam-local" / "sam-hostnet")]
 ARCHITECTURE = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
 WHEEL_PLATFORM = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}[ARCHITECTURE]
 PARAMETERS = ["--parameter-overrides", f"Architecture={ARCHITECTURE}"]
-FUNCTIONS = {
-    "keepnet": "KeepnetCollectorFunction",
-    "gravityzone": "GravityZoneCollectorFunction",
-    "thousandeyes": "ThousandEyesCollectorFunction",
-}
+FUNCTIONS = {v.id: v.function_name for v in registry.vendors()}
 
 
 def say(text: str = "") -> None:

@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from usagewatch import registry
 from usagewatch.billing_store import BillingStore
 from usagewatch.customers import TenantRef
-from usagewatch.model import VENDORS, Number, Period
+from usagewatch.model import Number, Period
 from usagewatch.reconcile import DEFAULT_TOLERANCE, STATUS_ORDER, Line, Reading, reconcile, summary
 from usagewatch.text import csv_cell
 
@@ -42,7 +43,6 @@ CSV_COLUMNS: Final = (
     "unbilled_value",
     "tenant_id",
 )
-VENDOR_NAMES: Final = {"gravityzone": "GravityZone", "keepnet": "Keepnet", "thousandeyes": "ThousandEyes"}
 
 
 class UsageReader:
@@ -103,7 +103,7 @@ def gather(
     usage = UsageReader(store)
     customers = billing.customers()
     mappings = billing.mappings()
-    contracts = [c for vendor in VENDORS for c in billing.contracts(vendor)]
+    contracts = [c for vendor in registry.vendor_ids() for c in billing.contracts(vendor)]
     months = [period]
     for _ in range(max(1, history_months)):
         months.append(months[-1].previous())
@@ -239,7 +239,7 @@ def render_html(result: Reconciliation) -> str:
             note = "" if x.complete else ' <span class="incomplete">(incomplete)</span>'
             parts.append(
                 f'<tr data-customer="{esc(cid)}" data-vendor="{esc(x.vendor)}" data-metric="{esc(x.metric)}">'
-                f"<td>{esc(VENDOR_NAMES.get(x.vendor, x.vendor))}</td><td>{esc(x.metric)}</td>"
+                f"<td>{esc(registry.display_name(x.vendor))}</td><td>{esc(x.metric)}</td>"
                 f'<td class="n used">{_num(x.used)}</td><td class="n billed">{_num(x.contracted)}</td>'
                 f'<td class="n">{_num(x.difference, signed=True)}</td>'
                 f'<td class="{esc(x.status)}">{esc(x.status.replace("_", " "))}{note}</td>'
@@ -251,7 +251,7 @@ def render_html(result: Reconciliation) -> str:
         parts.append("<table><tr><th>vendor</th><th>tenant</th><th>tenant id</th><th>metric</th><th>used</th></tr>")
         for x in unmapped:
             parts.append(
-                f'<tr class="unmapped-row"><td>{esc(VENDOR_NAMES.get(x.vendor, x.vendor))}</td>'
+                f'<tr class="unmapped-row"><td>{esc(registry.display_name(x.vendor))}</td>'
                 f"<td>{esc(x.customer_name)}</td><td>{esc(x.tenant_id or '')}</td><td>{esc(x.metric)}</td>"
                 f'<td class="n">{_num(x.used)}</td></tr>'
             )

@@ -29,11 +29,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from usagewatch import cli_billing
+from usagewatch import cli_billing, registry
 from usagewatch.errors import ConfigError, StoreError
 from usagewatch.migrate import migrate
-from usagewatch.model import VENDORS, Period, RunRecord, Total
-from usagewatch.notify import VENDOR_NAMES, fmt
+from usagewatch.model import Period, RunRecord, Total
+from usagewatch.notify import fmt
 from usagewatch.report import customers_table, table, totals_table, usage_csv
 from usagewatch.store import DynamoStore
 from usagewatch.text import clean_name, csv_cell
@@ -84,14 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report = commands.add_parser("report", parents=[common], help="usage and totals of one month")
     report.add_argument("--period", required=True, help="the month, YYYY-MM (e.g. 2026-11)")
-    report.add_argument("--vendor", choices=VENDORS)
+    report.add_argument("--vendor", choices=registry.vendor_ids())
     report.add_argument(
         "--limit", type=int, default=DEFAULT_LIMIT, help=f"customers shown per metric (default {DEFAULT_LIMIT}; 0: all)"
     )
     alerts = commands.add_parser("alerts", parents=[common], help="firing alerts (every account by default)")
     runs = commands.add_parser("runs", parents=[common], help="the latest collection runs of each account")
     for sub in (alerts, runs):
-        sub.add_argument("--vendor", choices=VENDORS)
+        sub.add_argument("--vendor", choices=registry.vendor_ids())
         sub.add_argument("--account", help="one vendor account (its account_id in the vendor secret)")
     alerts.add_argument("--tenant", help="one customer (tenant id)")
     alerts.add_argument("--rule", help="one rule (over_quota, collection, ...)")
@@ -224,7 +224,7 @@ def _report(store: DynamoStore, args: argparse.Namespace) -> str:
 
 def _accounts(store: DynamoStore, args: argparse.Namespace) -> list[tuple[str, str]]:
     """The (vendor, account) pairs asked for; without --account, those with totals this month or last."""
-    vendors = [args.vendor] if args.vendor else list(VENDORS)
+    vendors = [args.vendor] if args.vendor else list(registry.vendor_ids())
     if args.account:
         return [(vendor, args.account) for vendor in vendors]
     now = Period.of(datetime.now(UTC))
@@ -254,7 +254,7 @@ def _alerts(store: DynamoStore, args: argparse.Namespace) -> str:
         return f"No firing alerts ({len(pairs)} account(s) looked at)."
     cells = [
         (
-            VENDOR_NAMES.get(s.vendor, s.vendor),
+            registry.display_name(s.vendor),
             s.account_id,
             clean_name(s.tenant_name),
             s.rule,
@@ -289,7 +289,7 @@ def _runs(store: DynamoStore, args: argparse.Namespace) -> str:
         return "No runs found."
     cells = [
         (
-            VENDOR_NAMES.get(r["vendor"], r["vendor"]),
+            registry.display_name(r["vendor"]),
             r["account_id"],
             r["as_of"],
             r["status"],

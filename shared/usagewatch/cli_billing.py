@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from usagewatch import registry
 from usagewatch.billing_report import UsageReader, gather, line_row, render_csv
 from usagewatch.billing_store import BillingStore, ImportResult
 from usagewatch.customers import NamedTenant, TenantRef, unmapped
 from usagewatch.imports import parse_contracts, parse_mappings
-from usagewatch.model import VENDORS, Period
+from usagewatch.model import Period
 from usagewatch.reconcile import DEFAULT_TOLERANCE, summary
 from usagewatch.report import table
 from usagewatch.store import DynamoStore
@@ -77,7 +78,7 @@ def run(store: DynamoStore, args: argparse.Namespace, kind: str, fail: Fail, csv
     if args.command == "contracts":
         return _import_contracts(store, billing, _read_file(args.file, fail), args.file)
     if args.action == "import":
-        parsed = parse_mappings(_read_file(args.file, fail), vendors=VENDORS, source=args.file)
+        parsed = parse_mappings(_read_file(args.file, fail), vendors=registry.vendor_ids(), source=args.file)
         result = billing.import_mappings(parsed.customers, parsed.mappings)
         return _imported(result, f"{len(parsed.customers)} customer(s), {len(parsed.mappings)} tenant mapping(s)")
     period = _period(args.period, fail)
@@ -140,7 +141,7 @@ def _import_contracts(store: DynamoStore, billing: BillingStore, text: str, sour
     contracts = parse_contracts(
         text,
         customers=customers,
-        vendors=VENDORS,
+        vendors=registry.vendor_ids(),
         metric_known=lambda vendor, metric: metric in known.get(vendor, set()),
         source=source,
     )
@@ -182,7 +183,7 @@ def _suggest(
     ]
     if args.accept and rows:
         mapping_csv = csv(rows, SUGGESTION_COLUMNS)
-        parsed = parse_mappings(mapping_csv, vendors=VENDORS, source="suggestions")
+        parsed = parse_mappings(mapping_csv, vendors=registry.vendor_ids(), source="suggestions")
         result = billing.import_mappings(parsed.customers, parsed.mappings)
         return _imported(result, f"{len(parsed.mappings)} accepted suggestion(s)")
     if kind == "csv":

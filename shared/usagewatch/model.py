@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 
+from usagewatch import registry
 from usagewatch.errors import ConfigError, VendorDataError
 from usagewatch.text import clean_name
 
 Number = int | float
 
-VENDORS: Final = ("gravityzone", "keepnet", "thousandeyes")
-UNITS: Final = ("seats", "users", "mailboxes", "units", "agents", "hours")
 # Larger than any real licence count; a value above it is a vendor bug, not usage.
 MAX_PLAUSIBLE_VALUE: Final = 10**15
 # Vendor-controlled names are cut to this many characters before they are stored or published.
@@ -156,9 +155,9 @@ class UsageRecord:
 
     def __post_init__(self) -> None:
         tid = self.tenant.tenant_id
-        if self.vendor not in VENDORS:
+        if not registry.is_known(self.vendor):
             raise VendorDataError(f"unknown vendor {self.vendor!r}")
-        if self.unit not in UNITS:
+        if self.unit not in registry.vendor(self.vendor).units:
             raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown unit {self.unit!r}")
         if not self.metric or not re.fullmatch(r"[a-z0-9_]+", self.metric):
             raise VendorDataError(f"tenant {tid}: invalid metric name {self.metric!r}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from usagewatch import registry
 from usagewatch.events import BREACHED, FAILED, RECOVERED, REPORT_READY, RESOLVED, TENANT_REMOVED
 from usagewatch.model import ACCOUNT_WIDE, AlertState, Number
 from usagewatch.text import one_line
 
-VENDOR_NAMES: Final = {"gravityzone": "GravityZone", "keepnet": "Keepnet", "thousandeyes": "ThousandEyes"}
 SUBJECT_LIMIT: Final = 100
 
 
@@ -22,7 +22,7 @@ def fmt(number: Number | None) -> str:
 
 
 def vendor_name(vendor: str) -> str:
-    return VENDOR_NAMES.get(vendor, vendor)
+    return registry.display_name(vendor)
 
 
 def _metric_words(metric: str) -> str:

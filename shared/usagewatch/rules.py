@@ -10,8 +10,9 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from usagewatch import registry
 from usagewatch.errors import ConfigError
-from usagewatch.model import COLLECTION_RULE, MAX_PLAUSIBLE_VALUE, VENDORS, Number, UsageRecord
+from usagewatch.model import COLLECTION_RULE, MAX_PLAUSIBLE_VALUE, Number, UsageRecord
 from usagewatch.validation import describe
 
 Severity = Literal["info", "warning", "critical"]
@@ -70,11 +71,18 @@ def _parse_until(value: object) -> datetime:
 
 
 class OperatorQuota(_Strict):
-    vendor: Literal["gravityzone", "keepnet", "thousandeyes"]
+    vendor: str
     tenant_id: str = Field(min_length=1)
     metric: str = Field(min_length=1)
     quota: Annotated[float, Field(ge=0, le=MAX_PLAUSIBLE_VALUE)] | Annotated[int, Field(ge=0, le=MAX_PLAUSIBLE_VALUE)]
     account_id: str = "*"
+
+    @field_validator("vendor")
+    @classmethod
+    def _known_vendor(cls, value: str) -> str:
+        if not registry.is_known(value):
+            raise ValueError(f"unknown vendor (one of {', '.join(registry.vendor_ids())})")
+        return value
 
 
 class Silence(BaseModel):
@@ -103,8 +111,9 @@ class Silence(BaseModel):
     @field_validator("vendor")
     @classmethod
     def _known_vendor(cls, value: str) -> str:
-        if not any(fnmatchcase(vendor, value) for vendor in VENDORS):
-            raise ValueError(f"matches no vendor (one of {', '.join(VENDORS)}, or a pattern)")
+        known = registry.vendor_ids()
+        if not any(fnmatchcase(vendor, value) for vendor in known):
+            raise ValueError(f"matches no vendor (one of {', '.join(known)}, or a pattern)")
         return value
 
     @field_validator("rule")

@@ -340,3 +340,13 @@ def _failure(failed: _OrganisationError) -> TenantFailure:
     aid = organisation.call_aid or "current"
     label = f"aid {aid}" if tenant.tenant_id == aid else f"{tenant.tenant_id}, aid {aid}"
     return TenantFailure(tenant, clip(f"organisation {tenant.tenant_name} ({label}): {failed.cause}"))
+
+
+def make_source() -> ThousandEyesSource:
+    """The collector's source: organisations without `orgId` remembered in the usage table."""
+    import os
+
+    from usagewatch.store import DynamoStore, TableIdentities
+
+    table = os.environ.get("USAGE_TABLE_NAME")  # when absent, the handler's settings check says so
+    return ThousandEyesSource(identities=TableIdentities(DynamoStore(table), VENDOR) if table else None)

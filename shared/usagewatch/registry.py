@@ -1,0 +1,168 @@
+"""The vendors usagewatch knows: the one list (docs/adding-a-vendor.md).
+
+Everything else asks here: the record and rules validation (ids, units), people's wording (names), the
+CLI's choices, the Lambda entry points (the source factory), the tests' local stack (the template's
+resource names). A source is named by its import path and imported only when a function first needs it,
+so importing the registry costs nothing at cold start.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from usagewatch.model import Source
+
+_ID_RE: Final = re.compile(r"^[a-z][a-z0-9]{1,31}$")
+_TEMPLATE_RE: Final = re.compile(r"^[A-Z][A-Za-z0-9]{1,63}$")
+_TARGET_RE: Final = re.compile(r"^[a-z_][a-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Vendor:
+    """One vendor: how records, rules, people and the stack name it, and where its source lives."""
+
+    id: str
+    """In records, table keys, events and the rules document: lower case, never changed once data exists."""
+    name: str
+    """What people read: e-mails, the CLI, the monthly report."""
+    units: tuple[str, ...]
+    """The units its records count in (a record in any other unit is refused)."""
+    template_name: str
+    """The prefix of its template resources: `{template_name}CollectorFunction`, `{template_name}SecretName`."""
+    source: str
+    """`module:callable`, a zero-argument callable giving the source (a class or a factory)."""
+    settings: str
+    """`module:Model`, the pydantic model of one account in the vendor secret (docs/vendors/<id>.md)."""
+    billed_metrics: tuple[str, ...] = ()
+    """The metrics an MSP bills in the usual case (the report's and the dashboard's headline numbers)."""
+
+    def __post_init__(self) -> None:
+        if not _ID_RE.fullmatch(self.id):
+            raise ValueError(f"vendor id {self.id!r}: expected 2-32 lower-case letters and digits")
+        if not _TEMPLATE_RE.fullmatch(self.template_name):
+            raise ValueError(f"vendor {self.id}: template_name {self.template_name!r}: expected CamelCase")
+        for field, target in (("source", self.source), ("settings", self.settings)):
+            if not _TARGET_RE.fullmatch(target):
+                raise ValueError(f"vendor {self.id}: {field} {target!r}: expected 'module:attribute'")
+        if not self.units or not self.name.strip():
+            raise ValueError(f"vendor {self.id}: name and at least one unit are required")
+
+    @property
+    def function_name(self) -> str:
+        """The collector's logical id in template.yaml."""
+        return f"{self.template_name}CollectorFunction"
+
+    @property
+    def secret_parameter(self) -> str:
+        """The template parameter naming the vendor secret."""
+        return f"{self.template_name}SecretName"
+
+    def make_source(self) -> Source[Any]:
+        factory: Callable[[], Source[Any]] = _resolve(self.source)
+        return factory()
+
+    def settings_model(self) -> type[Any]:
+        model: type[Any] = _resolve(self.settings)
+        return model
+
+
+def _resolve(target: str) -> Any:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+_BUILT_IN: Final = (
+    Vendor(
+        id="gravityzone",
+        name="GravityZone",
+        units=("seats", "mailboxes", "hours"),
+        template_name="GravityZone",
+        source="usagewatch.sources.gravityzone.source:GravityZoneSource",
+        settings="usagewatch.sources.gravityzone.api:GravityZoneAccount",
+        billed_metrics=("endpoint_monthly_usage",),
+    ),
+    Vendor(
+        id="keepnet",
+        name="Keepnet",
+        units=("users",),
+        template_name="Keepnet",
+        source="usagewatch.sources.keepnet.source:KeepnetSource",
+        settings="usagewatch.sources.keepnet.api:KeepnetAccount",
+        billed_metrics=("monthly_users",),
+    ),
+    Vendor(
+        id="thousandeyes",
+        name="ThousandEyes",
+        units=("units", "agents"),
+        template_name="ThousandEyes",
+        source="usagewatch.sources.thousandeyes.source:make_source",
+        settings="usagewatch.sources.thousandeyes.api:ThousandEyesAccount",
+        billed_metrics=("cloud_units",),
+    ),
+)
+
+_vendors: dict[str, Vendor] = {v.id: v for v in _BUILT_IN}
+
+
+def vendor(vendor_id: str) -> Vendor:
+    try:
+        return _vendors[vendor_id]
+    except KeyError:
+        raise KeyError(f"unknown vendor {vendor_id!r} (one of {', '.join(_vendors)})") from None
+
+
+def vendor_ids() -> tuple[str, ...]:
+    return tuple(_vendors)
+
+
+def vendors() -> tuple[Vendor, ...]:
+    return tuple(_vendors.values())
+
+
+def is_known(vendor_id: str) -> bool:
+    return vendor_id in _vendors
+
+
+def display_name(vendor_id: str) -> str:
+    """People's name of a vendor; an id nobody registered is shown as it is (an old record, a typo)."""
+    known = _vendors.get(vendor_id)
+    return known.name if known else vendor_id
+
+
+def all_units() -> frozenset[str]:
+    return frozenset(u for v in _vendors.values() for u in v.units)
+
+
+def source_factory(vendor_id: str) -> Callable[[], Source[Any]]:
+    """What a collector's Lambda entry point hands to `lambda_handler_for`: the source, built on first use."""
+    entry = vendor(vendor_id)
+    return entry.make_source
+
+
+def register(entry: Vendor) -> None:
+    """Add a vendor (a plug-in, or a test's toy vendor); an id already taken is refused."""
+    if entry.id in _vendors:
+        raise ValueError(f"vendor {entry.id!r} is already registered")
+    _vendors[entry.id] = entry
+
+
+def unregister(vendor_id: str) -> None:
+    if any(v.id == vendor_id for v in _BUILT_IN):
+        raise ValueError(f"vendor {vendor_id!r} is built in")
+    _vendors.pop(vendor_id, None)
+
+
+@contextmanager
+def registered(entry: Vendor) -> Iterator[Vendor]:
+    """The vendor is known inside the block and forgotten after it (tests)."""
+    register(entry)
+    try:
+        yield entry
+    finally:
+        unregister(entry.id)
