@@ -14,6 +14,7 @@ from tests.faults.vendors import VENDORS, Case, case
 from tests.integration.conftest import Invoke
 from tests.local_aws import LocalAws
 from tests.simulators.base import Fault
+from usagewatch import registry
 from usagewatch.errors import ConfigError
 from usagewatch.http import DEFAULT_MAX_RESPONSE_BYTES, HttpClient, RetryPolicy
 from usagewatch.sources.gravityzone import GravityZoneSource
@@ -24,6 +25,10 @@ from usagewatch.sources.thousandeyes import ThousandEyesSource
 def harness(aws: LocalAws, invoke: Invoke, clock: FrozenClock, c: Case) -> Harness:
     aws.put_secret(c.secret_name, c.accounts)
     return Harness(aws, invoke, clock, c.vendor, aws.environment(c.vendor, secret_name=c.secret_name))
+
+
+def test_every_registered_vendor_has_a_case_here() -> None:
+    assert sorted(VENDORS) == sorted(registry.vendor_ids()), "add the vendor's case to tests/faults/vendors.py"
 
 
 @pytest.fixture(params=VENDORS)

@@ -17,11 +17,6 @@ from tests.simulators.keepnet import SEARCH_PATH, TOKEN_PATH, make_companies
 from tests.simulators.thousandeyes import make_orgs
 
 VENDORS = ("keepnet", "thousandeyes", "gravityzone")
-SECRETS = {
-    "keepnet": "usagewatch/keepnet",
-    "thousandeyes": "usagewatch/thousandeyes",
-    "gravityzone": "usagewatch/gravityzone",
-}
 TE_EMAIL = "ops@msp.example"
 
 
@@ -54,7 +49,7 @@ class Case:
 
     @property
     def secret_name(self) -> str:
-        return SECRETS[self.vendor]
+        return f"usagewatch/{self.vendor}"
 
 
 @contextmanager

@@ -13,21 +13,19 @@ from typing import Any
 import pytest
 
 from tests import template_loader
+from usagewatch import registry
 
 REPO = template_loader.REPO_ROOT
 TEMPLATE = template_loader.DEFAULT_TEMPLATE
 VENV_BIN = Path(sys.executable).parent
 
-# The three collectors: logical id -> (vendor, secret-name parameter, schedule parameter, default schedule).
+# The vendors' default schedules where they are not every six hours (ThousandEyes bills by the hour).
+SCHEDULES: dict[str, str] = {"thousandeyes": "rate(1 hour)"}
+# Every registered vendor's collector: logical id -> (vendor, secret-name parameter, schedule parameter,
+# default schedule). A vendor in the registry without its template resources fails these checks.
 COLLECTORS: dict[str, tuple[str, str, str, str]] = {
-    "KeepnetCollectorFunction": ("keepnet", "KeepnetSecretName", "KeepnetSchedule", "rate(6 hours)"),
-    "GravityZoneCollectorFunction": ("gravityzone", "GravityZoneSecretName", "GravityZoneSchedule", "rate(6 hours)"),
-    "ThousandEyesCollectorFunction": (
-        "thousandeyes",
-        "ThousandEyesSecretName",
-        "ThousandEyesSchedule",
-        "rate(1 hour)",
-    ),
+    v.function_name: (v.id, v.secret_parameter, f"{v.template_name}Schedule", SCHEDULES.get(v.id, "rate(6 hours)"))
+    for v in registry.vendors()
 }
 
 # Every optional feature switched on: the translated template then holds every conditional resource.
