@@ -248,6 +248,7 @@ def _open(ctx: _Ctx, identifier: str, finding: Finding, open_thresholds: Mapping
         since=ctx.now_iso,
         updated_at=ctx.now_iso,
         previous_since=ctx.previous[identifier].since if identifier in ctx.previous else "",
+        customer_id=finding.customer_id,
     )
     state = _with_numbers(state, finding)
     if _silenced(ctx, state):
@@ -260,7 +261,13 @@ def _open(ctx: _Ctx, identifier: str, finding: Finding, open_thresholds: Mapping
 
 def _still_firing(ctx: _Ctx, state: AlertState, finding: Finding) -> None:
     refreshed = _with_numbers(
-        replace(state, tenant_name=finding.record.tenant.tenant_name, updated_at=ctx.now_iso), finding
+        replace(
+            state,
+            tenant_name=finding.record.tenant.tenant_name,
+            updated_at=ctx.now_iso,
+            customer_id=finding.customer_id or state.customer_id,
+        ),
+        finding,
     )
     if _silenced(ctx, state):
         return
@@ -448,6 +455,7 @@ def threshold_event(event_type: str, state: AlertState, now: datetime, extra: Ma
         "threshold": state.threshold,
         "observed_at": utc_iso(now),
         "summary": threshold_summary(event_type, state),
+        **({"customer_id": state.customer_id} if state.customer_id else {}),
         **(extra or {}),
     }
     model = ThresholdResolved if event_type == RESOLVED else ThresholdBreached

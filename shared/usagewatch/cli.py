@@ -10,6 +10,7 @@ Examples:
   usagewatch contracts import contracts.csv
   usagewatch reconcile --period 2026-11
   usagewatch migrate --table usagewatch-usage --dry-run
+  usagewatch monthly-report --period 2026-11 --stack usagewatch
 
 The table comes from --table, the USAGEWATCH_TABLE environment variable, or --stack NAME (the stack's
 UsageTableName output). AWS credentials and region come from boto3's usual chain (or --region).
@@ -101,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", parents=[common], help="rewrite usage of the old shape (one item per metric) as one item per tenant"
     )
     migrate.add_argument("--dry-run", action="store_true", help="count what would change, write nothing")
+    monthly = commands.add_parser(
+        "monthly-report",
+        parents=[common],
+        help="write the month's billing report (CSV, HTML) to the report bucket now and publish report.ready",
+    )
+    monthly.add_argument("--period", required=True, help="YYYY-MM")
+    monthly.add_argument("--bucket", help="the report bucket (default: the stack's ReportBucketName output)")
+    monthly.add_argument("--topic", help="the alert topic ARN (default: the stack's AlertTopicArn output)")
     return parser
 
 
@@ -116,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = _migrate(store, args)
         elif args.command == "runs":
             text = _runs(store, args)
+        elif args.command == "monthly-report":
+            text = _monthly_report(store, args)
         else:
             text = cli_billing.run(store, args, _format(args), CliError, _csv)
     except CliError as exc:
@@ -146,6 +157,17 @@ def _client(service: str, args: argparse.Namespace) -> Any:
     return boto3.client(service, region_name=region) if region else boto3.client(service)  # type: ignore[call-overload]
 
 
+def _stack_outputs(args: argparse.Namespace) -> dict[str, str]:
+    stack = getattr(args, "stack", None)
+    if not stack:
+        return {}
+    try:
+        answer = _client("cloudformation", args).describe_stacks(StackName=stack)
+    except Exception as exc:
+        raise CliError(f"stack {stack!r} not read: {type(exc).__name__}: {exc}", AWS_ERROR) from exc
+    return {o["OutputKey"]: str(o["OutputValue"]) for s in answer.get("Stacks", []) for o in s.get("Outputs", [])}
+
+
 def _table_name(args: argparse.Namespace) -> str:
     table = getattr(args, "table", None) or os.environ.get("USAGEWATCH_TABLE") or os.environ.get("USAGE_TABLE_NAME")
     if table:
@@ -153,11 +175,7 @@ def _table_name(args: argparse.Namespace) -> str:
     stack = getattr(args, "stack", None)
     if not stack:
         raise CliError("no table: pass --table NAME, --stack STACK or set USAGEWATCH_TABLE")
-    try:
-        answer = _client("cloudformation", args).describe_stacks(StackName=stack)
-    except Exception as exc:
-        raise CliError(f"stack {stack!r} not read: {type(exc).__name__}: {exc}", AWS_ERROR) from exc
-    outputs = {o["OutputKey"]: o["OutputValue"] for s in answer.get("Stacks", []) for o in s.get("Outputs", [])}
+    outputs = _stack_outputs(args)
     if "UsageTableName" not in outputs:
         raise CliError(f"stack {stack!r} has no UsageTableName output: is it a usagewatch stack?")
     return str(outputs["UsageTableName"])
@@ -183,6 +201,37 @@ def _csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
 def _row(value: Total | RunRecord) -> dict[str, Any]:
     """A model object as the flat row machines read (sequences as lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items()}
+
+
+# --- monthly report -------------------------------------------------------------------------------
+
+
+def _monthly_report(store: DynamoStore, args: argparse.Namespace) -> str:
+    from usagewatch.monthly_report import run_report
+    from usagewatch.publisher import SnsPublisher
+
+    period = Period.parse(args.period, field="--period")
+    outputs = _stack_outputs(args) if not (args.bucket and args.topic) else {}
+    bucket = args.bucket or outputs.get("ReportBucketName")
+    topic = args.topic or outputs.get("AlertTopicArn")
+    if not bucket or not topic:
+        raise CliError("monthly-report: pass --stack STACK, or --bucket and --topic")
+    ready = run_report(
+        {"period": str(period)},
+        store=store,
+        s3=_client("s3", args),
+        publisher=SnsPublisher(topic, client=_client("sns", args)),
+        bucket=bucket,
+    )
+    if _format(args) == "json":
+        return json.dumps(ready, sort_keys=True)
+    return "\n".join(
+        [
+            str(ready["summary"]),
+            f"csv:  s3://{bucket}/{ready['csv_key']}",
+            f"html: s3://{bucket}/{ready['html_key']}",
+        ]
+    )
 
 
 # --- report ---------------------------------------------------------------------------------------

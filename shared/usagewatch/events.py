@@ -68,6 +68,9 @@ class _Threshold(EventEnvelope):
     quota: Number | None
     projected: Number | None
     threshold: Number | None
+    customer_id: str | None = Field(
+        None, description="The customer owning the tenant (docs/billing.md), when the operator mapped it."
+    )
 
 
 class ThresholdBreached(_Threshold):

@@ -107,12 +107,16 @@ def handle(
         def remaining() -> float:
             return seconds - (time.monotonic() - started)
 
+    from usagewatch.billing_store import BillingStore
+    from usagewatch.store import DynamoStore
+
     pipeline = Pipeline(
         source,
         store,
         publisher,
         rules,
         clock,
+        billing=BillingStore(store) if isinstance(store, DynamoStore) else None,
         work_queue=work_queue,
         budget_seconds=budget,
         remaining=remaining,

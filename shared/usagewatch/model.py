@@ -290,6 +290,8 @@ class AlertState:
     threshold: Number | None = None
     error: str | None = None
     reason: str | None = None
+    customer_id: str | None = None
+    """The customer owning the tenant (docs/billing.md), when the operator mapped it."""
     previous_since: str | None = None
     """The start of this alert's previous episode ("" for its first): what tells episodes apart in event ids."""
     version: int = 0

@@ -14,6 +14,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 from uuid import uuid4
 
 from usagewatch.alerts import Observed, Reading, TenantFailureInfo, Transition, alert_id, reconcile
+from usagewatch.billing_alerts import BILLING_RULES, UNDER_BILLED, BillingReader, BillingView, load_view
 from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
 from usagewatch.dispatch import Dispatcher, Publisher
 from usagewatch.errors import ConfigError, StoreError, UsagewatchError
@@ -201,6 +202,8 @@ class _AccountRun:
     gaps: dict[str, Tenant] = field(default_factory=dict)
     """Parts of the listing that failed (ListingGap), by tenant id: the customers beneath are unknown."""
     incomplete: list[str] = field(default_factory=list)
+    billing: BillingView | None = None
+    """Customers and contracts of this account (None: not configured or not readable: billing alerts kept)."""
 
     def __post_init__(self) -> None:
         self.outcome = AccountOutcome(self.account_id)
@@ -221,6 +224,8 @@ class _AccountRun:
         if record.tenant.billed:
             self.totals.add(period, record.metric, record.unit, record.value, record.tenant_id, carried=False)
         self.findings.extend(findings)
+        if self.billing is not None:
+            self.billing.observe(record)
         self.outcome.records_written += 1
 
     def fail(self, error: str) -> None:
@@ -277,6 +282,8 @@ class Pipeline(Generic[AccountT]):
     remaining: Callable[[], float] | None = None
     """Seconds left in the invocation; accounts are not started once less than the reserve is left."""
     deadline_reserve: float = DEADLINE_RESERVE_SECONDS
+    billing: BillingReader | None = None
+    """Customers and contracts (docs/billing.md), for the under_billed and unmapped_tenant rules."""
     lease_owner: str = field(default_factory=lambda: uuid4().hex)
     """This invocation's name on the account leases it takes (unique, so a duplicate delivery is not us)."""
 
@@ -356,6 +363,7 @@ class Pipeline(Generic[AccountT]):
         except StoreError as exc:
             run.fail(_clean(str(exc)))
             return self._finish(run, request, run_id)
+        self._load_billing(run, request)
         queue = self.work_queue
         if queue is not None and isinstance(self.source, ChunkedSource):
             try:
@@ -392,6 +400,34 @@ class Pipeline(Generic[AccountT]):
         finally:
             if isinstance(self.source, NotingSource):
                 run.outcome.notes += [_clean(n) for n in self.source.drain_notes(run.account_id)]
+
+    def _load_billing(self, run: _AccountRun, request: CollectionRequest) -> None:
+        if self.billing is None:
+            return
+        try:
+            run.billing = load_view(self.billing, run.vendor, run.account_id, request.period)
+        except StoreError as exc:
+            logger.warning(
+                "customers and contracts not read: billing alerts left as they are this run",
+                extra={"account_id": run.account_id, "error": _clean(str(exc))},
+            )
+
+    def _billing_findings(self, run: _AccountRun, open_states: Mapping[str, AlertState]) -> set[Reading]:
+        """Add this run's billing findings (and customers to findings on their tenants); the customer
+        readings judged, so an under_billed alert whose contract or mapping is gone resolves."""
+        view = run.billing
+        if view is None:
+            return set()
+        names: dict[str, str] = {}
+        findings, failed_owners = view.findings(self.rules, run.failures, names)
+        if any(f.rule == UNDER_BILLED for f in findings):
+            try:
+                names = {c.customer_id: c.name for c in self.billing.customers()} if self.billing else {}
+            except StoreError as exc:
+                logger.warning("customer names not read", extra={"error": _clean(str(exc))})
+            findings, failed_owners = view.findings(self.rules, run.failures, names)
+        run.findings = view.with_customers([*run.findings, *findings])
+        return view.judged(failed_owners, open_states.values())
 
     def _record_start(self, run: _AccountRun, request: CollectionRequest, run_id: str) -> None:
         """A `running` run record, overwritten by the finish: a run killed midway stays visibly unfinished."""
@@ -481,6 +517,7 @@ class Pipeline(Generic[AccountT]):
         previous: dict[str, AlertState] = {}
         revived: set[str] = set()
         removed: dict[str, str] = {}
+        judged: set[Reading] = set()
 
         try:
             if account_error is None:
@@ -492,6 +529,10 @@ class Pipeline(Generic[AccountT]):
                 computed_at = utc_iso(self.clock())
                 self.store.write_totals(run.totals.totals(vendor, account_id, computed_at, run.incomplete))
             open_states = run.open_states if run.open_states is not None else self.store.open_alerts(vendor, account_id)
+            judged = self._billing_findings(run, open_states) if account_error is None else set()
+            if run.billing is None:
+                # Nothing known of customers this run: their alerts are neither resolved nor refreshed.
+                open_states = {k: s for k, s in open_states.items() if s.rule not in BILLING_RULES}
             previous = self._previous_states(run, open_states) if account_error is None else {}
             revived = self._revive_reopened(open_states, previous)
         except StoreError as exc:
@@ -501,7 +542,7 @@ class Pipeline(Generic[AccountT]):
         transitions: list[Transition] = []
         if open_states is not None:
             # A tenant that answered with no records at all (no licence) was read for every period.
-            read = run.read | {(t, p) for t in run.silent_tenants for p in run.periods}
+            read = run.read | {(t, p) for t in run.silent_tenants for p in run.periods} | {(t, p) for t, _, p in judged}
             transitions = reconcile(
                 open_states,
                 vendor=vendor,
@@ -509,10 +550,10 @@ class Pipeline(Generic[AccountT]):
                 document=self.rules,
                 now=request.as_of,
                 observed=Observed(
-                    frozenset(run.ok_tenants),
+                    frozenset(run.ok_tenants.keys() | {t for t, _, _ in judged}),
                     frozenset(run.periods),
                     frozenset(read),
-                    metrics=frozenset(run.metrics_read),
+                    metrics=frozenset(run.metrics_read | judged),
                     silent=frozenset(run.silent_tenants),
                 ),
                 findings=run.findings,
@@ -606,6 +647,7 @@ class Pipeline(Generic[AccountT]):
         """Rebuild sums and findings from what the chunks stored; numbers older than the run are carried."""
         run = _AccountRun(self.source.vendor, account_id, parse_utc(state.started_at))
         run.watch(self.store.open_alerts(run.vendor, account_id))
+        self._load_billing(run, request)
         run.failures = {tid: TenantFailureInfo(name, error) for tid, (name, error) in state.failures.items()}
         if state.errors:
             run.fail("; ".join(state.errors))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sns.client import SNSClient
     from mypy_boto3_sqs.client import SQSClient
 
-ATTRIBUTES: Final = ("event_type", "vendor", "severity", "rule", "tenant_id")
+ATTRIBUTES: Final = ("event_type", "vendor", "severity", "rule", "tenant_id", "customer_id")
 
 
 def message_attributes(event: Event) -> dict[str, dict[str, str]]:

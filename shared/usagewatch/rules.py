@@ -18,7 +18,9 @@ from usagewatch.validation import describe
 Severity = Literal["info", "warning", "critical"]
 LADDER: Final = ("vendor_limit_exceeded", "over_quota", "projected_over_quota", "quota_utilization")
 """The precedence ladder, highest first: on one record only the highest rule that holds fires."""
-RULE_NAMES: Final = (*LADDER, "below_minimum_commitment")
+# Judged by the pipeline from customers and contracts (billing_alerts.py), not per record by `evaluate`.
+BILLING_RULE_NAMES: Final = ("under_billed", "unmapped_tenant")
+RULE_NAMES: Final = (*LADDER, "below_minimum_commitment", *BILLING_RULE_NAMES)
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 MAX_REPEAT_HOURS: Final = 24 * 366
 """A repeat interval longer than a year never repeats anything; a bound keeps `timedelta` from overflowing."""
@@ -51,6 +53,8 @@ class Rules(_Strict):
     projected_over_quota: ProjectedRule = ProjectedRule()
     quota_utilization: UtilizationRule = UtilizationRule()
     below_minimum_commitment: MinimumRule = MinimumRule(severity="info")
+    under_billed: RuleConfig = RuleConfig(severity="warning")
+    unmapped_tenant: RuleConfig = RuleConfig(severity="warning")
 
     def config(self, rule: str) -> RuleConfig:
         value: RuleConfig = getattr(self, rule)
@@ -192,6 +196,8 @@ class Finding:
     severity: str
     threshold: Number
     quota: Number | None
+    customer_id: str | None = None
+    """The customer owning the record's tenant (or the customer an under_billed finding sums)."""
 
     @property
     def rank(self) -> int:

@@ -148,3 +148,19 @@ def test_missing_environment_names_the_variable(billed: LocalAws, monkeypatch: p
 
     with pytest.raises(ConfigError, match="REPORT_BUCKET not set"):
         load_app("report").lambda_handler({}, FakeLambdaContext())
+
+
+def test_the_cli_writes_the_report_now_and_prints_where(billed: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
+    from usagewatch.cli import main
+
+    argv = ["monthly-report", "--period", "2026-11", "--table", billed.table_name, "--bucket", BUCKET]
+    assert main([*argv, "--topic", billed.topic_arn]) == 0
+    out = capsys.readouterr().out
+    assert f"csv:  s3://{BUCKET}/" in out and f"html: s3://{BUCKET}/" in out
+    (ready,) = [e for e in billed.drain_events() if e["event_type"] == "report.ready"]
+    assert ready["period"] == "2026-11"
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert {ready["csv_key"], ready["html_key"]} <= keys
+
+    assert main(argv) == 1  # no topic and no stack to read it from
+    assert "pass --stack STACK, or --bucket and --topic" in capsys.readouterr().err

@@ -90,6 +90,8 @@ def test_an_empty_document_is_the_defaults_of_the_contract() -> None:
             ("projected_over_quota", True, "warning"),
             ("quota_utilization", True, "warning"),
             ("below_minimum_commitment", True, "info"),
+            ("under_billed", True, "warning"),
+            ("unmapped_tenant", True, "warning"),
         ]
         assert r.projected_over_quota.min_period_elapsed == 0.0
         assert r.quota_utilization.threshold == 0.9

@@ -1,0 +1,171 @@
+"""The collectors' billing rules: `under_billed` (a customer uses more than its contract) and `unmapped_tenant`
+(a tenant with usage that no customer owns). docs/alerts.md and docs/billing.md.
+
+One account's run reads its view once (the vendor's accounts, their mappings, the vendor's contracts: a
+handful of paged Queries, never one per tenant), keeps while streaming only the sums of the customers'
+contracted metrics and one record per unmapped tenant, and turns them into findings at the finish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Final, Protocol
+
+from usagewatch import registry
+from usagewatch.contracts import Contract, in_force
+from usagewatch.customers import Customer, TenantMapping
+from usagewatch.model import AlertState, Number, Period, Tenant, UsageRecord, Window
+from usagewatch.rules import Finding, RulesDocument
+
+UNDER_BILLED: Final = "under_billed"
+UNMAPPED_TENANT: Final = "unmapped_tenant"
+BILLING_RULES: Final = (UNDER_BILLED, UNMAPPED_TENANT)
+CUSTOMER_PREFIX: Final = "customer:"
+"""An under_billed alert's `tenant_id` is the customer's, prefixed: its numbers are the sum of its tenants."""
+
+
+class BillingReader(Protocol):
+    def accounts(self) -> list[tuple[str, str]]: ...
+
+    def account_mappings(self, vendor: str, account_id: str) -> list[TenantMapping]: ...
+
+    def contracts(self, vendor: str) -> list[Contract]: ...
+
+    def customers(self) -> list[Customer]: ...
+
+
+def customer_tenant_id(customer_id: str) -> str:
+    return f"{CUSTOMER_PREFIX}{customer_id}"
+
+
+@dataclass
+class BillingView:
+    """What one account's run knows of customers and contracts, and what it has summed so far."""
+
+    vendor: str
+    account_id: str
+    period: Period
+    owners: dict[str, str]
+    """tenant id -> customer id, for this account's mapped tenants."""
+    shared: frozenset[str]
+    """Customers with tenants of this vendor in other accounts too: the monthly reconciliation judges them."""
+    contracts: dict[tuple[str, str], Contract]
+    """(customer id, metric) -> the contract in force this period, for this vendor."""
+    active: bool
+    """Whether the operator maps this vendor's tenants at all (no mapping: no unmapped alerts)."""
+    used: dict[tuple[str, str], tuple[Number, str]] = field(default_factory=dict)
+    """(customer, metric) -> [sum, unit] over the customer's tenants read this run."""
+    unmapped: dict[str, UsageRecord] = field(default_factory=dict)
+
+    def observe(self, record: UsageRecord) -> None:
+        if not record.tenant.billed or str(record.period) != str(self.period):
+            return
+        owner = self.owners.get(record.tenant_id)
+        if owner is None:
+            if self.active and record.value > 0:
+                held = self.unmapped.get(record.tenant_id)
+                if held is None or _preferred(record, held):
+                    self.unmapped[record.tenant_id] = record
+            return
+        key = (owner, record.metric)
+        if key in self.contracts and owner not in self.shared:
+            held_sum = self.used.get(key)
+            self.used[key] = (record.value + (held_sum[0] if held_sum else 0), record.unit)
+
+    def findings(
+        self, document: RulesDocument, failed_tenants: Iterable[str], names: Mapping[str, str]
+    ) -> tuple[list[Finding], set[str]]:
+        """This run's billing findings, and the customers it could not judge (a tenant of theirs failed)."""
+        rules = document.rules
+        failed_owners = {self.owners[t] for t in failed_tenants if t in self.owners}
+        out: list[Finding] = []
+        if rules.unmapped_tenant.enabled:
+            for record in self.unmapped.values():
+                out.append(Finding(record, UNMAPPED_TENANT, rules.unmapped_tenant.severity, 0, None))
+        if rules.under_billed.enabled:
+            window = Window.month(self.period)
+            for (customer, metric), (used, unit) in sorted(self.used.items()):
+                if customer in failed_owners:
+                    continue
+                contract = self.contracts[(customer, metric)]
+                if used <= contract.quantity:
+                    continue
+                record = UsageRecord(
+                    vendor=self.vendor,
+                    account_id=self.account_id,
+                    tenant=Tenant(customer_tenant_id(customer), names.get(customer, customer)),
+                    metric=metric,
+                    value=used,
+                    unit=unit,
+                    window=window,
+                    quota=contract.quantity,
+                )
+                out.append(
+                    Finding(
+                        record,
+                        UNDER_BILLED,
+                        rules.under_billed.severity,
+                        contract.quantity,
+                        contract.quantity,
+                        customer,
+                    )
+                )
+        return out, failed_owners
+
+    def judged(self, failed_owners: set[str], open_states: Iterable[AlertState]) -> set[tuple[str, str, str]]:
+        """(tenant id, metric, period) of every customer reading this run stands for, firing or not.
+
+        An open under_billed alert whose contract or mapping is gone is judged too, so it resolves.
+        """
+        period = str(self.period)
+        judged = {(customer_tenant_id(customer), metric, period) for customer, metric in self.contracts}
+        judged |= {
+            (s.tenant_id, s.metric, s.period) for s in open_states if s.rule == UNDER_BILLED and s.period == period
+        }
+        skipped = {customer_tenant_id(c) for c in failed_owners | self.shared}
+        return {key for key in judged if key[0] not in skipped}
+
+    def with_customers(self, findings: Iterable[Finding]) -> list[Finding]:
+        """Every finding on a mapped tenant names its customer (the `customer_id` of the event)."""
+        return [
+            replace(f, customer_id=self.owners[f.record.tenant_id])
+            if f.customer_id is None and f.record.tenant_id in self.owners
+            else f
+            for f in findings
+        ]
+
+
+def _preferred(record: UsageRecord, held: UsageRecord) -> bool:
+    """The record an unmapped tenant's alert hangs on: the vendor's billed metric, else the first by name."""
+    billed = registry.vendor(record.vendor).billed_metrics
+    rank = (record.metric not in billed, record.metric)
+    return rank < (held.metric not in billed, held.metric)
+
+
+def load_view(reader: BillingReader, vendor: str, account_id: str, period: Period) -> BillingView:
+    """One paged Query for the accounts, one per account of this vendor for its mappings, one for contracts."""
+    accounts = [a for v, a in reader.accounts() if v == vendor]
+    owners: dict[str, str] = {}
+    elsewhere: set[str] = set()
+    for other in accounts:
+        for mapping in reader.account_mappings(vendor, other):
+            if other == account_id:
+                owners[mapping.tenant.tenant_id] = mapping.customer_id
+            else:
+                elsewhere.add(mapping.customer_id)
+    mine = set(owners.values())
+    contracts = {
+        (c.customer_id, c.metric): c
+        for c in in_force(reader.contracts(vendor), period).values()
+        if c.customer_id in mine
+    }
+    return BillingView(
+        vendor=vendor,
+        account_id=account_id,
+        period=period,
+        owners=owners,
+        shared=frozenset(mine & elsewhere),
+        contracts=contracts,
+        active=bool(accounts),
+    )
