@@ -144,6 +144,7 @@ def main() -> int:
     say("usagewatch demo: the pipeline end to end, on this machine")
     with local_aws() as endpoint, DemoVendors() as vendors:
         from tests.local_aws import provision
+        from tests.template_loader import dashboard
 
         redirect_logs()
         section("Deploy")
@@ -151,6 +152,7 @@ def main() -> int:
         say(f"Embedded AWS (moto server): {endpoint}")
         say(f"  table {aws.table_name} (keys, index and TTL from template.yaml)")
         say(f"  topic {aws.topic_arn.split(':')[-1]} -> queue subscribed with raw delivery (a PSA integration)")
+        say(f"  dashboard {dashboard()[0]} (CloudWatch; in AWS the stack creates it under the stack's name)")
         envs = vendors.configure(aws)
         for vendor, sim_url in vendors.urls().items():
             say(f"  {vendor:13} simulator on {sim_url}; secret {envs[vendor]['VENDOR_SECRET_ID']}")

@@ -190,8 +190,8 @@ def resolve_value(
     parameters: Mapping[str, str] | None = None,
     template: str | Path = DEFAULT_TEMPLATE,
 ) -> Any:
-    """Resolve intrinsics (Ref, GetAtt, Sub, If, Join, Select, Split) in any template value, as function_environment
-    does; returns None where the value is AWS::NoValue."""
+    """Resolve intrinsics (Ref, GetAtt, Sub, If, Join, Select, Split, FindInMap) in any template value, as
+    function_environment does; returns None where the value is AWS::NoValue."""
     resolved = _Resolver(load_template(template), resources=resources or {}, parameters=parameters).resolve(value)
     return None if resolved is _NO_VALUE else resolved
 
@@ -206,6 +206,31 @@ def schedule_inputs(logical_id: str, *, template: str | Path = DEFAULT_TEMPLATE)
             raw = event.get("Properties", {}).get("Input")
             inputs[name] = json.loads(raw) if isinstance(raw, str) else {}
     return inputs
+
+
+def dashboard(
+    logical_id: str = "Dashboard",
+    *,
+    resources: Mapping[str, str] | None = None,
+    parameters: Mapping[str, str] | None = None,
+    template: str | Path = DEFAULT_TEMPLATE,
+) -> tuple[str, dict[str, Any]]:
+    """(name, parsed body) of an AWS::CloudWatch::Dashboard, resolved as `resolve_value` does.
+
+    A Ref or GetAtt to a resource missing from `resources` resolves to its logical id (the widgets of a function
+    then name `KeepnetCollectorFunction`), so callers may pass only what they check.
+    """
+    doc = load_template(template)
+    properties = _resource(doc, logical_id, "AWS::CloudWatch::Dashboard").get("Properties", {})
+    known = {name: name for name in doc["Resources"]} | dict(resources or {})
+    resolver = _Resolver(doc, resources=known, parameters=parameters)
+    name = resolver.resolve(properties.get("DashboardName"))
+    text = resolver.resolve(properties.get("DashboardBody"))
+    try:
+        body = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise TemplateError(f"{logical_id}.DashboardBody is not JSON once resolved: {exc}") from exc
+    return str(name), body
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -326,6 +351,12 @@ class _Resolver:
             if key == "Fn::Split":
                 delimiter, text = argument
                 return str(self.resolve(text)).split(str(delimiter))
+            if key == "Fn::FindInMap":
+                mapping, top, second = (self.resolve(v) for v in argument)
+                try:
+                    return self._template["Mappings"][mapping][top][second]
+                except KeyError as exc:
+                    raise TemplateError(f"FindInMap {mapping}.{top}.{second}: not in the template's Mappings") from exc
             if key.startswith("Fn::") or key == "Condition":
                 raise TemplateError(f"cannot resolve {key} here")
         return {k: v for k, v in ((k, self.resolve(v)) for k, v in value.items()) if v is not _NO_VALUE}

@@ -12,17 +12,16 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usagewatch.errors import ConfigError, UsagewatchError
 from usagewatch.invocation import parse_event
-from usagewatch.observability import logger, metrics
+from usagewatch.observability import emit_account, emit_run, logger, metrics
 
 if TYPE_CHECKING:
     from usagewatch.dispatch import Publisher
     from usagewatch.model import Source
-    from usagewatch.pipeline import Pipeline, RunSummary, UsageStore
+    from usagewatch.pipeline import AccountOutcome, Pipeline, RunSummary, UsageStore
     from usagewatch.settings import ConfigLoader
 
 AccountT = TypeVar("AccountT")
@@ -124,11 +123,13 @@ def handle(
     )
 
     if work:
-        return _run_chunks(pipeline, source, accounts, event)
+        return _run_chunks(pipeline, source, accounts, event, clock)
 
     summary = pipeline.run(accounts, request)
     result = summary.to_dict()
-    _emit_metrics(result)
+    emit_run(result)
+    for outcome in summary.accounts:
+        _emit_account(source.vendor, outcome, clock())
     logger.info("collection finished", extra={"summary": result})
     if summary.failed_accounts:
         raise CollectionFailedError(summary)
@@ -145,7 +146,11 @@ def _is_work_batch(event: Any) -> bool:
 
 
 def _run_chunks(
-    pipeline: Pipeline[AccountT], source: Source[AccountT], accounts: list[AccountT], event: dict[str, Any]
+    pipeline: Pipeline[AccountT],
+    source: Source[AccountT],
+    accounts: list[AccountT],
+    event: dict[str, Any],
+    clock: Callable[[], datetime],
 ) -> dict[str, Any]:
     """Each record is parsed (Powertools parser model) and collected on its own; the answer names the records
     that failed (partial batch response), so SQS retries those alone."""
@@ -165,6 +170,7 @@ def _run_chunks(
         outcome = pipeline.run_chunk(account, item)
         if outcome is not None:
             finished.append(asdict(outcome))
+            _emit_account(source.vendor, outcome, clock())
 
     # A whole batch failing is answered like a part failing: every record named, none raised (the same retry).
     processor = BatchProcessor(event_type=EventType.SQS, model=WorkRecord, raise_on_entire_batch_failure=False)
@@ -198,11 +204,9 @@ def lambda_handler_for(source_factory: Callable[[], Source[Any]]) -> LambdaHandl
     return lambda_handler
 
 
-def _emit_metrics(result: Mapping[str, Any]) -> None:
-    metrics.add_dimension(name="vendor", value=str(result["vendor"]))
-    metrics.add_metric(name="TenantsCollected", unit=MetricUnit.Count, value=result["tenants_collected"])
-    metrics.add_metric(name="TenantsFailed", unit=MetricUnit.Count, value=result["tenants_failed"])
-    metrics.add_metric(name="RecordsWritten", unit=MetricUnit.Count, value=result["records_written"])
-    metrics.add_metric(name="AlertsPublished", unit=MetricUnit.Count, value=result["alerts_published"])
-    metrics.add_metric(name="AccountsFailed", unit=MetricUnit.Count, value=result["accounts_failed"])
-    metrics.add_metric(name="PublishFailures", unit=MetricUnit.Count, value=result["publish_failures"])
+def _emit_account(vendor: str, outcome: AccountOutcome, now: datetime) -> None:
+    """The account's age of its last successful run and its period totals, for the dashboard."""
+    from usagewatch.model import parse_utc
+
+    age = None if outcome.last_success_at is None else (now - parse_utc(outcome.last_success_at)).total_seconds()
+    emit_account(vendor, outcome.account_id, last_success_age=age, totals=outcome.totals)

@@ -56,6 +56,10 @@ LEASE_SECONDS: Final = 960.0
 LEASE_MARGIN_SECONDS: Final = 10.0
 LEASE_TAKEN: Final = "skipped: another run of this account holds its lease (it is collecting now)"
 LEASE_LOST: Final = "skipped: this run's lease on the account was taken over before it published; nothing published"
+# An account's run that refreshed its numbers (partial: some tenants failed, the others were read).
+SUCCEEDED: Final = frozenset({"ok", "partial"})
+# Runs read back to find the last successful one of a failing account (the dashboard's age of the last success).
+LAST_RUNS_READ: Final = 50
 AccountT = TypeVar("AccountT")
 
 
@@ -89,6 +93,7 @@ class UsageStore(Protocol):
         read: Iterable[str] = (),
     ) -> ChunkedRunState: ...
     def claim_finish(self, key: ChunkKey) -> bool: ...
+    def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[RunRecord]: ...
 
 
 class WorkQueue(Protocol):
@@ -108,6 +113,11 @@ class AccountOutcome:
     chunks: int = 0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    totals: dict[str, Number] = field(default_factory=dict)
+    """The run's period totals by metric (none when the account failed)."""
+    last_success_at: str | None = None
+    """When the account's latest ok or partial run finished: this one, or an earlier one found among its last
+    runs while it fails (None when none is found or the account was not finished by this run)."""
 
 
 @dataclass
@@ -527,7 +537,9 @@ class Pipeline(Generic[AccountT]):
                     )
                     removed = self._reconcile_listing(run, request)
                 computed_at = utc_iso(self.clock())
-                self.store.write_totals(run.totals.totals(vendor, account_id, computed_at, run.incomplete))
+                totals = run.totals.totals(vendor, account_id, computed_at, run.incomplete)
+                self.store.write_totals(totals)
+                outcome.totals = {t.metric: t.value for t in totals if t.period == str(request.period)}
             open_states = run.open_states if run.open_states is not None else self.store.open_alerts(vendor, account_id)
             judged = self._billing_findings(run, open_states) if account_error is None else set()
             if run.billing is None:
@@ -600,11 +612,21 @@ class Pipeline(Generic[AccountT]):
             errors=tuple(errors[:MAX_ERRORS_KEPT]),
             notes=tuple(outcome.notes[:MAX_ERRORS_KEPT]),
         )
+        outcome.last_success_at = record.finished_at if outcome.status in SUCCEEDED else self._last_success(run)
         try:
             self.store.write_run(record)
         except StoreError as exc:
             logger.error("run record not written", extra={"account_id": account_id, "error": _clean(str(exc))})
         return outcome
+
+    def _last_success(self, run: _AccountRun) -> str | None:
+        """When the account's latest successful run among its last LAST_RUNS_READ finished (None if none)."""
+        try:
+            runs = self.store.runs(run.vendor, run.account_id, limit=LAST_RUNS_READ)
+        except StoreError as exc:
+            logger.warning("earlier runs not read", extra={"account_id": run.account_id, "error": _clean(str(exc))})
+            return None
+        return next((r.finished_at for r in runs if r.status in SUCCEEDED and r.finished_at), None)
 
     # --- beyond one invocation ----------------------------------------------------------------
 

@@ -743,8 +743,13 @@ def test_conditions_follow_the_parameters() -> None:
         }
 
     vendors = {"KeepnetIsEnabled", "GravityZoneIsEnabled", "ThousandEyesIsEnabled"}
+    scheduled = {"KeepnetIsScheduled", "GravityZoneIsScheduled", "ThousandEyesIsScheduled"}
     defaults = conditions({})
-    assert {name for name, on in defaults.items() if on} == vendors, "by default: every vendor, no optional extra"
+    assert {name for name, on in defaults.items() if on} == vendors | scheduled, (
+        "by default: every vendor on its schedule, no optional extra"
+    )
+    assert not any(on for name, on in conditions({"ScheduleState": "DISABLED"}).items() if name in scheduled)
+    assert not conditions({"KeepnetEnabled": "false"})["KeepnetIsScheduled"]
     local_only = {"HasLocalAwsEndpoint"}
     assert all(on for name, on in conditions(ALL_FEATURES_ON).items() if name not in local_only)
     assert conditions({"LocalAwsEndpoint": "http://127.0.0.1:5000"})["HasLocalAwsEndpoint"]
