@@ -139,8 +139,11 @@ class BillingView:
 def _preferred(record: UsageRecord, held: UsageRecord) -> bool:
     """The record an unmapped tenant's alert hangs on: the vendor's billed metric, else the first by name."""
     billed = registry.vendor(record.vendor).billed_metrics
-    rank = (record.metric not in billed, record.metric)
-    return rank < (held.metric not in billed, held.metric)
+
+    def rank(r: UsageRecord) -> tuple[int, str]:
+        return (billed.index(r.metric) if r.metric in billed else len(billed), r.metric)
+
+    return rank(record) < rank(held)
 
 
 def load_view(reader: BillingReader, vendor: str, account_id: str, period: Period) -> BillingView:

@@ -15,6 +15,7 @@ from typing import Any, Final
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from usagewatch import registry
 from usagewatch.redaction import RedactingFilter
 
 # The template names each function's service (usagewatch-keepnet, ...); anywhere else it is plain "usagewatch".
@@ -62,17 +63,13 @@ LAST_SUCCESS_AGE: Final = MetricSpec(
     "seconds since the account's last ok or partial run: 0 after one, growing while it fails",
 )
 USAGE_TOTAL: Final = MetricSpec(
-    "UsageTotal", MetricUnit.Count, USAGE_DIMENSIONS, "the run's period total of one billed metric (USAGE_TOTALS)"
+    "UsageTotal",
+    MetricUnit.Count,
+    USAGE_DIMENSIONS,
+    "the period total of one billed metric (registry)",
 )
 CATALOGUE: Final = (*RUN_METRICS, LAST_SUCCESS_AGE, USAGE_TOTAL)
 
-# The billed metrics whose period total per account becomes a CloudWatch metric. Each one costs per account and
-# month (docs/performance.md, cost model): a vendor names its main billed metrics here, a handful at most.
-USAGE_TOTALS: Final[Mapping[str, tuple[str, ...]]] = {
-    "keepnet": ("monthly_users", "target_users"),
-    "gravityzone": ("endpoint_monthly_usage",),
-    "thousandeyes": ("cloud_units", "endpoint_agents"),
-}
 
 _SUMMARY_KEYS: Final = {
     "AccountsFailed": "accounts_failed",
@@ -100,11 +97,13 @@ def emit_run(summary: Mapping[str, Any]) -> None:
 
 def emit_account(vendor: str, account_id: str, *, last_success_age: float | None, totals: Mapping[str, float]) -> None:
     """One account's metrics, each dimension set its own EMF document: the age of its last successful run (when
-    known) and the period totals of the vendor's USAGE_TOTALS metrics found in `totals`."""
+    known) and the period totals found in `totals` of the vendor's `billed_metrics` (registry.py; each costs per
+    account and month, docs/performance.md)."""
     values = {"service": _service(), "vendor": vendor, "account": account_id}
     if last_success_age is not None:
         _emit_one(LAST_SUCCESS_AGE, max(0.0, last_success_age), values)
-    for metric in USAGE_TOTALS.get(vendor, ()):
+    billed = registry.vendor(vendor).billed_metrics if registry.is_known(vendor) else ()
+    for metric in billed:
         if metric in totals:
             _emit_one(USAGE_TOTAL, float(totals[metric]), {**values, "usage_metric": metric})
 

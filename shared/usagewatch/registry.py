@@ -40,7 +40,8 @@ class Vendor:
     settings: str
     """`module:Model`, the pydantic model of one account in the vendor secret (docs/vendors/<id>.md)."""
     billed_metrics: tuple[str, ...] = ()
-    """The metrics an MSP bills in the usual case (the report's and the dashboard's headline numbers)."""
+    """The metrics an MSP bills in the usual case, most important first: each account's period total of them is
+    a CloudWatch metric on the dashboard (a handful at most: each costs per account and month)."""
 
     def __post_init__(self) -> None:
         if not _ID_RE.fullmatch(self.id):
@@ -94,7 +95,7 @@ _BUILT_IN: Final = (
         template_name="Keepnet",
         source="usagewatch.sources.keepnet.source:KeepnetSource",
         settings="usagewatch.sources.keepnet.api:KeepnetAccount",
-        billed_metrics=("monthly_users",),
+        billed_metrics=("monthly_users", "target_users"),
     ),
     Vendor(
         id="thousandeyes",
@@ -103,7 +104,7 @@ _BUILT_IN: Final = (
         template_name="ThousandEyes",
         source="usagewatch.sources.thousandeyes.source:make_source",
         settings="usagewatch.sources.thousandeyes.api:ThousandEyesAccount",
-        billed_metrics=("cloud_units",),
+        billed_metrics=("cloud_units", "endpoint_agents"),
     ),
 )
 

@@ -15,9 +15,10 @@ from tests.integration.conftest import Invoke, event_file
 from tests.local_aws import LocalAws
 from tests.simulators.base import Fault, on_path
 from tests.simulators.keepnet import KeepnetSimulator, make_companies
+from usagewatch import registry
 from usagewatch.handler import CollectionFailedError
 from usagewatch.model import parse_utc
-from usagewatch.observability import CATALOGUE, USAGE_TOTALS, metrics
+from usagewatch.observability import CATALOGUE, metrics
 
 SECRET = "usagewatch/keepnet"
 CLIENT_SECRET = "kn-secret-metrics-0001"
@@ -59,7 +60,7 @@ def test_a_run_emits_exactly_the_catalogue_with_the_stored_totals(
     assert age.dimensions["account"] == "kn-main" and 0 <= age.value < 5
     stored = {t["metric"]: t["value"] for t in aws.totals("2026-11")}
     emitted = {d.dimensions["usage_metric"]: d.value for d in data if d.name == "UsageTotal"}
-    assert emitted == {metric: float(stored[metric]) for metric in USAGE_TOTALS["keepnet"]}
+    assert emitted == {metric: float(stored[metric]) for metric in registry.vendor("keepnet").billed_metrics}
 
 
 def test_a_failed_run_reports_no_success_and_the_age_of_the_last_one(
