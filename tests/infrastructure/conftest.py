@@ -36,6 +36,8 @@ ALL_FEATURES_ON: dict[str, str] = {
     "AlertQueueEnabled": "true",
     "OpsEmail": "ops@example.com",
     "AlertRulesParameterName": "/usagewatch/rules",
+    "ChatNotifications": "true",
+    "AlertEmailCriticalImmediately": "false",
 }
 
 
