@@ -1,7 +1,7 @@
 """One digest per run and account: the events this run published, grouped for people. Pure.
 
 The digest is built from the events SNS accepted in this run and nothing else, so it never announces a change that
-was not published, and a retried run lists what the retry (re)published (docs/alerts.md section 13).
+was not published, and a retried run lists what the retry (re)published (docs/alerts.md section 14).
 """
 
 from __future__ import annotations

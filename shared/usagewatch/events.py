@@ -165,7 +165,7 @@ class DigestGroup(BaseModel):
 
 
 class Digest(BaseModel):
-    """One run's changes for one account, for people (docs/alerts.md section 13): sent when the run published any.
+    """One run's changes for one account, for people (docs/alerts.md section 14): sent when the run published any.
 
     It lists only what this run published; every listed change was also published on its own as its event."""
 
