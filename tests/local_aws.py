@@ -78,7 +78,7 @@ class LocalAws:
         """Every alert event the topic delivered to the subscriber queue since the last drain; the digests
         among them are kept in `digests` (drain_digests)."""
         events: list[dict[str, Any]] = []
-        for body in self._drain(self.queue_url):
+        for body in self.drain_queue(self.queue_url):
             (self.digests if body.get("event_type") == "digest" else events).append(body)
         return events
 
@@ -90,9 +90,9 @@ class LocalAws:
 
     def drain_chat(self) -> list[dict[str, Any]]:
         """Every message the chat topic delivered (raw) since the last drain."""
-        return self._drain(self.chat_queue_url)
+        return self.drain_queue(self.chat_queue_url)
 
-    def _drain(self, queue_url: str) -> list[dict[str, Any]]:
+    def drain_queue(self, queue_url: str) -> list[dict[str, Any]]:
         sqs = self.client("sqs")
         bodies: list[dict[str, Any]] = []
         while True:
