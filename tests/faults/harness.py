@@ -97,6 +97,7 @@ class Harness:
         """Invoke the vendor's real lambda_handler for `scheduled_time = when`; never raises
         CollectionFailedError (it is returned in the outcome), anything else propagates."""
         self.clock.now = datetime.fromisoformat(when.replace("Z", "+00:00")) + CLOCK_OFFSET
+        self.aws.digests.clear()  # set aside by an earlier drain_events: they go with the events drained then
         error: CollectionFailedError | None = None
         try:
             summary = self.invoke(self.vendor, {"scheduled_time": when, **(event or {})}, self.env)
