@@ -92,7 +92,7 @@ def run_cycle(
     title: str, when: str, envs: dict[str, dict[str, str]], aws: Any, *, show_digest: bool = False
 ) -> list[dict[str, Any]]:
     from tests.integration.conftest import event_file
-    from usagewatch.notify import fmt, render_digest_email
+    from usagewatch.notify import fmt, render_digest_email, vendor_name
     from usagewatch.report import table
 
     section(title)
@@ -132,7 +132,7 @@ def run_cycle(
     if show_digest and digests:
         largest = max(digests, key=lambda d: sum(d["counts"].values()))
         say()
-        say(f"The digest e-mail of {largest['vendor']} account {largest['account_id']}:")
+        say(f"The digest e-mail of {vendor_name(largest['vendor'])} account {largest['account_id']}:")
         say()
         for line in render_digest_email(largest).splitlines():
             say(f"  | {line}")
