@@ -23,7 +23,6 @@ LOG_FILE = ROOT / ".demo" / "logs.jsonl"
 SCHEDULED = "2026-11-22T06:00:00Z"
 SIX_HOURS_LATER = "2026-11-22T12:00:00Z"
 TWELVE_HOURS_LATER = "2026-11-22T18:00:00Z"
-SHOWN_PER_GROUP = 5
 
 
 def _free_port() -> int:
@@ -89,9 +88,11 @@ def invoke(vendor: str, event: dict[str, Any], env: dict[str, str]) -> tuple[dic
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def run_cycle(title: str, when: str, envs: dict[str, dict[str, str]], aws: Any) -> list[dict[str, Any]]:
+def run_cycle(
+    title: str, when: str, envs: dict[str, dict[str, str]], aws: Any, *, show_digest: bool = False
+) -> list[dict[str, Any]]:
     from tests.integration.conftest import event_file
-    from usagewatch.notify import fmt
+    from usagewatch.notify import fmt, render_digest_email, vendor_name
     from usagewatch.report import table
 
     section(title)
@@ -102,7 +103,7 @@ def run_cycle(title: str, when: str, envs: dict[str, dict[str, str]], aws: Any) 
         summary, error = invoke(vendor, event, env)
         elapsed = f"{time.monotonic() - started:.1f}s"
         if summary is None:
-            rows.append((vendor, "-", "-", "-", "-", "-", elapsed, f"FAILED: {error}"))
+            rows.append((vendor, "-", "-", "-", "-", "-", "-", elapsed, f"FAILED: {error}"))
             continue
         rows.append(
             (
@@ -112,27 +113,29 @@ def run_cycle(title: str, when: str, envs: dict[str, dict[str, str]], aws: Any) 
                 fmt(summary["tenants_failed"]),
                 fmt(summary["records_written"]),
                 fmt(summary["alerts_published"]),
+                fmt(summary["digests_sent"]),
                 elapsed,
                 "",
             )
         )
-    say(table(("vendor", "period", "tenants", "failed", "records", "alerts", "time", ""), rows))
+    say(table(("vendor", "period", "tenants", "failed", "records", "alerts", "digests", "time", ""), rows))
     events: list[dict[str, Any]] = aws.drain_events()
+    digests = aws.drain_digests()
     say()
     if not events:
-        say("Alerts delivered to the subscriber queue: none (nothing new since the last run)")
-    else:
-        say(f"Alerts delivered to the subscriber queue (SNS -> SQS, raw JSON): {len(events)}")
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for event in events:
-            groups.setdefault((event["event_type"], event.get("rule", "")), []).append(event)
-        order = {"critical": 0, "warning": 1, "info": 2}
-        for (kind, rule), group in sorted(groups.items(), key=lambda g: order.get(g[1][0]["severity"], 3)):
-            say(f"  {kind} {rule}: {len(group)}")
-            for event in group[:SHOWN_PER_GROUP]:
-                say(f"    {event['severity'].upper():8} {event['summary']}")
-            if len(group) > SHOWN_PER_GROUP:
-                say(f"    ... and {len(group) - SHOWN_PER_GROUP} more")
+        say("Nothing new since the last run: no event, no digest.")
+        return events
+    say(f"Machines (the subscriber queue, SNS -> SQS, raw JSON) got every event: {len(events)}")
+    say(f"People (the e-mail subscription) get one digest per account: {len(digests)}")
+    for digest in digests:
+        say(f"  {digest['severity'].upper():8} {digest['summary']}")
+    if show_digest and digests:
+        largest = max(digests, key=lambda d: sum(d["counts"].values()))
+        say()
+        say(f"The digest e-mail of {vendor_name(largest['vendor'])} account {largest['account_id']}:")
+        say()
+        for line in render_digest_email(largest).splitlines():
+            say(f"  | {line}")
     return events
 
 
@@ -157,7 +160,7 @@ def main() -> int:
         for vendor, sim_url in vendors.urls().items():
             say(f"  {vendor:13} simulator on {sim_url}; secret {envs[vendor]['VENDOR_SECRET_ID']}")
 
-        run_cycle(f"Cycle 1: scheduled run at {SCHEDULED}", SCHEDULED, envs, aws)
+        run_cycle(f"Cycle 1: scheduled run at {SCHEDULED}", SCHEDULED, envs, aws, show_digest=True)
         vendors.show_usage(aws)
         run_cycle(f"Cycle 2: six hours later ({SIX_HOURS_LATER}), nothing changed", SIX_HOURS_LATER, envs, aws)
         change = vendors.fix_one_customer()

@@ -27,15 +27,21 @@ class LocalAws:
     work_queue_url: str = ""
     rules_parameter: str | None = None
     clients: dict[str, Any] = field(default_factory=dict)
+    chat_topic_arn: str = ""
+    chat_queue_url: str = ""
+    digests: list[dict[str, Any]] = field(default_factory=list)
+    """Digests the subscriber queue received, kept apart from the alert events by drain_events."""
 
     def client(self, service: str) -> Any:
         if service not in self.clients:
             self.clients[service] = boto3.client(service, region_name=REGION)
         return self.clients[service]
 
-    def environment(self, vendor: str, *, secret_name: str | None = None) -> dict[str, str]:
+    def environment(self, vendor: str, *, secret_name: str | None = None, chat: bool = False) -> dict[str, str]:
         """The function's environment exactly as template.yaml gives it, resolved against these resources."""
         parameters = {"AWS::Region": REGION, "AWS::AccountId": "123456789012"}
+        if chat:
+            parameters["ChatNotifications"] = "true"
         if secret_name is not None:
             parameters[registry.vendor(vendor).secret_parameter] = secret_name
         if self.rules_parameter is not None:
@@ -46,6 +52,7 @@ class LocalAws:
                 "UsageTable": self.table_name,
                 "AlertTopic": self.topic_arn,
                 "GravityZoneWorkQueue": self.work_queue_url,
+                "ChatTopic": self.chat_topic_arn,
             },
             parameters=parameters,
         )
@@ -64,17 +71,34 @@ class LocalAws:
         self.rules_parameter = name
 
     def drain_events(self) -> list[dict[str, Any]]:
-        """Every alert event the topic delivered to the subscriber queue since the last drain."""
-        sqs = self.client("sqs")
+        """Every alert event the topic delivered to the subscriber queue since the last drain; the digests
+        among them are kept in `digests` (drain_digests)."""
         events: list[dict[str, Any]] = []
+        for body in self.drain_queue(self.queue_url):
+            (self.digests if body.get("event_type") == "digest" else events).append(body)
+        return events
+
+    def drain_digests(self) -> list[dict[str, Any]]:
+        """Every digest the subscriber queue received since the last call (the alert events are dropped)."""
+        self.drain_events()
+        digests, self.digests = self.digests, []
+        return digests
+
+    def drain_chat(self) -> list[dict[str, Any]]:
+        """Every message the chat topic delivered (raw) since the last drain."""
+        return self.drain_queue(self.chat_queue_url)
+
+    def drain_queue(self, queue_url: str) -> list[dict[str, Any]]:
+        sqs = self.client("sqs")
+        bodies: list[dict[str, Any]] = []
         while True:
-            answer = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
             messages = answer.get("Messages", [])
             if not messages:
-                return events
+                return bodies
             for message in messages:
-                events.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                bodies.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def store(self) -> DynamoStore:
         return DynamoStore(self.table_name, client=self.client("dynamodb"))
@@ -158,7 +182,24 @@ def provision(table_name: str = "usagewatch-usage", topic_name: str = "usagewatc
     queue_url = sqs.create_queue(QueueName=f"{topic_name}-subscriber")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    # The chat topic (ChatNotifications), with a raw queue standing in for AWS Chatbot.
+    chat_topic_arn = sns.create_topic(Name=f"{topic_name}-chat")["TopicArn"]
+    chat_queue_url = sqs.create_queue(QueueName=f"{topic_name}-chat-subscriber")["QueueUrl"]
+    chat_queue_arn = sqs.get_queue_attributes(QueueUrl=chat_queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=chat_topic_arn, Protocol="sqs", Endpoint=chat_queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
     work_queue_url = sqs.create_queue(
         QueueName=f"{table_name}-gravityzone-work.fifo", Attributes={"FifoQueue": "true"}
     )["QueueUrl"]
-    return LocalAws(table_name, topic_arn, queue_url, work_queue_url, clients={"dynamodb": ddb, "sns": sns, "sqs": sqs})
+    return LocalAws(
+        table_name,
+        topic_arn,
+        queue_url,
+        work_queue_url,
+        clients={"dynamodb": ddb, "sns": sns, "sqs": sqs},
+        chat_topic_arn=chat_topic_arn,
+        chat_queue_url=chat_queue_url,
+    )

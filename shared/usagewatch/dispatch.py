@@ -1,6 +1,7 @@
-"""Transitions applied: publish first (a few at a time), store after. The one place both the pipeline and the
-lifecycle tests apply them, so a state advances only once its event was accepted, and a change whose state
-was not stored is computed again, with the same event id, by the next run."""
+"""Transitions applied: publish first (a few at a time), then the run's digest of what was accepted, store after.
+The one place both the pipeline and the lifecycle tests apply them, so a state advances only once its event and
+the digest listing it were accepted, and a change whose state was not stored is computed again, with the same
+event id, by the next run (and listed again in that run's digest)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class DispatchResult:
     publish_failures: int = 0
     store_error: StoreError | None = None
     """The first write that failed: those states' events go out again, with the same ids, on the next run."""
+    digest: Event | None = None
+    """The digest of the accepted events, once SNS accepted it too."""
+    digest_failed: bool = False
+    """The digest was refused: the events it listed keep their states unstored, to be sent again next run."""
 
     @property
     def published(self) -> int:
@@ -68,7 +73,13 @@ class Dispatcher:
     store: AlertWriter
     workers: int = WORKERS
 
-    def apply(self, transitions: Sequence[Transition]) -> DispatchResult:
+    def apply(
+        self, transitions: Sequence[Transition], digest: Callable[[list[Event]], Event | None] | None = None
+    ) -> DispatchResult:
+        """Publish the events, then `digest(accepted events)` when given, then store the states.
+
+        A digest that SNS refuses keeps the states of the events it lists unstored (their events go out again, with
+        the same ids, next run, and with them a digest), so no stored change is missing from every digest."""
         events = [t.event for t in transitions if t.event is not None]
         errors = iter(_map(self._try_publish, events, "sns-publisher", self.workers))
         result = DispatchResult()
@@ -87,6 +98,8 @@ class Dispatcher:
                 "alert not published; it will be retried next run",
                 extra={"alert_id": transition.state.alert_id, "error": _clean(error)},
             )
+        if digest is not None:
+            accepted = self._publish_digest(digest, accepted, result)
         written = _map(self._try_store, [t.state for t, _ in accepted], "alert-writer", self.workers)
         for (transition, published), outcome in zip(accepted, written, strict=True):
             if isinstance(outcome, StoreError):
@@ -105,6 +118,29 @@ class Dispatcher:
         order = {id(t): n for n, t in enumerate(transitions)}
         result.items.sort(key=lambda item: order[id(item.transition)])
         return result
+
+    def _publish_digest(
+        self,
+        digest: Callable[[list[Event]], Event | None],
+        accepted: list[tuple[Transition, bool]],
+        result: DispatchResult,
+    ) -> list[tuple[Transition, bool]]:
+        body = digest([t.event for t, published in accepted if published and t.event is not None])
+        if body is None:
+            return accepted
+        error = self._try_publish(body)
+        if error is None:
+            result.digest = body
+            return accepted
+        result.digest_failed = True
+        result.publish_failures += 1
+        logger.error(
+            "digest not published; the changes it lists are sent again next run",
+            extra={"event_id": body["event_id"], "error": _clean(error)},
+        )
+        held = [t for t, published in accepted if published]
+        result.items += [Dispatched(t, published=True, stored=False) for t in held]
+        return [(t, published) for t, published in accepted if not published]
 
     def _try_store(self, state: AlertState) -> bool | StoreError:
         try:

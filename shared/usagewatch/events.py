@@ -20,6 +20,7 @@ FAILED: Final = "collection.failed"
 RECOVERED: Final = "collection.recovered"
 REPORT_READY: Final = "report.ready"
 TENANT_REMOVED: Final = "tenant_removed"
+DIGEST: Final = "digest"
 
 Severity = Literal["info", "warning", "critical"]
 Number = int | float
@@ -141,9 +142,61 @@ class ReportReady(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-AnyEvent = ThresholdBreached | ThresholdResolved | CollectionFailed | CollectionRecovered | ReportReady
+class DigestEntry(BaseModel):
+    """One change the run published, as listed in a digest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The listed event's own id.")
+    alert_id: str
+    tenant_name: str
+    summary: str
+
+
+class DigestGroup(BaseModel):
+    """The changes of one kind (and, for breaches, one rule and severity): the first few, and how many in all."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_type: Literal[
+        "usage.threshold.breached", "usage.threshold.resolved", "collection.failed", "collection.recovered"
+    ]
+    severity: Severity
+    rule: str | None = Field(None, description="Breaches and resolves only.")
+    count: int = Field(ge=1, description="Changes in this group; `entries` lists the first of them.")
+    entries: list[DigestEntry] = Field(min_length=1)
+
+
+class Digest(BaseModel):
+    """One run's changes for one account, for people (docs/alerts.md section 14): sent when the run published any.
+
+    It lists only what this run published; every listed change was also published on its own as its event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1]
+    event_type: Literal["digest"]
+    event_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="A hash of the run and the ids of the events it lists: a retry that re-sends the same events "
+        "sends the same digest id.",
+    )
+    severity: Severity = Field(description="The highest severity among the listed changes.")
+    vendor: str
+    account_id: str
+    run_id: str
+    observed_at: Instant = Field(description="The run's as-of time.")
+    counts: dict[str, int] = Field(description="Published changes per event type (types with none left out).")
+    groups: list[DigestGroup] = Field(min_length=1)
+    summary: str = Field(description="One line for people; its wording may change, do not parse it.")
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+AnyEvent = ThresholdBreached | ThresholdResolved | CollectionFailed | CollectionRecovered | ReportReady | Digest
 AlertEvent = Annotated[AnyEvent, Field(discriminator="event_type")]
-EVENT_TYPES: Final = (BREACHED, RESOLVED, FAILED, RECOVERED, REPORT_READY)
+EVENT_TYPES: Final = (BREACHED, RESOLVED, FAILED, RECOVERED, REPORT_READY, DIGEST)
 _ADAPTER: Final[TypeAdapter[AlertEvent]] = TypeAdapter(AlertEvent)
 
 

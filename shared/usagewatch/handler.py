@@ -87,7 +87,7 @@ def handle(
     if publisher is None:
         from usagewatch.publisher import SnsPublisher
 
-        publisher = SnsPublisher(env.alert_topic_arn)
+        publisher = SnsPublisher(env.alert_topic_arn, chat_topic_arn=env.chat_topic_arn)
     work_queue = None
     if env.work_queue_url:
         from usagewatch.publisher import SqsWorkQueue

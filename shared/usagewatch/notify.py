@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from usagewatch import registry
-from usagewatch.events import BREACHED, FAILED, RECOVERED, REPORT_READY, RESOLVED, TENANT_REMOVED
+from usagewatch.events import BREACHED, DIGEST, FAILED, RECOVERED, REPORT_READY, RESOLVED, TENANT_REMOVED
 from usagewatch.model import ACCOUNT_WIDE, AlertState, Number
 from usagewatch.text import one_line
 
@@ -81,6 +81,7 @@ def subject_for(event: Mapping[str, Any]) -> str:
         FAILED: "COLLECTION FAILED",
         RECOVERED: "RECOVERED",
         REPORT_READY: "BILLING REPORT",
+        DIGEST: "DIGEST",
     }.get(event["event_type"], event["event_type"])
     text = one_line(f"[usagewatch] {kind}: {event['summary']}")
     text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
@@ -103,6 +104,8 @@ _ADVICE: Final = {
 
 def render_email(event: Mapping[str, Any]) -> str:
     """The text email subscribers read: what, who, how much, against which limit, the period, what to do."""
+    if event["event_type"] == DIGEST:
+        return render_digest_email(event)
     lines = [one_line(str(event["summary"])), ""]
     kind = event["event_type"]
     fields: list[tuple[str, Any]] = [
@@ -144,3 +147,103 @@ def render_email(event: Mapping[str, Any]) -> str:
     else:
         lines.append("Collection works again; usage is current.")
     return "\n".join(lines)
+
+
+# --- the digest (one per run and account) and chat -------------------------------------------------------------
+
+_SECTION_TITLES: Final = {
+    BREACHED: "NEW ALERTS",
+    RESOLVED: "RESOLVED",
+    FAILED: "COLLECTION FAILURES",
+    RECOVERED: "COLLECTION RECOVERED",
+}
+_COUNT_WORDS: Final = {
+    BREACHED: ("new alert", "new alerts"),
+    RESOLVED: ("resolved", "resolved"),
+    FAILED: ("collection failure", "collection failures"),
+    RECOVERED: ("recovered", "recovered"),
+}
+
+
+def digest_summary(vendor: str, account_id: str, counts: Mapping[str, int]) -> str:
+    parts = [f"{n} {_COUNT_WORDS[kind][n != 1]}" for kind, n in counts.items() if n and kind in _COUNT_WORDS]
+    return f"{vendor_name(vendor)} account {account_id}: {', '.join(parts)}"
+
+
+def _group_heading(group: Mapping[str, Any]) -> str:
+    rule = group.get("rule")
+    if group["event_type"] == BREACHED:
+        return f"{group['severity']}, {rule}: {group['count']}"
+    return f"{rule}: {group['count']}" if rule else f"{group['severity']}: {group['count']}"
+
+
+def _digest_sections(digest: Mapping[str, Any], bullet: str) -> list[str]:
+    lines: list[str] = []
+    for kind, title in _SECTION_TITLES.items():
+        groups = [g for g in digest["groups"] if g["event_type"] == kind]
+        if not groups:
+            continue
+        lines += [f"{title}: {digest['counts'][kind]}"]
+        for group in groups:
+            lines.append(f"  {_group_heading(group)}")
+            lines += [f"    {bullet} {one_line(entry['summary'])}" for entry in group["entries"]]
+            rest = group["count"] - len(group["entries"])
+            if rest > 0:
+                lines.append(f"    ... and {rest} more")
+        lines.append("")
+    return lines
+
+
+def render_digest_email(digest: Mapping[str, Any]) -> str:
+    """One e-mail per run and account: every change this run published, grouped, the first few of each group."""
+    lines = [one_line(str(digest["summary"])), ""]
+    lines += [f"Run: {digest['run_id']}", f"Observed at: {digest['observed_at']}", ""]
+    lines += _digest_sections(digest, "-")
+    rules = sorted({g["rule"] for g in digest["groups"] if g["event_type"] == BREACHED and g.get("rule")})
+    if rules:
+        lines.append("What to do:")
+        lines += [f"  {rule}: {_ADVICE.get(rule, 'Review these customers.')}" for rule in rules]
+        lines.append("")
+    lines.append(
+        "Every change above was also published on its own, with its event and alert ids, to the topic's other "
+        "subscribers; `usagewatch alerts` lists what is firing now."
+    )
+    lines.append(f"Digest id: {digest['event_id']}")
+    return "\n".join(lines)
+
+
+CHAT_TITLE_LIMIT: Final = 250
+CHAT_DESCRIPTION_LIMIT: Final = 8000
+_CHAT_ICONS: Final = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def chat_message(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event as an AWS Chatbot custom notification (docs/deploying.md): a title, a description, keywords."""
+    if event["event_type"] == DIGEST:
+        description = "\n".join(_digest_sections(event, "•")).strip()
+    else:
+        body = render_email(event).split("\n")[2:]
+        description = "\n".join(line for line in body if line)
+    return {
+        "version": "1.0",
+        "source": "custom",
+        "id": str(event["event_id"]),
+        "content": {
+            "textType": "client-markdown",
+            "title": _cut(
+                f"{_CHAT_ICONS[event['severity']]} usagewatch: {one_line(str(event['summary']))}", CHAT_TITLE_LIMIT
+            ),
+            "description": _cut(description, CHAT_DESCRIPTION_LIMIT),
+            "keywords": [vendor_name(str(event["vendor"])), str(event["account_id"]), str(event["severity"])],
+        },
+        "metadata": {
+            "threadId": f"usagewatch-{event['vendor']}-{event['account_id']}",
+            "summary": _cut(one_line(str(event["summary"])), CHAT_TITLE_LIMIT),
+            "eventType": str(event["event_type"]),
+            "additionalContext": {"event_id": str(event["event_id"]), "account_id": str(event["account_id"])},
+        },
+    }

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final, Generic, Protocol, TypeVar
 from uuid import uuid4
 
 from usagewatch.alerts import Observed, Reading, TenantFailureInfo, Transition, alert_id, reconcile
 from usagewatch.billing_alerts import BILLING_RULES, UNDER_BILLED, BillingReader, BillingView, load_view
 from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
+from usagewatch.digest import build_digest
 from usagewatch.dispatch import Dispatcher, Publisher
 from usagewatch.errors import ConfigError, StoreError, UsagewatchError
 from usagewatch.model import (
@@ -110,6 +112,7 @@ class AccountOutcome:
     records_written: int = 0
     alerts_published: int = 0
     publish_failures: int = 0
+    digest_sent: bool = False
     chunks: int = 0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -147,6 +150,7 @@ class RunSummary:
             "records_written": sum(a.records_written for a in self.accounts),
             "alerts_published": sum(a.alerts_published for a in self.accounts),
             "publish_failures": sum(a.publish_failures for a in self.accounts),
+            "digests_sent": sum(a.digest_sent for a in self.accounts),
             "account_results": [asdict(a) for a in self.accounts],
         }
 
@@ -581,8 +585,12 @@ class Pipeline(Generic[AccountT]):
         if run.leased and transitions and not self._still_leased(run):
             # Another run took the account over (this one outlived its lease): it publishes, this one must not.
             transitions, account_error, status = [], LEASE_LOST, "skipped"
-        dispatched = Dispatcher(self.publisher, self.store, workers=PUBLISHERS).apply(transitions)
+        digest = partial(
+            build_digest, vendor=vendor, account_id=account_id, run_id=run_id, observed_at=utc_iso(request.as_of)
+        )
+        dispatched = Dispatcher(self.publisher, self.store, workers=PUBLISHERS).apply(transitions, digest)
         outcome.alerts_published += dispatched.published
+        outcome.digest_sent = outcome.digest_sent or dispatched.digest is not None
         outcome.publish_failures += dispatched.publish_failures
         if dispatched.store_error is not None and account_error is None:
             # Published but not stored: failing the invocation makes Lambda's retry redo it with the same

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Final
 from usagewatch.alerts import Event
 from usagewatch.continuation import WorkItem
 from usagewatch.errors import PublishError
-from usagewatch.events import parse_event
-from usagewatch.notify import render_email, subject_for
+from usagewatch.events import DIGEST, parse_event
+from usagewatch.notify import chat_message, render_email, subject_for
+from usagewatch.observability import logger
 from usagewatch.redaction import redactor
 
 if TYPE_CHECKING:
@@ -30,17 +31,27 @@ def message_attributes(event: Event) -> dict[str, dict[str, str]]:
     }
 
 
+def for_chat(event: Event) -> bool:
+    """Chat gets the digests and the critical events (as they happen), nothing else."""
+    return event.get("event_type") == DIGEST or event.get("severity") == "critical"
+
+
 def scrub_event(event: Event) -> Event:
     """Last line of defence: no registered secret leaves in an event."""
     return {k: redactor.scrub(v) if isinstance(v, str) else v for k, v in event.items()}
 
 
 class SnsPublisher:
-    def __init__(self, topic_arn: str, *, client: SNSClient | None = None) -> None:
+    """The alert topic; with `chat_topic_arn`, digests and critical events also go to the chat topic as AWS
+    Chatbot custom notifications (best effort: the alert topic is the record, chat a copy for people)."""
+
+    def __init__(self, topic_arn: str, *, client: SNSClient | None = None, chat_topic_arn: str | None = None) -> None:
         self.topic_arn = topic_arn
+        self.chat_topic_arn = chat_topic_arn
         self._client = client
         self._lock = threading.Lock()
         self.published = 0
+        self.chat_failures = 0
 
     @property
     def client(self) -> SNSClient:
@@ -80,7 +91,20 @@ class SnsPublisher:
             raise PublishError(f"SNS publish failed: {type(exc).__name__}: {exc}") from exc
         with self._lock:
             self.published += 1
+        if self.chat_topic_arn and for_chat(event):
+            self._publish_chat(self.chat_topic_arn, event)
         return str(answer.get("MessageId", ""))
+
+    def _publish_chat(self, topic_arn: str, event: Event) -> None:
+        try:
+            self.client.publish(TopicArn=topic_arn, Message=json.dumps(chat_message(event)))
+        except Exception as exc:
+            with self._lock:
+                self.chat_failures += 1
+            logger.error(
+                "chat notification not published (the event itself was)",
+                extra={"event_id": event.get("event_id"), "error": redactor.scrub(f"{type(exc).__name__}: {exc}")},
+            )
 
 
 class SqsWorkQueue:

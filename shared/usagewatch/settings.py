@@ -29,6 +29,7 @@ class Environment:
     alert_rules_parameter: str | None
     snapshot_retention_days: int
     work_queue_url: str | None = None
+    chat_topic_arn: str | None = None
 
 
 def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
@@ -50,7 +51,15 @@ def load_environment(environ: Mapping[str, str] | None = None) -> Environment:
         alert_rules_parameter=env.get("ALERT_RULES_PARAMETER", "").strip() or None,
         snapshot_retention_days=int(retention_text),
         work_queue_url=env.get("WORK_QUEUE_URL", "").strip() or None,
+        chat_topic_arn=_chat_topic(env),
     )
+
+
+def _chat_topic(env: Mapping[str, str]) -> str | None:
+    topic = env.get("CHAT_TOPIC_ARN", "").strip()
+    if topic and (not topic.startswith("arn:") or ":sns:" not in topic):
+        raise ConfigError("CHAT_TOPIC_ARN: expected an SNS topic ARN (arn:aws:sns:region:account:name)")
+    return topic or None
 
 
 def _boto_config() -> Any:

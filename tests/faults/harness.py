@@ -46,12 +46,13 @@ class FrozenClock:
 @dataclass
 class Outcome:
     """One invocation: the summary (returned, or carried by CollectionFailedError), the error raised
-    (None when the run succeeded), and the events the topic delivered during it."""
+    (None when the run succeeded), and the events the topic delivered during it (its digests apart)."""
 
     when: str
     summary: dict[str, Any]
     error: CollectionFailedError | None
     events: list[dict[str, Any]]
+    digests: list[dict[str, Any]] = field(default_factory=list)
 
     def account(self, account_id: str) -> dict[str, Any]:
         found = [a for a in self.summary["account_results"] if a["account_id"] == account_id]
@@ -96,13 +97,15 @@ class Harness:
         """Invoke the vendor's real lambda_handler for `scheduled_time = when`; never raises
         CollectionFailedError (it is returned in the outcome), anything else propagates."""
         self.clock.now = datetime.fromisoformat(when.replace("Z", "+00:00")) + CLOCK_OFFSET
+        self.aws.digests.clear()  # set aside by an earlier drain_events: they go with the events drained then
         error: CollectionFailedError | None = None
         try:
             summary = self.invoke(self.vendor, {"scheduled_time": when, **(event or {})}, self.env)
         except CollectionFailedError as exc:
             error = exc
             summary = exc.summary.to_dict()
-        return Outcome(when, summary, error, self.aws.drain_events())
+        events = self.aws.drain_events()
+        return Outcome(when, summary, error, events, self.aws.drain_digests())
 
     def stored(self, period: str) -> Stored:
         """The vendor's usage (read the way the product reads it) and total items of one period (only the
@@ -211,6 +214,7 @@ def assert_clean_rerun_publishes_nothing(harness: Harness, when: str) -> None:
     again = harness.run(when)
     assert again.error is None, again.error
     assert again.events == [], [(e["event_type"], e.get("tenant_id"), e.get("rule")) for e in again.events]
+    assert again.digests == [], "a run with nothing new sends no digest"
 
 
 def assert_account_contained(outcome: Outcome, harness: Harness, account_id: str, *fragments: str) -> str:

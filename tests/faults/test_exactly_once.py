@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import Harness, assert_clean_rerun_publishes_nothing, at, boto_hook
+from tests.faults.harness import Harness, Outcome, assert_clean_rerun_publishes_nothing, at, boto_hook
 from tests.faults.sims import HookedKeepnet
 from tests.faults.test_aws_faults import ACCOUNT, CLIENT_SECRET, PERIOD, SECRET, World, kn, vendor_flagged
 from tests.integration.conftest import FakeLambdaContext, Invoke, load_app
@@ -31,6 +31,29 @@ def breaches(events: list[dict[str, Any]]) -> dict[str, str]:
     return {e["alert_id"]: e["event_id"] for e in events if e["event_type"] == BREACHED}
 
 
+def listed(digest: dict[str, Any]) -> set[str]:
+    """The event ids a digest lists (every one, while its groups hold no more than it shows)."""
+    assert all(g["count"] == len(g["entries"]) for g in digest["groups"]), "more changes than the digest shows"
+    return {entry["event_id"] for group in digest["groups"] for entry in group["entries"]}
+
+
+def assert_one_digest_of(outcome: Outcome) -> dict[str, Any]:
+    """The run sent one digest, and it lists exactly the events the run published."""
+    (digest,) = outcome.digests
+    assert listed(digest) == {e["event_id"] for e in outcome.events}
+    return digest
+
+
+def several_breaches(kn: World) -> None:
+    """Operator quotas of 0 on two more companies: a run then publishes at least three breaches."""
+    quotas = [
+        {"vendor": "keepnet", "tenant_id": c["companyResourceId"], "metric": "monthly_users", "quota": 0}
+        for c in kn.sim.default_companies[:2]
+    ]
+    kn.aws.put_rules("/usagewatch/rules", {"quotas": quotas})
+    kn.h.env = kn.aws.environment("keepnet", secret_name=SECRET)
+
+
 def test_state_not_stored_after_publishing_fails_the_run_and_resends_with_the_same_event_ids(kn: World) -> None:
     def refuse_alert_states(params: dict[str, Any], **kwargs: Any) -> None:
         if _alert_write(params, kn.aws.table_name):
@@ -45,11 +68,13 @@ def test_state_not_stored_after_publishing_fails_the_run_and_resends_with_the_sa
     assert kn.h.run_record(ACCOUNT, at("06:00"))["status"] == "failed"
     sent = breaches(first.events)
     assert vendor_flagged(first.events) == kn.over_limit_ids() and sent
+    assert_one_digest_of(first)  # the digest goes out before the states are written
 
     later = kn.h.run(at("12:00"))  # the next scheduled run computes the same transitions again
 
     assert later.error is None
     assert breaches(later.events) == sent, "a re-sent transition must carry the event id it was first sent with"
+    assert listed(assert_one_digest_of(later)) == listed(first.digests[0]), "the re-sent changes are listed again"
     assert_clean_rerun_publishes_nothing(kn.h, at("18:00"))
 
 
@@ -64,6 +89,8 @@ def test_lambda_retry_after_unstored_state_resends_the_same_event_ids(kn: World)
 
     assert first.error is not None and retry.error is None
     assert breaches(retry.events) == breaches(first.events)
+    # The same changes re-sent by a retry of the same run: the same digest, with the same id.
+    assert assert_one_digest_of(retry) == assert_one_digest_of(first)
     assert kn.h.run_record(ACCOUNT, at("06:00"))["status"] == "ok"
 
 
@@ -87,6 +114,63 @@ def test_a_collection_failure_re_sent_after_its_state_was_not_stored_keeps_its_e
     assert list(failed(first.events)) == [victim["companyResourceId"]]
     assert failed(later.events) == failed(first.events), "the same failure, re-sent, keeps its event id"
     assert_clean_rerun_publishes_nothing(kn.h, at("21:00"))
+
+
+def test_a_run_killed_after_publishing_some_alerts_is_digested_by_its_retry(kn: World) -> None:
+    several_breaches(kn)
+
+    class Killed(BaseException):
+        """Lambda's timeout: the process is gone in the middle of the publishes."""
+
+    calls = 0
+
+    def die_on_the_second_publish(params: dict[str, Any], **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise Killed()
+
+    with boto_hook("before-parameter-build.sns.Publish", die_on_the_second_publish), pytest.raises(Killed):
+        kn.h.run(at("06:00"))
+    published = {e["alert_id"]: e["event_id"] for e in kn.aws.drain_events()}
+    assert published, "some alerts went out before the kill"
+    assert kn.aws.drain_digests() == [], "no digest: the run died before it"
+    assert kn.h.store().open_alerts("keepnet", ACCOUNT) == {}, "no state stored: the run died before the writes"
+
+    retry = kn.h.run(at("06:00"))  # Lambda's retry: the same as_of
+
+    assert retry.error is None
+    assert len(retry.events) >= 3
+    again = {e["alert_id"]: e["event_id"] for e in retry.events}
+    assert {a: again[a] for a in published} == published, "what went out before the kill is re-sent with its ids"
+    digest = assert_one_digest_of(retry)
+    assert set(published.values()) <= listed(digest), "the retry's digest lists what the killed attempt sent"
+    assert_clean_rerun_publishes_nothing(kn.h, at("12:00"))
+
+
+def test_a_refused_digest_leaves_its_changes_for_the_next_run_which_digests_them(kn: World) -> None:
+    several_breaches(kn)
+
+    def refuse_digests(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("MessageAttributes", {}).get("event_type", {}).get("StringValue") == "digest":
+            raise RuntimeError("simulated: SNS refused the digest")
+
+    with boto_hook("before-parameter-build.sns.Publish", refuse_digests):
+        first = kn.h.run(at("06:00"))
+
+    result = first.account(ACCOUNT)
+    assert first.error is None and result["status"] == "partial" and result["publish_failures"] == 1
+    assert first.digests == [] and len(first.events) >= 3
+    assert not result["digest_sent"]
+    assert kn.h.store().open_alerts("keepnet", ACCOUNT) == {}, "a change no digest listed is not stored"
+
+    later = kn.h.run(at("12:00"))
+
+    assert later.error is None
+    assert {e["event_id"] for e in later.events} == {e["event_id"] for e in first.events}
+    assert_one_digest_of(later)
+    assert later.account(ACCOUNT)["digest_sent"]
+    assert_clean_rerun_publishes_nothing(kn.h, at("18:00"))
 
 
 def test_recollecting_a_closed_month_publishes_its_breaches_once(kn: World) -> None:

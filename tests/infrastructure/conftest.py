@@ -34,6 +34,8 @@ ALL_FEATURES_ON: dict[str, str] = {
     "AlertQueueEnabled": "true",
     "OpsEmail": "ops@example.com",
     "AlertRulesParameterName": "/usagewatch/rules",
+    "ChatNotifications": "true",
+    "AlertEmailCriticalImmediately": "false",
 }
 
 

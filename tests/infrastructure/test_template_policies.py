@@ -52,8 +52,10 @@ WORK_QUEUE_ACTIONS = {
 
 # Every function's environment; the GravityZone function also gets its work queue's URL. Never a credential.
 LOCAL_ENDPOINT_VARIABLE = {"Fn::If": ["HasLocalAwsEndpoint", {"Ref": "LocalAwsEndpoint"}, {"Ref": "AWS::NoValue"}]}
+CHAT_TOPIC_VARIABLE = {"Fn::If": ["ChatIsEnabled", {"Ref": "ChatTopic"}, {"Ref": "AWS::NoValue"}]}
 COMMON_ENVIRONMENT = {
     "AWS_ENDPOINT_URL",
+    "CHAT_TOPIC_ARN",
     "USAGE_TABLE_NAME",
     "ALERT_TOPIC_ARN",
     "VENDOR_SECRET_ID",
@@ -211,10 +213,20 @@ def test_table_access_is_this_table_and_its_indexes_only(cfn_default: dict[str, 
 
 
 @pytest.mark.parametrize("function_id", list(COLLECTORS))
-def test_publish_is_to_the_alert_topic_only(cfn_default: dict[str, Any], function_id: str) -> None:
-    (statement,) = statements_for(cfn_default, function_id, "sns:Publish")
+def test_publish_is_to_the_alert_topic_and_with_chat_the_chat_topic_only(
+    cfn_default: dict[str, Any], function_id: str
+) -> None:
+    statements = statements_for(cfn_default, function_id, "sns:Publish")
+    (statement,) = [s for s in statements if "ChatTopic" not in json.dumps(s)]
     arn = template_loader.resolve_value(statement["Resource"], resources={"AlertTopic.TopicName": "uw-alerts"})
     assert arn == "arn:aws:sns:eu-west-1:123456789012:uw-alerts"
+    role = function_role(cfn_default, function_id)
+    (chat,) = [p for p in role["Properties"]["Policies"] if "ChatTopic" in json.dumps(p)]
+    chat_topic = {"ChatTopic": "arn:aws:sns:eu-west-1:123456789012:uw-chat"}
+    assert template_loader.resolve_value(chat, resources=chat_topic) is None, "no chat topic, no permission on it"
+    policy = template_loader.resolve_value(chat, parameters={"ChatNotifications": "true"}, resources=chat_topic)
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert (statement["Action"], statement["Resource"]) == ("sns:Publish", chat_topic["ChatTopic"])
 
 
 @pytest.mark.parametrize(("function_id", "collector"), list(COLLECTORS.items()))
@@ -244,7 +256,7 @@ def test_rules_parameter_access_only_when_configured(
     cfn_default: dict[str, Any], function_id: str, parameter_name: str, expected_arn: str
 ) -> None:
     role = function_role(cfn_default, function_id)
-    conditional = [p for p in role["Properties"]["Policies"] if "Fn::If" in p]
+    conditional = [p for p in role["Properties"]["Policies"] if "Fn::If" in p and "ssm:" in json.dumps(p)]
     assert len(conditional) == 1, "the ssm:GetParameter policy must sit behind a condition"
     for parameters, expected in (({"AlertRulesParameterName": parameter_name}, expected_arn), ({}, None)):
         policy = template_loader.resolve_value(conditional[0], parameters=parameters)
@@ -579,8 +591,10 @@ def test_table_topics_and_queues_are_encrypted(cfn_default: dict[str, Any]) -> N
     table = cfn_default["Resources"]["UsageTable"]["Properties"]
     assert table["SSESpecification"] == {"SSEEnabled": True}
     topics = resources_of(cfn_default, "AWS::SNS::Topic")
-    assert set(topics) == {"AlertTopic", "OpsTopic"}
+    assert set(topics) == {"AlertTopic", "OpsTopic", "ChatTopic"}
     assert topics["AlertTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    # Only our functions publish to the chat topic (with their roles), so the AWS-managed key will do.
+    assert topics["ChatTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
     # CloudWatch cannot publish to a topic under the AWS-managed key: the ops topic has its own key.
     assert topics["OpsTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "OpsTopicKey"}
     queues = resources_of(cfn_default, "AWS::SQS::Queue")
@@ -640,6 +654,8 @@ def test_environment_has_every_variable_the_code_needs(
     # Declared for `sam local` only (it passes no undeclared variable): absent unless a loopback endpoint is given.
     assert variables["AWS_ENDPOINT_URL"] == LOCAL_ENDPOINT_VARIABLE
     assert template_loader.resolve_value(LOCAL_ENDPOINT_VARIABLE) is None
+    assert variables["CHAT_TOPIC_ARN"] == CHAT_TOPIC_VARIABLE
+    assert template_loader.resolve_value(CHAT_TOPIC_VARIABLE) is None
     local = {"LocalAwsEndpoint": "http://127.0.0.1:5000"}
     assert template_loader.resolve_value(LOCAL_ENDPOINT_VARIABLE, parameters=local) == "http://127.0.0.1:5000"
     # Nothing else: in particular never a credential (those are read from Secrets Manager at run time). Only the
@@ -713,14 +729,20 @@ def test_table_is_retained_recoverable_on_demand_with_ttl(cfn_default: dict[str,
     assert index["Projection"] == {"ProjectionType": "ALL"}
 
 
-def test_email_subscription_gets_warning_and_critical_only(cfn_default: dict[str, Any]) -> None:
+DIGEST_OR_REPORT = [{"event_type": ["digest"]}, {"event_type": ["report.ready"], "severity": ["warning"]}]
+
+
+def test_email_subscription_gets_the_digests_and_critical_events(cfn_default: dict[str, Any]) -> None:
     subscription = cfn_default["Resources"]["AlertEmailSubscription"]
     assert subscription["Condition"] == "HasAlertEmail"
     properties = subscription["Properties"]
     assert ref_to(properties["TopicArn"]) == "AlertTopic"
     assert properties["Protocol"] == "email"
     assert properties["FilterPolicyScope"] == "MessageAttributes"
-    assert properties["FilterPolicy"] == {"severity": ["warning", "critical"]}
+    policy = properties["FilterPolicy"]
+    assert template_loader.resolve_value(policy) == {"$or": [*DIGEST_OR_REPORT, {"severity": ["critical"]}]}
+    digest_only = {"AlertEmailCriticalImmediately": "false"}
+    assert template_loader.resolve_value(policy, parameters=digest_only) == {"$or": DIGEST_OR_REPORT}
     assert ref_to(properties["RedrivePolicy"]["deadLetterTargetArn"]) == "AlertDeadLetterQueue"
 
 

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_alert_lifecycle import ACCOUNT, DAY, HOUR, METRIC, NOV, T0, VENDOR, Driver, doc, rec
+from tests.unit.test_digest import documented_digest
 from usagewatch.alerts import (
     BREACHED,
     FAILED,
@@ -27,7 +28,7 @@ from usagewatch.alerts import (
     threshold_event,
 )
 from usagewatch.model import ACCOUNT_WIDE, AlertState, Period, Tenant, UsageRecord, Window
-from usagewatch.notify import SUBJECT_LIMIT, render_email, subject_for
+from usagewatch.notify import SUBJECT_LIMIT, chat_message, render_email, subject_for
 from usagewatch.publisher import ATTRIBUTES, message_attributes, scrub_event
 from usagewatch.redaction import redactor
 from usagewatch.rules import DEFAULT_RULES
@@ -541,6 +542,11 @@ def documented_examples() -> dict[str, str]:
     out["escalated.attributes"] = json.dumps(message_attributes(events["escalated"]), indent=2)
     out["escalated.email"] = render_email(events["escalated"])
     out["failed.email"] = render_email(events["failed"])
+    digest = documented_digest()
+    out["digest"] = json.dumps(digest, indent=2)
+    out["digest.subject"] = subject_for(digest)
+    out["digest.email"] = render_email(digest)
+    out["digest.chat"] = json.dumps(chat_message(digest), indent=2, ensure_ascii=False)
     return out
 
 
