@@ -21,6 +21,7 @@ from the sparse index.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -194,6 +195,16 @@ def run_record(item: Mapping[str, Any]) -> RunRecord:
     return RunRecord(**_known(item, _RUN_FIELDS))
 
 
+Remembered = tuple[bytes, frozenset[str], bytes]
+"""A stored tenant item as a run keeps it: its fingerprint, its metric names, the item as compact JSON (read back
+only when the tenant changed, to extend its log: a third of the memory of the item as Python objects)."""
+
+
+def _remembered(item: Mapping[str, Any], fingerprint: bytes | None = None) -> Remembered:
+    packed = json.dumps(item, separators=(",", ":")).encode()
+    return (fingerprint or digest(item), frozenset(item.get("metrics", {})), packed)
+
+
 class TableIdentities:
     """A source's identity memory kept in the table (ThousandEyes organisations without `orgId`)."""
 
@@ -237,9 +248,8 @@ class DynamoStore:
         self.write_calls = 0
         self.tenants_changed = 0
         self.tenants_unchanged = 0
-        self._readings: dict[tuple[str, str, str], dict[str, tuple[bytes, dict[str, Any]]]] = {}
-        """What each (vendor, account, period) holds, by tenant key (fingerprint, item): read once per invocation,
-        kept as written."""
+        self._readings: dict[tuple[str, str, str], dict[str, Remembered]] = {}
+        """What each (vendor, account, period) holds, by tenant key: read once per invocation, kept as written."""
 
     @property
     def client(self) -> DynamoDBClient:
@@ -272,14 +282,17 @@ class DynamoStore:
             tenant = key_part(first.tenant_id)
             pk = usage_pk(first.vendor, first.account_id, period, tenant)
             attributes = {**tenant_attributes(group, utc_iso(collected_at)), "as_of": as_of_text}
-            fingerprint, stored = known.get(tenant, (b"", None))
-            if stored is not None and not stored.get("metrics", {}).keys() <= attributes["metrics"].keys():
+            fingerprint, names, packed = known.get(tenant, (b"", frozenset(), b""))
+            stored = json.loads(packed) if packed and not names <= attributes["metrics"].keys() else None
+            if stored is not None:
                 attributes["metrics"] = merge_metrics(stored, attributes)
             fingerprint_now = digest(attributes)
-            if stored is not None and fingerprint == fingerprint_now:
+            if packed and fingerprint == fingerprint_now:
                 self.tenants_unchanged += 1
                 continue
             self.tenants_changed += 1
+            if packed and stored is None:
+                stored = json.loads(packed)
             keys = {"pk": pk, "sk": tenant}
             item = self._logged(keys, stored, attributes) if self._change_log else attributes
             encoded = serialize(item)
@@ -289,7 +302,7 @@ class DynamoStore:
                 self._queue_item({**encoded, **serialize(self._snapshot_keys(snapshot_pk, attributes))})
             elif item is attributes and "as_of" in stored:
                 self._queue({**stored, **self._snapshot_keys(snapshot_pk, stored)})
-            known[tenant] = (fingerprint_now, item)
+            known[tenant] = _remembered(item, fingerprint_now)
             self._queue_item({"pk": {"S": pk}, "sk": {"S": tenant}, **encoded})
 
     @staticmethod
@@ -312,7 +325,7 @@ class DynamoStore:
             "expires_at": int((parse_utc(as_of) + self.retention).timestamp()),
         }
 
-    def _known(self, vendor: str, account_id: str, period: str) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    def _known(self, vendor: str, account_id: str, period: str) -> dict[str, Remembered]:
         """The fingerprint and item of every stored tenant of the account's period, read once (the accounts of a
         run are collected one after the other: another account's are dropped)."""
         key = (vendor, account_id, period)
@@ -332,7 +345,7 @@ class DynamoStore:
                         "period": period,
                     }
                 )
-            known = {str(i["sk"]): (digest(i), {k: v for k, v in i.items() if k not in ("pk", "sk")}) for i in items}
+            known = {str(i["sk"]): _remembered({k: v for k, v in i.items() if k not in ("pk", "sk")}) for i in items}
             self._readings[key] = known
         return known
 
@@ -391,7 +404,7 @@ class DynamoStore:
             self._queue({"pk": pk, "sk": sk, **attributes})
             known = self._readings.get((vendor, account_id, period))
             if known is not None:
-                known[tenant] = (digest(attributes), attributes)
+                known[tenant] = _remembered(attributes)
         self.flush()
 
     def write_run(self, run: RunRecord) -> None:
