@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from usagewatch import usage_shape
+
 # --- results ------------------------------------------------------------------------------------
 
 
@@ -188,24 +190,9 @@ def median(values: Iterable[float]) -> float:
 # --- DynamoDB: a counting in-memory twin of the client DynamoStore uses -------------------------
 
 
-def attribute_size(value: Mapping[str, Any]) -> int:
-    """DynamoDB's size of one attribute value (developer guide, "Item sizes"), near enough for WRU."""
-    if "S" in value:
-        return len(value["S"].encode("utf-8"))
-    if "N" in value:
-        digits = value["N"].lstrip("-").replace(".", "").lstrip("0") or "0"
-        return 1 + math.ceil(len(digits) / 2)
-    if "BOOL" in value or "NULL" in value:
-        return 1
-    if "L" in value:
-        return 3 + sum(1 + attribute_size(v) for v in value["L"])
-    if "M" in value:
-        return 3 + sum(1 + len(k.encode()) + attribute_size(v) for k, v in value["M"].items())
-    return 0
-
-
-def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
-    return sum(len(name.encode("utf-8")) + attribute_size(value) for name, value in item.items())
+# DynamoDB's item size rules: the store sizes its change log with the same function.
+attribute_size = usage_shape.attribute_size
+item_size = usage_shape.item_size
 
 
 SIZE_SAMPLE = 25

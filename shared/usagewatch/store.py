@@ -1,7 +1,8 @@
 """The DynamoDB repository: the only module that knows the key design (docs/data-model.md).
 
-usage     pk USAGE#{vendor}#{account}#{period}#{shard}   sk {tenant}   (every metric of the tenant; usage_shape.py)
-snapshot  pk SNAP#{vendor}#{account}#{tenant}   sk {as_of}#{period}   (one per change of the tenant; TTL expires_at)
+usage     pk USAGE#{vendor}#{account}#{period}#{shard}   sk {tenant}   (every metric of the tenant and the change
+                                                                   log of its recent readings; usage_shape.py)
+snapshot  pk SNAP#{vendor}#{account}#{tenant}   sk {as_of}#{period}   (a usage item whose log was full; TTL expires_at)
 account   pk ACCOUNTS#{period}       sk {vendor}#{account}   (the accounts with usage in a month)
 total     pk TOTAL#{period}          sk {vendor}#{account}#{metric}
 run       pk RUN#{vendor}#{account}  sk {as_of}
@@ -10,8 +11,9 @@ alert     pk ALERT#{vendor}#{account}  sk {tenant}#{period}#{metric}#{rule}
 lease     pk LEASE#{vendor}#{account}  sk lease   (one run per account at a time; TTL expires_at)
 ident     pk IDENT#{vendor}#{account}  sk identities   (key_{aid} -> the tenant id it was first given)
 
-A run reads its account's stored tenants once per period (SHARDS paged Queries) and writes a tenant's item and
-snapshot only when its reading changed; freshness is the run record's. Snapshots and runs are keyed by the run's
+A run reads its account's stored tenants once per period (SHARDS paged Queries) and writes a tenant's item only
+when its reading changed (the reading it replaces goes into the item's log, or with the log into a snapshot when
+the log is full); freshness is the run record's. Snapshots and runs are keyed by the run's
 as-of time, so a retried invocation overwrites instead of duplicating. A run reads only the alerts that are firing,
 from the sparse index.
 """
@@ -19,6 +21,7 @@ from the sparse index.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -47,11 +50,16 @@ from usagewatch.usage_shape import (
     OldShapeError,
     digest,
     group_by_period,
+    item_size,
+    log_entry,
     merge_metrics,
+    readings,
+    same_tenant_fields,
     stored_usages,
     tenant_attributes,
     usage_pk,
     usage_pks,
+    write_budget,
 )
 
 if TYPE_CHECKING:
@@ -187,6 +195,16 @@ def run_record(item: Mapping[str, Any]) -> RunRecord:
     return RunRecord(**_known(item, _RUN_FIELDS))
 
 
+Remembered = tuple[bytes, frozenset[str], bytes]
+"""A stored tenant item as a run keeps it: its fingerprint, its metric names, the item as compact JSON (read back
+only when the tenant changed, to extend its log: a third of the memory of the item as Python objects)."""
+
+
+def _remembered(item: Mapping[str, Any], fingerprint: bytes | None = None) -> Remembered:
+    packed = json.dumps(item, separators=(",", ":")).encode()
+    return (fingerprint or digest(item), frozenset(item.get("metrics", {})), packed)
+
+
 class TableIdentities:
     """A source's identity memory kept in the table (ThousandEyes organisations without `orgId`)."""
 
@@ -212,8 +230,11 @@ class DynamoStore:
         snapshot_retention_days: int = 400,
         sleep: Any = time.sleep,
         writers: int = WRITERS,
+        change_log: bool = True,
     ) -> None:
+        """`change_log=False`: a full snapshot at every change instead (the shape before the log; bench only)."""
         self.table_name = table_name
+        self._change_log = change_log
         self._client = client
         self.retention = timedelta(days=snapshot_retention_days)
         self._sleep = sleep
@@ -227,7 +248,7 @@ class DynamoStore:
         self.write_calls = 0
         self.tenants_changed = 0
         self.tenants_unchanged = 0
-        self._readings: dict[tuple[str, str, str], dict[str, tuple[bytes, frozenset[str]]]] = {}
+        self._readings: dict[tuple[str, str, str], dict[str, Remembered]] = {}
         """What each (vendor, account, period) holds, by tenant key: read once per invocation, kept as written."""
 
     @property
@@ -247,7 +268,9 @@ class DynamoStore:
         self.add_tenant([record], as_of=as_of, collected_at=collected_at)
 
     def add_tenant(self, records: Sequence[UsageRecord], *, as_of: datetime, collected_at: datetime) -> None:
-        """Queue one tenant's item and snapshot per period, only where its reading differs from the stored one.
+        """Queue one tenant's item per period, only where its reading differs from the stored one; the stored
+        reading goes into the item's change log, or (log full, or the tenant's own fields changed) the stored item
+        goes to a snapshot whole.
 
         Metrics stored but not in this reading (a past month reads fewer) are kept. `collected_at` becomes the
         item's "last changed"; an unchanged tenant writes nothing (the run record says how fresh it is).
@@ -258,32 +281,53 @@ class DynamoStore:
             known = self._known(first.vendor, first.account_id, period)
             tenant = key_part(first.tenant_id)
             pk = usage_pk(first.vendor, first.account_id, period, tenant)
-            attributes = tenant_attributes(group, utc_iso(collected_at))
-            stored = known.get(tenant)
-            if stored is not None and not stored[1] <= attributes["metrics"].keys():
-                full = self.get_items([(pk, tenant)]).get((pk, tenant))
-                if full is not None:
-                    attributes["metrics"] = merge_metrics(full, attributes)
-            fingerprint = digest(attributes)
-            if stored is not None and stored[0] == fingerprint:
+            attributes = {**tenant_attributes(group, utc_iso(collected_at)), "as_of": as_of_text}
+            fingerprint, names, packed = known.get(tenant, (b"", frozenset(), b""))
+            stored = json.loads(packed) if packed and not names <= attributes["metrics"].keys() else None
+            if stored is not None:
+                attributes["metrics"] = merge_metrics(stored, attributes)
+            fingerprint_now = digest(attributes)
+            if packed and fingerprint == fingerprint_now:
                 self.tenants_unchanged += 1
                 continue
-            known[tenant] = (fingerprint, frozenset(attributes["metrics"]))
             self.tenants_changed += 1
-            item = serialize(attributes)
-            self._queue_item({"pk": {"S": pk}, "sk": {"S": tenant}, **item})
-            snapshot = {
-                "pk": f"SNAP#{first.vendor}#{first.account_id}#{tenant}",
-                "sk": f"{as_of_text}#{period}",
-                "record_type": "snapshot",
-                "as_of": as_of_text,
-                "expires_at": int((as_of + self.retention).timestamp()),
-            }
-            self._queue_item({**item, **serialize(snapshot)})
+            if packed and stored is None:
+                stored = json.loads(packed)
+            keys = {"pk": pk, "sk": tenant}
+            item = self._logged(keys, stored, attributes) if self._change_log else attributes
+            encoded = serialize(item)
+            snapshot_pk = f"SNAP#{first.vendor}#{first.account_id}#{tenant}"
+            # The period's first reading is snapshotted too: it tells history the period is there.
+            if stored is None or not self._change_log:
+                self._queue_item({**encoded, **serialize(self._snapshot_keys(snapshot_pk, attributes))})
+            elif item is attributes and "as_of" in stored:
+                self._queue({**stored, **self._snapshot_keys(snapshot_pk, stored)})
+            known[tenant] = _remembered(item, fingerprint_now)
+            self._queue_item({"pk": {"S": pk}, "sk": {"S": tenant}, **encoded})
 
-    def _known(self, vendor: str, account_id: str, period: str) -> dict[str, tuple[bytes, frozenset[str]]]:
-        """The fingerprint and metric names of every stored tenant of the account's period, read once (the
-        accounts of a run are collected one after the other: another account's are dropped)."""
+    @staticmethod
+    def _logged(keys: Mapping[str, str], stored: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+        """`new` with the stored reading appended to the stored log, if it still fits the write units of `new`;
+        else `new` itself (the caller snapshots the stored item)."""
+        if stored is None or "as_of" not in stored or not same_tenant_fields(stored, new):
+            return new
+        logged = {**new, "log": [*stored.get("log", []), log_entry(stored, new)]}
+        budget = write_budget(item_size(serialize({**keys, **new})))
+        return logged if item_size(serialize({**keys, **logged})) <= budget else new
+
+    def _snapshot_keys(self, pk: str, reading: Mapping[str, Any]) -> dict[str, Any]:
+        """What makes a usage item's attributes its snapshot: keys, type, TTL."""
+        as_of = str(reading["as_of"])
+        return {
+            "pk": pk,
+            "sk": f"{as_of}#{reading['period']}",
+            "record_type": "snapshot",
+            "expires_at": int((parse_utc(as_of) + self.retention).timestamp()),
+        }
+
+    def _known(self, vendor: str, account_id: str, period: str) -> dict[str, Remembered]:
+        """The fingerprint and item of every stored tenant of the account's period, read once (the accounts of a
+        run are collected one after the other: another account's are dropped)."""
         key = (vendor, account_id, period)
         known = self._readings.get(key)
         if known is None:
@@ -301,7 +345,7 @@ class DynamoStore:
                         "period": period,
                     }
                 )
-            known = {str(i["sk"]): (digest(i), frozenset(i.get("metrics", {}))) for i in items}
+            known = {str(i["sk"]): _remembered({k: v for k, v in i.items() if k not in ("pk", "sk")}) for i in items}
             self._readings[key] = known
         return known
 
@@ -338,20 +382,29 @@ class DynamoStore:
         self.flush()
 
     def mark_removed(self, usages: Iterable[StoredUsage], *, removed_at: str) -> None:
-        """Usage of customers gone from a complete listing: kept for the record, out of every total."""
+        """Usage of customers gone from a complete listing: kept for the record (change log too), out of every
+        total."""
         tenants: dict[tuple[str, str, str, str], list[StoredUsage]] = {}
         for usage in usages:
             record = usage.record
             tenants.setdefault(
                 (record.vendor, record.account_id, key_part(record.tenant_id), str(record.period)), []
             ).append(usage)
+        keys = {k: (usage_pk(k[0], k[1], k[3], k[2]), k[2]) for k in tenants}
+        items = self.get_items(list(keys.values()))
         for (vendor, account_id, tenant, period), stored in tenants.items():
+            pk, sk = keys[(vendor, account_id, tenant, period)]
             changed_at = max(u.collected_at for u in stored)
-            attributes = {**tenant_attributes([u.record for u in stored], changed_at), "removed_at": removed_at}
-            self._queue({"pk": usage_pk(vendor, account_id, period, tenant), "sk": tenant, **attributes})
+            found = items.get((pk, sk))
+            if found:
+                attributes = {k: v for k, v in found.items() if k not in ("pk", "sk")}
+            else:
+                attributes = tenant_attributes([u.record for u in stored], changed_at)
+            attributes["removed_at"] = removed_at
+            self._queue({"pk": pk, "sk": sk, **attributes})
             known = self._readings.get((vendor, account_id, period))
             if known is not None:
-                known[tenant] = (digest(attributes), frozenset(attributes["metrics"]))
+                known[tenant] = _remembered(attributes)
         self.flush()
 
     def write_run(self, run: RunRecord) -> None:
@@ -793,17 +846,30 @@ class DynamoStore:
         ]
 
     def metric_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[StoredUsage]:
-        """One tenant's metric at each change of the tenant, oldest first (the value at time T is the last one
-        before T)."""
-        return [
-            usage
-            for item in self._query(
+        """One tenant's metric at each change of it, oldest first (the value at time T is the last one before T):
+        the readings of its snapshots and of the change logs of its items of those periods (keyed reads)."""
+        tenant = key_part(tenant_id)
+        snapshots = list(
+            self._query(
                 KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{key_part(tenant_id)}"}},
+                ExpressionAttributeValues={":pk": {"S": f"SNAP#{vendor}#{account_id}#{tenant}"}},
             )
-            for usage in stored_usages(item)
-            if usage.record.metric == metric
-        ]
+        )
+        periods = {str(i["period"]) for i in snapshots}
+        items = self.get_items([(usage_pk(vendor, account_id, p, tenant), tenant) for p in sorted(periods)])
+        states: dict[tuple[str, str], dict[str, Any]] = {}
+        for item in [*snapshots, *items.values()]:
+            for state in readings(item):
+                states[(str(state["as_of"]), str(state["period"]))] = {**state, "record_type": "snapshot"}
+        history: list[StoredUsage] = []
+        last: dict[str, tuple[UsageRecord, str | None]] = {}
+        for key in sorted(states):
+            for usage in stored_usages(states[key]):
+                seen = (usage.record, usage.removed_at)
+                if usage.record.metric == metric and last.get(key[1]) != seen:
+                    last[key[1]] = seen
+                    history.append(usage)
+        return history
 
     def monthly_history(
         self, vendor: str, account_id: str, tenant_id: str, metric: str, periods: Iterable[str]

@@ -4,17 +4,26 @@ One item per tenant and period holds every metric of it:
 
 usage     pk USAGE#{vendor}#{account}#{period}#{shard}   sk {tenant}
           metrics {metric: {value, unit, quota, projected, minimum, limit_exceeded, projected_next_period}}
-snapshot  pk SNAP#{vendor}#{account}#{tenant}             sk {as_of}#{period}   (one per change; TTL expires_at)
+          as_of (the run of the last change), log [{a: as_of, c: seconds to collected_at, d: delta}]
+snapshot  pk SNAP#{vendor}#{account}#{tenant}             sk {as_of}#{period}   (TTL expires_at)
 account   pk ACCOUNTS#{period}                            sk {vendor}#{account}  (who has usage in a month)
 
 `shard` (0..SHARDS-1, from a hash of the tenant id) spreads one large account's month over SHARDS partitions; an
 account's month is read back with SHARDS paged Queries.
+
+History is a change log kept in the item itself: each change appends to `log` the reverse delta of the reading it
+replaced (the old fields of the metrics that changed, short names), so the item replays back to every earlier
+reading. When the next entry would make the item cost another write unit (or the tenant's own fields change), the
+stored item, log and all, is written once as a snapshot and the new item starts an empty log: one snapshot per
+~1 KB of changes instead of one per change, every reading still exact.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Final
 
 from usagewatch.errors import StoreError
@@ -22,6 +31,23 @@ from usagewatch.model import Period, StoredUsage, Tenant, UsageRecord, Window, p
 
 SHARDS: Final = 4
 METRIC_FIELDS: Final = ("quota", "projected", "minimum", "limit_exceeded", "projected_next_period")
+TENANT_FIELDS: Final = ("tenant_name", "parent_tenant_id", "billed", "period_start", "period_end", "removed_at")
+"""A change of any of these is not logged: the stored item goes to a snapshot whole."""
+SHORT: Final = {
+    "value": "v",
+    "unit": "u",
+    "quota": "q",
+    "projected": "p",
+    "minimum": "n",
+    "limit_exceeded": "x",
+    "projected_next_period": "P",
+    "period_start": "s",
+    "period_end": "e",
+}
+LONG: Final = {v: k for k, v in SHORT.items()}
+ABSENT: Final = "-"
+"""In a delta: the metric (as the delta's value) or the fields (as a key, listing them) the older reading lacked."""
+WRITE_UNIT: Final = 1024
 OLD_SHAPE: Final = (
     "this table holds usage in the old shape (one item per metric); run `usagewatch migrate --table {table}` "
     "(add --dry-run to see what it would change) before reading or collecting"
@@ -102,6 +128,99 @@ def merge_metrics(stored: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str
     return {**kept, **new["metrics"]}
 
 
+def metrics_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """What turns the `new` metrics back into the `old` ones: per metric that differs, the old fields that differ."""
+    delta: dict[str, Any] = {}
+    for metric in sorted(old.keys() | new.keys()):
+        before, after = old.get(metric), new.get(metric, {})
+        if before is None:
+            delta[metric] = ABSENT
+            continue
+        if _canonical(before) == _canonical(after):
+            continue
+        entry: dict[str, Any] = {
+            SHORT.get(f, f): v for f, v in before.items() if _canonical(v) != _canonical(after.get(f))
+        }
+        dropped = [SHORT.get(f, f) for f in after if f not in before]
+        if dropped:
+            entry[ABSENT] = dropped
+        delta[metric] = entry
+    return delta
+
+
+def undo(metrics: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics before the change `delta` was logged for."""
+    result = dict(metrics)
+    for metric, entry in delta.items():
+        if entry == ABSENT:
+            result.pop(metric, None)
+            continue
+        fields = dict(result.get(metric, {}))
+        for short in entry.get(ABSENT, ()):
+            fields.pop(LONG.get(short, short), None)
+        fields.update({LONG.get(k, k): v for k, v in entry.items() if k != ABSENT})
+        result[metric] = fields
+    return result
+
+
+def log_entry(stored: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The log entry that keeps `stored` (a reading of the same tenant fields) once `new` replaces it."""
+    seconds = (parse_utc(stored["collected_at"]) - parse_utc(stored["as_of"])).total_seconds()
+    entry: dict[str, Any] = {"a": stored["as_of"], "d": metrics_delta(stored["metrics"], new["metrics"])}
+    if seconds:
+        entry["c"] = int(seconds)
+    return entry
+
+
+def same_tenant_fields(stored: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return all(_canonical(stored.get(f)) == _canonical(new.get(f)) for f in TENANT_FIELDS)
+
+
+def readings(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every reading an item (usage or snapshot) holds, oldest first, each as a snapshot's attributes. An item
+    without `as_of` was written before the change log (its own snapshot holds it): none."""
+    if "as_of" not in item:
+        return []
+    current = {k: v for k, v in item.items() if k != "log"}
+    found = [current]
+    for entry in reversed(item.get("log", [])):
+        collected = parse_utc(entry["a"]) + timedelta(seconds=int(entry.get("c", 0)))
+        current = {
+            **current,
+            "metrics": undo(current["metrics"], entry["d"]),
+            "as_of": entry["a"],
+            "collected_at": utc_iso(collected),
+        }
+        found.append(current)
+    return found[::-1]
+
+
+def write_budget(size: int) -> int:
+    """The bytes an item may grow to without costing another write unit."""
+    return max(1, math.ceil(size / WRITE_UNIT)) * WRITE_UNIT
+
+
+def attribute_size(value: Mapping[str, Any]) -> int:
+    """DynamoDB's size of one attribute value (developer guide, "Item sizes")."""
+    if "S" in value:
+        return len(value["S"].encode("utf-8"))
+    if "N" in value:
+        digits = value["N"].lstrip("-").replace(".", "").lstrip("0") or "0"
+        return 1 + math.ceil(len(digits) / 2)
+    if "BOOL" in value or "NULL" in value:
+        return 1
+    if "L" in value:
+        return 3 + sum(1 + attribute_size(v) for v in value["L"])
+    if "M" in value:
+        return 3 + sum(1 + len(k.encode()) + attribute_size(v) for k, v in value["M"].items())
+    return 0
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """DynamoDB's size of an item (names and values), which its write units are counted from."""
+    return sum(len(name.encode("utf-8")) + attribute_size(value) for name, value in item.items())
+
+
 def _canonical(value: object) -> object:
     if isinstance(value, Mapping):
         return tuple(sorted((k, _canonical(v)) for k, v in value.items()))
@@ -137,7 +256,8 @@ def stored_usages(item: Mapping[str, Any]) -> list[StoredUsage]:
             window=own,
             **{name: entry.get(name) for name in METRIC_FIELDS},
         )
-        found.append(StoredUsage(record, str(item["collected_at"]), item.get("removed_at"), item.get("as_of")))
+        as_of = item.get("as_of") if item.get("record_type") == "snapshot" else None
+        found.append(StoredUsage(record, str(item["collected_at"]), item.get("removed_at"), as_of))
     return found
 
 

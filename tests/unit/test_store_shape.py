@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from tests.local_aws import provision
-from usagewatch.model import Period, Tenant, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window, utc_iso
 from usagewatch.store import DynamoStore
 from usagewatch.usage_shape import SHARDS
 
@@ -44,7 +44,7 @@ def run(table: str, when: datetime, bumps: dict[int, int], tenants: int = 40) ->
     return store
 
 
-def test_an_unchanged_run_writes_nothing_and_a_changed_tenant_writes_one_item_and_one_snapshot(table: str) -> None:
+def test_an_unchanged_run_writes_nothing_and_a_changed_tenant_writes_one_item(table: str) -> None:
     first = run(table, T0, {})
     assert first.tenants_changed == 40 and first.items_written == 40 * 2 + 1  # + the month's account entry
 
@@ -52,7 +52,7 @@ def test_an_unchanged_run_writes_nothing_and_a_changed_tenant_writes_one_item_an
     assert (same.tenants_changed, same.tenants_unchanged, same.items_written) == (0, 40, 0)
 
     changed = run(table, T0 + 2 * RUN, {3: 5})
-    assert (changed.tenants_changed, changed.items_written) == (1, 2)
+    assert (changed.tenants_changed, changed.items_written) == (1, 1), "the replaced reading is in the item's log"
 
     store = DynamoStore(table)
     usage = {(u.record.tenant_id, u.record.metric): u for u in store.period_usage("2026-11", vendor="keepnet")}
@@ -83,3 +83,61 @@ def test_a_month_spreads_over_shards_of_each_account(table: str) -> None:
     items = boto3.client("dynamodb").scan(TableName=table)["Items"]
     keys = {i["pk"]["S"] for i in items if i["record_type"]["S"] == "usage"}
     assert keys <= {f"USAGE#keepnet#kn#2026-11#{n}" for n in range(SHARDS)} and len(keys) == SHARDS
+
+
+def test_history_is_exact_across_a_full_log_and_its_snapshots(table: str) -> None:
+    """Every reading of 40 changes comes back, each at its own run, whether it sits in the item's log or in a
+    snapshot written when the log was full; a run retried at the same time writes nothing."""
+    writes = []
+    for n in range(40):
+        store = DynamoStore(table, writers=1)
+        when = T0 + n * RUN
+        store.add_tenant(
+            [*tenant_records(1, n * 3, metrics=("licensed_users",)), *tenant_records(1, n // 4)[1:]],
+            as_of=when,
+            collected_at=when + timedelta(seconds=7),
+        )
+        store.flush()
+        writes.append(store.items_written)
+    retried = DynamoStore(table, writers=1)
+    retried.add_tenant(
+        [*tenant_records(1, 39 * 3, metrics=("licensed_users",)), *tenant_records(1, 39 // 4)[1:]],
+        as_of=T0 + 39 * RUN,
+        collected_at=T0 + 39 * RUN,
+    )
+    retried.flush()
+    assert retried.items_written == 0
+
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    snapshots = [i for i in items if i["record_type"]["S"] == "snapshot"]
+    assert 1 < len(snapshots) < 40 and sum(writes) == 40 + 1 + len(snapshots)  # + the month's account entry
+    store = DynamoStore(table)
+    licensed = store.metric_history("keepnet", "kn", "c-1", "licensed_users")
+    assert [(h.as_of, h.collected_at, h.record.value) for h in licensed] == [
+        (utc_iso(T0 + n * RUN), utc_iso(T0 + n * RUN + timedelta(seconds=7)), 11 + 3 * n) for n in range(40)
+    ]
+    monthly = store.metric_history("keepnet", "kn", "c-1", "monthly_users")
+    assert [(h.as_of, h.record.value) for h in monthly] == [
+        (utc_iso(T0 + n * RUN), 11 + n // 4) for n in range(0, 40, 4)
+    ], "a metric's history lists its own changes"
+    latest = {u.record.metric: u.record.value for u in store.tenant_usage("keepnet", "kn", "c-1", "2026-11")}
+    assert latest == {"licensed_users": 11 + 3 * 39, "monthly_users": 11 + 39 // 4}
+
+
+def test_a_renamed_customer_snapshots_its_log_and_keeps_every_reading(table: str) -> None:
+    for n, name in enumerate(("Company 1", "Company 1", "Company One")):
+        store = DynamoStore(table, writers=1)
+        tenant = Tenant("c-1", name)
+        records = [UsageRecord("keepnet", "kn", tenant, "licensed_users", 10 + n, "users", NOV, quota=50)]
+        store.add_tenant(records, as_of=T0 + n * RUN, collected_at=T0 + n * RUN)
+        store.flush()
+
+    store = DynamoStore(table)
+    history = store.metric_history("keepnet", "kn", "c-1", "licensed_users")
+    assert [(h.as_of, h.record.tenant.tenant_name, h.record.value) for h in history] == [
+        (utc_iso(T0), "Company 1", 10),
+        (utc_iso(T0 + RUN), "Company 1", 11),
+        (utc_iso(T0 + 2 * RUN), "Company One", 12),
+    ]
+    snapshots = [i for i in boto3.client("dynamodb").scan(TableName=table)["Items"] if i["pk"]["S"].startswith("SNAP#")]
+    assert sorted(i["sk"]["S"] for i in snapshots) == [f"{utc_iso(T0)}#2026-11", f"{utc_iso(T0 + RUN)}#2026-11"]
