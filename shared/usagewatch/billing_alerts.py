@@ -8,7 +8,7 @@ contracted metrics and one record per unmapped tenant, and turns them into findi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
@@ -74,9 +74,11 @@ class BillingView:
             self.used[key] = (record.value + (held_sum[0] if held_sum else 0), record.unit)
 
     def findings(
-        self, document: RulesDocument, failed_tenants: Iterable[str], names: Mapping[str, str]
+        self, document: RulesDocument, failed_tenants: Iterable[str], names: Callable[[], Mapping[str, str]]
     ) -> tuple[list[Finding], set[str]]:
-        """This run's billing findings, and the customers it could not judge (a tenant of theirs failed)."""
+        """This run's billing findings, and the customers it could not judge (a tenant of theirs failed).
+
+        `names` (customer id -> name) is called only if a customer is under-billed."""
         rules = document.rules
         failed_owners = {self.owners[t] for t in failed_tenants if t in self.owners}
         out: list[Finding] = []
@@ -85,16 +87,19 @@ class BillingView:
                 out.append(Finding(record, UNMAPPED_TENANT, rules.unmapped_tenant.severity, 0, None))
         if rules.under_billed.enabled:
             window = Window.month(self.period)
+            known: Mapping[str, str] | None = None
             for (customer, metric), (used, unit) in sorted(self.used.items()):
                 if customer in failed_owners:
                     continue
                 contract = self.contracts[(customer, metric)]
                 if used <= contract.quantity:
                     continue
+                if known is None:
+                    known = names()
                 record = UsageRecord(
                     vendor=self.vendor,
                     account_id=self.account_id,
-                    tenant=Tenant(customer_tenant_id(customer), names.get(customer, customer)),
+                    tenant=Tenant(customer_tenant_id(customer), known.get(customer, customer)),
                     metric=metric,
                     value=used,
                     unit=unit,

@@ -155,9 +155,10 @@ class UsageRecord:
 
     def __post_init__(self) -> None:
         tid = self.tenant.tenant_id
-        if not registry.is_known(self.vendor):
+        known = registry.find(self.vendor)
+        if known is None:
             raise VendorDataError(f"unknown vendor {self.vendor!r}")
-        if self.unit not in registry.vendor(self.vendor).units:
+        if self.unit not in known.units:
             raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown unit {self.unit!r}")
         if not self.metric or not re.fullmatch(r"[a-z0-9_]+", self.metric):
             raise VendorDataError(f"tenant {tid}: invalid metric name {self.metric!r}")

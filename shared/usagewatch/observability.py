@@ -102,8 +102,8 @@ def emit_account(vendor: str, account_id: str, *, last_success_age: float | None
     values = {"service": _service(), "vendor": vendor, "account": account_id}
     if last_success_age is not None:
         _emit_one(LAST_SUCCESS_AGE, max(0.0, last_success_age), values)
-    billed = registry.vendor(vendor).billed_metrics if registry.is_known(vendor) else ()
-    for metric in billed:
+    known = registry.find(vendor)
+    for metric in known.billed_metrics if known else ():
         if metric in totals:
             _emit_one(USAGE_TOTAL, float(totals[metric]), {**values, "usage_metric": metric})
 

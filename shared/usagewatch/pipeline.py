@@ -15,7 +15,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 from uuid import uuid4
 
 from usagewatch.alerts import Observed, Reading, TenantFailureInfo, Transition, alert_id, reconcile
-from usagewatch.billing_alerts import BILLING_RULES, UNDER_BILLED, BillingReader, BillingView, load_view
+from usagewatch.billing_alerts import BILLING_RULES, BillingReader, BillingView, load_view
 from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
 from usagewatch.digest import build_digest
 from usagewatch.dispatch import Dispatcher, Publisher
@@ -432,14 +432,16 @@ class Pipeline(Generic[AccountT]):
         view = run.billing
         if view is None:
             return set()
-        names: dict[str, str] = {}
-        findings, failed_owners = view.findings(self.rules, run.failures, names)
-        if any(f.rule == UNDER_BILLED for f in findings):
+        reader = self.billing
+
+        def names() -> dict[str, str]:
             try:
-                names = {c.customer_id: c.name for c in self.billing.customers()} if self.billing else {}
+                return {c.customer_id: c.name for c in reader.customers()} if reader else {}
             except StoreError as exc:
                 logger.warning("customer names not read", extra={"error": _clean(str(exc))})
-            findings, failed_owners = view.findings(self.rules, run.failures, names)
+                return {}
+
+        findings, failed_owners = view.findings(self.rules, run.failures, names)
         run.findings = view.with_customers([*run.findings, *findings])
         return view.judged(failed_owners, open_states.values())
 

@@ -126,6 +126,10 @@ def vendors() -> tuple[Vendor, ...]:
     return tuple(_vendors.values())
 
 
+def find(vendor_id: str) -> Vendor | None:
+    return _vendors.get(vendor_id)
+
+
 def is_known(vendor_id: str) -> bool:
     return vendor_id in _vendors
 

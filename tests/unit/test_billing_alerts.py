@@ -56,7 +56,7 @@ def test_reads_do_not_grow_with_tenants_and_sums_span_a_customers_tenants() -> N
     view.observe(record("t10000", 5))  # "shared" has tenants in kn-b too: judged monthly only
     view.observe(record("stray", 3))
     view.observe(record("idle", 0))
-    findings, failed = view.findings(DEFAULT_RULES, failed_tenants=["t0"], names={})
+    findings, failed = view.findings(DEFAULT_RULES, failed_tenants=["t0"], names=dict)
     under = [f for f in findings if f.rule == UNDER_BILLED]
     assert len(under) == 99  # c0 is not judged: one of its tenants failed
     assert {f.record.value for f in under} == {100}

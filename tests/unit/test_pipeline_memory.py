@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from usagewatch.alerts import BREACHED, FAILED, RESOLVED
-from usagewatch.errors import PublishError
+from usagewatch.errors import PublishError, VendorApiError
 from usagewatch.model import (
     CollectionRequest,
     Period,
@@ -46,9 +46,11 @@ def failure(tenant_id: str) -> TenantFailure:
 
 @dataclass
 class ScriptedSource:
-    """A vendor whose next run answers `results` (set by the test before each run)."""
+    """A vendor whose next run answers `results` (set by the test before each run), or fails the whole
+    account when `down`."""
 
     results: list[TenantResult] = field(default_factory=list)
+    down: bool = False
     vendor: str = VENDOR
 
     def parse_account(self, raw: dict[str, object], *, index: int = 0) -> str:
@@ -58,6 +60,8 @@ class ScriptedSource:
         return account
 
     def collect(self, account: str, request: CollectionRequest) -> Iterator[TenantResult]:
+        if self.down:
+            raise VendorApiError("HTTP 503 from the vendor (simulated)")
         yield from self.results
 
 

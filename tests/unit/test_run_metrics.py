@@ -6,17 +6,14 @@ checked against the catalogue in tests/integration/test_metrics.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests import emf
-from tests.unit.test_pipeline_memory import ACCOUNT, PERIOD, VENDOR, Events, failure, usage
+from tests.unit.test_pipeline_memory import ACCOUNT, PERIOD, Events, ScriptedSource, failure, usage
 from usagewatch import observability, registry
-from usagewatch.errors import VendorApiError
 from usagewatch.model import CollectionRequest, TenantResult
 from usagewatch.observability import (
     ACCOUNT_DIMENSIONS,
@@ -37,29 +34,9 @@ from usagewatch.store_memory import MemoryStore
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 
 
-@dataclass
-class FlakySource:
-    """Answers `results`, or fails the whole account when `down`."""
-
-    results: list[TenantResult] = field(default_factory=list)
-    down: bool = False
-    vendor: str = VENDOR
-
-    def parse_account(self, raw: dict[str, object], *, index: int = 0) -> str:
-        return str(raw["id"])
-
-    def account_id(self, account: str) -> str:
-        return account
-
-    def collect(self, account: str, request: CollectionRequest) -> Iterator[TenantResult]:
-        if self.down:
-            raise VendorApiError("HTTP 503 from the vendor (simulated)")
-        yield from self.results
-
-
 @pytest.fixture
 def run() -> Any:
-    source, store = FlakySource(), MemoryStore()
+    source, store = ScriptedSource(), MemoryStore()
 
     def _run(when: datetime, *results: TenantResult, down: bool = False) -> Any:
         source.results, source.down = list(results), down
