@@ -54,7 +54,8 @@ class Observed:
     pairs: frozenset[tuple[str, str]] | None = None
     metrics: frozenset[tuple[str, str, str]] | None = None
     """(tenant, metric, period) read, when given: an alert resolves only on a reading of its own metric (a
-    Keepnet past month reads `monthly_users` alone). A tenant in `silent` answered with no records at all."""
+    Keepnet past month reads `monthly_users` alone). A tenant in `silent` was read whole: it answered with no
+    records at all, or its vendor's reads list every metric it has (a metric missing is gone)."""
     silent: frozenset[str] = frozenset()
 
     def saw(self, tenant_id: str, period: str, metric: str | None = None) -> bool:

@@ -34,6 +34,10 @@ def threshold_summary(event_type: str, state: AlertState) -> str:
     what = _metric_words(state.metric)
     if event_type == RESOLVED and state.reason == TENANT_REMOVED:
         return f"{who}: no longer listed by the vendor; {state.rule} on {what} for {state.period} closed"
+    if event_type == RESOLVED and state.reason == "current" and state.rule == "unused_licences":
+        used = f"{fmt(state.value)} of {fmt(state.quota)} assigned"
+        fewer = f"fewer than {fmt(state.threshold)} unused"
+        return f"{who}: {what} for {state.period}: {fewer} ({used}); {state.rule} cleared"
     if event_type == RESOLVED and state.reason == "current":
         limit = f" (limit {fmt(state.quota)})" if state.quota is not None else ""
         return f"{who}: {what} back within limits for {state.period}: {fmt(state.value)}{limit}; {state.rule} cleared"
@@ -59,6 +63,12 @@ def threshold_summary(event_type: str, state: AlertState) -> str:
     if state.rule == "below_minimum_commitment":
         return (
             f"{who}: {what} {fmt(state.value)} for {state.period}, below the committed minimum {fmt(state.threshold)}"
+        )
+    if state.rule == "unused_licences":
+        unused = (state.quota or 0) - (state.value or 0)
+        return (
+            f"{who}: {what} {fmt(unused)} of {fmt(state.quota)} paid seats unused for {state.period}"
+            f" ({fmt(state.value)} assigned)"
         )
     return f"{who}: {what} {fmt(state.value)} ({state.rule}) for {state.period}"
 
@@ -99,6 +109,8 @@ _ADVICE: Final = {
     "the period ends.",
     "quota_utilization": "The customer is close to its quota: plan an upgrade conversation.",
     "below_minimum_commitment": "Usage is under the committed minimum: the minimum will be invoiced.",
+    "unused_licences": "Seats are paid for and assigned to nobody: assign them or reduce the subscription at its "
+    "next renewal.",
 }
 
 

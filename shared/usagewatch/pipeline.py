@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, Final, Generic, Protocol, TypeVar
 from uuid import uuid4
 
+from usagewatch import registry
 from usagewatch.alerts import Observed, Reading, TenantFailureInfo, Transition, alert_id, reconcile
 from usagewatch.billing_alerts import BILLING_RULES, BillingReader, BillingView, load_view
 from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
@@ -561,6 +562,7 @@ class Pipeline(Generic[AccountT]):
         if open_states is not None:
             # A tenant that answered with no records at all (no licence) was read for every period.
             read = run.read | {(t, p) for t in run.silent_tenants for p in run.periods} | {(t, p) for t, _, p in judged}
+            whole = (entry := registry.find(vendor)) is not None and entry.whole_readings
             transitions = reconcile(
                 open_states,
                 vendor=vendor,
@@ -572,7 +574,7 @@ class Pipeline(Generic[AccountT]):
                     frozenset(run.periods),
                     frozenset(read),
                     metrics=frozenset(run.metrics_read | judged),
-                    silent=frozenset(run.silent_tenants),
+                    silent=frozenset(run.silent_tenants | (run.ok_tenants.keys() if whole else set())),
                 ),
                 findings=run.findings,
                 account_error=account_error,

@@ -42,6 +42,9 @@ class Vendor:
     billed_metrics: tuple[str, ...] = ()
     """The metrics an MSP bills in the usual case, most important first: each account's period total of them is
     a CloudWatch metric on the dashboard (a handful at most: each costs per account and month)."""
+    whole_readings: bool = False
+    """A tenant's successful read lists every metric it has (Microsoft 365's subscribed SKUs): a metric missing from
+    it is gone, and its open alerts resolve. False where a read may cover some metrics only (Keepnet's past months)."""
 
     def __post_init__(self) -> None:
         if not _ID_RE.fullmatch(self.id):
@@ -105,6 +108,16 @@ _BUILT_IN: Final = (
         source="usagewatch.sources.thousandeyes.source:make_source",
         settings="usagewatch.sources.thousandeyes.api:ThousandEyesAccount",
         billed_metrics=("cloud_units", "endpoint_agents"),
+    ),
+    Vendor(
+        id="microsoft365",
+        name="Microsoft 365",
+        units=("seats",),
+        template_name="Microsoft",
+        source="usagewatch.sources.microsoft365.source:Microsoft365Source",
+        settings="usagewatch.sources.microsoft365.api:Microsoft365Account",
+        billed_metrics=("spb", "o365_business_premium", "enterprisepack"),
+        whole_readings=True,
     ),
 )
 

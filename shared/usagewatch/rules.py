@@ -20,7 +20,7 @@ LADDER: Final = ("vendor_limit_exceeded", "over_quota", "projected_over_quota", 
 """The precedence ladder, highest first: on one record only the highest rule that holds fires."""
 # Judged by the pipeline from customers and contracts (billing_alerts.py), not per record by `evaluate`.
 BILLING_RULE_NAMES: Final = ("under_billed", "unmapped_tenant")
-RULE_NAMES: Final = (*LADDER, "below_minimum_commitment", *BILLING_RULE_NAMES)
+RULE_NAMES: Final = (*LADDER, "below_minimum_commitment", "unused_licences", *BILLING_RULE_NAMES)
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 MAX_REPEAT_HOURS: Final = 24 * 366
 """A repeat interval longer than a year never repeats anything; a bound keeps `timedelta` from overflowing."""
@@ -47,12 +47,66 @@ class MinimumRule(RuleConfig):
     days_before_period_end: Annotated[int, Field(ge=0, le=31)] = 3
 
 
+FREE_SKUS: Final = (
+    "flow_free",
+    "power_bi_standard",
+    "powerapps_viral",
+    "powerapps_dev",
+    "power_automate_free",
+    "teams_exploratory",
+    "teams_free",
+    "windows_store",
+    "stream",
+    "rightsmanagement_adhoc",
+    "ccibots_privprev_viral",
+    "mcopstnc",
+    "forms_pro",
+    "*trial*",
+)
+"""Microsoft 365 SKUs given away in bulk (self-service sign-up, viral and trial offers: thousands of "enabled"
+seats nobody buys): never worth an unused-licence alert. Metric names (docs/vendors/microsoft365.md); patterns."""
+Pattern = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class UnusedOverride(_Strict):
+    metric: Pattern
+    vendor: Pattern = "*"
+    threshold: Annotated[int, Field(ge=1, le=MAX_PLAUSIBLE_VALUE)]
+
+
+class UnusedLicencesRule(RuleConfig):
+    """Seats paid for and not assigned: `quota - value >= threshold` (docs/alerts.md section 3)."""
+
+    threshold: Annotated[int, Field(ge=1, le=MAX_PLAUSIBLE_VALUE)] = 1
+    vendors: tuple[str, ...] = Field(default=("microsoft365",), strict=False)
+    exclude: tuple[Pattern, ...] = Field(default=FREE_SKUS, strict=False)
+    overrides: tuple[UnusedOverride, ...] = Field(default=(), strict=False)
+
+    @field_validator("vendors")
+    @classmethod
+    def _known_vendors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if not registry.is_known(v)]
+        if unknown:
+            raise ValueError(f"unknown vendor (one of {', '.join(registry.vendor_ids())})")
+        return value
+
+    def threshold_for(self, record: UsageRecord) -> int | None:
+        """The unused seats at which `record` alerts, or None when the rule does not apply to it."""
+        if record.vendor not in self.vendors or any(fnmatchcase(record.metric, p) for p in self.exclude):
+            return None
+        for override in self.overrides:
+            if fnmatchcase(record.vendor, override.vendor) and fnmatchcase(record.metric, override.metric):
+                return override.threshold
+        return self.threshold
+
+
 class Rules(_Strict):
     vendor_limit_exceeded: RuleConfig = RuleConfig(severity="critical")
     over_quota: RuleConfig = RuleConfig(severity="critical")
     projected_over_quota: ProjectedRule = ProjectedRule()
     quota_utilization: UtilizationRule = UtilizationRule()
     below_minimum_commitment: MinimumRule = MinimumRule(severity="info")
+    unused_licences: UnusedLicencesRule = UnusedLicencesRule(severity="info")
     under_billed: RuleConfig = RuleConfig(severity="warning")
     unmapped_tenant: RuleConfig = RuleConfig(severity="warning")
 
@@ -205,7 +259,8 @@ class Finding:
 
 
 def evaluate(record: UsageRecord, document: RulesDocument, as_of: datetime) -> list[Finding]:
-    """At most one ladder finding (the highest that holds) and at most one minimum-commitment finding."""
+    """At most one ladder finding (the highest that holds), at most one minimum-commitment finding and at most one
+    unused-licences finding."""
     rules = document.rules
     override = document.operator_quota(record)
     quota = override if override is not None else record.quota
@@ -241,4 +296,9 @@ def evaluate(record: UsageRecord, document: RulesDocument, as_of: datetime) -> l
         and record.window.remaining(as_of) <= timedelta(days=minimum_rule.days_before_period_end)
     ):
         findings.append(found("below_minimum_commitment", record.minimum))
+
+    unused_rule = rules.unused_licences
+    unused = unused_rule.threshold_for(record) if unused_rule.enabled and quota is not None else None
+    if unused is not None and quota is not None and quota - value >= unused:
+        findings.append(found("unused_licences", unused))
     return findings

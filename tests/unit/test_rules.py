@@ -90,6 +90,7 @@ def test_an_empty_document_is_the_defaults_of_the_contract() -> None:
             ("projected_over_quota", True, "warning"),
             ("quota_utilization", True, "warning"),
             ("below_minimum_commitment", True, "info"),
+            ("unused_licences", True, "info"),
             ("under_billed", True, "warning"),
             ("unmapped_tenant", True, "warning"),
         ]
@@ -442,6 +443,18 @@ INVALID: list[tuple[Any, str]] = [
     (
         {"rules": {"below_minimum_commitment": {"days_before_period_end": -1}}},
         "rules.below_minimum_commitment.days_before_period_end",
+    ),
+    ({"rules": {"unused_licences": {"threshold": 0}}}, "rules.unused_licences.threshold"),
+    ({"rules": {"unused_licences": {"threshold": 1.5}}}, "rules.unused_licences.threshold"),
+    ({"rules": {"unused_licences": {"vendors": ["sophos"]}}}, "rules.unused_licences.vendors"),
+    ({"rules": {"unused_licences": {"exclude": [""]}}}, "rules.unused_licences.exclude[0]"),
+    (
+        {"rules": {"unused_licences": {"overrides": [{"metric": "spb"}]}}},
+        "rules.unused_licences.overrides[0].threshold",
+    ),
+    (
+        {"rules": {"unused_licences": {"overrides": [{"sku": "spb", "threshold": 2}]}}},
+        "rules.unused_licences.overrides[0].sku",
     ),
     ({"repeat_after_hours": -1}, "repeat_after_hours"),
     ({"repeat_after_hours": "24"}, "repeat_after_hours"),
