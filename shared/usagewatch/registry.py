@@ -106,6 +106,17 @@ _BUILT_IN: Final = (
         settings="usagewatch.sources.thousandeyes.api:ThousandEyesAccount",
         billed_metrics=("cloud_units", "endpoint_agents"),
     ),
+    Vendor(
+        id="microsoft365",
+        name="Microsoft 365",
+        units=("seats",),
+        template_name="Microsoft365",
+        source="usagewatch.sources.microsoft365.source:Microsoft365Source",
+        settings="usagewatch.sources.microsoft365.api:Microsoft365Account",
+        # The SKUs most MSP customers hold (skuPartNumber lower-cased): Business Premium, Business Standard,
+        # Office 365 E3. Other SKUs are stored and alerted on alike; they are only not on the dashboard.
+        billed_metrics=("spb", "o365_business_premium", "enterprisepack"),
+    ),
 )
 
 _vendors: dict[str, Vendor] = {v.id: v for v in _BUILT_IN}
