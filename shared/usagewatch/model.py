@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -22,6 +22,10 @@ MAX_PLAUSIBLE_VALUE: Final = 10**15
 MAX_NAME_LENGTH: Final = 256
 
 _PERIOD_RE: Final = re.compile(r"^(\d{4})-(\d{2})$")
+# A record's attributes: a few facts beside the numbers (a SKU's id and state), never part of any total.
+MAX_ATTRIBUTES: Final = 16
+MAX_ATTRIBUTE_TEXT: Final = 128
+_ATTRIBUTE_KEY_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 @functools.lru_cache(maxsize=256)  # a run formats the same few times (as-of, period bounds) per record
@@ -135,6 +139,24 @@ def _check_number(name: str, value: object, tenant_id: str, *, optional: bool) -
         raise VendorDataError(f"tenant {tenant_id}: {name} out of range: {value!r}")
 
 
+def _checked_attributes(attributes: object, tenant_id: str, metric: str) -> dict[str, int | str]:
+    where = f"tenant {tenant_id}: metric {metric}: attributes"
+    if not isinstance(attributes, Mapping):
+        raise VendorDataError(f"{where} must be a mapping, got {type(attributes).__name__}")
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise VendorDataError(f"{where}: at most {MAX_ATTRIBUTES}, got {len(attributes)}")
+    checked: dict[str, int | str] = {}
+    for key, value in sorted(attributes.items()):
+        if not isinstance(key, str) or not _ATTRIBUTE_KEY_RE.fullmatch(key):
+            raise VendorDataError(f"{where}: invalid name {str(key)[:40]!r} (expected snake_case)")
+        if isinstance(value, str):
+            value = clean_name(value)[:MAX_ATTRIBUTE_TEXT]
+        elif isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PLAUSIBLE_VALUE:
+            raise VendorDataError(f"{where}.{key} must be an integer or text, got {value!r:.40}")
+        checked[key] = value
+    return checked
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
     """One normalised number: a tenant's usage of one metric in one period (contracts.md section 3)."""
@@ -152,9 +174,14 @@ class UsageRecord:
     limit_exceeded: bool | None = None
     projected_next_period: Number | None = None
     """The vendor's projection for the next billing period (ThousandEyes `*NextBillingPeriod`): a forecast."""
+    attributes: Mapping[str, int | str] | None = field(default=None, hash=False)
+    """A few facts beside the numbers (Microsoft 365: a SKU's id, state and other prepaid counts): snake_case keys,
+    integer or short text values, at most MAX_ATTRIBUTES; stored with the metric, never summed or alerted on."""
 
     def __post_init__(self) -> None:
         tid = self.tenant.tenant_id
+        if self.attributes is not None:
+            object.__setattr__(self, "attributes", _checked_attributes(self.attributes, tid, self.metric) or None)
         known = registry.find(self.vendor)
         if known is None:
             raise VendorDataError(f"unknown vendor {self.vendor!r}")
@@ -375,6 +402,7 @@ class StoredUsage:
             "minimum": record.minimum,
             "limit_exceeded": record.limit_exceeded,
             "projected_next_period": record.projected_next_period,
+            "attributes": dict(record.attributes) if record.attributes else None,
             "removed_at": self.removed_at,
             "as_of": self.as_of,
         }

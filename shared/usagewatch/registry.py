@@ -113,9 +113,12 @@ _BUILT_IN: Final = (
         id="microsoft365",
         name="Microsoft 365",
         units=("seats",),
+        # The issue names the function MicrosoftCollectorFunction: the template prefix is "Microsoft".
         template_name="Microsoft",
         source="usagewatch.sources.microsoft365.source:Microsoft365Source",
         settings="usagewatch.sources.microsoft365.api:Microsoft365Account",
+        # The SKUs most MSP customers hold (skuPartNumber lower-cased): Business Premium, Business Standard,
+        # Office 365 E3. Other SKUs are stored and alerted on alike; they are only not on the dashboard.
         billed_metrics=("spb", "o365_business_premium", "enterprisepack"),
         whole_readings=True,
     ),

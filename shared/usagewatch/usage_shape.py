@@ -3,7 +3,8 @@
 One item per tenant and period holds every metric of it:
 
 usage     pk USAGE#{vendor}#{account}#{period}#{shard}   sk {tenant}
-          metrics {metric: {value, unit, quota, projected, minimum, limit_exceeded, projected_next_period}}
+          metrics {metric: {value, unit, quota, projected, minimum, limit_exceeded, projected_next_period,
+                            attributes {name: int | str}}}
           as_of (the run of the last change), log [{a: as_of, c: seconds to collected_at, d: delta}]
 snapshot  pk SNAP#{vendor}#{account}#{tenant}             sk {as_of}#{period}   (TTL expires_at)
 account   pk ACCOUNTS#{period}                            sk {vendor}#{account}  (who has usage in a month)
@@ -30,7 +31,7 @@ from usagewatch.errors import StoreError
 from usagewatch.model import Period, StoredUsage, Tenant, UsageRecord, Window, parse_utc, utc_iso
 
 SHARDS: Final = 4
-METRIC_FIELDS: Final = ("quota", "projected", "minimum", "limit_exceeded", "projected_next_period")
+METRIC_FIELDS: Final = ("quota", "projected", "minimum", "limit_exceeded", "projected_next_period", "attributes")
 TENANT_FIELDS: Final = ("tenant_name", "parent_tenant_id", "billed", "period_start", "period_end", "removed_at")
 """A change of any of these is not logged: the stored item goes to a snapshot whole."""
 SHORT: Final = {
@@ -41,6 +42,7 @@ SHORT: Final = {
     "minimum": "n",
     "limit_exceeded": "x",
     "projected_next_period": "P",
+    "attributes": "A",
     "period_start": "s",
     "period_end": "e",
 }
@@ -80,7 +82,7 @@ def tenant_attributes(records: Sequence[UsageRecord], changed_at: str) -> dict[s
         for name in METRIC_FIELDS:
             value = getattr(record, name)
             if value is not None:
-                entry[name] = value
+                entry[name] = dict(value) if name == "attributes" else value
         if record.window != window:
             entry["period_start"], entry["period_end"] = utc_iso(record.window.start), utc_iso(record.window.end)
         metrics[record.metric] = entry
