@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests import template_loader
+from usagewatch import registry
 from tests.infrastructure.conftest import ALL_FEATURES_ON, COLLECTORS, REPO
 
 SCHEDULER_INPUT = {"scheduled_time": "<aws.scheduler.scheduled-time>"}
@@ -128,7 +129,8 @@ def granted_on(cfn: dict[str, Any], function_id: str) -> dict[str, set[str]]:
 
 def test_no_wildcard_action_or_resource_in_any_iam_policy(cfn_default: dict[str, Any]) -> None:
     roles = resources_of(cfn_default, "AWS::IAM::Role")
-    assert len(roles) == 8, sorted(roles)  # 4 functions + 4 schedules
+    # Each collector and its schedule, the monthly report and its schedule.
+    assert len(roles) == 2 * len(COLLECTORS) + 2, sorted(roles)
     assert not resources_of(cfn_default, "AWS::IAM::Policy")
     assert not resources_of(cfn_default, "AWS::IAM::ManagedPolicy")
     for role_id, role in roles.items():
@@ -764,8 +766,9 @@ def test_conditions_follow_the_parameters() -> None:
             for name in names
         }
 
-    vendors = {"KeepnetIsEnabled", "GravityZoneIsEnabled", "ThousandEyesIsEnabled"}
-    scheduled = {"KeepnetIsScheduled", "GravityZoneIsScheduled", "ThousandEyesIsScheduled"}
+    prefixes = [v.template_name for v in registry.vendors()]
+    vendors = {f"{p}IsEnabled" for p in prefixes}
+    scheduled = {f"{p}IsScheduled" for p in prefixes}
     defaults = conditions({})
     assert {name for name, on in defaults.items() if on} == vendors | scheduled, (
         "by default: every vendor on its schedule, no optional extra"
