@@ -42,6 +42,9 @@ class Vendor:
     billed_metrics: tuple[str, ...] = ()
     """The metrics an MSP bills in the usual case, most important first: each account's period total of them is
     a CloudWatch metric on the dashboard (a handful at most: each costs per account and month)."""
+    utilization_alerts: bool = True
+    """Whether `quota_utilization` judges it by default. False where using every seat bought is the normal, healthy
+    state (Microsoft 365 seats are bought to be assigned): only over quota and unused seats are news there."""
     whole_readings: bool = False
     """A tenant's successful read lists every metric it has (Microsoft 365's subscribed SKUs): a metric missing from
     it is gone, and its open alerts resolve. False where a read may cover some metrics only (Keepnet's past months)."""
@@ -120,6 +123,7 @@ _BUILT_IN: Final = (
         # The SKUs most MSP customers hold (skuPartNumber lower-cased): Business Premium, Business Standard,
         # Office 365 E3. Other SKUs are stored and alerted on alike; they are only not on the dashboard.
         billed_metrics=("spb", "o365_business_premium", "enterprisepack"),
+        utilization_alerts=False,
         whole_readings=True,
     ),
 )

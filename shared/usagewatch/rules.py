@@ -30,6 +30,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def _known(vendors: tuple[str, ...]) -> tuple[str, ...]:
+    if any(not registry.is_known(v) for v in vendors):
+        raise ValueError(f"unknown vendor (one of {', '.join(registry.vendor_ids())})")
+    return vendors
+
+
 class RuleConfig(_Strict):
     enabled: bool = True
     severity: Severity = "warning"
@@ -41,6 +47,19 @@ class ProjectedRule(RuleConfig):
 
 class UtilizationRule(RuleConfig):
     threshold: Share = 0.9
+    vendors: tuple[str, ...] | None = Field(default=None, strict=False)
+    """None: every vendor whose registry entry says `utilization_alerts` (all but Microsoft 365)."""
+
+    @field_validator("vendors")
+    @classmethod
+    def _known_vendors(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else _known(value)
+
+    def judges(self, vendor: str) -> bool:
+        if self.vendors is not None:
+            return vendor in self.vendors
+        entry = registry.find(vendor)
+        return entry is None or entry.utilization_alerts
 
 
 class MinimumRule(RuleConfig):
@@ -85,10 +104,7 @@ class UnusedLicencesRule(RuleConfig):
     @field_validator("vendors")
     @classmethod
     def _known_vendors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [v for v in value if not registry.is_known(v)]
-        if unknown:
-            raise ValueError(f"unknown vendor (one of {', '.join(registry.vendor_ids())})")
-        return value
+        return _known(value)
 
     def threshold_for(self, record: UsageRecord) -> int | None:
         """The unused seats at which `record` alerts, or None when the rule does not apply to it."""
@@ -283,7 +299,12 @@ def evaluate(record: UsageRecord, document: RulesDocument, as_of: datetime) -> l
         and record.window.elapsed_share(as_of) >= rules.projected_over_quota.min_period_elapsed
     ):
         ladder = found("projected_over_quota", quota)
-    elif rules.quota_utilization.enabled and quota and value >= rules.quota_utilization.threshold * quota:
+    elif (
+        rules.quota_utilization.enabled
+        and quota
+        and value >= rules.quota_utilization.threshold * quota
+        and rules.quota_utilization.judges(record.vendor)
+    ):
         ladder = found("quota_utilization", rules.quota_utilization.threshold * quota)
     if ladder is not None:
         findings.append(ladder)

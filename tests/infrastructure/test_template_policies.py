@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests import template_loader
-from usagewatch import registry
 from tests.infrastructure.conftest import ALL_FEATURES_ON, COLLECTORS, REPO
+from usagewatch import registry
 
 SCHEDULER_INPUT = {"scheduled_time": "<aws.scheduler.scheduled-time>"}
 OPS_ACTIONS = {"Fn::If": ["HasOpsEmail", [{"Ref": "OpsTopic"}], {"Ref": "AWS::NoValue"}]}

@@ -445,6 +445,7 @@ INVALID: list[tuple[Any, str]] = [
         "rules.below_minimum_commitment.days_before_period_end",
     ),
     ({"rules": {"unused_licences": {"threshold": 0}}}, "rules.unused_licences.threshold"),
+    ({"rules": {"quota_utilization": {"vendors": ["sophos"]}}}, "rules.quota_utilization.vendors"),
     ({"rules": {"unused_licences": {"threshold": 1.5}}}, "rules.unused_licences.threshold"),
     ({"rules": {"unused_licences": {"vendors": ["sophos"]}}}, "rules.unused_licences.vendors"),
     ({"rules": {"unused_licences": {"exclude": [""]}}}, "rules.unused_licences.exclude[0]"),

@@ -46,8 +46,18 @@ def test_no_enabled_quota_never_fires() -> None:
     assert rules_fired(seats(0, None)) == []
 
 
+def test_every_seat_assigned_is_no_news_for_microsoft365_unless_asked() -> None:
+    assert rules_fired(seats(20, 20)) == []
+    assert rules_fired(seats(19, 20, metric="monthly_users", vendor="keepnet")) == [("quota_utilization", 18.0)]
+    doc = parse_rules_document({"rules": {"quota_utilization": {"vendors": ["microsoft365"]}}})
+    assert rules_fired(seats(20, 20), doc) == [("quota_utilization", 18.0)]
+    assert rules_fired(seats(19, 20, metric="monthly_users", vendor="keepnet"), doc) == []
+
+
 def test_fires_next_to_the_ladder() -> None:
-    assert sorted(r for r, _ in rules_fired(seats(19, 20))) == ["quota_utilization", "unused_licences"]
+    doc = parse_rules_document({"rules": {"quota_utilization": {"vendors": ["microsoft365"]}}})
+    assert sorted(r for r, _ in rules_fired(seats(19, 20), doc)) == ["quota_utilization", "unused_licences"]
+    assert sorted(r for r, _ in rules_fired(seats(25, 20), doc)) == ["over_quota"]
 
 
 def test_threshold_and_per_sku_overrides() -> None:
@@ -62,7 +72,7 @@ def test_threshold_and_per_sku_overrides() -> None:
         }
     )
     assert rules_fired(seats(17, 20, metric="o365_business_premium"), doc) == [("unused_licences", 3)]
-    assert rules_fired(seats(18, 20, metric="o365_business_premium"), doc) == [("quota_utilization", 18.0)]
+    assert rules_fired(seats(18, 20, metric="o365_business_premium"), doc) == []
     assert "unused_licences" not in [r for r, _ in rules_fired(seats(91, 100, metric="enterprisepack"), doc)]
     assert ("unused_licences", 10) in rules_fired(seats(90, 100, metric="enterprisepack"), doc)
     assert ("unused_licences", 1) in rules_fired(seats(19, 20, metric="spb"), doc)
