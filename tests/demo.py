@@ -1,7 +1,7 @@
 """`make demo`: the whole pipeline on this machine, no AWS account and no internet needed.
 
 An embedded AWS (moto server on loopback) gets what template.yaml deploys (the table with its keys,
-indexes and TTL, the alert topic, a queue subscribed to it as a PSA integration would be); the three
+indexes and TTL, the alert topic, a queue subscribed to it as a PSA integration would be); the four
 vendor simulators speak their documented protocols over HTTP on loopback; the real Lambda handlers
 run with the template's environment and the events/ files. Logs go to .demo/logs.jsonl.
 """

@@ -1,13 +1,15 @@
-"""The demo's three vendors: simulators with realistic data, their secrets, and what the demo shows of them."""
+"""The demo's four vendors: simulators with realistic data, their secrets, and what the demo shows of them."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 from tests.local_aws import LocalAws
 from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
 from tests.simulators.keepnet import KeepnetSimulator, make_companies, over_limit
+from tests.simulators.microsoft365 import CLIENT_ID, CLIENT_SECRET, PARTNER, Microsoft365Simulator, make_customers
 from tests.simulators.thousandeyes import ThousandEyesSimulator, make_orgs
 from usagewatch.notify import fmt
 from usagewatch.report import customers_table, table
@@ -41,18 +43,29 @@ class DemoVendors:
         self.thousandeyes = ThousandEyesSimulator(
             token=THOUSANDEYES_TOKEN, orgs=make_orgs(2, groups_per_org=2, now=AS_OF)
         )
+        m365 = make_customers(36, seed=2026, unused=8, over=2)
+        m365[30].consent = "withdrawn"  # a customer who revoked the app: that tenant fails, the others go on
+        self.microsoft365 = Microsoft365Simulator(customers=m365, page_cap=20, tenant_rps=5, retry_after=0.2)
 
     def __enter__(self) -> DemoVendors:
-        for sim in (self.keepnet, self.gravityzone, self.thousandeyes):
+        for sim in self._sims():
             sim.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sim in (self.keepnet, self.gravityzone, self.thousandeyes):
+        for sim in self._sims():
             sim.stop()
 
+    def _sims(self) -> tuple[Any, ...]:
+        return (self.keepnet, self.gravityzone, self.thousandeyes, self.microsoft365)
+
     def urls(self) -> dict[str, str]:
-        return {"keepnet": self.keepnet.url, "gravityzone": self.gravityzone.url, "thousandeyes": self.thousandeyes.url}
+        return {
+            "keepnet": self.keepnet.url,
+            "gravityzone": self.gravityzone.url,
+            "thousandeyes": self.thousandeyes.url,
+            "microsoft365": self.microsoft365.url,
+        }
 
     def configure(self, aws: LocalAws) -> dict[str, dict[str, str]]:
         """Create each vendor's secret as an operator would, and return each function's environment."""
@@ -70,6 +83,16 @@ class DemoVendors:
             ],
             "thousandeyes": [
                 {"account_id": "te-main", "base_url": self.thousandeyes.url, "bearer_token": THOUSANDEYES_TOKEN}
+            ],
+            "microsoft365": [
+                {
+                    "account_id": "csp-main",
+                    "partner_tenant_id": PARTNER,
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "authority": self.microsoft365.url,
+                    "graph_url": self.microsoft365.url,
+                }
             ],
         }
         envs = {}
@@ -125,6 +148,39 @@ class DemoVendors:
         say(table(("organisation", "metric", "used", "included", "projected", "billing period"), rows))
         breakdown = sum(1 for i in te if not i.get("billed", True))
         say(f"Per account group breakdown rows stored (not added to totals again): {breakdown}")
+
+        self._show_microsoft365(aws)
+
+    def _show_microsoft365(self, aws: LocalAws) -> None:
+        from tests.demo import say, section
+        from usagewatch.rules import DEFAULT_RULES
+
+        rule = DEFAULT_RULES.rules.unused_licences
+        m365 = aws.usage(PERIOD, vendor="microsoft365")
+        section(f"Microsoft 365, {PERIOD} (subscribed SKUs of every GDAP customer tenant)")
+        tenants = {u["tenant_id"] for u in m365}
+        say(f"Customer tenants collected: {len(tenants)}; SKU records: {len(m365)}")
+        paid = [u for u in m365 if not any(fnmatchcase(u["metric"], p) for p in rule.exclude)]
+        say(
+            f"Paid seats: {fmt(sum(u.get('quota') or 0 for u in paid))}, assigned: {fmt(sum(u['value'] for u in paid))}"
+            f" (free and trial SKUs such as flow_free left out)"
+        )
+        unused = sorted(
+            (u for u in paid if (u.get("quota") or 0) - u["value"] >= rule.threshold),
+            key=lambda u: (u["value"] - (u.get("quota") or 0), u["tenant_name"]),
+        )
+        say(f"SKUs with paid seats nobody uses (unused_licences, info): {len(unused)}; the largest:")
+        rows = [
+            (
+                u["tenant_name"],
+                u["metric"],
+                fmt(u["value"]),
+                fmt(u.get("quota")),
+                fmt((u.get("quota") or 0) - u["value"]),
+            )
+            for u in unused[:6]
+        ]
+        say(table(("customer", "sku", "assigned", "paid", "unused"), rows))
 
     def fix_one_customer(self) -> str:
         """A customer brings its users back under the licence limit; the next run resolves its alert."""
