@@ -39,18 +39,17 @@ NO_CONSENT_CODES: Final = frozenset({700016, 65001, 650051, 650052, 500011, 5019
 NO_TENANT_CODES: Final = frozenset({90002, 90033, 900023, 50059, 500021})
 
 NO_CONSENT: Final = (
-    "the app (client_id {client_id}) is not consented in this tenant ({said}): grant it the application "
-    f"permission {SKUS_PERMISSION} with admin consent in the customer tenant (a partner user with the GDAP role "
-    f"{GDAP_ROLE} can do it for the customer)"
+    "the app (client_id {client_id}) has no admin consent in this tenant: grant it the application permission "
+    f"{SKUS_PERMISSION} and consent in the customer tenant (a partner user with the GDAP role {GDAP_ROLE} can, "
+    "for the customer). Entra said: {said}"
 )
 SKUS_DENIED: Final = (
-    "Graph refused subscribedSkus ({said}): the app lacks the application permission "
-    f"{SKUS_PERMISSION} (or Organization.Read.All / Directory.Read.All) with admin consent in this customer "
-    f"tenant; grant it (GDAP role {GDAP_ROLE}) and consent again"
+    f"the app lacks the application permission {SKUS_PERMISSION} (or Organization.Read.All) with admin consent in "
+    f"this customer tenant: add it and consent again (GDAP role {GDAP_ROLE}). Graph said: {{said}}"
 )
 LISTING_DENIED: Final = (
-    "Graph refused the GDAP customer listing ({said}): the app lacks the application permission "
-    f"{LISTING_PERMISSION} with admin consent in the partner tenant"
+    f"the app lacks the application permission {LISTING_PERMISSION} with admin consent in the partner tenant, "
+    "so the GDAP customers cannot be listed. Graph said: {said}"
 )
 
 _GUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -155,7 +154,7 @@ def entra_error(response: HttpResponse) -> tuple[str, set[int]]:
     if match:
         codes.add(int(match.group(1)))
     said = ": ".join(part for part in (error, first) if part)
-    return clip(said or f"HTTP {response.status}", 300), codes
+    return clip(said or f"HTTP {response.status}", 200), codes
 
 
 def graph_error(response: HttpResponse) -> tuple[str, str]:
@@ -167,7 +166,7 @@ def graph_error(response: HttpResponse) -> tuple[str, str]:
         code = code if isinstance(code, str) else ""
         message = message if isinstance(message, str) else ""
         said = ": ".join(part for part in (code, message) if part)
-        return clip(said or f"HTTP {response.status}", 300), code
+        return clip(said or f"HTTP {response.status}", 200), code
     return f"HTTP {response.status}", ""
 
 
