@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -279,3 +281,13 @@ def test_another_month_than_the_current_is_refused(sim: Microsoft365Simulator) -
 def test_a_bad_account_names_the_field(sim: Microsoft365Simulator, fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Microsoft365Source().parse_account(account(sim, **fields))
+
+
+def test_the_secret_example_of_the_docs_parses() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "vendors" / "microsoft365.md").read_text()
+    example = json.loads(page.split("```json", 1)[1].split("```", 1)[0])
+    source = Microsoft365Source()
+    accounts = [source.parse_account(raw, index=n) for n, raw in enumerate(example["accounts"])]
+    assert [a.tenants_mode for a in accounts] == ["restrict", "replace"]
+    assert accounts[1].tenants == ["8a1f0c3e-4b5d-4e6f-9a0b-1c2d3e4f5a6b", "fabrikam.onmicrosoft.com"]
+    assert accounts[0].scope == "https://graph.microsoft.com/.default"
