@@ -9,7 +9,8 @@ import pytest
 from tests.simulators.microsoft365 import sku
 from usagewatch.errors import VendorDataError
 from usagewatch.model import Period, Tenant, Window
-from usagewatch.sources.microsoft365.mapping import base_metric, metric_names, parse_page, tenant_records
+from usagewatch.redaction import MASK
+from usagewatch.sources.microsoft365.mapping import base_metric, clip, metric_names, parse_page, tenant_records
 
 TENANT = Tenant("6513270e-269e-4d37-b2a7-4de452e6b438", "Contoso")
 NOV = Window.month(Period(2026, 11))
@@ -130,3 +131,9 @@ def test_a_malformed_sku_names_the_sku_and_field(change: dict[str, Any], message
 def test_a_malformed_collection_page_is_refused(payload: object, message: str) -> None:
     with pytest.raises(VendorDataError, match=message):
         parse_page(payload, what="subscribedSkus page 1")
+
+
+def test_a_quoted_access_token_is_masked_in_what_the_source_says() -> None:
+    token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2dyYXBoIn0.c2lnbmF0dXJlLXBhcnQ"
+    said = clip(f"Graph said: token {token} is expired")
+    assert token not in said and "eyJ" not in said and MASK in said
