@@ -43,6 +43,10 @@ def _source(vendor: str) -> Any:
         from usagewatch.sources.thousandeyes import ThousandEyesSource
 
         return ThousandEyesSource()
+    if vendor == "microsoft365":
+        from usagewatch.sources.microsoft365 import Microsoft365Source
+
+        return Microsoft365Source()
     raise ValueError(f"unknown vendor {vendor}")
 
 

@@ -1,10 +1,10 @@
 """`python -m bench.run [scenario ...]`: run benchmark scenarios, print their rows, write bench/results.json.
 
 Scenarios (default: all, in this order): coldstart, hotpath, keepnet, memory, dynamodb, thousandeyes,
-gravityzone (about 110 s: the rate limit is the point), continuation (about 100 s), billing
-(customers, contracts and reconciliation at 10,000 customers), cost (from this run's
-results, or the last results.json for the scenarios not run). results.json keeps the last result of every
-scenario, each with the machine and the time it ran on.
+microsoft365 (200 tenants at concurrency 8 and 16), gravityzone (about 110 s: the rate limit is the point),
+continuation (about 100 s), billing (customers, contracts and reconciliation at 10,000 customers), cost (from
+this run's results, or the last results.json for the scenarios not run). results.json keeps the last result of
+every scenario, each with the machine and the time it ran on.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ ORDER = (
     "memory",
     "dynamodb",
     "thousandeyes",
+    "microsoft365",
     "gravityzone",
     "continuation",
     "billing",
@@ -61,6 +62,10 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Ro
         from bench import thousandeyes
 
         return thousandeyes.scenario
+    if name == "microsoft365":
+        from bench import microsoft365
+
+        return microsoft365.scenario
     if name == "gravityzone":
         from bench import gravityzone
 

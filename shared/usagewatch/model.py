@@ -150,10 +150,11 @@ def _checked_attributes(attributes: object, tenant_id: str, metric: str) -> dict
         if not isinstance(key, str) or not _ATTRIBUTE_KEY_RE.fullmatch(key):
             raise VendorDataError(f"{where}: invalid name {str(key)[:40]!r} (expected snake_case)")
         if isinstance(value, str):
-            value = clean_name(value)[:MAX_ATTRIBUTE_TEXT]
+            checked[key] = clean_name(value)[:MAX_ATTRIBUTE_TEXT]
         elif isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PLAUSIBLE_VALUE:
             raise VendorDataError(f"{where}.{key} must be an integer or text, got {value!r:.40}")
-        checked[key] = value
+        else:
+            checked[key] = value
     return checked
 
 

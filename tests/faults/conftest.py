@@ -17,9 +17,10 @@ from tests.faults.harness import FrozenClock, fast_retry_policy
 from tests.integration.conftest import aws, invoke  # noqa: F401  (fixtures re-exported)
 from usagewatch import handler
 from usagewatch.sources.keepnet import KeepnetSource
+from usagewatch.sources.microsoft365 import Microsoft365Source
 from usagewatch.sources.thousandeyes import ThousandEyesSource
 
-SOURCES: list[type] = [KeepnetSource, ThousandEyesSource]
+SOURCES: list[type] = [KeepnetSource, ThousandEyesSource, Microsoft365Source]
 try:  # GravityZone is being finished in parallel; its rows skip until it imports
     from usagewatch.sources.gravityzone import GravityZoneSource
 

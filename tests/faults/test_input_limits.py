@@ -58,7 +58,12 @@ def test_response_larger_than_the_cap_is_refused_without_retrying(
     assert h.stored("2026-11").usage == {}
 
 
-REMOTE = {"keepnet": "api.keepnetlabs.com", "thousandeyes": "10.0.0.7", "gravityzone": "[2001:db8::1]"}
+REMOTE = {
+    "keepnet": "api.keepnetlabs.com",
+    "thousandeyes": "10.0.0.7",
+    "gravityzone": "[2001:db8::1]",
+    "microsoft365": "graph.microsoft.com",
+}
 
 
 def test_plain_http_to_a_remote_host_is_refused_at_secret_validation(

@@ -14,9 +14,10 @@ from tests.faults.sims import HookedKeepnet, HookedThousandEyes
 from tests.simulators.base import SimRequest, Simulator
 from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
 from tests.simulators.keepnet import SEARCH_PATH, TOKEN_PATH, make_companies
+from tests.simulators.microsoft365 import CLIENT_ID, PARTNER, SKUS_PATH, Microsoft365Simulator, make_customers
 from tests.simulators.thousandeyes import make_orgs
 
-VENDORS = ("keepnet", "thousandeyes", "gravityzone")
+VENDORS = ("keepnet", "thousandeyes", "gravityzone", "microsoft365")
 TE_EMAIL = "ops@msp.example"
 
 
@@ -28,6 +29,7 @@ class Secrets:
     te_bearer: str = "te-bearer-token-3d4e5f"
     te_basic: str = "te-basic-token-6a7b8c"
     gz_api_key: str = "gz-api-key-9d0e1f"
+    m365_client_secret: str = "m365-client-secret~4a5b6c"
 
     def te_basic_header(self) -> str:
         """What a v6 basic-auth request carries: base64(email:token)."""
@@ -113,6 +115,29 @@ def case(vendor: str, secrets: Secrets | None = None, **knobs: Any) -> Iterator[
                 lambda r: r.path.endswith("/licensing"),
                 lambda r: r.path.endswith("/network"),
                 url_field="access_url",
+            )
+    elif vendor == "microsoft365":
+        customers = make_customers(3, seed=57, unused=1, over=1)
+        with Microsoft365Simulator(customers=customers, client_secret=s.m365_client_secret, page_cap=2) as sim:
+            assert isinstance(sim, Microsoft365Simulator)
+            account = {
+                "account_id": "m365-main",
+                "partner_tenant_id": PARTNER,
+                "client_id": CLIENT_ID,
+                "client_secret": s.m365_client_secret,
+                "authority": sim.url,
+                "graph_url": sim.url,
+                "requests_per_second": 100,
+                **knobs,
+            }
+            partner_token = f"/{PARTNER}/oauth2/v2.0/token"
+            yield Case(
+                vendor,
+                sim,
+                [account],
+                lambda r: r.path == SKUS_PATH,
+                lambda r: r.path == partner_token,
+                url_field="graph_url",
             )
     else:  # pragma: no cover
         raise ValueError(vendor)

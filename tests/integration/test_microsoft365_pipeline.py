@@ -97,6 +97,8 @@ def test_fifty_tenants_throttled_one_without_consent(
     }
     assert {k: (u["value"], u["quota"]) for k, u in stored.items()} == want
     assert all(u["unit"] == "seats" for u in stored.values())
+    sku_ids = {(c.tenant_id, metric(s["skuPartNumber"])): s["skuId"] for c in customers for s in c.skus}
+    assert all(u["attributes"]["sku_id"] == sku_ids[k] for k, u in stored.items())
     assert not any(k[0] == customers[WITHDRAWN].tenant_id for k in stored)
 
     events = aws.drain_events()

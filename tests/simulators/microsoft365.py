@@ -222,9 +222,10 @@ class Microsoft365Simulator(Simulator):
     tenant_rps: int | None = None
     retry_after: float = 1.0
     graph_latency: float = 0.0
+    latency: float = 0.0
 
     def __post_init__(self) -> None:
-        super().__init__()
+        super().__init__(latency=self.latency)
         self._state = threading.Lock()
         self._tokens: dict[str, _Issued] = {}
         self._recent: dict[str, deque[float]] = {}

@@ -19,6 +19,7 @@ STACK_TEMPLATE = {
         "KeepnetSecretName": {"Type": "String"},
         "GravityZoneSecretName": {"Type": "String"},
         "ThousandEyesSecretName": {"Type": "String"},
+        "Microsoft365SecretName": {"Type": "String"},
         "AlertRulesParameterName": {"Type": "String", "Default": ""},
     },
     "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
@@ -54,6 +55,7 @@ def test_writes_each_functions_names_from_the_stack(aws: Any, tmp_path: Path) ->
             {"ParameterKey": "KeepnetSecretName", "ParameterValue": "msp/keepnet"},
             {"ParameterKey": "GravityZoneSecretName", "ParameterValue": "msp/gz"},
             {"ParameterKey": "ThousandEyesSecretName", "ParameterValue": "msp/te"},
+            {"ParameterKey": "Microsoft365SecretName", "ParameterValue": "msp/m365"},
             {"ParameterKey": "AlertRulesParameterName", "ParameterValue": "/usagewatch/rules"},
         ],
     )
@@ -73,12 +75,13 @@ def test_writes_each_functions_names_from_the_stack(aws: Any, tmp_path: Path) ->
             "WORK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/gz-work.fifo",
         },
         "ThousandEyesCollectorFunction": common | {"VENDOR_SECRET_ID": "msp/te"},
+        "Microsoft365CollectorFunction": common | {"VENDOR_SECRET_ID": "msp/m365"},
     }
 
 
 def test_a_stack_without_the_outputs_is_refused(aws: Any, tmp_path: Path) -> None:
     template = STACK_TEMPLATE | {"Outputs": {"Other": {"Value": "x"}}}
-    parameters = [{"ParameterKey": k, "ParameterValue": "s"} for k in list(STACK_TEMPLATE["Parameters"])[:3]]
+    parameters = [{"ParameterKey": k, "ParameterValue": "s"} for k in list(STACK_TEMPLATE["Parameters"])[:4]]
     aws.create_stack(StackName="other", TemplateBody=json.dumps(template), Parameters=parameters)
 
     with pytest.raises(SystemExit, match="no output UsageTableName, AlertTopicArn, GravityZoneWorkQueueUrl"):
