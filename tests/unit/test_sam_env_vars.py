@@ -19,7 +19,7 @@ STACK_TEMPLATE = {
         "KeepnetSecretName": {"Type": "String"},
         "GravityZoneSecretName": {"Type": "String"},
         "ThousandEyesSecretName": {"Type": "String"},
-        "Microsoft365SecretName": {"Type": "String"},
+        "MicrosoftSecretName": {"Type": "String"},
         "AlertRulesParameterName": {"Type": "String", "Default": ""},
     },
     "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
@@ -55,7 +55,7 @@ def test_writes_each_functions_names_from_the_stack(aws: Any, tmp_path: Path) ->
             {"ParameterKey": "KeepnetSecretName", "ParameterValue": "msp/keepnet"},
             {"ParameterKey": "GravityZoneSecretName", "ParameterValue": "msp/gz"},
             {"ParameterKey": "ThousandEyesSecretName", "ParameterValue": "msp/te"},
-            {"ParameterKey": "Microsoft365SecretName", "ParameterValue": "msp/m365"},
+            {"ParameterKey": "MicrosoftSecretName", "ParameterValue": "msp/m365"},
             {"ParameterKey": "AlertRulesParameterName", "ParameterValue": "/usagewatch/rules"},
         ],
     )
@@ -75,7 +75,7 @@ def test_writes_each_functions_names_from_the_stack(aws: Any, tmp_path: Path) ->
             "WORK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/gz-work.fifo",
         },
         "ThousandEyesCollectorFunction": common | {"VENDOR_SECRET_ID": "msp/te"},
-        "Microsoft365CollectorFunction": common | {"VENDOR_SECRET_ID": "msp/m365"},
+        "MicrosoftCollectorFunction": common | {"VENDOR_SECRET_ID": "msp/m365"},
     }
 
 
