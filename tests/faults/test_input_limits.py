@@ -64,12 +64,13 @@ REMOTE = {
     "gravityzone": "[2001:db8::1]",
     "microsoft365": "graph.microsoft.com",
 }
+"""A remote host of each kind (name, IPv4, IPv6); a vendor not named here gets api.example.com."""
 
 
 def test_plain_http_to_a_remote_host_is_refused_at_secret_validation(
     aws: LocalAws, invoke: Invoke, clock: FrozenClock, vendor: str
 ) -> None:
-    host = REMOTE[vendor]
+    host = REMOTE.get(vendor, "api.example.com")
     with case(vendor) as c:
         c.accounts = [{**c.accounts[0], c.url_field: f"http://{host}/api"}]
         h = harness(aws, invoke, clock, c)
