@@ -135,6 +135,9 @@ def _check_number(name: str, value: object, tenant_id: str, *, optional: bool) -
         raise VendorDataError(f"tenant {tenant_id}: {name} out of range: {value!r}")
 
 
+ProjectionSource = Literal["vendor", "usagewatch"]
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
     """One normalised number: a tenant's usage of one metric in one period (contracts.md section 3)."""
@@ -152,9 +155,17 @@ class UsageRecord:
     limit_exceeded: bool | None = None
     projected_next_period: Number | None = None
     """The vendor's projection for the next billing period (ThousandEyes `*NextBillingPeriod`): a forecast."""
+    projection_source: ProjectionSource | None = None
+    """Who computed `projected`: the vendor (the default when a source gives one) or usagewatch (projection.py)."""
+    projection_fit: tuple[float, ...] | None = None
+    """usagewatch's running sums of the metric's step function this period (projection.StepFit), stored with it."""
 
     def __post_init__(self) -> None:
         tid = self.tenant.tenant_id
+        if self.projection_source is None and self.projected is not None:
+            object.__setattr__(self, "projection_source", "vendor")
+        elif self.projection_source not in (None, "vendor", "usagewatch"):
+            raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown projection source")
         known = registry.find(self.vendor)
         if known is None:
             raise VendorDataError(f"unknown vendor {self.vendor!r}")
@@ -375,7 +386,20 @@ class StoredUsage:
             "minimum": record.minimum,
             "limit_exceeded": record.limit_exceeded,
             "projected_next_period": record.projected_next_period,
+            "projection_source": record.projection_source,
             "removed_at": self.removed_at,
             "as_of": self.as_of,
         }
         return {k: v for k, v in attributes.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSeries:
+    """One tenant's metric in one period as its stored item knows it: the readings of the item's change log
+    (`(as_of, value)`, oldest first: a step function, each value holding until the next) and the projection
+    stored now."""
+
+    points: tuple[tuple[str, Number], ...]
+    projected: Number | None = None
+    projection_source: str | None = None
+    fit: tuple[float, ...] | None = None

@@ -34,6 +34,8 @@ def threshold_summary(event_type: str, state: AlertState) -> str:
     what = _metric_words(state.metric)
     if event_type == RESOLVED and state.reason == TENANT_REMOVED:
         return f"{who}: no longer listed by the vendor; {state.rule} on {what} for {state.period} closed"
+    if event_type == RESOLVED and state.reason == "current" and state.rule == "usage_jump":
+        return f"{who}: {what} for {state.period}: {fmt(state.value)}, no longer a jump; usage_jump cleared"
     if event_type == RESOLVED and state.reason == "current":
         limit = f" (limit {fmt(state.quota)})" if state.quota is not None else ""
         return f"{who}: {what} back within limits for {state.period}: {fmt(state.value)}{limit}; {state.rule} cleared"
@@ -60,6 +62,11 @@ def threshold_summary(event_type: str, state: AlertState) -> str:
         return (
             f"{who}: {what} {fmt(state.value)} for {state.period}, below the committed minimum {fmt(state.threshold)}"
         )
+    if state.rule == "usage_jump" and state.value is not None and state.threshold is not None:
+        rise = state.value - state.threshold
+        percent = f", +{rise / state.threshold * 100:.0f}%" if state.threshold else ""
+        base = fmt(state.threshold)
+        return f"{who}: {what} jumped to {fmt(state.value)} for {state.period}, from {base} (+{fmt(rise)}{percent})"
     return f"{who}: {what} {fmt(state.value)} ({state.rule}) for {state.period}"
 
 
@@ -99,6 +106,7 @@ _ADVICE: Final = {
     "the period ends.",
     "quota_utilization": "The customer is close to its quota: plan an upgrade conversation.",
     "below_minimum_commitment": "Usage is under the committed minimum: the minimum will be invoiced.",
+    "usage_jump": "Usage rose sharply: check that it is expected and that it is billed.",
 }
 
 

@@ -42,6 +42,9 @@ class Vendor:
     billed_metrics: tuple[str, ...] = ()
     """The metrics an MSP bills in the usual case, most important first: each account's period total of them is
     a CloudWatch metric on the dashboard (a handful at most: each costs per account and month)."""
+    cumulative_metrics: tuple[str, ...] = ()
+    """Metrics that only grow through their period and start again in the next (a count of who was active this
+    month): usagewatch projects them to the period end where the vendor gives no projection (docs/alerts.md)."""
 
     def __post_init__(self) -> None:
         if not _ID_RE.fullmatch(self.id):
@@ -87,6 +90,7 @@ _BUILT_IN: Final = (
         source="usagewatch.sources.gravityzone.source:GravityZoneSource",
         settings="usagewatch.sources.gravityzone.api:GravityZoneAccount",
         billed_metrics=("endpoint_monthly_usage",),
+        cumulative_metrics=("endpoint_monthly_usage", "sve_vdi_monthly_usage"),
     ),
     Vendor(
         id="keepnet",
@@ -96,6 +100,7 @@ _BUILT_IN: Final = (
         source="usagewatch.sources.keepnet.source:KeepnetSource",
         settings="usagewatch.sources.keepnet.api:KeepnetAccount",
         billed_metrics=("monthly_users", "target_users"),
+        cumulative_metrics=("monthly_users",),
     ),
     Vendor(
         id="thousandeyes",
