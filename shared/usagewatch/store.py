@@ -918,10 +918,14 @@ class DynamoStore:
         self, vendor: str, account_id: str, tenant_id: str, metric: str, periods: Iterable[str]
     ) -> list[StoredUsage]:
         """The latest value of one tenant's metric for each period asked, oldest first (keyed reads)."""
+        return [u for u in self.monthly_usage(vendor, account_id, tenant_id, periods) if u.record.metric == metric]
+
+    def monthly_usage(self, vendor: str, account_id: str, tenant_id: str, periods: Iterable[str]) -> list[StoredUsage]:
+        """Every metric of one tenant for each period asked, by period then metric: one BatchGetItem per 100 months."""
         tenant = key_part(tenant_id)
         items = self.get_items([(usage_pk(vendor, account_id, p, tenant), tenant) for p in sorted(set(periods))])
-        found = [u for item in items.values() for u in stored_usages(item) if u.record.metric == metric]
-        return sorted(found, key=lambda u: u.record.period)
+        found = [u for item in items.values() for u in stored_usages(item)]
+        return sorted(found, key=lambda u: (u.record.period, u.record.metric))
 
     def get_items(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Items by (pk, sk), BatchGetItem of 100 keys a call; absent keys are left out."""
