@@ -171,3 +171,37 @@ def test_through_the_pipeline_a_jump_fires_once_resolves_and_an_unchanged_tenant
     writes = store.writes
     run(pipeline, source, day + timedelta(days=16, hours=6), ("target_users", 140), ("monthly_users", 26))
     assert store.writes == writes  # same reading six hours on: the sums and the projection stay as stored
+
+
+def test_the_jump_summary_shown_in_docs_alerts_md_is_the_code_s() -> None:
+    from pathlib import Path
+
+    from usagewatch.alerts import threshold_event
+    from usagewatch.model import AlertState
+    from usagewatch.rules import Finding
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text(encoding="utf-8")
+    shown = text.split("A Keepnet customer at 100 monthly users in October")[1].split("```text\n")[1].split("\n")[0]
+    record = UsageRecord(
+        "keepnet", "kn-main", Tenant("c-42", "Acme Logistics GmbH"), "monthly_users", 130, "users", NOV
+    )
+    finding = Finding(record, "usage_jump", "info", 100, None)
+    state = AlertState(
+        alert_id="keepnet-x",
+        vendor="keepnet",
+        account_id="kn-main",
+        tenant_id="c-42",
+        tenant_name="Acme Logistics GmbH",
+        metric="monthly_users",
+        rule="usage_jump",
+        period="2026-11",
+        status="firing",
+        severity=finding.severity,
+        published=True,
+        since="2026-11-12T06:00:00Z",
+        updated_at="2026-11-12T06:00:00Z",
+        value=130,
+        threshold=finding.threshold,
+    )
+    event = threshold_event("usage.threshold.breached", state, datetime(2026, 11, 12, 6, tzinfo=UTC))
+    assert event["summary"] == shown
