@@ -23,7 +23,7 @@ RUNS = 120  # six-hourly
 
 def month(changes: int, *, project: bool, seed: int) -> int:
     """Item writes of one Keepnet company over a month of RUNS runs with `changes` changes of monthly_users."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - test data, not security
     entry = registry._vendors["keepnet"]
     registry._vendors["keepnet"] = dataclasses.replace(entry, cumulative_metrics=("monthly_users",) if project else ())
     try:
