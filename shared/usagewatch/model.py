@@ -304,6 +304,8 @@ class AlertState:
     reason: str | None = None
     customer_id: str | None = None
     """The customer owning the tenant (docs/billing.md), when the operator mapped it."""
+    projection_source: str | None = None
+    """Who computed `projected` ("vendor" or "usagewatch"), when there is one."""
     previous_since: str | None = None
     """The start of this alert's previous episode ("" for its first): what tells episodes apart in event ids."""
     version: int = 0

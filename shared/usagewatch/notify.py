@@ -110,6 +110,12 @@ _ADVICE: Final = {
 }
 
 
+def _projected(event: Mapping[str, Any]) -> str:
+    source = event.get("projection_source")
+    by = " (projected by usagewatch from this period's readings)" if source == "usagewatch" else ""
+    return fmt(event.get("projected")) + (by if event.get("projected") is not None else "")
+
+
 def render_email(event: Mapping[str, Any]) -> str:
     """The text email subscribers read: what, who, how much, against which limit, the period, what to do."""
     if event["event_type"] == DIGEST:
@@ -132,7 +138,7 @@ def render_email(event: Mapping[str, Any]) -> str:
                 fmt(event.get("value")),
             ),
             ("Quota", fmt(event.get("quota"))),
-            ("Projected", fmt(event.get("projected"))),
+            ("Projected", _projected(event)),
             ("Threshold", fmt(event.get("threshold"))),
             ("Rule", event["rule"]),
         ]

@@ -53,11 +53,14 @@ def test_growing_monthly_users_project_over_the_quota_once_and_resolve_when_grow
 ) -> None:
     company = keepnet.default_companies[0]["companyResourceId"]
     published: list[tuple[int, list[tuple[str, str, Any]]]] = []
+    breaches: list[dict[str, Any]] = []
     # 20 Monthly Users a day until the 10th, then none: on track for ~600 of the 300 sold, then for ~200.
     for day in (2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 23, 24):
         keepnet.set_monthly_users("2026-11", {company: 20 * min(day, 10)})
         run_on(invoke, env, day)
-        published.append((day, of_rule(aws.drain_events(), "projected_over_quota")))
+        events = aws.drain_events()
+        published.append((day, of_rule(events, "projected_over_quota")))
+        breaches += [e for e in events if e.get("rule") == "projected_over_quota" and "firing_since" not in e]
 
     fired = {day: events for day, events in published if events}
     # Five days of readings before it may say anything; then once, not on every run that still holds.
@@ -66,6 +69,8 @@ def test_growing_monthly_users_project_over_the_quota_once_and_resolve_when_grow
         # The flat stretch since the 10th counts, though no run between the 16th and the 23rd recorded it.
         23: [("usage.threshold.resolved", company, 200)],
     }
+    (breach,) = breaches
+    assert (breach["quota"], breach["projection_source"]) == (300, "usagewatch") and breach["projected"] > 300
     item = stored_metric(aws, company, "monthly_users")
     assert item["projection_source"] == "usagewatch" and item["projected"] < 300
     others = [i for i in aws.usage("2026-11") if i["metric"] != "monthly_users"]
