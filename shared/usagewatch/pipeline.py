@@ -396,6 +396,7 @@ class Pipeline(Generic[AccountT]):
 
     def _stream(self, run: _AccountRun, results: Iterable[TenantResult], request: CollectionRequest) -> None:
         """Store every tenant's records as they arrive; keep what the finish needs (sums, findings)."""
+        trends = Trends(self.store, self.rules)
         try:
             for result in results:
                 tenant = result.tenant
@@ -404,7 +405,7 @@ class Pipeline(Generic[AccountT]):
                 if isinstance(result, TenantFailure):
                     run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, _clean(result.error))
                     continue
-                judged = Trends(self.store, self.rules).judge(result.records, request.as_of)
+                judged = trends.judge(result.records, request.as_of)
                 self.store.add_tenant([r for r, _ in judged], as_of=request.as_of, collected_at=self.clock())
                 for record, findings in judged:
                     run.observe(record, findings)
@@ -689,6 +690,7 @@ class Pipeline(Generic[AccountT]):
         if state.errors:
             run.fail("; ".join(state.errors))
         candidates = [str(request.period)] + ([] if request.period_explicit else [str(request.period.previous())])
+        trends = Trends(self.store, self.rules)
         for period in candidates:
             stored = self.store.period_usage(period, vendor=run.vendor, account_id=account_id)
             fresh = [
@@ -696,7 +698,6 @@ class Pipeline(Generic[AccountT]):
             ]
             if not fresh:
                 continue
-            trends = Trends(self.store, self.rules)
             for record in fresh:
                 findings = evaluate(record, self.rules, request.as_of) + trends.jump_findings(record, request.as_of)
                 run.observe(record, findings)

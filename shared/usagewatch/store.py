@@ -252,7 +252,6 @@ class DynamoStore:
         self.tenants_unchanged = 0
         self._readings: dict[tuple[str, str, str], dict[str, Remembered]] = {}
         """What each (vendor, account, period) holds, by tenant key: read once per invocation, kept as written."""
-        self._closing: dict[tuple[str, str, str], dict[tuple[str, str], Number]] = {}
 
     @property
     def client(self) -> DynamoDBClient:
@@ -379,18 +378,13 @@ class DynamoStore:
 
     def closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], Number]:
         """(tenant_id, metric) -> the value stored for the period (its latest: the closing one once the period is
-        over), customers marked removed left out: SHARDS paged Queries, once per store (one invocation)."""
-        key = (vendor, account_id, period)
-        found = self._closing.get(key)
-        if found is None:
-            found = {
-                (str(item["tenant_id"]), metric): entry["value"]
-                for item in self._account_items(vendor, account_id, period)
-                if not item.get("removed_at")
-                for metric, entry in item.get("metrics", {}).items()
-            }
-            self._closing = {key: found}
-        return found
+        over), customers marked removed left out: SHARDS paged Queries (a run reads it once per account)."""
+        return {
+            (str(item["tenant_id"]), metric): entry["value"]
+            for item in self._account_items(vendor, account_id, period)
+            if not item.get("removed_at")
+            for metric, entry in item.get("metrics", {}).items()
+        }
 
     def _account_items(self, vendor: str, account_id: str, period: str) -> list[dict[str, Any]]:
         """Every tenant item of one account and period: one paged Query per shard."""

@@ -6,7 +6,7 @@ closing values (one read of that period per run and account)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
@@ -37,8 +37,17 @@ def value_at(points: Sequence[tuple[str, Number]], moment: str) -> Number | None
 
 @dataclass
 class Trends:
+    """One account's run: the previous period's closing values are read once and kept here."""
+
     store: SeriesReader
     rules: RulesDocument
+    _closing: dict[tuple[str, str, str], dict[tuple[str, str], Number]] = field(default_factory=dict)
+
+    def _closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], Number]:
+        key = (vendor, account_id, period)
+        if key not in self._closing:
+            self._closing[key] = self.store.closing_values(vendor, account_id, period)
+        return self._closing[key]
 
     def judge(self, records: Sequence[UsageRecord], as_of: datetime) -> list[tuple[UsageRecord, list[Finding]]]:
         """One tenant's records of this run, with usagewatch's projection where it applies, and their findings
@@ -112,7 +121,7 @@ class Trends:
     ) -> Finding | None:
         if not self.rules.rules.usage_jump.enabled:
             return None
-        closing = self.store.closing_values(record.vendor, record.account_id, str(record.period.previous()))
+        closing = self._closing_values(record.vendor, record.account_id, str(record.period.previous()))
         week_ago = None
         # A cumulative metric grows every week by nature: it is compared with the previous period only.
         if series is not None and record.metric not in cumulative:

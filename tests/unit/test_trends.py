@@ -205,3 +205,28 @@ def test_the_jump_summary_shown_in_docs_alerts_md_is_the_code_s() -> None:
     )
     event = threshold_event("usage.threshold.breached", state, datetime(2026, 11, 12, 6, tzinfo=UTC))
     assert event["summary"] == shown
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing_reads: list[str] = []
+
+    def closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], float]:
+        self.closing_reads.append(period)
+        return super().closing_values(vendor, account_id, period)
+
+
+def test_the_previous_period_is_read_once_per_account_run_not_per_tenant() -> None:
+    store, source = CountingStore(), ScriptedSource()
+    pipeline = Pipeline(source, store, Events(), parse_rules_document({}))
+    window = Window.month(Period(2026, 11))
+    tenants = [Tenant(f"c-{n}", f"Company {n}") for n in range(30)]
+    source.results = [
+        TenantUsage(t, (UsageRecord("keepnet", "kn", t, "target_users", 10, "users", window),)) for t in tenants
+    ]
+    pipeline.run(["kn"], CollectionRequest(Period(2026, 11), datetime(2026, 11, 3, tzinfo=UTC)))
+    assert store.closing_reads == ["2026-10"]
+    off = Pipeline(source, store, Events(), parse_rules_document({"rules": {"usage_jump": {"enabled": False}}}))
+    off.run(["kn"], CollectionRequest(Period(2026, 11), datetime(2026, 11, 4, tzinfo=UTC)))
+    assert store.closing_reads == ["2026-10"]
