@@ -290,7 +290,14 @@ def _resolve(ctx: _Ctx, state: AlertState, reading: UsageRecord | None) -> None:
     if reading is not None:
         override = ctx.document.operator_quota(reading)
         quota = override if override is not None else reading.quota
-        resolved = replace(resolved, value=reading.value, quota=quota, projected=reading.projected, reason="current")
+        resolved = replace(
+            resolved,
+            value=reading.value,
+            quota=quota,
+            projected=reading.projected,
+            projection_source=reading.projection_source if reading.projected is not None else None,
+            reason="current",
+        )
     if state.published and ctx.document.notify_resolved:
         resolved = replace(resolved, last_published_at=ctx.now_iso)
         ctx.transitions.append(
@@ -318,6 +325,7 @@ def _with_numbers(state: AlertState, finding: Finding) -> AlertState:
         value=finding.record.value,
         quota=finding.quota,
         projected=finding.record.projected,
+        projection_source=finding.record.projection_source if finding.record.projected is not None else None,
         threshold=finding.threshold,
     )
 
@@ -457,6 +465,11 @@ def threshold_event(event_type: str, state: AlertState, now: datetime, extra: Ma
         "observed_at": utc_iso(now),
         "summary": threshold_summary(event_type, state),
         **({"customer_id": state.customer_id} if state.customer_id else {}),
+        **(
+            {"projection_source": state.projection_source}
+            if state.projection_source == "usagewatch" and state.projected is not None
+            else {}
+        ),
         **(extra or {}),
     }
     model = ThresholdResolved if event_type == RESOLVED else ThresholdBreached

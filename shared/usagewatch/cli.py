@@ -5,6 +5,7 @@ Examples:
   usagewatch report --period 2026-11 --vendor keepnet --csv > keepnet-2026-11.csv
   usagewatch alerts --table usagewatch-usage --rule over_quota
   usagewatch runs --vendor gravityzone --account msp-main --json
+  usagewatch history --vendor keepnet --account kn-main --tenant c-42 --metric monthly_users --months 12
   usagewatch customers suggest --period 2026-11 --csv > suggestions.csv
   usagewatch customers import suggestions.csv
   usagewatch contracts import contracts.csv
@@ -30,7 +31,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from usagewatch import cli_billing, registry
+from usagewatch import cli_billing, cli_history, registry
 from usagewatch.errors import ConfigError, StoreError
 from usagewatch.migrate import migrate
 from usagewatch.model import Period, RunRecord, Total
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{report,alerts,runs,customers,contracts,reconcile,migrate}"
+        dest="command", required=True, metavar="{report,alerts,runs,history,customers,contracts,reconcile,migrate}"
     )
     report = commands.add_parser("report", parents=[common], help="usage and totals of one month")
     report.add_argument("--period", required=True, help="the month, YYYY-MM (e.g. 2026-11)")
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--tenant", help="one customer (tenant id)")
     alerts.add_argument("--rule", help="one rule (over_quota, collection, ...)")
     runs.add_argument("--limit", type=int, default=5, help="runs shown per account (default 5)")
+    cli_history.add_command(commands, common)
     cli_billing.add_commands(commands, common)
     migrate = commands.add_parser(
         "migrate", parents=[common], help="rewrite usage of the old shape (one item per metric) as one item per tenant"
@@ -125,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = _migrate(store, args)
         elif args.command == "runs":
             text = _runs(store, args)
+        elif args.command == "history":
+            text = cli_history.run(store, args, _format(args), CliError, _json_lines, _csv)
         elif args.command == "monthly-report":
             text = _monthly_report(store, args)
         else:

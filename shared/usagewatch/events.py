@@ -72,6 +72,11 @@ class _Threshold(EventEnvelope):
     customer_id: str | None = Field(
         None, description="The customer owning the tenant (docs/billing.md), when the operator mapped it."
     )
+    projection_source: Literal["usagewatch"] | None = Field(
+        None,
+        description="`usagewatch` when usagewatch computed `projected` from the period's readings (docs/alerts.md "
+        "section 3); left out when the vendor gave the projection or there is none.",
+    )
 
 
 class ThresholdBreached(_Threshold):

@@ -158,6 +158,9 @@ def _checked_attributes(attributes: object, tenant_id: str, metric: str) -> dict
     return checked
 
 
+ProjectionSource = Literal["vendor", "usagewatch"]
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
     """One normalised number: a tenant's usage of one metric in one period (contracts.md section 3)."""
@@ -178,9 +181,17 @@ class UsageRecord:
     attributes: Mapping[str, int | str] | None = field(default=None, hash=False)
     """A few facts beside the numbers (Microsoft 365: a SKU's id, state and other prepaid counts): snake_case keys,
     integer or short text values, at most MAX_ATTRIBUTES; stored with the metric, never summed or alerted on."""
+    projection_source: ProjectionSource | None = None
+    """Who computed `projected`: the vendor (the default when a source gives one) or usagewatch (projection.py)."""
+    projection_fit: tuple[float, ...] | None = None
+    """usagewatch's running sums of the metric's step function this period (projection.StepFit), stored with it."""
 
     def __post_init__(self) -> None:
         tid = self.tenant.tenant_id
+        if self.projection_source is None and self.projected is not None:
+            object.__setattr__(self, "projection_source", "vendor")
+        elif self.projection_source not in (None, "vendor", "usagewatch"):
+            raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown projection source")
         if self.attributes is not None:
             object.__setattr__(self, "attributes", _checked_attributes(self.attributes, tid, self.metric) or None)
         known = registry.find(self.vendor)
@@ -321,6 +332,8 @@ class AlertState:
     reason: str | None = None
     customer_id: str | None = None
     """The customer owning the tenant (docs/billing.md), when the operator mapped it."""
+    projection_source: str | None = None
+    """Who computed `projected` ("vendor" or "usagewatch"), when there is one."""
     previous_since: str | None = None
     """The start of this alert's previous episode ("" for its first): what tells episodes apart in event ids."""
     version: int = 0
@@ -404,7 +417,20 @@ class StoredUsage:
             "limit_exceeded": record.limit_exceeded,
             "projected_next_period": record.projected_next_period,
             "attributes": dict(record.attributes) if record.attributes else None,
+            "projection_source": record.projection_source,
             "removed_at": self.removed_at,
             "as_of": self.as_of,
         }
         return {k: v for k, v in attributes.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSeries:
+    """One tenant's metric in one period as its stored item knows it: the readings of the item's change log
+    (`(as_of, value)`, oldest first: a step function, each value holding until the next) and the projection
+    stored now."""
+
+    points: tuple[tuple[str, Number], ...]
+    projected: Number | None = None
+    projection_source: str | None = None
+    fit: tuple[float, ...] | None = None

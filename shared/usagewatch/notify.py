@@ -38,6 +38,8 @@ def threshold_summary(event_type: str, state: AlertState) -> str:
         used = f"{fmt(state.value)} of {fmt(state.quota)} assigned"
         fewer = f"fewer than {fmt(state.threshold)} unused"
         return f"{who}: {what} for {state.period}: {fewer} ({used}); {state.rule} cleared"
+    if event_type == RESOLVED and state.reason == "current" and state.rule == "usage_jump":
+        return f"{who}: {what} for {state.period}: {fmt(state.value)}, no longer a jump; usage_jump cleared"
     if event_type == RESOLVED and state.reason == "current":
         limit = f" (limit {fmt(state.quota)})" if state.quota is not None else ""
         return f"{who}: {what} back within limits for {state.period}: {fmt(state.value)}{limit}; {state.rule} cleared"
@@ -70,6 +72,11 @@ def threshold_summary(event_type: str, state: AlertState) -> str:
             f"{who}: {what} {fmt(unused)} of {fmt(state.quota)} paid seats unused for {state.period}"
             f" ({fmt(state.value)} assigned)"
         )
+    if state.rule == "usage_jump" and state.value is not None and state.threshold is not None:
+        rise = state.value - state.threshold
+        percent = f", +{rise / state.threshold * 100:.0f}%" if state.threshold else ""
+        base = fmt(state.threshold)
+        return f"{who}: {what} jumped to {fmt(state.value)} for {state.period}, from {base} (+{fmt(rise)}{percent})"
     return f"{who}: {what} {fmt(state.value)} ({state.rule}) for {state.period}"
 
 
@@ -111,7 +118,14 @@ _ADVICE: Final = {
     "below_minimum_commitment": "Usage is under the committed minimum: the minimum will be invoiced.",
     "unused_licences": "Seats are paid for and assigned to nobody: assign them or reduce the subscription at its "
     "next renewal.",
+    "usage_jump": "Usage rose sharply: check that it is expected and that it is billed.",
 }
+
+
+def _projected(event: Mapping[str, Any]) -> str:
+    source = event.get("projection_source")
+    by = " (projected by usagewatch from this period's readings)" if source == "usagewatch" else ""
+    return fmt(event.get("projected")) + (by if event.get("projected") is not None else "")
 
 
 def render_email(event: Mapping[str, Any]) -> str:
@@ -136,7 +150,7 @@ def render_email(event: Mapping[str, Any]) -> str:
                 fmt(event.get("value")),
             ),
             ("Quota", fmt(event.get("quota"))),
-            ("Projected", fmt(event.get("projected"))),
+            ("Projected", _projected(event)),
             ("Threshold", fmt(event.get("threshold"))),
             ("Rule", event["rule"]),
         ]

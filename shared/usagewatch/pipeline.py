@@ -28,6 +28,7 @@ from usagewatch.model import (
     ChunkedSource,
     CollectionRequest,
     ListingGap,
+    MetricSeries,
     NotingSource,
     Number,
     RunRecord,
@@ -44,6 +45,7 @@ from usagewatch.model import (
 from usagewatch.observability import logger
 from usagewatch.redaction import redactor
 from usagewatch.rules import Finding, RulesDocument, evaluate
+from usagewatch.trends import Trends
 
 MAX_ERRORS_KEPT: Final = 25
 # Vendor calls one invocation may plan for: the template's 600 s timeout less room to store and publish.
@@ -97,6 +99,8 @@ class UsageStore(Protocol):
     ) -> ChunkedRunState: ...
     def claim_finish(self, key: ChunkKey) -> bool: ...
     def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[RunRecord]: ...
+    def tenant_series(self, vendor: str, account_id: str, tenant_id: str, period: str) -> dict[str, MetricSeries]: ...
+    def closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], Number]: ...
 
 
 class WorkQueue(Protocol):
@@ -393,6 +397,7 @@ class Pipeline(Generic[AccountT]):
 
     def _stream(self, run: _AccountRun, results: Iterable[TenantResult], request: CollectionRequest) -> None:
         """Store every tenant's records as they arrive; keep what the finish needs (sums, findings)."""
+        trends = Trends(self.store, self.rules)
         try:
             for result in results:
                 tenant = result.tenant
@@ -401,9 +406,10 @@ class Pipeline(Generic[AccountT]):
                 if isinstance(result, TenantFailure):
                     run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, _clean(result.error))
                     continue
-                self.store.add_tenant(result.records, as_of=request.as_of, collected_at=self.clock())
-                for record in result.records:
-                    run.observe(record, evaluate(record, self.rules, request.as_of))
+                judged = trends.judge(result.records, request.as_of)
+                self.store.add_tenant([r for r, _ in judged], as_of=request.as_of, collected_at=self.clock())
+                for record, findings in judged:
+                    run.observe(record, findings)
                 run.ok_tenants[tenant.tenant_id] = tenant.tenant_name
                 if tenant.billed:
                     run.billed_tenants.add(tenant.tenant_id)
@@ -686,6 +692,7 @@ class Pipeline(Generic[AccountT]):
         if state.errors:
             run.fail("; ".join(state.errors))
         candidates = [str(request.period)] + ([] if request.period_explicit else [str(request.period.previous())])
+        trends = Trends(self.store, self.rules)
         for period in candidates:
             stored = self.store.period_usage(period, vendor=run.vendor, account_id=account_id)
             fresh = [
@@ -694,7 +701,8 @@ class Pipeline(Generic[AccountT]):
             if not fresh:
                 continue
             for record in fresh:
-                run.observe(record, evaluate(record, self.rules, request.as_of))
+                findings = evaluate(record, self.rules, request.as_of) + trends.jump_findings(record, request.as_of)
+                run.observe(record, findings)
                 run.ok_tenants[record.tenant_id] = record.tenant.tenant_name
                 if record.tenant.billed:
                     run.billed_tenants.add(record.tenant_id)

@@ -48,6 +48,9 @@ class Vendor:
     whole_readings: bool = False
     """A tenant's successful read lists every metric it has (Microsoft 365's subscribed SKUs): a metric missing from
     it is gone, and its open alerts resolve. False where a read may cover some metrics only (Keepnet's past months)."""
+    cumulative_metrics: tuple[str, ...] = ()
+    """Metrics that only grow through their period and start again in the next (a count of who was active this
+    month): usagewatch projects them to the period end where the vendor gives no projection (docs/alerts.md)."""
 
     def __post_init__(self) -> None:
         if not _ID_RE.fullmatch(self.id):
@@ -93,6 +96,7 @@ _BUILT_IN: Final = (
         source="usagewatch.sources.gravityzone.source:GravityZoneSource",
         settings="usagewatch.sources.gravityzone.api:GravityZoneAccount",
         billed_metrics=("endpoint_monthly_usage",),
+        cumulative_metrics=("endpoint_monthly_usage", "sve_vdi_monthly_usage"),
     ),
     Vendor(
         id="keepnet",
@@ -102,6 +106,7 @@ _BUILT_IN: Final = (
         source="usagewatch.sources.keepnet.source:KeepnetSource",
         settings="usagewatch.sources.keepnet.api:KeepnetAccount",
         billed_metrics=("monthly_users", "target_users"),
+        cumulative_metrics=("monthly_users",),
     ),
     Vendor(
         id="thousandeyes",

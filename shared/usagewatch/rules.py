@@ -20,7 +20,7 @@ LADDER: Final = ("vendor_limit_exceeded", "over_quota", "projected_over_quota", 
 """The precedence ladder, highest first: on one record only the highest rule that holds fires."""
 # Judged by the pipeline from customers and contracts (billing_alerts.py), not per record by `evaluate`.
 BILLING_RULE_NAMES: Final = ("under_billed", "unmapped_tenant")
-RULE_NAMES: Final = (*LADDER, "below_minimum_commitment", "unused_licences", *BILLING_RULE_NAMES)
+RULE_NAMES: Final = (*LADDER, "below_minimum_commitment", "unused_licences", "usage_jump", *BILLING_RULE_NAMES)
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 MAX_REPEAT_HOURS: Final = 24 * 366
 """A repeat interval longer than a year never repeats anything; a bound keeps `timedelta` from overflowing."""
@@ -116,6 +116,41 @@ class UnusedLicencesRule(RuleConfig):
         return self.threshold
 
 
+Amount = Annotated[float, Field(ge=0, le=MAX_PLAUSIBLE_VALUE)] | Annotated[int, Field(ge=0, le=MAX_PLAUSIBLE_VALUE)]
+
+
+class JumpOverride(_Strict):
+    """Other thresholds for one vendor's metric (the first entry that matches wins)."""
+
+    vendor: str
+    metric: str = Field(min_length=1)
+    percent: Amount | None = None
+    units: Amount | None = None
+
+    @field_validator("vendor")
+    @classmethod
+    def _known_vendor(cls, value: str) -> str:
+        if not registry.is_known(value):
+            raise ValueError(f"unknown vendor (one of {', '.join(registry.vendor_ids())})")
+        return value
+
+
+class JumpRule(RuleConfig):
+    percent: Amount = 25
+    units: Amount = 10
+    overrides: tuple[JumpOverride, ...] = Field(default=(), strict=False)
+
+    def thresholds(self, vendor: str, metric: str) -> tuple[Number, Number]:
+        """(percent, units) for one vendor's metric."""
+        for entry in self.overrides:
+            if (entry.vendor, entry.metric) == (vendor, metric):
+                return (
+                    self.percent if entry.percent is None else entry.percent,
+                    self.units if entry.units is None else entry.units,
+                )
+        return self.percent, self.units
+
+
 class Rules(_Strict):
     vendor_limit_exceeded: RuleConfig = RuleConfig(severity="critical")
     over_quota: RuleConfig = RuleConfig(severity="critical")
@@ -123,6 +158,7 @@ class Rules(_Strict):
     quota_utilization: UtilizationRule = UtilizationRule()
     below_minimum_commitment: MinimumRule = MinimumRule(severity="info")
     unused_licences: UnusedLicencesRule = UnusedLicencesRule(severity="info")
+    usage_jump: JumpRule = JumpRule(severity="info")
     under_billed: RuleConfig = RuleConfig(severity="warning")
     unmapped_tenant: RuleConfig = RuleConfig(severity="warning")
 
@@ -323,3 +359,33 @@ def evaluate(record: UsageRecord, document: RulesDocument, as_of: datetime) -> l
     if unused is not None and quota is not None and quota - value >= unused:
         findings.append(found("unused_licences", unused))
     return findings
+
+
+@dataclass(frozen=True, slots=True)
+class Baselines:
+    """What a reading is compared with for `usage_jump`: the metric's value at the end of the previous period and
+    its value 7 days before the run (None where unknown)."""
+
+    previous_period: Number | None = None
+    week_ago: Number | None = None
+
+
+def jumped(value: Number, base: Number, percent: Number, units: Number) -> bool:
+    """A rise of at least `units` and at least `percent` % over `base` (any rise over 0 counts as a percent)."""
+    rise = value - base
+    return rise > 0 and rise >= units and rise * 100 >= percent * base
+
+
+def evaluate_jump(record: UsageRecord, document: RulesDocument, baselines: Baselines) -> Finding | None:
+    """`usage_jump` (off the ladder): the record rose against the previous period's end, or else 7 days ago;
+    `threshold` is the value it rose from."""
+    rule = document.rules.usage_jump
+    if not rule.enabled:
+        return None
+    percent, units = rule.thresholds(record.vendor, record.metric)
+    for base in (baselines.previous_period, baselines.week_ago):
+        if base is not None and jumped(record.value, base, percent, units):
+            override = document.operator_quota(record)
+            quota = override if override is not None else record.quota
+            return Finding(record, "usage_jump", rule.severity, base, quota)
+    return None

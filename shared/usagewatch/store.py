@@ -35,6 +35,8 @@ from usagewatch.continuation import ChunkedRunState, ChunkKey
 from usagewatch.errors import StoreError
 from usagewatch.model import (
     AlertState,
+    MetricSeries,
+    Number,
     Period,
     RunRecord,
     StoredUsage,
@@ -348,6 +350,41 @@ class DynamoStore:
             known = {str(i["sk"]): _remembered({k: v for k, v in i.items() if k not in ("pk", "sk")}) for i in items}
             self._readings[key] = known
         return known
+
+    def tenant_series(self, vendor: str, account_id: str, tenant_id: str, period: str) -> dict[str, MetricSeries]:
+        """Each metric of the tenant's stored item as its change log has it (the period's items are read once per
+        run, as `add_tenant` does; nothing is read per tenant). Empty for a tenant not stored yet."""
+        remembered = self._known(vendor, account_id, period).get(key_part(tenant_id))
+        if remembered is None:
+            return {}
+        item = json.loads(remembered[2])
+        points: dict[str, list[tuple[str, Any]]] = {}
+        for state in readings(item):
+            for metric, entry in state["metrics"].items():
+                series = points.setdefault(metric, [])
+                if not series or series[-1][1] != entry["value"]:
+                    series.append((str(state["as_of"]), entry["value"]))
+        current = item.get("metrics", {})
+        return {
+            metric: MetricSeries(
+                tuple(found),
+                current.get(metric, {}).get("projected"),
+                current.get(metric, {}).get("projection_source")
+                or ("vendor" if current.get(metric, {}).get("projected") is not None else None),
+                tuple(current.get(metric, {}).get("projection_fit") or ()) or None,
+            )
+            for metric, found in points.items()
+        }
+
+    def closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], Number]:
+        """(tenant_id, metric) -> the value stored for the period (its latest: the closing one once the period is
+        over), customers marked removed left out: SHARDS paged Queries (a run reads it once per account)."""
+        return {
+            (str(item["tenant_id"]), metric): entry["value"]
+            for item in self._account_items(vendor, account_id, period)
+            if not item.get("removed_at")
+            for metric, entry in item.get("metrics", {}).items()
+        }
 
     def _account_items(self, vendor: str, account_id: str, period: str) -> list[dict[str, Any]]:
         """Every tenant item of one account and period: one paged Query per shard."""
@@ -875,10 +912,14 @@ class DynamoStore:
         self, vendor: str, account_id: str, tenant_id: str, metric: str, periods: Iterable[str]
     ) -> list[StoredUsage]:
         """The latest value of one tenant's metric for each period asked, oldest first (keyed reads)."""
+        return [u for u in self.monthly_usage(vendor, account_id, tenant_id, periods) if u.record.metric == metric]
+
+    def monthly_usage(self, vendor: str, account_id: str, tenant_id: str, periods: Iterable[str]) -> list[StoredUsage]:
+        """Every metric of one tenant for each period asked, by period then metric: one BatchGetItem per 100 months."""
         tenant = key_part(tenant_id)
         items = self.get_items([(usage_pk(vendor, account_id, p, tenant), tenant) for p in sorted(set(periods))])
-        found = [u for item in items.values() for u in stored_usages(item) if u.record.metric == metric]
-        return sorted(found, key=lambda u: u.record.period)
+        found = [u for item in items.values() for u in stored_usages(item)]
+        return sorted(found, key=lambda u: (u.record.period, u.record.metric))
 
     def get_items(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Items by (pk, sk), BatchGetItem of 100 keys a call; absent keys are left out."""

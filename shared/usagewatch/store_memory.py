@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from usagewatch.continuation import ChunkedRunState, ChunkKey
 from usagewatch.errors import StoreError
-from usagewatch.model import AlertState, RunRecord, StoredUsage, Total, UsageRecord, utc_iso
+from usagewatch.model import AlertState, MetricSeries, Number, RunRecord, StoredUsage, Total, UsageRecord, utc_iso
 from usagewatch.store import AlertKey, key_part
 
 UsageKey = tuple[str, str, str, str, str]
@@ -205,6 +205,31 @@ class MemoryStore:
     def metric_history(self, vendor: str, account_id: str, tenant_id: str, metric: str) -> list[StoredUsage]:
         history = self.snapshots.get((vendor, account_id, tenant_id, metric), {})
         return [history[k] for k in sorted(history)]
+
+    def tenant_series(self, vendor: str, account_id: str, tenant_id: str, period: str) -> dict[str, MetricSeries]:
+        """As `DynamoStore.tenant_series`, from the readings kept here (every change, not only the item's log)."""
+        found: dict[str, MetricSeries] = {}
+        for (v, a, t, metric), history in self.snapshots.items():
+            if (v, a, t) != (vendor, account_id, tenant_id):
+                continue
+            points: list[tuple[str, Number]] = []
+            for (as_of, p), usage in sorted(history.items()):
+                if p == period and (not points or points[-1][1] != usage.record.value):
+                    points.append((as_of, usage.record.value))
+            current = self.usage.get((period, vendor, account_id, tenant_id, metric))
+            if points and current is not None:
+                record = current.record
+                found[metric] = MetricSeries(
+                    tuple(points), record.projected, record.projection_source, record.projection_fit
+                )
+        return found
+
+    def closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], Number]:
+        return {
+            (u.record.tenant_id, u.record.metric): u.record.value
+            for u in self.period_usage(period, vendor=vendor, account_id=account_id)
+            if u.removed_at is None
+        }
 
     def runs(self, vendor: str, account_id: str, *, limit: int = 10) -> list[RunRecord]:
         records = self.run_records.get((vendor, account_id), {})

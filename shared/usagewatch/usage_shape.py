@@ -31,7 +31,16 @@ from usagewatch.errors import StoreError
 from usagewatch.model import Period, StoredUsage, Tenant, UsageRecord, Window, parse_utc, utc_iso
 
 SHARDS: Final = 4
-METRIC_FIELDS: Final = ("quota", "projected", "minimum", "limit_exceeded", "projected_next_period", "attributes")
+METRIC_FIELDS: Final = (
+    "quota",
+    "projected",
+    "minimum",
+    "limit_exceeded",
+    "projected_next_period",
+    "attributes",
+    "projection_source",
+    "projection_fit",
+)
 TENANT_FIELDS: Final = ("tenant_name", "parent_tenant_id", "billed", "period_start", "period_end", "removed_at")
 """A change of any of these is not logged: the stored item goes to a snapshot whole."""
 SHORT: Final = {
@@ -43,6 +52,8 @@ SHORT: Final = {
     "limit_exceeded": "x",
     "projected_next_period": "P",
     "attributes": "A",
+    "projection_source": "o",
+    "projection_fit": "f",
     "period_start": "s",
     "period_end": "e",
 }
@@ -81,8 +92,13 @@ def tenant_attributes(records: Sequence[UsageRecord], changed_at: str) -> dict[s
         entry: dict[str, object] = {"value": record.value, "unit": record.unit}
         for name in METRIC_FIELDS:
             value = getattr(record, name)
-            if value is not None:
-                entry[name] = dict(value) if name == "attributes" else value
+            # A vendor's projection is the default (UsageRecord): only usagewatch's own is marked in the item.
+            if value is None or (name == "projection_source" and value == "vendor"):
+                continue
+            if name == "attributes":
+                entry[name] = dict(value)
+            else:
+                entry[name] = list(value) if isinstance(value, tuple) else value
         if record.window != window:
             entry["period_start"], entry["period_end"] = utc_iso(record.window.start), utc_iso(record.window.end)
         metrics[record.metric] = entry
@@ -130,11 +146,19 @@ def merge_metrics(stored: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str
     return {**kept, **new["metrics"]}
 
 
+UNLOGGED: Final = "projection_fit"
+"""Kept for the current reading only (a run's working sums): an earlier reading replayed from the log keeps the
+current one's."""
+
+
 def metrics_delta(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """What turns the `new` metrics back into the `old` ones: per metric that differs, the old fields that differ."""
     delta: dict[str, Any] = {}
     for metric in sorted(old.keys() | new.keys()):
         before, after = old.get(metric), new.get(metric, {})
+        if before is not None:
+            before = {f: v for f, v in before.items() if f != UNLOGGED}
+            after = {f: v for f, v in after.items() if f != UNLOGGED}
         if before is None:
             delta[metric] = ABSENT
             continue
@@ -256,7 +280,8 @@ def stored_usages(item: Mapping[str, Any]) -> list[StoredUsage]:
             value=entry["value"],
             unit=str(entry["unit"]),
             window=own,
-            **{name: entry.get(name) for name in METRIC_FIELDS},
+            **{name: entry.get(name) for name in METRIC_FIELDS if name != UNLOGGED},
+            projection_fit=tuple(entry[UNLOGGED]) if entry.get(UNLOGGED) else None,
         )
         as_of = item.get("as_of") if item.get("record_type") == "snapshot" else None
         found.append(StoredUsage(record, str(item["collected_at"]), item.get("removed_at"), as_of))

@@ -91,6 +91,7 @@ def test_an_empty_document_is_the_defaults_of_the_contract() -> None:
             ("quota_utilization", True, "warning"),
             ("below_minimum_commitment", True, "info"),
             ("unused_licences", True, "info"),
+            ("usage_jump", True, "info"),
             ("under_billed", True, "warning"),
             ("unmapped_tenant", True, "warning"),
         ]
@@ -488,6 +489,23 @@ INVALID: list[tuple[Any, str]] = [
     ({"silences": [{**SILENCE, "reason": "x" * 501}]}, "silences[0].reason"),
     ({"silences": [{**SILENCE, "tenant": "c-42"}]}, "silences[0].tenant"),
     ({"silences": {"tenant_id": "c-42"}}, "silences"),
+    ({"rules": {"usage_jump": {"percent": -1}}}, "rules.usage_jump.percent"),
+    ({"rules": {"usage_jump": {"units": "10"}}}, "rules.usage_jump.units"),
+    ({"rules": {"usage_jump": {"window_days": 7}}}, "rules.usage_jump.window_days"),
+    (
+        {"rules": {"usage_jump": {"overrides": [{"vendor": "sophos", "metric": "m"}]}}},
+        "rules.usage_jump.overrides[0].vendor",
+    ),
+    ({"rules": {"usage_jump": {"overrides": [{"vendor": "keepnet"}]}}}, "rules.usage_jump.overrides[0].metric"),
+    (
+        {"rules": {"usage_jump": {"overrides": [{"vendor": "keepnet", "metric": "m", "percent": True}]}}},
+        "rules.usage_jump.overrides[0].percent",
+    ),
+    (
+        {"rules": {"usage_jump": {"overrides": [{"vendor": "keepnet", "metric": "m", "unit": 5}]}}},
+        "rules.usage_jump.overrides[0].unit",
+    ),
+    ({"rules": {"usage_jump": {"overrides": {"vendor": "keepnet"}}}}, "rules.usage_jump.overrides"),
 ]
 
 
