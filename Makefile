@@ -8,8 +8,12 @@ export PYTHONPATH := $(abspath shared):$(abspath .)
 export AWS_DEFAULT_REGION ?= eu-west-1
 export SAM_CLI_TELEMETRY := 0
 PYTEST := $(BIN)/python -m pytest
+# Test processes (pytest-xdist): `auto` is one per core; PYTEST_WORKERS=0 runs in this process, serially.
+# Whole files go to one worker (loadfile): module fixtures such as `sam build` and checkov run once.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: help venv test lint typecheck unit integration faults infra demo bench sam-local sam-local-build sam-env-vars clean report-preview
+.PHONY: help venv test lint typecheck unit integration faults checkov infra demo bench sam-local sam-local-build sam-env-vars clean report-preview
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
@@ -27,7 +31,9 @@ $(STAMP): requirements-dev.txt shared/requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP) lint typecheck unit integration faults infra
+# One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below.
+test: $(STAMP) lint typecheck checkov
+	$(PYTEST) $(XDIST) tests/unit tests/integration tests/faults tests/infrastructure
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,24 +43,26 @@ typecheck: $(STAMP)
 	$(BIN)/mypy shared/usagewatch functions
 
 unit: $(STAMP)
-	$(PYTEST) tests/unit
+	$(PYTEST) $(XDIST) tests/unit
 
 integration: $(STAMP)
-	$(PYTEST) tests/integration
+	$(PYTEST) $(XDIST) tests/integration
 
 faults: $(STAMP)
-	$(PYTEST) tests/faults
+	$(PYTEST) $(XDIST) tests/faults
 
 # checkov pins boto3==1.35.x (conflicts with aws-sam-cli's), so it gets its own venv inside .venv.
 CHECKOV_VERSION := 3.3.30
 
-infra: $(STAMP)
+checkov: $(STAMP)
 	@[ -f $(VENV)/checkov/.installed-$(CHECKOV_VERSION) ] || { \
 	  py=$$(scripts/find-python 3.12) || exit 1; \
 	  rm -rf $(VENV)/checkov && $$py -m venv $(VENV)/checkov && \
 	  $(VENV)/checkov/bin/python -m pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION) && \
 	  touch $(VENV)/checkov/.installed-$(CHECKOV_VERSION); }
-	$(PYTEST) tests/infrastructure
+
+infra: $(STAMP) checkov
+	$(PYTEST) $(XDIST) tests/infrastructure
 
 demo: $(STAMP)
 	$(BIN)/python -m tests.demo

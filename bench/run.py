@@ -2,9 +2,10 @@
 
 Scenarios (default: all, in this order): coldstart, hotpath, keepnet, memory, dynamodb, thousandeyes,
 microsoft365 (200 tenants at concurrency 8 and 16), gravityzone (about 110 s: the rate limit is the point),
-continuation (about 100 s), billing (customers, contracts and reconciliation at 10,000 customers), cost (from
-this run's results, or the last results.json for the scenarios not run). results.json keeps the last result of
-every scenario, each with the machine and the time it ran on.
+continuation (about 100 s), billing (customers, contracts and reconciliation at 10,000 customers), table_shape,
+redaction (200 secrets and a 100 KB text), cost (from this run's results, or the last results.json for the
+scenarios not run). results.json keeps the last result of every scenario, each with the machine and the time it
+ran on.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ORDER = (
     "continuation",
     "billing",
     "table_shape",
+    "redaction",
     "cost",
 )
 
@@ -82,6 +84,10 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Ro
         from bench import table_shape
 
         return table_shape.scenario
+    if name == "redaction":
+        from bench import redaction
+
+        return redaction.scenario
     raise ValueError(name)
 
 

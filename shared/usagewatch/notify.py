@@ -8,7 +8,7 @@ from typing import Any, Final
 from usagewatch import registry
 from usagewatch.events import BREACHED, DIGEST, FAILED, RECOVERED, REPORT_READY, RESOLVED, TENANT_REMOVED
 from usagewatch.model import ACCOUNT_WIDE, AlertState, Number
-from usagewatch.text import one_line
+from usagewatch.text import chat_text, one_line
 
 SUBJECT_LIMIT: Final = 100
 
@@ -248,27 +248,33 @@ def _cut(text: str, limit: int) -> str:
 
 
 def chat_message(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The event as an AWS Chatbot custom notification (docs/deploying.md): a title, a description, keywords."""
+    """The event as an AWS Chatbot custom notification (docs/deploying.md): a title, a description, keywords.
+
+    Chatbot renders client-markdown as the chat platform's markdown, so the text (vendor names, metrics and
+    error messages among it) goes through `chat_text`: it reads literally and mentions no one."""
     if event["event_type"] == DIGEST:
         description = "\n".join(_digest_sections(event, "•")).strip()
     else:
         body = render_email(event).split("\n")[2:]
         description = "\n".join(line for line in body if line)
+    summary = chat_text(one_line(str(event["summary"])))
     return {
         "version": "1.0",
         "source": "custom",
         "id": str(event["event_id"]),
         "content": {
             "textType": "client-markdown",
-            "title": _cut(
-                f"{_CHAT_ICONS[event['severity']]} usagewatch: {one_line(str(event['summary']))}", CHAT_TITLE_LIMIT
-            ),
-            "description": _cut(description, CHAT_DESCRIPTION_LIMIT),
-            "keywords": [vendor_name(str(event["vendor"])), str(event["account_id"]), str(event["severity"])],
+            "title": _cut(f"{_CHAT_ICONS[event['severity']]} usagewatch: {summary}", CHAT_TITLE_LIMIT),
+            "description": _cut(chat_text(description), CHAT_DESCRIPTION_LIMIT),
+            "keywords": [
+                chat_text(vendor_name(str(event["vendor"]))),
+                chat_text(str(event["account_id"])),
+                str(event["severity"]),
+            ],
         },
         "metadata": {
             "threadId": f"usagewatch-{event['vendor']}-{event['account_id']}",
-            "summary": _cut(one_line(str(event["summary"])), CHAT_TITLE_LIMIT),
+            "summary": _cut(summary, CHAT_TITLE_LIMIT),
             "eventType": str(event["event_type"]),
             "additionalContext": {"event_id": str(event["event_id"]), "account_id": str(event["account_id"])},
         },

@@ -7,7 +7,8 @@ import json
 import logging
 import re
 import threading
-from typing import Final
+from collections.abc import Iterable
+from typing import Any, Final
 from urllib.parse import quote, quote_plus
 
 MASK: Final = "***"
@@ -19,66 +20,126 @@ _AUTH_HEADER_RE: Final = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(
 
 
 class Redactor:
-    """A thread-safe set of secret strings, scrubbed from any text handed to `scrub`."""
+    """A thread-safe set of secret strings, scrubbed from any text handed to `scrub`.
+
+    Every place where a form of a secret begins (its first _MIN_HEAD characters, or all of a shorter form) is
+    masked as far as the text goes on agreeing with the longest such form: a whole secret, or what is left of
+    one cut short. Overlapping hits are masked as one. Registering only adds the new secrets' forms; the
+    search pattern (one alternation of heads, at most _MIN_HEAD characters deep) is built when next needed.
+    """
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
-        self._pattern: re.Pattern[str] | None = None
-        self._forms: list[str] = []
-        self._heads: re.Pattern[str] | None = None
-        self._head_patterns: list[re.Pattern[str]] = []
+        self._by_head: dict[str, list[str]] = {}
+        self._index: _Index | None = None
 
     def register(self, *values: str | None) -> None:
         """Remember secrets; their URL-encoded, JSON-escaped and base64 forms are scrubbed as well."""
         with self._lock:
-            added = {v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_LENGTH}
-            if not added - self._secrets:
+            added = {v for v in values if isinstance(v, str) and len(v) >= _MIN_SECRET_LENGTH} - self._secrets
+            if not added:
                 return
             self._secrets |= added
-            forms = {form for secret in self._secrets for form in encoded_forms(secret)}
-            self._forms = sorted(forms, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(form) for form in self._forms))
-            self._head_patterns = [re.compile(_head_pattern(form)) for form in self._forms]
-            self._heads = re.compile("|".join(p.pattern for p in self._head_patterns))
+            for form in {form for secret in added for form in encoded_forms(secret)}:
+                forms = self._by_head.setdefault(form[:_MIN_HEAD], [])
+                if form not in forms:
+                    forms.append(form)
+                    forms.sort(key=len, reverse=True)
+            self._index = None
 
     def scrub(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is not None and self._heads is not None:
-            text = self._mask_heads(pattern.sub(MASK, text))
+        index = self._current_index()
+        if index is not None:
+            text = index.mask(text)
         return _AUTH_HEADER_RE.sub(lambda m: f"{m.group(1)}{MASK}", text)
 
-    def _mask_heads(self, text: str) -> str:
-        """Each head found is masked to the longest match among the forms (the forms share their first characters)."""
-        heads = self._heads
-        if heads is None:
-            return text
-        parts: list[str] = []
-        position = 0
-        while (found := heads.search(text, position)) is not None:
-            start = found.start()
-            matches = [m.end() for p in self._head_patterns if (m := p.match(text, start)) is not None]
-            parts += [text[position:start], MASK]
-            position = max(matches, default=found.end())
-        parts.append(text[position:])
-        return "".join(parts)
+    def _current_index(self) -> _Index | None:
+        index = self._index
+        if index is None and self._by_head:
+            with self._lock:
+                if self._index is None and self._by_head:
+                    self._index = _Index({head: tuple(forms) for head, forms in self._by_head.items()})
+                index = self._index
+        return index
 
     def clear(self) -> None:
         with self._lock:
             self._secrets.clear()
-            self._forms = []
-            self._heads = None
-            self._head_patterns = []
-            self._pattern = None
+            self._by_head = {}
+            self._index = None
 
 
-def _head_pattern(form: str) -> str:
-    """Matches the form, or the longest head of it of at least _MIN_HEAD characters: a message cut short in
-    the middle of a secret (and then quoted inside another) still shows none of it."""
-    if len(form) <= _MIN_HEAD:
-        return re.escape(form)
-    tail = "".join(f"(?:{re.escape(ch)}" for ch in form[_MIN_HEAD:]) + ")?" * (len(form) - _MIN_HEAD)
-    return re.escape(form[:_MIN_HEAD]) + tail
+class _Index:
+    """The registered forms grouped by head, and one pattern finding every position where a head starts."""
+
+    def __init__(self, by_head: dict[str, tuple[str, ...]]) -> None:
+        self._by_head = by_head
+        self._head_lengths = sorted({len(head) for head in by_head}, reverse=True)
+        # A lookahead finds overlapping hits too; the trie keeps the alternation cheap to try at each position.
+        self._starts = re.compile(f"(?=(?:{_trie_pattern(by_head)}))")
+
+    def mask(self, text: str) -> str:
+        parts: list[str] = []
+        position = 0  # the end of what is already in parts
+        masking: tuple[int, int] | None = None  # the run being masked, extended while hits overlap it
+        for found in self._starts.finditer(text):
+            start = found.start()
+            if masking is not None and start >= masking[1]:
+                parts += [text[position : masking[0]], MASK]
+                position, masking = masking[1], None
+            end = start + self._longest(text, start)
+            if end > start:
+                masking = (start, end) if masking is None else (masking[0], max(masking[1], end))
+        if masking is not None:
+            parts += [text[position : masking[0]], MASK]
+            position = masking[1]
+        parts.append(text[position:])
+        return "".join(parts)
+
+    def _longest(self, text: str, start: int) -> int:
+        """How far from `start` the text agrees with a form whose head starts there (0: none does)."""
+        best = 0
+        for length in self._head_lengths:
+            for form in self._by_head.get(text[start : start + length], ()):
+                if len(form) <= best:
+                    break  # longest first: no shorter form can go further
+                agreed = _common_prefix_length(form, text, start)
+                if agreed >= min(len(form), _MIN_HEAD):
+                    best = max(best, agreed)
+        return best
+
+
+def _common_prefix_length(form: str, text: str, start: int) -> int:
+    if text.startswith(form, start):
+        return len(form)
+    low, high = 0, min(len(form), len(text) - start)  # form[:low] agrees; form[:high + 1] does not
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text.startswith(form[:middle], start):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """One regex alternation matching any of `words` (short literal heads), shared prefixes factored out."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    return _node_pattern(trie)
+
+
+def _node_pattern(node: dict[str, Any]) -> str:
+    branches = [re.escape(ch) + _node_pattern(child) for ch, child in sorted(node.items()) if ch]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{body})?" if "" in node else body
 
 
 def encoded_forms(secret: str) -> set[str]:

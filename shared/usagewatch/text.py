@@ -1,5 +1,6 @@
 """Vendor-controlled text made safe for people: names without control characters, one-line subjects and
-mail lines, CSV cells a spreadsheet will not run as formulas (OWASP "CSV Injection")."""
+mail lines, CSV cells a spreadsheet will not run as formulas (OWASP "CSV Injection"), chat text that neither
+mentions anyone nor formats."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from typing import Final
 
 # C0 and C1 controls, DEL, and the Unicode bidirectional overrides that reorder what a reader sees.
-_CONTROLS: Final = re.compile("[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS: Final = re.compile("[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _BREAKS: Final = re.compile("[\t\n\r\u000b\u000c\u0085\u2028\u2029]+")
 _SPACES: Final = re.compile(r" {2,}")
 FORMULA_TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -32,3 +33,31 @@ def csv_cell(value: object) -> object:
         return value
     text = one_line(value)
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
+# AWS Chatbot renders client-markdown in the chat platform's own markdown (Slack mrkdwn, Teams markdown), which
+# share no escape syntax (Slack has no backslash escape). So the characters that mention or format are shown as
+# look-alikes: `<` `>` (Slack's <!channel>, <@U1>, <url|text>; HTML in Teams), `*` `~` `` ` `` `[` `]` `|`, and
+# `_` where it can open or close emphasis (not inside a word: over_quota stays). `@` before a word and `&`
+# before an entity name get a WORD JOINER (U+2060, invisible): no @here, @channel or &lt; is recognised.
+_CHAT_LOOKALIKES: Final = str.maketrans(
+    {
+        "<": "\uff1c",
+        ">": "\uff1e",
+        "*": "\u2217",
+        "~": "\u223c",
+        "`": "\u02cb",
+        "[": "\uff3b",
+        "]": "\uff3d",
+        "|": "\uff5c",
+    }
+)
+_EMPHASIS_UNDERSCORE: Final = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
+_MENTION_OR_ENTITY: Final = re.compile(r"([@&])(?=[\w#!])")
+WORD_JOINER: Final = "\u2060"
+
+
+def chat_text(text: str) -> str:
+    """Vendor text as it should read in a Slack or Teams message: literally, pinging no one, unformatted."""
+    text = _EMPHASIS_UNDERSCORE.sub("\uff3f", text.translate(_CHAT_LOOKALIKES))
+    return _MENTION_OR_ENTITY.sub(lambda m: m.group(1) + WORD_JOINER, text)

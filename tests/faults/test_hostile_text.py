@@ -1,5 +1,6 @@
 """Hostile vendor text (issue 11, points 8 and 9): a company name that is a spreadsheet formula, or that
-carries line breaks and terminal escapes to forge lines in the alert e-mail. Keepnet behind the real handler,
+carries line breaks and terminal escapes to forge lines in the alert e-mail, or chat markup that would ping a
+whole Slack or Teams channel or format the message. Keepnet behind the real handler,
 moto and the simulator; the billing CSV and report through the real CLI against the same table."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tests.local_aws import LocalAws
 from tests.simulators.keepnet import make_companies, over_limit
 from usagewatch import cli
 from usagewatch.notify import render_email, subject_for
+from usagewatch.text import WORD_JOINER
 
 SECRET = "usagewatch/keepnet"
 CLIENT_SECRET = "kn-hostile-text-secret-9"
@@ -91,3 +93,37 @@ def test_the_billing_csv_never_starts_a_cell_with_a_formula(
 
     report = _cli(h, capsys, "report", "--period", PERIOD)
     assert "\x1b" not in report and "\x07" not in report
+
+
+CHAT_NAMES = ("<!channel> Acme", "*bold* [x](http://evil.example)", "Ops @here", "<@U012AB|boss> & _Co_")
+# What Slack mrkdwn or Teams markdown would act on in the delivered message.
+ACTIVE = re.compile(r"[<>*`\[\]|]|@(?:here|channel|everyone)\b|(?<![^\W_])_\w|\w_(?![^\W_])")
+
+
+def test_chat_messages_show_hostile_names_literally_and_ping_no_one(aws: LocalAws, invoke: Invoke, clock: Any) -> None:
+    companies = make_companies(6, seed=5, over_limit=4, unlimited=0, prefix="x")
+    flagged = [c for c in companies if over_limit(c)]
+    for company, name in zip(flagged, CHAT_NAMES, strict=True):
+        company["companyName"] = name
+    with HookedKeepnet(companies=companies, clients={"msp": (CLIENT_SECRET, "Reseller")}, page_cap=10) as sim:
+        aws.put_secret(
+            SECRET,
+            [{"account_id": ACCOUNT, "base_url": sim.url, "client_id": "msp", "client_secret": CLIENT_SECRET}],
+        )
+        h = Harness(aws, invoke, clock, "keepnet", aws.environment("keepnet", secret_name=SECRET, chat=True))
+        outcome = h.run(at("06:00"))
+    assert outcome.error is None, outcome.summary
+    names = {item["tenant_name"] for item in h.stored(PERIOD).usage.values()}
+    assert set(CHAT_NAMES) <= names  # stored as the vendor sent them: only what is shown in chat changes
+
+    chat = aws.drain_chat()
+    assert chat, "the digest (and critical events) go to the chat topic"
+    shown = ""
+    for message in chat:
+        for text in (message["content"]["title"], message["content"]["description"], message["metadata"]["summary"]):
+            plain = text.split(" usagewatch: ", 1)[-1]  # the title starts with our own emoji code
+            assert not ACTIVE.search(plain), plain
+            shown += plain.replace(WORD_JOINER, "") + "\n"
+    # Every hostile name reached chat, readable: the same words, the markup shown as look-alikes.
+    for word in ("channel Acme", "bold", "http://evil.example", "Ops @here", "U012AB", "boss", "Co"):
+        assert re.sub(r"[^\w:/.@ ]", "", word) in re.sub(r"[^\w:/.@ ]", "", shown), word

@@ -251,7 +251,8 @@ def test_bad_format_arguments_do_not_raise_or_leak(log_output: Callable[[], str]
 
 
 def test_secret_registered_after_an_account_is_parsed(log_output: Callable[[], str]) -> None:
-    token = "fresh-oauth-token-PLANTED-91d2"
+    # No 8-character run shared with a secret another test file registers in this process (PLANTED-...).
+    token = "fresh-oauth-token-unseen-91d2"
     logger.info("before %s", token)
     redactor.register(token)
     logger.info("after %s", token)
@@ -321,3 +322,59 @@ def test_a_secret_cut_in_the_middle_then_quoted_shows_none_of_it() -> None:
     assert (
         redactor.scrub("kn/secr is too short a head to mean anything") == "kn/secr is too short a head to mean anything"
     )
+
+
+def test_a_4000_character_token_registers_and_is_scrubbed_whole_or_cut() -> None:
+    """An OAuth access token can be thousands of characters: registering it must not recurse once per character."""
+    token = "".join(f"{i:04x}" for i in range(1000))  # 4,000 characters, no repeating 8-character run
+    r = Redactor()
+    r.register(token)  # raised RecursionError when the head pattern nested one group per character
+    assert r.scrub(f"Bearer refused: {token}.") == f"Bearer refused: {MASK}."
+    cut = f"token {token}"[:2_000]
+    assert r.scrub(f"vendor said ({cut}...)") == f"vendor said (token {MASK}...)"
+    assert r.scrub(urllib.parse.quote(f"a={token}&b=1", safe="=&")) == f"a={MASK}&b=1"
+
+
+def test_many_secrets_are_each_scrubbed_and_registering_again_changes_nothing() -> None:
+    tokens = [f"tok{i:03d}-{i * 7919:08x}" for i in range(200)]
+    r = Redactor()
+    for token in tokens:
+        r.register(token)
+    r.register(*tokens[:50])
+    text = " | ".join(f"t{i}={token}" for i, token in enumerate(tokens))
+    assert r.scrub(text) == " | ".join(f"t{i}={MASK}" for i in range(200))
+    assert r.scrub("tok123-0 and tok123-") == f"{MASK} and tok123-"  # a head of 8 is masked, 7 is not
+
+
+def test_overlapping_secrets_are_masked_as_one_run() -> None:
+    """Where one secret's end is another's start, neither shows: the masked runs are merged."""
+    r = Redactor()
+    r.register("AAAABBBBCCCC", "BBBBCCCCDDDDEEEE")
+    assert r.scrub("x AAAABBBBCCCCDDDDEEEE y") == f"x {MASK} y"
+    assert r.scrub("x AAAABBBBCCCC BBBBCCCCDDDDEEEE y") == f"x {MASK} {MASK} y"
+    assert r.scrub("AAAABBBBCCCCAAAABBBBCCCC") == MASK + MASK  # back to back: two runs, as before
+
+
+def test_a_secret_registered_while_another_thread_scrubs_is_scrubbed_afterwards() -> None:
+    import threading
+
+    r = Redactor()
+    r.register("first-secret-000")
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def scrub_loop() -> None:
+        while not stop.is_set():
+            seen.append(r.scrub("first-secret-000 second-secret-111"))
+
+    worker = threading.Thread(target=scrub_loop)
+    worker.start()
+    try:
+        for i in range(50):
+            r.register(f"extra-secret-{i:04d}")
+        r.register("second-secret-111")
+    finally:
+        stop.set()
+        worker.join()
+    assert r.scrub("first-secret-000 second-secret-111") == f"{MASK} {MASK}"
+    assert all(s.startswith(f"{MASK} ") for s in seen)
