@@ -130,9 +130,7 @@ class JumpOverride(_Strict):
     @field_validator("vendor")
     @classmethod
     def _known_vendor(cls, value: str) -> str:
-        if not registry.is_known(value):
-            raise ValueError(f"unknown vendor (one of {', '.join(registry.vendor_ids())})")
-        return value
+        return _known((value,))[0]
 
 
 class JumpRule(RuleConfig):
@@ -190,9 +188,7 @@ class OperatorQuota(_Strict):
     @field_validator("vendor")
     @classmethod
     def _known_vendor(cls, value: str) -> str:
-        if not registry.is_known(value):
-            raise ValueError(f"unknown vendor (one of {', '.join(registry.vendor_ids())})")
-        return value
+        return _known((value,))[0]
 
 
 class Silence(BaseModel):

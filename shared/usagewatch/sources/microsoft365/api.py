@@ -16,7 +16,7 @@ from usagewatch.errors import ConfigError, VendorApiError, VendorAuthError, Vend
 from usagewatch.http import HttpClient, HttpResponse, is_loopback, validate_base_url
 from usagewatch.pacing import RateLimiter
 from usagewatch.sources.base import AccountConfig
-from usagewatch.sources.microsoft365.mapping import GraphPage, clip, parse_page
+from usagewatch.sources.microsoft365.mapping import GUID_RE, GraphPage, clip, parse_page
 
 DEFAULT_AUTHORITY: Final = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_URL: Final = "https://graph.microsoft.com"
@@ -51,7 +51,6 @@ LISTING_DENIED: Final = (
     "so the GDAP customers cannot be listed. Graph said: {said}"
 )
 
-_GUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DOMAIN_RE: Final = re.compile(r"^(?=.{4,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 MAX_TENANTS: Final = 10_000
 
@@ -61,7 +60,7 @@ def tenant_key(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a tenant must be a tenant id or domain name, got {type(value).__name__}")
     text = value.strip()
-    if not (_GUID_RE.fullmatch(text) or _DOMAIN_RE.fullmatch(text)):
+    if not (GUID_RE.fullmatch(text) or _DOMAIN_RE.fullmatch(text)):
         raise ValueError(f"{text[:60]!r} is neither a tenant id (GUID) nor a domain name (contoso.onmicrosoft.com)")
     return text.lower()
 
@@ -91,7 +90,7 @@ class Microsoft365Account(AccountConfig):
     @field_validator("client_id")
     @classmethod
     def _check_client_id(cls, value: str) -> str:
-        if not _GUID_RE.fullmatch(value):
+        if not GUID_RE.fullmatch(value):
             raise ValueError("expected the app's Application (client) ID, a GUID")
         return value.lower()
 

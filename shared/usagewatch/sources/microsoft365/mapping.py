@@ -10,6 +10,8 @@ from usagewatch.errors import VendorDataError
 from usagewatch.model import MAX_PLAUSIBLE_VALUE, Tenant, TenantUsage, UsageRecord, Window
 from usagewatch.redaction import MASK, redactor
 
+GUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
 VENDOR: Final = "microsoft365"
 UNIT: Final = "seats"
 MAX_METRIC_LENGTH: Final = 64
@@ -50,11 +52,11 @@ def parse_page(payload: object, *, what: str) -> GraphPage:
 
 def customer_tenant(row: object) -> Tenant | None:
     """A delegatedAdminCustomer row as a tenant (id: `tenantId` lower-cased; name: `displayName`), or None
-    when the row has no usable `tenantId`."""
+    when the row has no usable `tenantId` (a GUID: it goes into the token URL's path)."""
     if not isinstance(row, dict):
         return None
     tenant_id = row.get("tenantId")
-    if not isinstance(tenant_id, str) or not tenant_id.strip():
+    if not isinstance(tenant_id, str) or not GUID_RE.fullmatch(tenant_id.strip()):
         return None
     name = row.get("displayName")
     tid = tenant_id.strip().lower()

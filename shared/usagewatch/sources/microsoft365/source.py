@@ -119,7 +119,7 @@ class Microsoft365Source:
                     if tenant is None:
                         yield TenantFailure(
                             Tenant(f"row-{number}-{position}", f"GDAP listing page {number} row {position}"),
-                            f"GDAP customer listing page {number}, row {position}: no tenantId; it cannot be read",
+                            f"GDAP customer listing page {number}, row {position}: no tenantId GUID; it cannot be read",
                         )
                         continue
                     if tenant.tenant_id in seen:
