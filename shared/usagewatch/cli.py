@@ -37,9 +37,8 @@ from usagewatch.migrate import migrate
 from usagewatch.model import Period, RunRecord, Total
 from usagewatch.notify import fmt
 from usagewatch.report import customers_table, table, totals_table, usage_csv
-from usagewatch.store import DynamoStore
+from usagewatch.store import DynamoStore, OldShapeError
 from usagewatch.text import clean_name, csv_cell
-from usagewatch.usage_shape import OldShapeError
 
 BAD_INPUT: Final = 1
 AWS_ERROR: Final = 2
