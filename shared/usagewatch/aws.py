@@ -13,7 +13,8 @@ from usagewatch import __version__
 
 CONNECT_TIMEOUT: Final = 3
 READ_TIMEOUT: Final = 10
-MAX_ATTEMPTS: Final = 5
+MAX_RETRIES: Final = 5
+"""botocore's `max_attempts`: retries after the first attempt (six attempts in all)."""
 USER_AGENT: Final = f"usagewatch/{__version__}"
 
 
@@ -24,7 +25,7 @@ def config() -> Any:
     return Config(
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "max_attempts": MAX_RETRIES},
         user_agent_extra=USER_AGENT,
     )
 

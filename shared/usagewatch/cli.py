@@ -154,10 +154,9 @@ def _fail(message: str, code: int) -> int:
 
 
 def _client(service: str, args: argparse.Namespace) -> Any:
-    import boto3
+    from usagewatch import aws
 
-    region = getattr(args, "region", None)
-    return boto3.client(service, region_name=region) if region else boto3.client(service)  # type: ignore[call-overload]
+    return aws.client(service, region=getattr(args, "region", None))
 
 
 def _stack_outputs(args: argparse.Namespace) -> dict[str, str]:
