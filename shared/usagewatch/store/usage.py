@@ -109,6 +109,61 @@ def account_key(vendor: str, account_id: str, period: str) -> dict[str, Any]:
     }
 
 
+def usage_keys(vendor: str, account_id: str, period: str, tenant_id: str) -> dict[str, str]:
+    """The key of one tenant's usage item."""
+    tenant = key_part(tenant_id)
+    return {"pk": usage_pk(vendor, account_id, period, tenant), "sk": tenant}
+
+
+def with_log(keys: Mapping[str, str], stored: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """`new` with the stored reading appended to the stored log, if it still fits the write units of `new`;
+    else `new` itself (the caller snapshots the stored item)."""
+    if stored is None or "as_of" not in stored or not same_tenant_fields(stored, new):
+        return new
+    logged = {**new, "log": [*stored.get("log", []), log_entry(stored, new)]}
+    budget = write_budget(item_size(serialize({**keys, **new})))
+    return logged if item_size(serialize({**keys, **logged})) <= budget else new
+
+
+def series_of(item: Mapping[str, Any]) -> dict[str, MetricSeries]:
+    """Each metric of a stored usage item as its change log has it (a value kept once per change)."""
+    points: dict[str, list[tuple[str, Any]]] = {}
+    for state in readings(item):
+        for metric, entry in state["metrics"].items():
+            series = points.setdefault(metric, [])
+            if not series or series[-1][1] != entry["value"]:
+                series.append((str(state["as_of"]), entry["value"]))
+    current = item.get("metrics", {})
+    return {
+        metric: MetricSeries(
+            tuple(found),
+            current.get(metric, {}).get("projected"),
+            current.get(metric, {}).get("projection_source")
+            or ("vendor" if current.get(metric, {}).get("projected") is not None else None),
+            tuple(current.get(metric, {}).get("projection_fit") or ()) or None,
+        )
+        for metric, found in points.items()
+    }
+
+
+def metric_changes(items: Iterable[Mapping[str, Any]], metric: str) -> list[StoredUsage]:
+    """One metric at each change of it, oldest first, from a tenant's snapshots and usage items: every reading
+    they hold, one per (as_of, period), repeats left out (a change of `removed_at` is a change)."""
+    states: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in items:
+        for state in readings(item):
+            states[(str(state["as_of"]), str(state["period"]))] = {**state, "record_type": "snapshot"}
+    history: list[StoredUsage] = []
+    last: dict[str, tuple[UsageRecord, str | None]] = {}
+    for key in sorted(states):
+        for usage in stored_usages(states[key]):
+            seen = (usage.record, usage.removed_at)
+            if usage.record.metric == metric and last.get(key[1]) != seen:
+                last[key[1]] = seen
+                history.append(usage)
+    return history
+
+
 class UsageTable(Table):
     """The usage room of the store."""
 
@@ -155,7 +210,7 @@ class UsageTable(Table):
             if packed and stored is None:
                 stored = json.loads(packed)
             keys = {"pk": pk, "sk": tenant}
-            item = self._logged(keys, stored, attributes) if self._change_log else attributes
+            item = with_log(keys, stored, attributes) if self._change_log else attributes
             encoded = serialize(item)
             snapshots = snapshot_pk(first.vendor, first.account_id, tenant)
             # The period's first reading is snapshotted too: it tells history the period is there.
@@ -165,16 +220,6 @@ class UsageTable(Table):
                 self._queue({**stored, **self._snapshot_keys(snapshots, stored)})
             known[tenant] = remembered(item, fingerprint_now)
             self._queue_item({"pk": {"S": pk}, "sk": {"S": tenant}, **encoded})
-
-    @staticmethod
-    def _logged(keys: Mapping[str, str], stored: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-        """`new` with the stored reading appended to the stored log, if it still fits the write units of `new`;
-        else `new` itself (the caller snapshots the stored item)."""
-        if stored is None or "as_of" not in stored or not same_tenant_fields(stored, new):
-            return new
-        logged = {**new, "log": [*stored.get("log", []), log_entry(stored, new)]}
-        budget = write_budget(item_size(serialize({**keys, **new})))
-        return logged if item_size(serialize({**keys, **logged})) <= budget else new
 
     def _snapshot_keys(self, pk: str, reading: Mapping[str, Any]) -> dict[str, Any]:
         """What makes a usage item's attributes its snapshot: keys, type, TTL."""
@@ -207,24 +252,7 @@ class UsageTable(Table):
         remembered = self._known(vendor, account_id, period).get(key_part(tenant_id))
         if remembered is None:
             return {}
-        item = json.loads(remembered[2])
-        points: dict[str, list[tuple[str, Any]]] = {}
-        for state in readings(item):
-            for metric, entry in state["metrics"].items():
-                series = points.setdefault(metric, [])
-                if not series or series[-1][1] != entry["value"]:
-                    series.append((str(state["as_of"]), entry["value"]))
-        current = item.get("metrics", {})
-        return {
-            metric: MetricSeries(
-                tuple(found),
-                current.get(metric, {}).get("projected"),
-                current.get(metric, {}).get("projection_source")
-                or ("vendor" if current.get(metric, {}).get("projected") is not None else None),
-                tuple(current.get(metric, {}).get("projection_fit") or ()) or None,
-            )
-            for metric, found in points.items()
-        }
+        return series_of(json.loads(remembered[2]))
 
     def closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], Number]:
         """(tenant_id, metric) -> the value stored for the period (its latest: the closing one once the period is
@@ -346,19 +374,7 @@ class UsageTable(Table):
         )
         periods = {str(i["period"]) for i in snapshots}
         items = self.get_items([(usage_pk(vendor, account_id, p, tenant), tenant) for p in sorted(periods)])
-        states: dict[tuple[str, str], dict[str, Any]] = {}
-        for item in [*snapshots, *items.values()]:
-            for state in readings(item):
-                states[(str(state["as_of"]), str(state["period"]))] = {**state, "record_type": "snapshot"}
-        history: list[StoredUsage] = []
-        last: dict[str, tuple[UsageRecord, str | None]] = {}
-        for key in sorted(states):
-            for usage in stored_usages(states[key]):
-                seen = (usage.record, usage.removed_at)
-                if usage.record.metric == metric and last.get(key[1]) != seen:
-                    last[key[1]] = seen
-                    history.append(usage)
-        return history
+        return metric_changes([*snapshots, *items.values()], metric)
 
     def monthly_history(
         self, vendor: str, account_id: str, tenant_id: str, metric: str, periods: Iterable[str]
