@@ -8,6 +8,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
+from tests.fakes.memory_store import MemoryStore
 from tests.unit.test_pipeline_memory import Events, ScriptedSource
 from usagewatch import projection, registry
 from usagewatch.model import CollectionRequest, Period, Tenant, TenantUsage, UsageRecord, Window
@@ -15,7 +16,6 @@ from usagewatch.pipeline import Pipeline
 from usagewatch.rules import parse_rules_document
 from usagewatch.store import DynamoStore, key_part, remembered
 from usagewatch.store.usage_shape import log_entry, tenant_attributes
-from usagewatch.store_memory import MemoryStore
 
 NOV = Period(2026, 11)
 RUNS = 120  # six-hourly
