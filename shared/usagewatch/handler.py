@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from usagewatch.dispatch import Publisher
     from usagewatch.model import Source
     from usagewatch.pipeline import AccountOutcome, Pipeline, RunSummary
-    from usagewatch.settings import ConfigLoader
+    from usagewatch.settings import ConfigLoader, Environment
     from usagewatch.store import BillingReader, UsageStore
 
 AccountT = TypeVar("AccountT")
@@ -85,14 +85,7 @@ def handle(
     rules = loader.rules(env.alert_rules_parameter)
 
     if store is None:
-        from usagewatch.billing_store import BillingStore
-        from usagewatch.store import DynamoStore, TableIdentities
-
-        table = DynamoStore(env.usage_table_name, snapshot_retention_days=env.snapshot_retention_days)
-        store, billing = table, BillingStore(table)
-        use_identities = getattr(source, "use_identities", None)
-        if use_identities is not None:
-            use_identities(TableIdentities(table, source.vendor))
+        store, billing = _usage_table(env, source)
     if publisher is None:
         from usagewatch.publisher import SnsPublisher
 
@@ -140,6 +133,19 @@ def handle(
     if summary.failed_accounts:
         raise CollectionFailedError(summary)
     return result
+
+
+def _usage_table(env: Environment, source: Source[Any]) -> tuple[UsageStore, BillingReader]:
+    """The usage table's store and billing reader; a source that keeps an identity memory (`use_identities`)
+    is handed the table's."""
+    from usagewatch.billing_store import BillingStore
+    from usagewatch.store import DynamoStore, TableIdentities
+
+    table = DynamoStore(env.usage_table_name, snapshot_retention_days=env.snapshot_retention_days)
+    use_identities = getattr(source, "use_identities", None)
+    if use_identities is not None:
+        use_identities(TableIdentities(table, source.vendor))
+    return table, BillingStore(table)
 
 
 def _is_work_batch(event: Any) -> bool:
