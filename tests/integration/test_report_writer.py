@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
+from tests.local_aws import REGION, LocalAws
 from usagewatch.errors import StoreError, UsagewatchError
 from usagewatch.redaction import redactor
 from usagewatch.reports import ReportWriteError, S3ReportWriter
 
-REGION = "eu-west-1"
-
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        client = boto3.client("s3", region_name=REGION)
-        client.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
-        yield client
+def s3(aws: LocalAws) -> Any:
+    """moto's S3 (the integration fixture `aws`) with one bucket."""
+    client = aws.client("s3")
+    client.create_bucket(Bucket="reports", CreateBucketConfiguration={"LocationConstraint": REGION})
+    return client
 
 
 def test_objects_are_written_encrypted_with_their_content_type(s3: Any) -> None:
@@ -74,14 +65,13 @@ def test_the_first_failure_stops_the_rest(s3: Any) -> None:
     assert writer.written == 1
 
 
-def test_a_registered_secret_never_reaches_the_error() -> None:
+def test_a_registered_secret_never_reaches_the_error(aws: LocalAws) -> None:
     secret = "s3cr3t-token-value-123456"
     redactor.register(secret)
     try:
-        with mock_aws():
-            client = boto3.client("s3", region_name=REGION)
-            with pytest.raises(ReportWriteError) as err:
-                S3ReportWriter("reports", client=client).write(f"reports/{secret}.csv", "x", content_type="text/csv")
-        assert secret not in str(err.value)
+        writer = S3ReportWriter("no-such-bucket", client=aws.client("s3"))
+        with pytest.raises(ReportWriteError) as err:
+            writer.write(f"r/{secret}.csv", "x", content_type="text/csv")
     finally:
         redactor.clear()
+    assert secret not in str(err.value) and "no-such-bucket" in str(err.value)

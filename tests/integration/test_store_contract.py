@@ -7,25 +7,22 @@ test runs one scenario through both and compares every read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from tests.fakes.memory_store import MemoryStore
-from tests.template_loader import table_definition
+from tests.local_aws import LocalAws
 from usagewatch.continuation import ChunkKey
 from usagewatch.errors import StoreError
 from usagewatch.model import AlertState, Period, RunRecord, Tenant, Total, UsageRecord, Window, utc_iso
 from usagewatch.store import DynamoStore, OldShapeError
 
-REGION = "eu-west-1"
-TABLE = "contract-usage"
+TABLE = "usagewatch-usage"
 PERIOD = Period(2026, 11)
 WINDOW = Window.month(PERIOD)
 T0 = datetime(2026, 11, 3, 6, tzinfo=UTC)
@@ -90,37 +87,25 @@ class Backend:
     seed_old_shape: Callable[[str], None]
 
 
-def dynamo_backend(name: str = "dynamo") -> Backend:
-    client = boto3.client("dynamodb", region_name=REGION)
-    client.create_table(**table_definition(table_name=TABLE))
-    faulty = FaultyClient(client)
-    store = DynamoStore(TABLE, client=faulty, writers=2)  # type: ignore[arg-type]
+def dynamo_backend(aws: LocalAws) -> Backend:
+    faulty = FaultyClient(aws.client("dynamodb"))
+    store = DynamoStore(aws.table_name, client=faulty, writers=2)  # type: ignore[arg-type]
 
     def seed_old_shape(period: str) -> None:  # one item per metric, keyed by the month alone
         store.put({"pk": f"USAGE#{period}", "sk": "v#a#t#m", "record_type": "usage", "period": period})
 
-    return Backend(name, store, lambda method: faulty.fail_next(OPERATION[method]), seed_old_shape)
+    return Backend("dynamo", store, lambda method: faulty.fail_next(OPERATION[method]), seed_old_shape)
 
 
 def memory_backend() -> Backend:
-    store = MemoryStore(table_name=TABLE)
+    store = MemoryStore(table_name=TABLE)  # the name the table has in the template's stack (tests/local_aws.py)
     return Backend("memory", store, store.fail_next, store.old_shape_periods.add)
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
-        yield
-
-
 @pytest.fixture(params=["dynamo", "memory"])
-def backend(request: pytest.FixtureRequest, aws_env: None) -> Backend:
-    return dynamo_backend() if request.param == "dynamo" else memory_backend()
+def backend(request: pytest.FixtureRequest, aws: LocalAws) -> Backend:
+    """The moto table is the template's, provisioned by the integration fixture `aws` (tests/local_aws.py)."""
+    return dynamo_backend(aws) if request.param == "dynamo" else memory_backend()
 
 
 def usage(tenant: str, metric: str, value: int, *, name: str | None = None, note: str = "") -> UsageRecord:
@@ -399,8 +384,8 @@ def test_the_fake_refuses_to_fail_a_method_it_does_not_have() -> None:
 # --- both at once -------------------------------------------------------------------------------------------
 
 
-def test_one_scenario_reads_the_same_from_both(aws_env: None) -> None:
-    stores = [dynamo_backend().store, memory_backend().store]
+def test_one_scenario_reads_the_same_from_both(aws: LocalAws) -> None:
+    stores = [dynamo_backend(aws).store, memory_backend().store]
     note = "y" * 200
     for store in stores:
         for hour in range(10):
