@@ -13,8 +13,9 @@ from usagewatch import __version__
 
 CONNECT_TIMEOUT: Final = 3
 READ_TIMEOUT: Final = 10
-MAX_RETRIES: Final = 5
-"""botocore's `max_attempts`: retries after the first attempt (six attempts in all)."""
+MAX_RETRIES: Final = 3
+"""botocore's `max_attempts`: retries after the first attempt (four attempts in all): an unreachable service fails
+within seconds (tests/faults/test_aws_faults.py). The store retries unprocessed batch items itself."""
 USER_AGENT: Final = f"usagewatch/{__version__}"
 
 
