@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from usagewatch import usage_shape
+from usagewatch.store import usage_shape
 
 # --- results ------------------------------------------------------------------------------------
 

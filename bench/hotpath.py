@@ -83,7 +83,7 @@ def scenario() -> tuple[list[Row], dict[str, Any]]:
             evaluate(record, DEFAULT_RULES, now)
 
     def serialise_once() -> None:
-        from usagewatch.usage_shape import tenant_attributes
+        from usagewatch.store.usage_shape import tenant_attributes
 
         text = utc_iso(now)
         for tenant in tenants:

@@ -8,14 +8,14 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
+from tests.fakes.memory_store import MemoryStore
 from tests.unit.test_pipeline_memory import Events, ScriptedSource
 from usagewatch import projection, registry
 from usagewatch.model import CollectionRequest, Period, Tenant, TenantUsage, UsageRecord, Window
 from usagewatch.pipeline import Pipeline
 from usagewatch.rules import parse_rules_document
-from usagewatch.store import DynamoStore, _remembered, key_part
-from usagewatch.store_memory import MemoryStore
-from usagewatch.usage_shape import log_entry, tenant_attributes
+from usagewatch.store import DynamoStore, key_part, remembered
+from usagewatch.store.usage_shape import log_entry, tenant_attributes
 
 NOV = Period(2026, 11)
 RUNS = 120  # six-hourly
@@ -67,7 +67,7 @@ def series_cpu(tenants: int = 10_000, entries: int = 10) -> float:
                 new["log"] = [*item.get("log", []), log_entry(item, new)]  # type: ignore[list-item]
             item = new
         assert item is not None
-        known[key_part(tenant.tenant_id)] = _remembered(item)
+        known[key_part(tenant.tenant_id)] = remembered(item)
     store._readings[("keepnet", "kn", str(NOV))] = known
     started = time.perf_counter()
     for n in range(tenants):

@@ -37,9 +37,8 @@ from usagewatch.migrate import migrate
 from usagewatch.model import Period, RunRecord, Total
 from usagewatch.notify import fmt
 from usagewatch.report import customers_table, table, totals_table, usage_csv
-from usagewatch.store import DynamoStore
+from usagewatch.store import DynamoStore, OldShapeError
 from usagewatch.text import clean_name, csv_cell
-from usagewatch.usage_shape import OldShapeError
 
 BAD_INPUT: Final = 1
 AWS_ERROR: Final = 2
@@ -155,10 +154,9 @@ def _fail(message: str, code: int) -> int:
 
 
 def _client(service: str, args: argparse.Namespace) -> Any:
-    import boto3
+    from usagewatch import aws
 
-    region = getattr(args, "region", None)
-    return boto3.client(service, region_name=region) if region else boto3.client(service)  # type: ignore[call-overload]
+    return aws.client(service, region=getattr(args, "region", None))
 
 
 def _stack_outputs(args: argparse.Namespace) -> dict[str, str]:

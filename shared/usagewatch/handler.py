@@ -21,8 +21,9 @@ from usagewatch.observability import emit_account, emit_run, logger, metrics
 if TYPE_CHECKING:
     from usagewatch.dispatch import Publisher
     from usagewatch.model import Source
-    from usagewatch.pipeline import AccountOutcome, Pipeline, RunSummary, UsageStore
-    from usagewatch.settings import ConfigLoader
+    from usagewatch.pipeline import AccountOutcome, Pipeline, RunSummary
+    from usagewatch.settings import ConfigLoader, Environment
+    from usagewatch.store import BillingReader, UsageStore
 
 AccountT = TypeVar("AccountT")
 _loader: ConfigLoader | None = None
@@ -60,11 +61,14 @@ def handle(
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     store: UsageStore | None = None,
+    billing: BillingReader | None = None,
     publisher: Publisher | None = None,
     remaining_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Validate everything before the first vendor call or write, then run the pipeline.
 
+    Without `store`, the usage table's store is built, with its billing reader and (for a source that keeps
+    one: `use_identities`) its identity memory; a `store` passed in comes with the `billing` passed in.
     A scheduled event collects every account; an SQS batch from the work queue collects the chunks of
     accounts too large for one invocation and answers with the failed messages (partial batch response).
     """
@@ -81,9 +85,7 @@ def handle(
     rules = loader.rules(env.alert_rules_parameter)
 
     if store is None:
-        from usagewatch.store import DynamoStore
-
-        store = DynamoStore(env.usage_table_name, snapshot_retention_days=env.snapshot_retention_days)
+        store, billing = _usage_table(env, source)
     if publisher is None:
         from usagewatch.publisher import SnsPublisher
 
@@ -106,16 +108,13 @@ def handle(
         def remaining() -> float:
             return seconds - (time.monotonic() - started)
 
-    from usagewatch.billing_store import BillingStore
-    from usagewatch.store import DynamoStore
-
     pipeline = Pipeline(
         source,
         store,
         publisher,
         rules,
         clock,
-        billing=BillingStore(store) if isinstance(store, DynamoStore) else None,
+        billing=billing,
         work_queue=work_queue,
         budget_seconds=budget,
         remaining=remaining,
@@ -134,6 +133,19 @@ def handle(
     if summary.failed_accounts:
         raise CollectionFailedError(summary)
     return result
+
+
+def _usage_table(env: Environment, source: Source[Any]) -> tuple[UsageStore, BillingReader]:
+    """The usage table's store and billing reader; a source that keeps an identity memory (`use_identities`)
+    is handed the table's."""
+    from usagewatch.billing_store import BillingStore
+    from usagewatch.store import DynamoStore, TableIdentities
+
+    table = DynamoStore(env.usage_table_name, snapshot_retention_days=env.snapshot_retention_days)
+    use_identities = getattr(source, "use_identities", None)
+    if use_identities is not None:
+        use_identities(TableIdentities(table, source.vendor))
+    return table, BillingStore(table)
 
 
 def _is_work_batch(event: Any) -> bool:

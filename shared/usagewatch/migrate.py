@@ -3,119 +3,24 @@
 Idempotent and resumable: each old item is merged into its tenant's new item (read first, so a tenant whose
 metrics were split over scan pages or over two interrupted runs ends with all of them) and deleted only after the
 new item is written; a second run finds nothing to do. Batched (25 writes, 100 reads a call); progress per page.
+The table side is `usagewatch.store.migrate`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable
 
-from usagewatch.store import DynamoStore, deserialize, key_part, usage_record
-from usagewatch.usage_shape import tenant_attributes, usage_pk
+from usagewatch.store import DynamoStore
+from usagewatch.store.migrate import Progress, is_old_snapshot, is_old_usage, migrate_page, old_item_pages
 
-_OLD_USAGE: Final = re.compile(r"^USAGE#\d{4}-\d{2}$")
-
-
-def is_old_usage(item: Mapping[str, Any]) -> bool:
-    return item.get("record_type") == "usage" and bool(_OLD_USAGE.match(str(item.get("pk", ""))))
-
-
-def is_old_snapshot(item: Mapping[str, Any]) -> bool:
-    return item.get("record_type") == "snapshot" and str(item.get("pk", "")).count("#") == 4
-
-
-@dataclass
-class Progress:
-    scanned: int = 0
-    old_usage: int = 0
-    old_snapshots: int = 0
-    tenant_items: int = 0
-    snapshot_items: int = 0
-
-    def line(self, dry_run: bool) -> str:
-        verb = "would write" if dry_run else "wrote"
-        return (
-            f"scanned {self.scanned} item(s): {self.old_usage} old usage and {self.old_snapshots} old snapshot "
-            f"item(s); {verb} {self.tenant_items} tenant item(s) and {self.snapshot_items} snapshot(s)"
-        )
-
-
-def _merge(existing: Mapping[str, Any] | None, olds: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> Any:
-    """The new item holding every metric of `olds` on top of what `existing` (a new-shape item) holds."""
-    records = [usage_record(item) for item in olds]
-    changed_at = max(str(item["collected_at"]) for item in olds)
-    attributes: dict[str, Any] = tenant_attributes(records, changed_at)
-    if existing:
-        attributes["metrics"] = {**existing.get("metrics", {}), **attributes["metrics"]}
-        attributes["collected_at"] = max(changed_at, str(existing.get("collected_at", "")))
-    removed = [str(item["removed_at"]) for item in olds if item.get("removed_at")]
-    if removed and len(removed) == len(olds):
-        attributes["removed_at"] = max(removed)
-    return {**attributes, **extra}
+__all__ = ["Progress", "is_old_snapshot", "is_old_usage", "migrate"]
 
 
 def migrate(store: DynamoStore, *, dry_run: bool = False, report: Callable[[str], None] = print) -> Progress:
     """Scan the table once; per page, merge its old items into new ones, then delete them."""
     progress = Progress()
-    start: dict[str, Any] | None = None
-    while True:
-        kwargs: dict[str, Any] = {
-            "FilterExpression": "record_type IN (:usage, :snapshot)",
-            "ExpressionAttributeValues": {":usage": {"S": "usage"}, ":snapshot": {"S": "snapshot"}},
-        }
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        page = store._call("scan", "read", **kwargs)
-        progress.scanned += int(page.get("ScannedCount", 0))
-        _migrate_page([deserialize(i) for i in page.get("Items", [])], store, progress, dry_run)
+    for scanned, items in old_item_pages(store):
+        progress.scanned += scanned
+        migrate_page(items, store, progress, dry_run)
         report(progress.line(dry_run))
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return progress
-
-
-def _migrate_page(items: list[dict[str, Any]], store: DynamoStore, progress: Progress, dry_run: bool) -> None:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    extras: dict[tuple[str, str], dict[str, Any]] = {}
-    for item in items:
-        tenant = key_part(str(item["tenant_id"]))
-        vendor, account, period = str(item["vendor"]), str(item["account_id"]), str(item["period"])
-        if is_old_usage(item):
-            progress.old_usage += 1
-            key = (usage_pk(vendor, account, period, tenant), tenant)
-            extras[key] = {}
-        elif is_old_snapshot(item):
-            progress.old_snapshots += 1
-            as_of = str(item["as_of"])
-            key = (f"SNAP#{vendor}#{account}#{tenant}", f"{as_of}#{period}")
-            extras[key] = {"record_type": "snapshot", "as_of": as_of, "expires_at": item.get("expires_at")}
-        else:
-            continue
-        groups.setdefault(key, []).append(item)
-    for pk, _sk in groups:
-        if pk.startswith("USAGE#"):
-            progress.tenant_items += 1
-        else:
-            progress.snapshot_items += 1
-    if dry_run or not groups:
-        return
-    existing = store.get_items(list(groups))
-    for key, olds in groups.items():
-        item = _merge(existing.get(key), olds, extras[key])
-        store.queue_raw({"pk": key[0], "sk": key[1], **item})
-        if key[0].startswith("USAGE#"):
-            first = olds[0]
-            store.queue_raw(
-                {
-                    "pk": f"ACCOUNTS#{first['period']}",
-                    "sk": f"{first['vendor']}#{first['account_id']}",
-                    "record_type": "account",
-                    "vendor": first["vendor"],
-                    "account_id": first["account_id"],
-                    "period": first["period"],
-                }
-            )
-    store.flush()
-    store.delete_keys([(str(i["pk"]), str(i["sk"])) for olds in groups.values() for i in olds])
+    return progress

@@ -6,6 +6,7 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
+from usagewatch import aws
 from usagewatch.alerts import Event
 from usagewatch.continuation import WorkItem
 from usagewatch.errors import PublishError
@@ -60,11 +61,7 @@ class SnsPublisher:
 
     def _sns(self) -> SNSClient:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
-            self._client = boto3.client("sns", config=config)
+            self._client = aws.client("sns")
         return self._client
 
     def publish(self, event: Event, *, email: str | None = None) -> str:
@@ -117,11 +114,7 @@ class SqsWorkQueue:
     @property
     def client(self) -> SQSClient:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
-            self._client = boto3.client("sqs", config=config)
+            self._client = aws.client("sqs")
         return self._client
 
     def send(self, item: WorkItem) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from usagewatch import aws
 from usagewatch.errors import ConfigError
 from usagewatch.rules import DEFAULT_RULES, RulesDocument, parse_rules_document
 
@@ -62,13 +63,6 @@ def _chat_topic(env: Mapping[str, str]) -> str | None:
     return topic or None
 
 
-def _boto_config() -> Any:
-    from botocore.config import Config
-
-    # Fail fast when the service is unreachable: a scheduled run is retried anyway.
-    return Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=5)
-
-
 class ConfigLoader:
     """Holds the Powertools providers (and so their cache) for the life of a Lambda container."""
 
@@ -82,7 +76,7 @@ class ConfigLoader:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         if self._secrets is None:
-            self._secrets = SecretsProvider(boto_config=_boto_config())
+            self._secrets = SecretsProvider(boto_config=aws.config())
         try:
             text = self._secrets.get(secret_id, max_age=SECRET_MAX_AGE)
         except GetParameterError as exc:
@@ -96,7 +90,7 @@ class ConfigLoader:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         if self._ssm is None:
-            self._ssm = SSMProvider(boto_config=_boto_config())
+            self._ssm = SSMProvider(boto_config=aws.config())
         try:
             text = self._ssm.get(parameter_name, max_age=RULES_MAX_AGE)
         except GetParameterError as exc:

@@ -14,7 +14,6 @@ from usagewatch import registry
 from usagewatch.model import MetricSeries, Number, UsageRecord, utc_iso
 from usagewatch.projection import StepFit, extend, moved_materially, project_fit
 from usagewatch.rules import Baselines, Finding, RulesDocument, evaluate, evaluate_jump
-from usagewatch.usage_shape import group_by_period
 
 JUMP_LOOKBACK: Final = timedelta(days=7)
 
@@ -53,7 +52,10 @@ class Trends:
         """One tenant's records of this run, with usagewatch's projection where it applies, and their findings
         (the rules of `evaluate` and `usage_jump`)."""
         judged: list[tuple[UsageRecord, list[Finding]]] = []
-        for group in group_by_period(records).values():
+        periods: dict[str, list[UsageRecord]] = {}
+        for record in records:
+            periods.setdefault(str(record.period), []).append(record)
+        for group in periods.values():
             first = group[0]
             vendor = registry.find(first.vendor)
             cumulative = vendor.cumulative_metrics if vendor is not None else ()

@@ -334,8 +334,8 @@ def test_every_aws_call_in_the_code_is_allowed_by_the_function_roles(cfn_default
     # The continuation's calls are seen: the chunk messages, and the conditional updates of a split run's progress
     # (a ConditionExpression needs no action of its own beyond UpdateItem / PutItem).
     assert "shared/usagewatch/publisher.py" in calls.get("sqs:SendMessage", set())
-    assert "shared/usagewatch/store.py" in calls.get("dynamodb:UpdateItem", set())
-    assert "ConditionExpression" in (REPO / "shared" / "usagewatch" / "store.py").read_text(encoding="utf-8")
+    assert "shared/usagewatch/store/runs.py" in calls.get("dynamodb:UpdateItem", set())
+    assert "ConditionExpression" in (REPO / "shared" / "usagewatch" / "store" / "runs.py").read_text(encoding="utf-8")
     for function_id in COLLECTORS:
         allowed = {
             action

@@ -14,7 +14,7 @@ import pytest
 
 from tests.local_aws import LocalAws
 from usagewatch import cli
-from usagewatch.usage_shape import OldShapeError
+from usagewatch.store import OldShapeError
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "old_shape_items.json"
 PERIOD = "2026-11"

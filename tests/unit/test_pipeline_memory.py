@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.memory_store import MemoryStore
 from usagewatch.alerts import BREACHED, FAILED, RESOLVED
 from usagewatch.errors import PublishError, VendorApiError
 from usagewatch.model import (
@@ -26,7 +27,6 @@ from usagewatch.model import (
 )
 from usagewatch.pipeline import Pipeline
 from usagewatch.rules import DEFAULT_RULES
-from usagewatch.store_memory import MemoryStore
 
 VENDOR = "keepnet"
 ACCOUNT = "kn-main"

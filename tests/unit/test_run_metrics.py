@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests import emf
+from tests.fakes.memory_store import MemoryStore
 from tests.unit.test_pipeline_memory import ACCOUNT, PERIOD, Events, ScriptedSource, failure, usage
 from usagewatch import observability, registry
 from usagewatch.model import CollectionRequest, TenantResult
@@ -29,7 +30,6 @@ from usagewatch.observability import (
 )
 from usagewatch.pipeline import Pipeline
 from usagewatch.rules import DEFAULT_RULES
-from usagewatch.store_memory import MemoryStore
 
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from moto import mock_aws
 from tests.local_aws import provision
 from usagewatch.model import Period, Tenant, UsageRecord, Window, utc_iso
 from usagewatch.store import DynamoStore
-from usagewatch.usage_shape import SHARDS
+from usagewatch.store.usage_shape import SHARDS
 
 NOV = Window.month(Period(2026, 11))
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)

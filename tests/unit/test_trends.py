@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes.memory_store import MemoryStore
 from tests.unit.test_pipeline_memory import Events, ScriptedSource
 from usagewatch.model import CollectionRequest, MetricSeries, Period, Tenant, TenantUsage, UsageRecord, Window
 from usagewatch.pipeline import Pipeline
 from usagewatch.projection import StepFit, extend, moved_materially, project_fit
 from usagewatch.rules import Baselines, evaluate_jump, jumped, parse_rules_document
-from usagewatch.store_memory import MemoryStore
 from usagewatch.trends import value_at
 
 NOV = Window.month(Period(2026, 11))

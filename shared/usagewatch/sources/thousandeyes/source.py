@@ -69,8 +69,8 @@ class _OrganisationError(Exception):
 
 class OrganisationIdentities(Protocol):
     """Where the source remembers, per account, the tenant id each aid's organisation was first given
-    (only needed when the API sends no `orgId`). The source itself never touches AWS: the pipeline is to
-    pass one backed by the table. Without one, such an organisation is identified by its lowest aid."""
+    (only needed when the API sends no `orgId`). The source itself never touches AWS: the handler hands
+    in one backed by the table (`use_identities`). Without one, such an organisation is identified by its lowest aid."""
 
     def recall(self, account_id: str) -> Mapping[str, str]: ...
 
@@ -123,6 +123,10 @@ class ThousandEyesSource:
         )
         self._notes: dict[str, list[str]] = {}
         self._notes_lock = threading.Lock()
+
+    def use_identities(self, identities: OrganisationIdentities) -> None:
+        """The identity memory to keep from now on (the handler hands in the one kept in the usage table)."""
+        self._identities = identities
 
     def parse_account(self, raw: dict[str, object], *, index: int = 0) -> ThousandEyesAccount:
         account = parse_account(ThousandEyesAccount, raw, index=index, vendor=VENDOR)
@@ -343,10 +347,6 @@ def _failure(failed: _OrganisationError) -> TenantFailure:
 
 
 def make_source() -> ThousandEyesSource:
-    """The collector's source: organisations without `orgId` remembered in the usage table."""
-    import os
-
-    from usagewatch.store import DynamoStore, TableIdentities
-
-    table = os.environ.get("USAGE_TABLE_NAME")  # when absent, the handler's settings check says so
-    return ThousandEyesSource(identities=TableIdentities(DynamoStore(table), VENDOR) if table else None)
+    """The collector's source; the handler hands it the identity memory kept in the usage table
+    (`use_identities`), so the source itself never touches AWS."""
+    return ThousandEyesSource()

@@ -1,4 +1,4 @@
-"""The usage item's shape (part of the store: only `store.py` and the migration use it; docs/data-model.md).
+"""The usage item's shape (part of the store: only the store package and its migration use it; docs/data-model.md).
 
 One item per tenant and period holds every metric of it:
 
