@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -45,10 +45,12 @@ class ProjectedRule(RuleConfig):
     min_period_elapsed: Share = 0.0
 
 
-class UtilizationRule(RuleConfig):
-    threshold: Share = 0.9
+class VendorChoiceRule(RuleConfig):
+    """A rule that judges some vendors only: those the document lists, or else those the registry says."""
+
     vendors: tuple[str, ...] | None = Field(default=None, strict=False)
-    """None: every vendor whose registry entry says `utilization_alerts` (all but Microsoft 365)."""
+    judges_unknown: ClassVar[bool] = False
+    """Whether a vendor nobody registered (an old record) is judged when the document lists none."""
 
     @field_validator("vendors")
     @classmethod
@@ -59,7 +61,23 @@ class UtilizationRule(RuleConfig):
         if self.vendors is not None:
             return vendor in self.vendors
         entry = registry.find(vendor)
-        return entry is None or entry.utilization_alerts
+        return self.judges_by_default(entry) if entry is not None else self.judges_unknown
+
+    @staticmethod
+    def judges_by_default(entry: registry.Vendor) -> bool:
+        """What the vendor's registry entry says, for a document that lists no vendors."""
+        raise NotImplementedError
+
+
+class UtilizationRule(VendorChoiceRule):
+    """`vendors` None: every vendor whose registry entry says `utilization_alerts` (all but Microsoft 365)."""
+
+    threshold: Share = 0.9
+    judges_unknown: ClassVar[bool] = True
+
+    @staticmethod
+    def judges_by_default(entry: registry.Vendor) -> bool:
+        return entry.utilization_alerts
 
 
 class MinimumRule(RuleConfig):
@@ -75,26 +93,18 @@ class UnusedOverride(_Strict):
     threshold: Annotated[int, Field(ge=1, le=MAX_PLAUSIBLE_VALUE)]
 
 
-class UnusedLicencesRule(RuleConfig):
-    """Seats paid for and not assigned: `quota - value >= threshold` (docs/alerts.md section 3)."""
+class UnusedLicencesRule(VendorChoiceRule):
+    """Seats paid for and not assigned: `quota - value >= threshold` (docs/alerts.md section 3). `vendors` None:
+    every vendor whose registry entry says `unused_licence_alerts` (Microsoft 365)."""
 
     threshold: Annotated[int, Field(ge=1, le=MAX_PLAUSIBLE_VALUE)] = 1
-    vendors: tuple[str, ...] | None = Field(default=None, strict=False)
-    """None: every vendor whose registry entry says `unused_licence_alerts` (Microsoft 365)."""
     exclude: tuple[Pattern, ...] | None = Field(default=None, strict=False)
     """None: each vendor's `free_metrics` from its registry entry (Microsoft 365's free and trial SKUs)."""
     overrides: tuple[UnusedOverride, ...] = Field(default=(), strict=False)
 
-    @field_validator("vendors")
-    @classmethod
-    def _known_vendors(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if value is None else _known(value)
-
-    def judges(self, vendor: str) -> bool:
-        if self.vendors is not None:
-            return vendor in self.vendors
-        entry = registry.find(vendor)
-        return entry is not None and entry.unused_licence_alerts
+    @staticmethod
+    def judges_by_default(entry: registry.Vendor) -> bool:
+        return entry.unused_licence_alerts
 
     def excludes(self, vendor: str, metric: str) -> bool:
         """Whether `metric` is never judged: free or trial, by the document's list or else the vendor's own."""
