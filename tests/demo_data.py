@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from typing import Any
 
 from tests.local_aws import LocalAws
@@ -160,7 +159,7 @@ class DemoVendors:
         section(f"Microsoft 365, {PERIOD} (subscribed SKUs of every GDAP customer tenant)")
         tenants = {u["tenant_id"] for u in m365}
         say(f"Customer tenants collected: {len(tenants)}; SKU records: {len(m365)}")
-        paid = [u for u in m365 if not any(fnmatchcase(u["metric"], p) for p in rule.exclude)]
+        paid = [u for u in m365 if not rule.excludes("microsoft365", u["metric"])]
         say(
             f"Paid seats: {fmt(sum(u.get('quota') or 0 for u in paid))}, assigned: {fmt(sum(u['value'] for u in paid))}"
             f" (free and trial SKUs such as flow_free left out)"

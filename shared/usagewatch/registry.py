@@ -45,6 +45,13 @@ class Vendor:
     utilization_alerts: bool = True
     """Whether `quota_utilization` judges it by default. False where using every seat bought is the normal, healthy
     state (Microsoft 365 seats are bought to be assigned): only over quota and unused seats are news there."""
+    unused_licence_alerts: bool = False
+    """Whether `unused_licences` judges it by default: True where each seat is bought and a seat nobody is assigned
+    is money lost (Microsoft 365); other vendors' quotas are commitments or caps, not seats bought one by one."""
+    free_metrics: tuple[str, ...] = ()
+    """Metric patterns (`fnmatch`) the vendor gives away in bulk (free, viral and trial offers: thousands of
+    "enabled" seats nobody buys): never worth an unused-licence alert. The rules document's
+    `unused_licences.exclude` replaces them (docs/alerts.md)."""
     whole_readings: bool = False
     """A tenant's successful read lists every metric it has (Microsoft 365's subscribed SKUs): a metric missing from
     it is gone, and its open alerts resolve. False where a read may cover some metrics only (Keepnet's past months)."""
@@ -62,6 +69,8 @@ class Vendor:
                 raise ValueError(f"vendor {self.id}: {field} {target!r}: expected 'module:attribute'")
         if not self.units or not self.name.strip():
             raise ValueError(f"vendor {self.id}: name and at least one unit are required")
+        if any(not pattern or len(pattern) > 200 for pattern in self.free_metrics):
+            raise ValueError(f"vendor {self.id}: a free metric pattern is 1 to 200 characters")
 
     @property
     def function_name(self) -> str:
@@ -86,6 +95,25 @@ def _resolve(target: str) -> Any:
     module, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
+
+# Microsoft 365 SKUs (skuPartNumber lower-cased, docs/vendors/microsoft365.md) given away by self-service sign-up,
+# viral and trial offers.
+_MICROSOFT365_FREE_SKUS: Final = (
+    "flow_free",
+    "power_bi_standard",
+    "powerapps_viral",
+    "powerapps_dev",
+    "power_automate_free",
+    "teams_exploratory",
+    "teams_free",
+    "windows_store",
+    "stream",
+    "rightsmanagement_adhoc",
+    "ccibots_privprev_viral",
+    "mcopstnc",
+    "forms_pro",
+    "*trial*",
+)
 
 _BUILT_IN: Final = (
     Vendor(
@@ -129,6 +157,8 @@ _BUILT_IN: Final = (
         # Office 365 E3. Other SKUs are stored and alerted on alike; they are only not on the dashboard.
         billed_metrics=("spb", "o365_business_premium", "enterprisepack"),
         utilization_alerts=False,
+        unused_licence_alerts=True,
+        free_metrics=_MICROSOFT365_FREE_SKUS,
         whole_readings=True,
     ),
 )

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -45,10 +45,12 @@ class ProjectedRule(RuleConfig):
     min_period_elapsed: Share = 0.0
 
 
-class UtilizationRule(RuleConfig):
-    threshold: Share = 0.9
+class VendorChoiceRule(RuleConfig):
+    """A rule that judges some vendors only: those the document lists, or else those the registry says."""
+
     vendors: tuple[str, ...] | None = Field(default=None, strict=False)
-    """None: every vendor whose registry entry says `utilization_alerts` (all but Microsoft 365)."""
+    judges_unknown: ClassVar[bool] = False
+    """Whether a vendor nobody registered (an old record) is judged when the document lists none."""
 
     @field_validator("vendors")
     @classmethod
@@ -59,31 +61,29 @@ class UtilizationRule(RuleConfig):
         if self.vendors is not None:
             return vendor in self.vendors
         entry = registry.find(vendor)
-        return entry is None or entry.utilization_alerts
+        return self.judges_by_default(entry) if entry is not None else self.judges_unknown
+
+    @staticmethod
+    def judges_by_default(entry: registry.Vendor) -> bool:
+        """What the vendor's registry entry says, for a document that lists no vendors."""
+        raise NotImplementedError
+
+
+class UtilizationRule(VendorChoiceRule):
+    """`vendors` None: every vendor whose registry entry says `utilization_alerts` (all but Microsoft 365)."""
+
+    threshold: Share = 0.9
+    judges_unknown: ClassVar[bool] = True
+
+    @staticmethod
+    def judges_by_default(entry: registry.Vendor) -> bool:
+        return entry.utilization_alerts
 
 
 class MinimumRule(RuleConfig):
     days_before_period_end: Annotated[int, Field(ge=0, le=31)] = 3
 
 
-FREE_SKUS: Final = (
-    "flow_free",
-    "power_bi_standard",
-    "powerapps_viral",
-    "powerapps_dev",
-    "power_automate_free",
-    "teams_exploratory",
-    "teams_free",
-    "windows_store",
-    "stream",
-    "rightsmanagement_adhoc",
-    "ccibots_privprev_viral",
-    "mcopstnc",
-    "forms_pro",
-    "*trial*",
-)
-"""Microsoft 365 SKUs given away in bulk (self-service sign-up, viral and trial offers: thousands of "enabled"
-seats nobody buys): never worth an unused-licence alert. Metric names (docs/vendors/microsoft365.md); patterns."""
 Pattern = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -93,22 +93,31 @@ class UnusedOverride(_Strict):
     threshold: Annotated[int, Field(ge=1, le=MAX_PLAUSIBLE_VALUE)]
 
 
-class UnusedLicencesRule(RuleConfig):
-    """Seats paid for and not assigned: `quota - value >= threshold` (docs/alerts.md section 3)."""
+class UnusedLicencesRule(VendorChoiceRule):
+    """Seats paid for and not assigned: `quota - value >= threshold` (docs/alerts.md section 3). `vendors` None:
+    every vendor whose registry entry says `unused_licence_alerts` (Microsoft 365)."""
 
     threshold: Annotated[int, Field(ge=1, le=MAX_PLAUSIBLE_VALUE)] = 1
-    vendors: tuple[str, ...] = Field(default=("microsoft365",), strict=False)
-    exclude: tuple[Pattern, ...] = Field(default=FREE_SKUS, strict=False)
+    exclude: tuple[Pattern, ...] | None = Field(default=None, strict=False)
+    """None: each vendor's `free_metrics` from its registry entry (Microsoft 365's free and trial SKUs)."""
     overrides: tuple[UnusedOverride, ...] = Field(default=(), strict=False)
 
-    @field_validator("vendors")
-    @classmethod
-    def _known_vendors(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _known(value)
+    @staticmethod
+    def judges_by_default(entry: registry.Vendor) -> bool:
+        return entry.unused_licence_alerts
+
+    def excludes(self, vendor: str, metric: str) -> bool:
+        """Whether `metric` is never judged: free or trial, by the document's list or else the vendor's own."""
+        if self.exclude is not None:
+            patterns = self.exclude
+        else:
+            entry = registry.find(vendor)
+            patterns = entry.free_metrics if entry is not None else ()
+        return any(fnmatchcase(metric, pattern) for pattern in patterns)
 
     def threshold_for(self, record: UsageRecord) -> int | None:
         """The unused seats at which `record` alerts, or None when the rule does not apply to it."""
-        if record.vendor not in self.vendors or any(fnmatchcase(record.metric, p) for p in self.exclude):
+        if not self.judges(record.vendor) or self.excludes(record.vendor, record.metric):
             return None
         for override in self.overrides:
             if fnmatchcase(record.vendor, override.vendor) and fnmatchcase(record.metric, override.metric):

@@ -1,11 +1,13 @@
 """Vendor-controlled text made safe for people: names without control characters, one-line subjects and
 mail lines, CSV cells a spreadsheet will not run as formulas (OWASP "CSV Injection"), chat text that neither
-mentions anyone nor formats."""
+mentions anyone nor formats, and messages (errors, notes) without secrets and of bounded length."""
 
 from __future__ import annotations
 
 import re
 from typing import Final
+
+from usagewatch.redaction import MASK, redactor
 
 # C0 and C1 controls, DEL, and the Unicode bidirectional overrides that reorder what a reader sees.
 _CONTROLS: Final = re.compile("[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -18,6 +20,24 @@ def one_line(text: str) -> str:
     """Line breaks and tabs become one space, other control characters go; what is left is one line."""
     flat = _CONTROLS.sub("", _BREAKS.sub(" ", text))
     return _SPACES.sub(" ", flat).strip()
+
+
+MAX_MESSAGE: Final = 500
+"""The longest message a source says (a tenant failure, a note): what a run record keeps of one."""
+# An access token (a JWT: base64url header, payload, signature), should a message ever quote one.
+_JWT: Final = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?")
+
+
+def clip(text: str, limit: int = MAX_MESSAGE, *, flatten: bool = True, marker: str = "\u2026") -> str:
+    """A message fit to log, store or show: registered secrets and access tokens masked, its runs of white space
+    made one space (unless `flatten` is False), and cut to at most `limit` characters, ending in `marker` where
+    it was cut."""
+    if flatten:
+        text = " ".join(text.split())
+    text = _JWT.sub(MASK, redactor.scrub(text))
+    if len(text) <= limit:
+        return text
+    return (text[: max(0, limit - len(marker))] + marker)[:limit]
 
 
 def clean_name(text: str) -> str:

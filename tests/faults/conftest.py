@@ -2,9 +2,10 @@
 the handler's clock.
 
 Retry knob (documented in docs/reliability.md): every source is constructed by the real handler with its
-defaults (`KeepnetSource()`, ...). The fixture below replaces the *default value* of the constructors'
-`retry` argument with `RetryPolicy(backoff_base=0.01)`: the same number of attempts, the same total-time
-budget and the same cap on a server's `Retry-After`, only a 10 ms instead of 0.5 s first backoff. Sleeps stay
+defaults (`KeepnetSource()`, ...). The fixture below replaces the *default value* of the `retry` argument of
+`VendorSource`'s constructor (every source's) with `RetryPolicy(backoff_base=0.01)`: the same number of
+attempts, the same total-time budget and the same cap on a server's `Retry-After`, only a 10 ms instead of
+0.5 s first backoff. Sleeps stay
 real (a `Retry-After: 1` really waits a second); nothing about what is retried changes. The tests about the
 production bounds themselves opt out by requesting the `production_retry` fixture.
 """
@@ -16,17 +17,7 @@ import pytest
 from tests.faults.harness import FrozenClock, fast_retry_policy
 from tests.integration.conftest import aws, invoke  # noqa: F401  (fixtures re-exported)
 from usagewatch import handler
-from usagewatch.sources.keepnet import KeepnetSource
-from usagewatch.sources.microsoft365 import Microsoft365Source
-from usagewatch.sources.thousandeyes import ThousandEyesSource
-
-SOURCES: list[type] = [KeepnetSource, ThousandEyesSource, Microsoft365Source]
-try:  # GravityZone is being finished in parallel; its rows skip until it imports
-    from usagewatch.sources.gravityzone import GravityZoneSource
-
-    SOURCES.append(GravityZoneSource)
-except ImportError:  # pragma: no cover
-    pass
+from usagewatch.sources.base import VendorSource
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,8 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def fast_retry(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     if "production_retry" in request.fixturenames:
         return
-    for source in SOURCES:
-        monkeypatch.setitem(source.__init__.__kwdefaults__, "retry", fast_retry_policy())
+    # Every source takes its default retry policy from VendorSource's constructor.
+    monkeypatch.setitem(VendorSource.__init__.__kwdefaults__, "retry", fast_retry_policy())
 
 
 @pytest.fixture

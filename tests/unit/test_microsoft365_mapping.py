@@ -10,7 +10,8 @@ from tests.simulators.microsoft365 import sku
 from usagewatch.errors import VendorDataError
 from usagewatch.model import Period, Tenant, Window
 from usagewatch.redaction import MASK
-from usagewatch.sources.microsoft365.mapping import base_metric, clip, metric_names, parse_page, tenant_records
+from usagewatch.sources.microsoft365.mapping import base_metric, metric_names, parse_page, tenant_records
+from usagewatch.text import clip
 
 TENANT = Tenant("6513270e-269e-4d37-b2a7-4de452e6b438", "Contoso")
 NOV = Window.month(Period(2026, 11))

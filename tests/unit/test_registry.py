@@ -47,6 +47,7 @@ def test_a_built_in_vendor_cannot_be_unregistered() -> None:
         ("source", "no-colon", "source"),
         ("settings", "x:", "settings"),
         ("units", (), "at least one unit"),
+        ("free_metrics", ("",), "free metric pattern"),
     ],
 )
 def test_a_malformed_entry_is_refused_with_the_field_named(field: str, value: object, message: str) -> None:

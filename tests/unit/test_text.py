@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from usagewatch.text import WORD_JOINER, chat_text, clean_name, csv_cell, one_line
+from usagewatch.redaction import MASK, redactor
+from usagewatch.text import MAX_MESSAGE, WORD_JOINER, chat_text, clean_name, clip, csv_cell, one_line
 
 
 @pytest.mark.parametrize(
@@ -79,3 +82,29 @@ def test_chat_text_of_every_hostile_string_keeps_its_words() -> None:
         assert not _ACTIVE.search(shown), shown
         # The words are all still there: a reader sees what the vendor sent.
         assert re.findall(r"[A-Za-z0-9]+", shown.replace(WORD_JOINER, "")) == re.findall(r"[A-Za-z0-9]+", raw)
+
+
+def test_clip_masks_registered_secrets_and_access_tokens_and_makes_one_line() -> None:
+    secret = "clip-test-secret-9f8e7d"
+    redactor.register(secret)
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    said = clip(f"refused:\n  key {secret}\tand token {token} ")
+    assert said == f"refused: key {MASK} and token {MASK}"
+
+
+def test_clip_cuts_to_the_limit_with_its_marker() -> None:
+    assert clip("x" * MAX_MESSAGE) == "x" * MAX_MESSAGE
+    cut = clip("x" * (MAX_MESSAGE + 1))
+    assert len(cut) == MAX_MESSAGE and cut.endswith("\u2026")
+    assert clip("abcdefgh", 5) == "abcd\u2026"
+    assert clip("abcdefgh", 5, marker="...") == "ab..."
+
+
+def test_clip_can_keep_the_lines_of_a_message() -> None:
+    assert clip("line one\nline  two", flatten=False) == "line one\nline  two"
+    assert clip("line one\nline  two") == "line one line two"
+
+
+@given(st.text(max_size=700), st.integers(1, 600))
+def test_clip_never_exceeds_its_limit(text: str, limit: int) -> None:
+    assert len(clip(text, limit)) <= limit

@@ -1,13 +1,16 @@
-"""What every vendor module shares: the account model's common fields and error wording."""
+"""What every vendor module shares: the account model's common fields and error wording, a source's
+injectable sleep, clock and retry policy, and the error that carries a vendor failure to where it is reported."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypedDict, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from usagewatch.errors import ConfigError
-from usagewatch.http import validate_base_url
+from usagewatch.errors import ConfigError, UsagewatchError
+from usagewatch.http import RetryPolicy, validate_base_url
 from usagewatch.redaction import redactor
 from usagewatch.validation import describe
 
@@ -53,3 +56,45 @@ def parse_account(model: type[AccountModelT], raw: dict[str, Any], *, index: int
         if isinstance(value, SecretStr):
             redactor.register(value.get_secret_value())
     return account
+
+
+class SourceClocks(TypedDict, total=False):
+    """A source's constructor arguments every source takes (those of `VendorSource`)."""
+
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    retry: RetryPolicy | None
+
+
+class VendorSource(Generic[AccountModelT]):
+    """The base of a source (the `Source` protocol in model.py): accounts parsed with `account_model`, and the
+    sleep, clock and retry policy its HTTP calls and pacing use, injectable so tests need not wait."""
+
+    vendor: str
+    account_model: type[AccountModelT]
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._sleep = sleep
+        self._clock = clock
+        self._retry = retry or RetryPolicy()
+
+    def parse_account(self, raw: dict[str, Any], *, index: int = 0) -> AccountModelT:
+        return parse_account(self.account_model, raw, index=index, vendor=self.vendor)
+
+    def account_id(self, account: AccountModelT) -> str:
+        return account.account_id
+
+
+class CarriedError(Exception):
+    """A vendor failure carried out of a worker thread or a source's own control flow; `cause` is the error to
+    report or raise."""
+
+    def __init__(self, cause: UsagewatchError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause

@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from usagewatch.errors import VendorApiError, VendorAuthError, VendorDataError
-from usagewatch.http import RetryPolicy
 from usagewatch.model import (
     CollectionRequest,
     ListingGap,
@@ -27,7 +25,7 @@ from usagewatch.model import (
 from usagewatch.observability import logger
 from usagewatch.pacing import PACING_MARGIN, PacedLimiter
 from usagewatch.redaction import redactor
-from usagewatch.sources.base import parse_account as parse_account_model
+from usagewatch.sources.base import SourceClocks, VendorSource
 from usagewatch.sources.gravityzone.api import (
     RPC_METHOD_NOT_FOUND,
     Api,
@@ -54,34 +52,24 @@ MAX_CHUNK_COMPANIES: Final = 1000
 API_DOWN_ROUNDS: Final = 2
 
 
-class GravityZoneSource:
+class GravityZoneSource(VendorSource[GravityZoneAccount]):
     """Reads every managed company's monthly usage from one GravityZone console per account."""
 
     vendor = VENDOR
+    account_model = GravityZoneAccount
 
-    def __init__(
-        self,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._sleep = sleep
-        self._clock = clock
-        self._retry = retry or RetryPolicy()
+    def __init__(self, **clocks: Unpack[SourceClocks]) -> None:
+        super().__init__(**clocks)
         self._limiters: dict[tuple[str, str], PacedLimiter] = {}
         self._limiters_lock = threading.Lock()
         self._listed: dict[tuple[str, datetime], tuple[list[Company], list[TenantFailure]]] = {}
 
     def parse_account(self, raw: dict[str, object], *, index: int = 0) -> GravityZoneAccount:
-        account = parse_account_model(GravityZoneAccount, raw, index=index, vendor=VENDOR)
+        account = super().parse_account(raw, index=index)
         # What every request carries (`Authorization: Basic base64(key:)`) is the key too: a server that
         # echoes the header in an error's details must not put it in a message.
         redactor.register(base64.b64encode(f"{account.api_key.get_secret_value()}:".encode()).decode())
         return account
-
-    def account_id(self, account: GravityZoneAccount) -> str:
-        return account.account_id
 
     def limiter(self, account: GravityZoneAccount, api: Api) -> PacedLimiter:
         """The one limiter of this key and API class (shared by every account using the key)."""

@@ -18,12 +18,12 @@ from usagewatch.redaction import redactor
 from usagewatch.sources.base import HttpAccountConfig
 from usagewatch.sources.keepnet.mapping import (
     SearchPage,
-    clip,
     parse_envelope,
     parse_search_page,
     search_body,
     vendor_messages,
 )
+from usagewatch.text import clip
 
 TOKEN_PATH: Final = "/connect/token"  # noqa: S105 - a path, not a password
 SEARCH_PATH: Final = "/api/companies/search"

@@ -18,7 +18,7 @@ from usagewatch.model import (
     UsageRecord,
     Window,
 )
-from usagewatch.redaction import redactor
+from usagewatch.text import clip
 
 VENDOR: Final = "keepnet"
 
@@ -77,11 +77,6 @@ def search_body(period: Period, *, page_number: int, page_size: int, exceeded_on
         "isClustered": False,
         "isTargetUserCountExceededLimit": exceeded_only,
     }
-
-
-def clip(text: str, limit: int = 500) -> str:
-    text = redactor.scrub(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def field_of(payload: dict[str, Any], name: str) -> Any:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 
 from usagewatch.errors import UsagewatchError
-from usagewatch.http import HttpClient, RetryPolicy
+from usagewatch.http import HttpClient
 from usagewatch.model import (
     CollectionRequest,
     Period,
@@ -17,7 +16,7 @@ from usagewatch.model import (
 )
 from usagewatch.observability import logger
 from usagewatch.pacing import RateLimiter
-from usagewatch.sources.base import parse_account
+from usagewatch.sources.base import VendorSource
 from usagewatch.sources.keepnet.api import KeepnetAccount, KeepnetSession
 from usagewatch.sources.keepnet.mapping import (
     MAX_TENANT_NAME,
@@ -25,37 +24,21 @@ from usagewatch.sources.keepnet.mapping import (
     ChildrenUnreadable,
     Member,
     children_gap,
-    clip,
     company_id,
     company_records,
     family,
     tenant_of,
 )
+from usagewatch.text import clip
 
 
-class KeepnetSource:
+class KeepnetSource(VendorSource[KeepnetAccount]):
     """Keepnet Labs Reseller API, per managed company (child companies of a sub-reseller included):
     `monthly_users` for the requested month; `target_users` (with licence limit and over-limit verdict),
     `inactive_target_users`, `deleted_target_users` only when that month is the current one."""
 
     vendor = VENDOR
-
-    def __init__(
-        self,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._sleep = sleep
-        self._clock = clock
-        self._retry = retry or RetryPolicy()
-
-    def parse_account(self, raw: dict[str, object], *, index: int = 0) -> KeepnetAccount:
-        return parse_account(KeepnetAccount, raw, index=index, vendor=VENDOR)
-
-    def account_id(self, account: KeepnetAccount) -> str:
-        return account.account_id
+    account_model = KeepnetAccount
 
     def client(self, account: KeepnetAccount) -> HttpClient:
         limiter = RateLimiter(

@@ -16,7 +16,8 @@ from usagewatch.errors import ConfigError, VendorApiError, VendorAuthError, Vend
 from usagewatch.http import HttpClient, HttpResponse, is_loopback, validate_base_url
 from usagewatch.pacing import RateLimiter
 from usagewatch.sources.base import AccountConfig
-from usagewatch.sources.microsoft365.mapping import GUID_RE, GraphPage, clip, parse_page
+from usagewatch.sources.microsoft365.mapping import GUID_RE, GraphPage, parse_page
+from usagewatch.text import clip
 
 DEFAULT_AUTHORITY: Final = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_URL: Final = "https://graph.microsoft.com"

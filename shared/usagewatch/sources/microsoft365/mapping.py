@@ -8,7 +8,6 @@ from typing import Any, Final
 
 from usagewatch.errors import VendorDataError
 from usagewatch.model import MAX_PLAUSIBLE_VALUE, Tenant, TenantUsage, UsageRecord, Window
-from usagewatch.redaction import MASK, redactor
 
 GUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -19,13 +18,6 @@ MAX_METRIC_LENGTH: Final = 64
 OTHER_PREPAID: Final = (("suspended", "suspended"), ("warning", "warning"), ("lockedOut", "locked_out"))
 _NOT_ALNUM: Final = re.compile(r"[^a-z0-9]+")
 _PLAIN_PART: Final = re.compile(r"^[A-Za-z0-9_]+$")
-# An access token (a JWT: base64url header, payload, signature), should a vendor message ever quote one.
-_JWT: Final = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?")
-
-
-def clip(text: str, limit: int = 400) -> str:
-    text = _JWT.sub(MASK, redactor.scrub(" ".join(text.split())))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Final
+from typing import Final, Unpack
 
 from usagewatch.errors import ConfigError, UsagewatchError, VendorAuthError
-from usagewatch.http import HttpClient, RetryPolicy
+from usagewatch.http import HttpClient
 from usagewatch.model import (
     CollectionRequest,
     ListingGap,
@@ -19,7 +18,7 @@ from usagewatch.model import (
     Window,
 )
 from usagewatch.observability import logger
-from usagewatch.sources.base import parse_account
+from usagewatch.sources.base import CarriedError, SourceClocks, VendorSource
 from usagewatch.sources.microsoft365.api import (
     CUSTOMERS_PATH,
     SKUS_PATH,
@@ -28,43 +27,27 @@ from usagewatch.sources.microsoft365.api import (
     TenantRefusedError,
     TokenCache,
 )
-from usagewatch.sources.microsoft365.mapping import VENDOR, clip, customer_tenant, tenant_records
+from usagewatch.sources.microsoft365.mapping import VENDOR, customer_tenant, tenant_records
+from usagewatch.text import clip
 
 # The tenant a ListingGap names when a page of the GDAP customer listing after the first failed.
 LISTING_GAP_ID: Final = "gdap-customers"
 
 
-class _AccountFailedError(Exception):
+class _AccountFailedError(CarriedError):
     """A tenant's call showed the account itself cannot be read (the app's credential refused)."""
 
-    def __init__(self, cause: UsagewatchError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
-
-class Microsoft365Source:
+class Microsoft365Source(VendorSource[Microsoft365Account]):
     """Microsoft 365 licences per customer tenant: one record per subscribed SKU (seats consumed against the
     enabled prepaid seats), for every GDAP customer of the partner tenant or the secret's list."""
 
     vendor = VENDOR
+    account_model = Microsoft365Account
 
-    def __init__(
-        self,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._sleep = sleep
-        self._clock = clock
-        self._retry = retry or RetryPolicy()
-        self.tokens = TokenCache(clock)
-
-    def parse_account(self, raw: dict[str, object], *, index: int = 0) -> Microsoft365Account:
-        return parse_account(Microsoft365Account, raw, index=index, vendor=VENDOR)
-
-    def account_id(self, account: Microsoft365Account) -> str:
-        return account.account_id
+    def __init__(self, **clocks: Unpack[SourceClocks]) -> None:
+        super().__init__(**clocks)
+        self.tokens = TokenCache(self._clock)
 
     def client(self, account: Microsoft365Account) -> HttpClient:
         return HttpClient(

@@ -14,8 +14,9 @@ from usagewatch.errors import VendorApiError, VendorAuthError, VendorDataError
 from usagewatch.http import HttpClient, HttpResponse, RetryPolicy
 from usagewatch.pacing import HeaderLedPacer, RateLimiter, seconds_until_reset
 from usagewatch.sources.base import HttpAccountConfig
-from usagewatch.sources.thousandeyes.mapping import V7_EXPAND, VENDOR, clip
+from usagewatch.sources.thousandeyes.mapping import V7_EXPAND, VENDOR
 from usagewatch.sources.thousandeyes.organisations import AccountGroup, Organisation, parse_account_groups
+from usagewatch.text import clip
 
 V7_ACCEPT: Final = "application/hal+json, application/json, application/problem+json"
 

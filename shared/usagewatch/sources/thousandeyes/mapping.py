@@ -17,7 +17,7 @@ from usagewatch.model import (
     UsageRecord,
     Window,
 )
-from usagewatch.redaction import redactor
+from usagewatch.text import clip
 
 VENDOR: Final = "thousandeyes"
 
@@ -25,11 +25,6 @@ GROUP_PREFIX: Final = "ag-"
 ORG_PREFIX: Final = "org-"
 
 MAX_NAME: Final = 256
-
-
-def clip(text: str, limit: int = 300) -> str:
-    text = redactor.scrub(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_vendor_time(value: object, *, field_name: str) -> datetime:

@@ -7,10 +7,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Final, Protocol
+from typing import Final, Protocol, Unpack
 
 from usagewatch.errors import ConfigError, UsagewatchError, VendorApiError, VendorAuthError, VendorDataError
-from usagewatch.http import RetryPolicy
 from usagewatch.model import (
     CollectionRequest,
     ListingGap,
@@ -22,7 +21,7 @@ from usagewatch.model import (
 )
 from usagewatch.observability import logger
 from usagewatch.redaction import redactor
-from usagewatch.sources.base import parse_account
+from usagewatch.sources.base import CarriedError, SourceClocks, VendorSource
 from usagewatch.sources.thousandeyes.api import (
     CURRENT,
     NO_QUOTA_PERMISSION,
@@ -30,7 +29,7 @@ from usagewatch.sources.thousandeyes.api import (
     ThousandEyesApi,
     vendor_message,
 )
-from usagewatch.sources.thousandeyes.mapping import VENDOR, OrganisationQuotas, clip, map_usage
+from usagewatch.sources.thousandeyes.mapping import VENDOR, OrganisationQuotas, map_usage
 from usagewatch.sources.thousandeyes.organisations import (
     AccountGroup,
     Organisation,
@@ -39,26 +38,22 @@ from usagewatch.sources.thousandeyes.organisations import (
     plan_organisations,
     quotas_for,
 )
+from usagewatch.text import clip
 
 # The tenant a ListingGap names when the account-group list itself failed.
 GROUPS_GAP_ID: Final = "account-groups"
 
 
-class _GroupsUnreadableError(Exception):
+class _GroupsUnreadableError(CarriedError):
     """The account-group list failed and the configured aids cannot be identified without it."""
 
-    def __init__(self, cause: UsagewatchError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
-
-class _OrganisationError(Exception):
+class _OrganisationError(CarriedError):
     """One organisation failed; `cause` says how (the collector decides whether the account fails)."""
 
     def __init__(self, organisation: Organisation, cause: UsagewatchError) -> None:
-        super().__init__(str(cause))
+        super().__init__(cause)
         self.organisation = organisation
-        self.cause = cause
 
     @property
     def tenant_specific(self) -> bool:
@@ -97,29 +92,33 @@ class InProcessIdentities:
                 known.setdefault(aid, tenant_id)
 
 
-class ThousandEyesSource:
+class ThousandEyesSource(VendorSource[ThousandEyesAccount]):
     """ThousandEyes organisation usage (every billed quantity of `UsageDetails`, see ORG_METRICS) per
     organisation, plus per-account-group breakdown rows (not billed), with the MSP's quotas when readable."""
 
     vendor = VENDOR
+    account_model = ThousandEyesAccount
 
     def __init__(
         self,
         *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        retry: RetryPolicy | None = None,
         low_remaining: int = 2,
         identities: OrganisationIdentities | None = None,
+        **clocks: Unpack[SourceClocks],
     ) -> None:
         """`clock` paces requests; `wall_clock` (epoch seconds) reads `X-Organization-Rate-Limit-Reset`;
         when a response says `low_remaining` or fewer requests are left, the next call of that
         organisation waits for the reset. `identities` keeps organisations without `orgId` under the
         tenant id they were first given."""
+        super().__init__(**clocks)
         self._identities = identities
         self._api = ThousandEyesApi(
-            sleep=sleep, clock=clock, wall_clock=wall_clock, retry=retry or RetryPolicy(), low_remaining=low_remaining
+            sleep=self._sleep,
+            clock=self._clock,
+            wall_clock=wall_clock,
+            retry=self._retry,
+            low_remaining=low_remaining,
         )
         self._notes: dict[str, list[str]] = {}
         self._notes_lock = threading.Lock()
@@ -129,14 +128,11 @@ class ThousandEyesSource:
         self._identities = identities
 
     def parse_account(self, raw: dict[str, object], *, index: int = 0) -> ThousandEyesAccount:
-        account = parse_account(ThousandEyesAccount, raw, index=index, vendor=VENDOR)
+        account = super().parse_account(raw, index=index)
         if account.email and account.basic_auth_token is not None:
             pair = f"{account.email}:{account.basic_auth_token.get_secret_value()}"
             redactor.register(base64.b64encode(pair.encode()).decode())
         return account
-
-    def account_id(self, account: ThousandEyesAccount) -> str:
-        return account.account_id
 
     def _msp_quotas(self, account: ThousandEyesAccount) -> list[QuotaEntry] | None:
         """`GET /v7/quotas` (v7 only): the MSP-assigned quotas, or None (said once in the log) when they
