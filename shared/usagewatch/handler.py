@@ -62,11 +62,13 @@ def handle(
     store: UsageStore | None = None,
     publisher: Publisher | None = None,
     remaining_seconds: float | None = None,
+    remaining: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Validate everything before the first vendor call or write, then run the pipeline.
 
     A scheduled event collects every account; an SQS batch from the work queue collects the chunks of
     accounts too large for one invocation and answers with the failed messages (partial batch response).
+    `remaining` gives the invocation's seconds left (Lambda's context); `remaining_seconds`, a fixed start.
     """
     from usagewatch.pipeline import DEFAULT_BUDGET_SECONDS, Pipeline, run_id_for
     from usagewatch.settings import load_environment
@@ -93,18 +95,13 @@ def handle(
         from usagewatch.publisher import SqsWorkQueue
 
         work_queue = SqsWorkQueue(env.work_queue_url)
-    budget = (
-        DEFAULT_BUDGET_SECONDS if remaining_seconds is None else min(DEFAULT_BUDGET_SECONDS, remaining_seconds * 0.7)
-    )
     from usagewatch.pipeline import DEADLINE_RESERVE_SECONDS
 
-    remaining, reserve = None, DEADLINE_RESERVE_SECONDS
-    if remaining_seconds is not None:
-        reserve = min(DEADLINE_RESERVE_SECONDS, remaining_seconds / 10)
-        started, seconds = time.monotonic(), remaining_seconds
-
-        def remaining() -> float:
-            return seconds - (time.monotonic() - started)
+    remaining = remaining or (None if remaining_seconds is None else _countdown(remaining_seconds))
+    budget, reserve = DEFAULT_BUDGET_SECONDS, DEADLINE_RESERVE_SECONDS
+    if remaining is not None:
+        left = remaining()
+        budget, reserve = min(DEFAULT_BUDGET_SECONDS, left * 0.7), min(DEADLINE_RESERVE_SECONDS, left / 10)
 
     from usagewatch.billing_store import BillingStore
     from usagewatch.store import DynamoStore
@@ -134,6 +131,11 @@ def handle(
     if summary.failed_accounts:
         raise CollectionFailedError(summary)
     return result
+
+
+def _countdown(seconds: float) -> Callable[[], float]:
+    started = time.monotonic()
+    return lambda: seconds - (time.monotonic() - started)
 
 
 def _is_work_batch(event: Any) -> bool:
@@ -199,7 +201,7 @@ def lambda_handler_for(source_factory: Callable[[], Source[Any]]) -> LambdaHandl
     @metrics.log_metrics
     @logger.inject_lambda_context(clear_state=True)
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return handle(source_factory(), event, remaining_seconds=context.get_remaining_time_in_millis() / 1000)
+        return handle(source_factory(), event, remaining=lambda: context.get_remaining_time_in_millis() / 1000)
 
     return lambda_handler
 

@@ -43,6 +43,7 @@ from usagewatch.model import (
     utc_iso,
 )
 from usagewatch.observability import logger
+from usagewatch.pacing import Deadline
 from usagewatch.redaction import redactor
 from usagewatch.rules import Finding, RulesDocument, evaluate
 from usagewatch.trends import Trends
@@ -56,6 +57,7 @@ MAX_ERROR_LENGTH: Final = 500
 # store, publish and record the accounts already collected.
 DEADLINE_RESERVE_SECONDS: Final = 60.0
 PERIOD_ENDED: Final = "period ended"
+DEADLINE_REACHED: Final = "deadline reached while this account was collected"
 # A run's lease on its account outlives the longest Lambda invocation (900 s) when the remaining time is unknown.
 LEASE_SECONDS: Final = 960.0
 LEASE_MARGIN_SECONDS: Final = 10.0
@@ -313,12 +315,26 @@ class Pipeline(Generic[AccountT]):
             as_of=utc_iso(request.as_of),
             run_id=run_id_for(self.source.vendor, request),
         )
+        request = replace(request, deadline=self._deadline())
         for account in accounts:
-            if self.remaining is not None and self.remaining() < self.deadline_reserve:
+            if self._out_of_time(request.deadline):
                 summary.accounts.append(self._skip_account(account, request, summary.run_id))
                 continue
             summary.accounts.append(self._collect_account(account, request, summary.run_id))
         return summary
+
+    def _deadline(self) -> Deadline | None:
+        """When vendor requests must end: the invocation's time left less the reserve (None: no deadline)."""
+        remaining = self.remaining
+        if remaining is None:
+            return None
+        return Deadline(lambda: remaining() - self.deadline_reserve)
+
+    def _out_of_time(self, deadline: Deadline | None) -> bool:
+        """An account is not started once the deadline stopped another one or less than the reserve is left."""
+        if deadline is None or self.remaining is None:
+            return False
+        return deadline.reached or self.remaining() < self.deadline_reserve
 
     def _skip_account(self, account: AccountT, request: CollectionRequest, run_id: str) -> AccountOutcome:
         """Not started before the run's deadline: reported as a failed collection, its numbers left as stored."""
@@ -417,7 +433,9 @@ class Pipeline(Generic[AccountT]):
                     run.silent_tenants.add(tenant.tenant_id)
             self.store.flush()
         except UsagewatchError as exc:
-            run.fail(_clean(str(exc)))
+            deadline = request.deadline
+            reached = deadline is not None and deadline.reached
+            run.fail(_clean(f"{DEADLINE_REACHED}: {exc}" if reached else str(exc)))
         finally:
             if isinstance(self.source, NotingSource):
                 run.outcome.notes += [_clean(n) for n in self.source.drain_notes(run.account_id)]
@@ -673,7 +691,7 @@ class Pipeline(Generic[AccountT]):
         """
         if not isinstance(self.source, ChunkedSource):
             raise ConfigError(f"{self.source.vendor} does not split its work into chunks")
-        request = work.request()
+        request = replace(work.request(), deadline=self._deadline())
         run = _AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
         self._stream(run, self.source.collect_chunk(account, request, work.tenants), request)
         failures = {tid: (info.tenant_name, info.error) for tid, info in run.failures.items()}

@@ -25,7 +25,7 @@ from usagewatch.model import (
     UsageRecord,
 )
 from usagewatch.observability import logger
-from usagewatch.pacing import PACING_MARGIN, PacedLimiter
+from usagewatch.pacing import PACING_MARGIN, Deadline, PacedLimiter
 from usagewatch.redaction import redactor
 from usagewatch.sources.base import parse_account as parse_account_model
 from usagewatch.sources.gravityzone.api import (
@@ -102,11 +102,11 @@ class GravityZoneSource:
             periods.append(request.period.previous())
         return periods
 
-    def _rpc(self, account: GravityZoneAccount) -> RpcClient:
+    def _rpc(self, account: GravityZoneAccount, deadline: Deadline | None) -> RpcClient:
         limiters = {api: self.limiter(account, api) for api in ("licensing", "network")}
         for limiter in limiters.values():
             limiter.restore()
-        return RpcClient(account, limiters, retry=self._retry, sleep=self._sleep, clock=self._clock)
+        return RpcClient(account, limiters, retry=self._retry, sleep=self._sleep, clock=self._clock, deadline=deadline)
 
     def plan_chunks(
         self, account: GravityZoneAccount, request: CollectionRequest, budget_seconds: float
@@ -117,7 +117,7 @@ class GravityZoneSource:
         companies, each small enough for one invocation and one SQS message.
         """
         periods = self.periods(account, request)
-        rpc = self._rpc(account)
+        rpc = self._rpc(account, request.deadline)
         try:
             companies, failures = list_companies(rpc, account.root_company_id)
         finally:
@@ -143,7 +143,7 @@ class GravityZoneSource:
                 companies.append(
                     Company(str(entry["id"]), str(entry["name"]), entry.get("parent"), bool(entry.get("partner")))
                 )
-        rpc = self._rpc(account)
+        rpc = self._rpc(account, request.deadline)
         try:
             yield from self._collect_usage(rpc, account, companies, periods)
         finally:
@@ -151,7 +151,7 @@ class GravityZoneSource:
 
     def collect(self, account: GravityZoneAccount, request: CollectionRequest) -> Iterator[TenantResult]:
         periods = self.periods(account, request)
-        rpc = self._rpc(account)
+        rpc = self._rpc(account, request.deadline)
         try:
             listed = self._listed.pop((account.account_id, request.as_of), None)
             companies, failures = listed if listed is not None else list_companies(rpc, account.root_company_id)
