@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usagewatch.errors import ConfigError, UsagewatchError
-from usagewatch.invocation import parse_event
+from usagewatch.invocation import collection_request
 from usagewatch.observability import emit_account, emit_run, logger, metrics
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def handle(
 
     env = load_environment(environ)
     work = _is_work_batch(event)
-    request = parse_event({} if work else event, clock())
+    request = collection_request({} if work else event, clock())
     logger.set_correlation_id(run_id_for(source.vendor, request))
     loader = _config()
     raw_accounts = loader.secret_accounts(env.vendor_secret_id, vendor=source.vendor)

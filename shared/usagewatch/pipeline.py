@@ -1,4 +1,4 @@
-"""One collection run: for each account, read -> store -> evaluate -> reconcile alerts -> publish.
+"""One collection run: for each account, read -> store -> evaluate -> advance alerts -> publish.
 
 A tenant that fails is recorded and the others go on. An account that fails writes no totals and
 resolves nothing (missing data is not good news); the run goes on with the other accounts and the
@@ -15,7 +15,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 from uuid import uuid4
 
 from usagewatch import registry
-from usagewatch.alerts import Observed, Reading, TenantFailureInfo, Transition, alert_id, reconcile
+from usagewatch.alerts import Observed, Reading, TenantFailureInfo, Transition, advance, alert_id
 from usagewatch.billing_alerts import BILLING_RULES, BillingReader, BillingView, load_view
 from usagewatch.continuation import ChunkedRunState, ChunkKey, WorkItem
 from usagewatch.digest import build_digest
@@ -587,7 +587,7 @@ class Pipeline(Generic[AccountT]):
             # A tenant that answered with no records at all (no licence) was read for every period.
             read = run.read | {(t, p) for t in run.silent_tenants for p in run.periods} | {(t, p) for t, _, p in judged}
             whole = (entry := registry.find(vendor)) is not None and entry.whole_readings
-            transitions = reconcile(
+            transitions = advance(
                 open_states,
                 vendor=vendor,
                 account_id=account_id,
