@@ -70,6 +70,8 @@ def handle(
     accounts too large for one invocation and answers with the failed messages (partial batch response).
     `remaining` gives the invocation's seconds left (Lambda's context); `remaining_seconds`, a fixed start.
     """
+    remaining = remaining or (None if remaining_seconds is None else _countdown(remaining_seconds))
+    left = None if remaining is None else remaining()  # at the start: the budget and reserve are shares of it
     from usagewatch.pipeline import DEFAULT_BUDGET_SECONDS, Pipeline, run_id_for
     from usagewatch.settings import load_environment
 
@@ -97,10 +99,8 @@ def handle(
         work_queue = SqsWorkQueue(env.work_queue_url)
     from usagewatch.pipeline import DEADLINE_RESERVE_SECONDS
 
-    remaining = remaining or (None if remaining_seconds is None else _countdown(remaining_seconds))
     budget, reserve = DEFAULT_BUDGET_SECONDS, DEADLINE_RESERVE_SECONDS
-    if remaining is not None:
-        left = remaining()
+    if left is not None:
         budget, reserve = min(DEFAULT_BUDGET_SECONDS, left * 0.7), min(DEADLINE_RESERVE_SECONDS, left / 10)
 
     from usagewatch.billing_store import BillingStore

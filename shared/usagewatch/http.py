@@ -172,9 +172,9 @@ class HttpClient:
         last_problem = "no attempt made"
         limiter = limiter or self.limiter
         for attempt in range(1, self.retry.max_attempts + 1):
-            timeout = self._attempt_timeout(label, attempt, last_problem)
             if limiter is not None:
                 limiter.acquire(self.deadline)
+            timeout = self._attempt_timeout(label, attempt, last_problem)
             wait: float | None = None
             try:
                 response = self._send(method, url, json_body, form, params, headers, auth, timeout)

@@ -102,7 +102,7 @@ class GravityZoneSource:
             periods.append(request.period.previous())
         return periods
 
-    def _rpc(self, account: GravityZoneAccount, deadline: Deadline | None) -> RpcClient:
+    def _rpc(self, account: GravityZoneAccount, deadline: Deadline | None = None) -> RpcClient:
         limiters = {api: self.limiter(account, api) for api in ("licensing", "network")}
         for limiter in limiters.values():
             limiter.restore()
