@@ -99,7 +99,7 @@ class _Ctx:
 # --- one account's run ----------------------------------------------------------------------------
 
 
-def reconcile(
+def advance(
     open_states: Mapping[str, AlertState],
     *,
     vendor: str,
@@ -126,11 +126,11 @@ def reconcile(
     transitions: list[Transition] = []
     if removed:
         gone = {k: s for k, s in open_states.items() if s.tenant_id in removed}
-        transitions += reconcile_removed(gone, removed, now)
+        transitions += advance_removed(gone, removed, now)
         open_states = {k: s for k, s in open_states.items() if k not in gone}
     if account_error is None:
-        transitions += reconcile_thresholds(open_states, findings, observed, document, now, readings, previous)
-    transitions += reconcile_failures(
+        transitions += advance_thresholds(open_states, findings, observed, document, now, readings, previous)
+    transitions += advance_failures(
         open_states,
         vendor=vendor,
         account_id=account_id,
@@ -152,7 +152,7 @@ def reconcile(
 # --- thresholds ---------------------------------------------------------------------------------
 
 
-def reconcile_thresholds(
+def advance_thresholds(
     open_states: Mapping[str, AlertState],
     findings: Iterable[Finding],
     observed: Observed,
@@ -333,7 +333,7 @@ def _with_numbers(state: AlertState, finding: Finding) -> AlertState:
 # --- collection failures ------------------------------------------------------------------------
 
 
-def reconcile_failures(
+def advance_failures(
     open_states: Mapping[str, AlertState],
     *,
     vendor: str,
@@ -416,7 +416,7 @@ def _recover(ctx: _Ctx, state: AlertState) -> None:
         ctx.transitions.append(Transition(recovered))
 
 
-def reconcile_removed(
+def advance_removed(
     open_states: Mapping[str, AlertState], removed: Mapping[str, str], now: datetime
 ) -> list[Transition]:
     """Tenants gone from a complete listing: each firing alert of theirs resolves once, `reason = tenant_removed`

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usagewatch.errors import ConfigError, UsagewatchError
-from usagewatch.invocation import parse_event
+from usagewatch.invocation import collection_request
 from usagewatch.observability import emit_account, emit_run, logger, metrics
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ def handle(
     billing: BillingReader | None = None,
     publisher: Publisher | None = None,
     remaining_seconds: float | None = None,
+    remaining: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Validate everything before the first vendor call or write, then run the pipeline.
 
@@ -71,13 +72,16 @@ def handle(
     one: `use_identities`) its identity memory; a `store` passed in comes with the `billing` passed in.
     A scheduled event collects every account; an SQS batch from the work queue collects the chunks of
     accounts too large for one invocation and answers with the failed messages (partial batch response).
+    `remaining` gives the invocation's seconds left (Lambda's context); `remaining_seconds`, a fixed start.
     """
+    remaining = remaining or (None if remaining_seconds is None else _countdown(remaining_seconds))
+    left = None if remaining is None else remaining()  # at the start: the budget and reserve are shares of it
     from usagewatch.pipeline import DEFAULT_BUDGET_SECONDS, Pipeline, run_id_for
     from usagewatch.settings import load_environment
 
     env = load_environment(environ)
     work = _is_work_batch(event)
-    request = parse_event({} if work else event, clock())
+    request = collection_request({} if work else event, clock())
     logger.set_correlation_id(run_id_for(source.vendor, request))
     loader = _config()
     raw_accounts = loader.secret_accounts(env.vendor_secret_id, vendor=source.vendor)
@@ -95,18 +99,11 @@ def handle(
         from usagewatch.publisher import SqsWorkQueue
 
         work_queue = SqsWorkQueue(env.work_queue_url)
-    budget = (
-        DEFAULT_BUDGET_SECONDS if remaining_seconds is None else min(DEFAULT_BUDGET_SECONDS, remaining_seconds * 0.7)
-    )
     from usagewatch.pipeline import DEADLINE_RESERVE_SECONDS
 
-    remaining, reserve = None, DEADLINE_RESERVE_SECONDS
-    if remaining_seconds is not None:
-        reserve = min(DEADLINE_RESERVE_SECONDS, remaining_seconds / 10)
-        started, seconds = time.monotonic(), remaining_seconds
-
-        def remaining() -> float:
-            return seconds - (time.monotonic() - started)
+    budget, reserve = DEFAULT_BUDGET_SECONDS, DEADLINE_RESERVE_SECONDS
+    if left is not None:
+        budget, reserve = min(DEFAULT_BUDGET_SECONDS, left * 0.7), min(DEADLINE_RESERVE_SECONDS, left / 10)
 
     pipeline = Pipeline(
         source,
@@ -146,6 +143,11 @@ def _usage_table(env: Environment, source: Source[Any]) -> tuple[UsageStore, Bil
     if use_identities is not None:
         use_identities(TableIdentities(table, source.vendor))
     return table, BillingStore(table)
+
+
+def _countdown(seconds: float) -> Callable[[], float]:
+    started = time.monotonic()
+    return lambda: seconds - (time.monotonic() - started)
 
 
 def _is_work_batch(event: Any) -> bool:
@@ -211,7 +213,7 @@ def lambda_handler_for(source_factory: Callable[[], Source[Any]]) -> LambdaHandl
     @metrics.log_metrics
     @logger.inject_lambda_context(clear_state=True)
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return handle(source_factory(), event, remaining_seconds=context.get_remaining_time_in_millis() / 1000)
+        return handle(source_factory(), event, remaining=lambda: context.get_remaining_time_in_millis() / 1000)
 
     return lambda_handler
 

@@ -1,9 +1,10 @@
 """The one HTTP client every vendor module uses: timeouts, bounded retries, pacing (`pacing.py`), size caps.
 
 Retries cover 429 and 5xx (honouring `Retry-After` or a vendor's own reset hint), connection resets,
-timeouts, truncated and unparseable bodies. They are bounded in count and in total time so a run ends
-well inside the Lambda timeout. TLS verification is always on; plain `http://` is allowed for loopback
-hosts only (local runs and tests).
+timeouts, truncated and unparseable bodies. They are bounded in count and in total time, and by the run's
+`Deadline` when it has one: no attempt's timeout, back-off or pacing wait ends past it, so the invocation
+keeps its reserve for storing, publishing and the run records. TLS verification is always on; plain
+`http://` is allowed for loopback hosts only (local runs and tests).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from requests.structures import CaseInsensitiveDict
 
 from usagewatch.errors import ConfigError, VendorApiError, VendorDataError
 from usagewatch.observability import logger
-from usagewatch.pacing import Pacer
+from usagewatch.pacing import Deadline, Pacer
 
 DEFAULT_TIMEOUT: Final = (3.05, 20.0)
 DEFAULT_MAX_RESPONSE_BYTES: Final = 20 * 1024 * 1024
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
+# No attempt is started with less than this left before the run's deadline (it could not get an answer).
+MIN_ATTEMPT_SECONDS: Final = 0.5
 
 
 def validate_base_url(url: object, *, field: str) -> str:
@@ -122,6 +125,8 @@ class HttpClient:
     wait_hint: WaitHint | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    deadline: Deadline | None = None
+    """The run's deadline: every attempt's timeout, back-off and pacing wait ends before it."""
     session: requests.Session = field(init=False, repr=False)
     requests_sent: int = field(default=0, init=False)
 
@@ -168,10 +173,11 @@ class HttpClient:
         limiter = limiter or self.limiter
         for attempt in range(1, self.retry.max_attempts + 1):
             if limiter is not None:
-                limiter.acquire()
+                limiter.acquire(self.deadline)
+            timeout = self._attempt_timeout(label, attempt, last_problem)
             wait: float | None = None
             try:
-                response = self._send(method, url, json_body, form, params, headers, auth)
+                response = self._send(method, url, json_body, form, params, headers, auth, timeout)
             except requests.Timeout as exc:
                 last_problem = f"timed out ({type(exc).__name__})"
             except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
@@ -201,6 +207,10 @@ class HttpClient:
             elapsed = self.clock() - started
             if attempt == self.retry.max_attempts or elapsed + wait > self.retry.max_total_seconds:
                 break
+            if self.deadline is not None:
+                self.deadline.check_wait(
+                    wait + MIN_ATTEMPT_SECONDS, f"{label} stopped after {attempt} attempt(s) ({last_problem})"
+                )
             logger.warning(
                 "vendor request retried",
                 extra={"request": label, "attempt": attempt, "problem": last_problem, "wait_s": round(wait, 2)},
@@ -220,6 +230,7 @@ class HttpClient:
         params: Mapping[str, str | list[str]] | None,
         headers: Mapping[str, str] | None,
         auth: tuple[str, str] | None,
+        timeout: tuple[float, float],
     ) -> HttpResponse:
         with self._count_lock:
             self.requests_sent += 1
@@ -231,7 +242,7 @@ class HttpClient:
             params=params,
             headers=dict(headers or {}),
             auth=auth,
-            timeout=self.timeout,
+            timeout=timeout,
             stream=True,
             allow_redirects=False,
         ) as raw:
@@ -248,6 +259,16 @@ class HttpClient:
                     raise VendorApiError(f"{self.vendor}: response larger than {self.max_response_bytes} bytes refused")
                 chunks.append(chunk)
             return HttpResponse(raw.status_code, CaseInsensitiveDict(raw.headers), b"".join(chunks), url)
+
+    def _attempt_timeout(self, label: str, attempt: int, last_problem: str) -> tuple[float, float]:
+        """The configured (connect, read) timeouts, cut to the time left before the run's deadline."""
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline.left()
+        if left < MIN_ATTEMPT_SECONDS:
+            done = f"after {attempt - 1} attempt(s) ({last_problem})" if attempt > 1 else "before its first attempt"
+            raise self.deadline.stop(f"{label} stopped {done}: the run's deadline is {max(left, 0):.1f} s away")
+        return (min(self.timeout[0], left), min(self.timeout[1], left))
 
     def _server_wait(self, response: HttpResponse) -> float | None:
         """Seconds the server asked us to wait: `Retry-After` first, then the vendor's own hint."""

@@ -11,7 +11,7 @@ from usagewatch.model import CollectionRequest, Period, parse_utc
 _PLACEHOLDER: Final = "<aws.scheduler.scheduled-time>"
 
 
-def parse_event(event: Any, now: datetime) -> CollectionRequest:
+def collection_request(event: Any, now: datetime) -> CollectionRequest:
     """Accepts the Scheduler input, the classic EventBridge envelope, `{}`, each with an optional `period`."""
     if event is None:
         event = {}

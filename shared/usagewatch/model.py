@@ -8,11 +8,14 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 
 from usagewatch import registry
 from usagewatch.errors import ConfigError, VendorDataError
 from usagewatch.text import clean_name
+
+if TYPE_CHECKING:
+    from usagewatch.pacing import Deadline
 
 Number = int | float
 
@@ -249,6 +252,8 @@ class CollectionRequest:
     period: Period
     as_of: datetime
     period_explicit: bool = False
+    deadline: Deadline | None = field(default=None, compare=False)
+    """When the source's vendor requests must end (sources hand it to their HttpClient)."""
 
 
 AccountT = TypeVar("AccountT")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from usagewatch.billing_report import gather, render_csv, render_html, unmapped_tenants
 from usagewatch.errors import ConfigError, StoreError
 from usagewatch.events import REPORT_READY
-from usagewatch.invocation import parse_event
+from usagewatch.invocation import collection_request
 from usagewatch.model import Period, utc_iso
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ PREFIX: Final = "reports"
 
 def report_period(event: Any, now: datetime) -> Period:
     """The month to report: the event's `period`, else the month before the scheduled (or current) time."""
-    request = parse_event(event, now)
+    request = collection_request(event, now)
     return request.period if request.period_explicit else Period.of(request.as_of).previous()
 
 

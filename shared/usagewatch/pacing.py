@@ -1,6 +1,7 @@
 """How requests to a vendor are paced: three strategies side by side behind one interface.
 
-`HttpClient` calls `acquire()` before every attempt and `hold(seconds)` when the server answered 429.
+`HttpClient` calls `acquire(deadline)` before every attempt and `hold(seconds)` when the server answered 429.
+A pacer never starts a wait that would end past the run's `Deadline`: it raises `DeadlineError` instead.
 
 - `RateLimiter`: a token bucket (Keepnet; the base of the other two).
 - `PacedLimiter`: burst 1 just under the configured rate, slower after repeated 429s and back up step by
@@ -17,14 +18,45 @@ import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from usagewatch.errors import VendorApiError
 from usagewatch.observability import logger
+
+
+class DeadlineError(VendorApiError):
+    """Vendor work stopped because the run's deadline came (or the next wait would pass it)."""
+
+
+class Deadline:
+    """When a run's vendor work must end: `left()` seconds from now (the invocation's time left less the
+    reserve kept for storing, publishing and the run records). `reached` turns true once something stopped
+    for it, so the run starts no further account."""
+
+    def __init__(self, left: Callable[[], float]) -> None:
+        self._left = left
+        self.reached = False
+
+    def left(self) -> float:
+        return self._left()
+
+    def stop(self, what: str) -> DeadlineError:
+        """The error to raise for `what` (a sentence that completes "deadline: ...")."""
+        self.reached = True
+        return DeadlineError(f"deadline: {what}")
+
+    def check_wait(self, seconds: float, what: str) -> None:
+        """Raise unless a wait of `seconds` ends before the deadline."""
+        left = self.left()
+        if seconds > left:
+            raise self.stop(
+                f"{what}: waiting {seconds:.1f} s would pass the run's deadline ({max(left, 0):.1f} s away)"
+            )
 
 
 class Pacer(Protocol):
     """Paces one stream of requests (one key, API class or organisation)."""
 
-    def acquire(self) -> None:
-        """Block until the next request may be sent."""
+    def acquire(self, deadline: Deadline | None = None) -> None:
+        """Block until the next request may be sent (DeadlineError if that would pass `deadline`)."""
 
     def hold(self, seconds: float) -> None:
         """The server said wait (a 429): every caller waits, not just the one that saw it."""
@@ -56,7 +88,7 @@ class RateLimiter:
         self._updated = clock()
         self._held_until = 0.0
 
-    def acquire(self) -> None:
+    def acquire(self, deadline: Deadline | None = None) -> None:
         while True:
             with self._lock:
                 now = self._clock()
@@ -69,6 +101,8 @@ class RateLimiter:
                         self._tokens -= 1
                         return
                     wait = (1 - self._tokens) / self.rate
+            if deadline is not None:
+                deadline.check_wait(wait, "request pacing")
             self._sleep(wait)
 
     def hold(self, seconds: float) -> None:
@@ -119,14 +153,14 @@ class PacedLimiter(RateLimiter):
         self._last_recovery = -math.inf
         self._last_429 = -math.inf
 
-    def acquire(self) -> None:
+    def acquire(self, deadline: Deadline | None = None) -> None:
         if self.rate < self.configured_rate:
             with self._lock:
                 now = self._clock()
                 if now - max(self._last_slowdown, self._last_recovery) >= RECOVERY_SECONDS:
                     self.rate = min(self.configured_rate, self.rate + self.configured_rate / 10)
                     self._last_recovery = now
-        super().acquire()
+        super().acquire(deadline)
 
     def restore(self) -> None:
         """Back to the configured pace (a new run)."""
@@ -200,14 +234,14 @@ class HeaderLedPacer:
             if other.remaining is not None:
                 self.remaining, self.reset_at = other.remaining, other.reset_at
 
-    def acquire(self) -> None:
-        self._wait_for_reset()
-        self.bucket.acquire()
+    def acquire(self, deadline: Deadline | None = None) -> None:
+        self._wait_for_reset(deadline)
+        self.bucket.acquire(deadline)
 
     def hold(self, seconds: float) -> None:
         self.bucket.hold(seconds)
 
-    def _wait_for_reset(self) -> None:
+    def _wait_for_reset(self, deadline: Deadline | None) -> None:
         with self.lock:
             remaining, reset_at = self.remaining, self.reset_at
             if remaining is None or remaining > self._low_remaining or reset_at is None:
@@ -216,6 +250,8 @@ class HeaderLedPacer:
         wait = reset_at - self._wall_clock() + RESET_MARGIN_SECONDS
         if wait > 0:
             wait = min(wait, MAX_RESET_WAIT_SECONDS)
+            if deadline is not None:
+                deadline.check_wait(wait, f"{self._vendor} rate-limit window reset")
             logger.info(
                 f"{self._vendor} rate-limit window almost used; waiting for its reset",
                 extra={"remaining": remaining, "wait_s": round(wait, 2)},

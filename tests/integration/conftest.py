@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,9 +29,11 @@ class FakeLambdaContext:
     invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:usagewatch-test"
     aws_request_id: str = "00000000-0000-0000-0000-000000000001"
     timeout_ms: int = 600_000
+    created: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_ms
+        """Counts down from `timeout_ms` as Lambda's does."""
+        return self.timeout_ms - int((time.monotonic() - self.created) * 1000)
 
 
 @pytest.fixture

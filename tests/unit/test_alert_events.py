@@ -22,9 +22,9 @@ from usagewatch.alerts import (
     RESOLVED,
     Event,
     TenantFailureInfo,
+    advance_failures,
     alert_id,
     collection_event,
-    reconcile_failures,
     threshold_event,
 )
 from usagewatch.model import ACCOUNT_WIDE, AlertState, Period, Tenant, UsageRecord, Window
@@ -522,7 +522,7 @@ def documented_examples() -> dict[str, str]:
         kwargs.setdefault("tenant_failures", {})
         kwargs.setdefault("ok_tenants", ())
         open_states = {k: s for k, s in states.items() if s.status == "firing"}
-        (transition,) = reconcile_failures(
+        (transition,) = advance_failures(
             open_states, vendor="keepnet", account_id="kn-main", document=DEFAULT_RULES, now=now, **kwargs
         )
         states[transition.state.alert_id] = transition.state

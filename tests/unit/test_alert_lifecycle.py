@@ -1,5 +1,5 @@
 """The alert lifecycle run by run (contracts.md section 4; issue 5), through a tiny in-memory driver that
-computes transitions with the pipeline's reconciler and applies them with the pipeline's dispatcher."""
+computes transitions with `alerts.advance` and applies them with the pipeline's dispatcher."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from usagewatch.alerts import (
     Observed,
     TenantFailureInfo,
     Transition,
+    advance,
     alert_id,
-    reconcile,
 )
 from usagewatch.dispatch import Dispatcher
 from usagewatch.errors import PublishError
@@ -153,7 +153,7 @@ class Driver:
         findings = [f for r in records for f in evaluate(r, self.document, now)]
         ok = frozenset(ok_tenants if ok_tenants is not None else {r.tenant_id for r in records})
         seen = set(periods if periods is not None else {str(r.period) for r in records}) or {str(Period.of(now))}
-        transitions = reconcile(
+        transitions = advance(
             self.open_states(),
             vendor=VENDOR,
             account_id=ACCOUNT,

@@ -12,7 +12,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from usagewatch.alerts import Event, Observed, TenantFailureInfo, reconcile
+from usagewatch.alerts import Event, Observed, TenantFailureInfo, advance
 from usagewatch.digest import SHOWN_PER_GROUP, build_digest
 from usagewatch.dispatch import Dispatcher, DispatchResult
 from usagewatch.errors import PublishError
@@ -116,7 +116,7 @@ class Publisher:
 
 @dataclass
 class Account:
-    """One GravityZone account's alert half, run by run, through the pipeline's reconciler and dispatcher."""
+    """One GravityZone account's alert half, run by run, through `alerts.advance` and dispatcher."""
 
     states: dict[str, AlertState] = field(default_factory=dict)
 
@@ -129,7 +129,7 @@ class Account:
     ) -> DispatchResult:
         failures = {t: TenantFailureInfo(NAMES[t], error) for t, error in (failed or {}).items()}
         ok = frozenset(r.tenant_id for r in records)
-        transitions = reconcile(
+        transitions = advance(
             {k: s for k, s in self.states.items() if s.status == "firing"},
             vendor=VENDOR,
             account_id=ACCOUNT,

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from tests.unit.test_alert_events import EVENTS, contract_example, documented_examples
 from tests.unit.test_alert_lifecycle import DAY, T0, Driver, doc, rec
-from usagewatch.alerts import reconcile_removed
+from usagewatch.alerts import advance_removed
 from usagewatch.errors import PublishError
 from usagewatch.events import parse_event, schema_text
 from usagewatch.publisher import SnsPublisher
@@ -39,7 +39,7 @@ def rarer_events() -> dict[str, dict[str, Any]]:
     d = Driver()
     d.run(T0, [rec("t1", value=95)], failed={"t2": "HTTP 500"})
     (out["escalated"],) = d.run(T0 + DAY, [rec("t1", value=120)], failed={"t2": "HTTP 500"}).events
-    removed = reconcile_removed(d.open_states(), {"t1": "Tenant t1", "t2": "Tenant t2"}, T0 + 2 * DAY)
+    removed = advance_removed(d.open_states(), {"t1": "Tenant t1", "t2": "Tenant t2"}, T0 + 2 * DAY)
     out |= {f"removed:{t.event['event_type']}": t.event for t in removed if t.event is not None}
     assert len(out) == 5, sorted(out)
     return out

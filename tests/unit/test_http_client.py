@@ -32,7 +32,7 @@ from usagewatch.http import (
     validate_base_url,
 )
 from usagewatch.observability import logger
-from usagewatch.pacing import RateLimiter
+from usagewatch.pacing import Deadline, DeadlineError, RateLimiter
 
 PATH = "/v1/things"
 QUERY_SECRET = "qs-TOKEN-5e1d0c9b"
@@ -656,3 +656,55 @@ def test_negative_retry_after_falls_back_to_backoff(sim: JsonSim, waits: list[fl
     assert client.request("GET", PATH).status == 200
     assert len(waits) == 1
     assert 0.1 <= waits[0] <= 0.2
+
+
+# --- the run's deadline ----------------------------------------------------------------------------
+
+
+def deadline_in(seconds: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
+    ends = clock() + seconds
+    return Deadline(lambda: ends - clock())
+
+
+def test_a_hung_request_is_cut_to_the_time_left_before_the_deadline(own_sim: JsonSim, waits: list[float]) -> None:
+    own_sim.inject(Fault("hang", times=-1, seconds=5.0))
+    deadline = deadline_in(1.0)
+    client = client_for(own_sim, waits, timeout=(3.05, 20.0), deadline=deadline)
+    started = time.monotonic()
+    with pytest.raises(DeadlineError, match=r"^deadline: testvendor GET /v1/things stopped after 1 attempt\(s\)"):
+        client.request("GET", PATH)
+    assert time.monotonic() - started < 2.0, "the 20 s read timeout was not cut to the 1 s left"
+    assert deadline.reached and waits == []
+
+
+def test_a_retry_whose_wait_would_pass_the_deadline_is_not_started(sim: JsonSim) -> None:
+    clock = FakeClock()
+    sim.inject(Fault("status", times=-1, status=503, headers={"Retry-After": "10"}))
+    deadline = deadline_in(25.0, clock)
+    client = HttpClient(
+        "testvendor", sim.url, retry=RetryPolicy(max_attempts=5), sleep=clock.sleep, clock=clock, deadline=deadline
+    )
+    with pytest.raises(DeadlineError, match=r"after 3 attempt\(s\) \(HTTP 503\): waiting 10\.5 s would pass"):
+        client.request("GET", PATH)
+    assert sim.count() == 3 and clock.waits == [10.0, 10.0]
+    assert clock() - 1000.0 <= 25.0
+
+
+def test_no_request_is_sent_once_the_deadline_has_come(sim: JsonSim, waits: list[float]) -> None:
+    deadline = Deadline(lambda: 0.2)
+    with pytest.raises(DeadlineError, match="before its first attempt"):
+        client_for(sim, waits, deadline=deadline).request("GET", PATH)
+    assert sim.count() == 0 and deadline.reached
+
+
+def test_a_pacing_wait_past_the_deadline_is_refused() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1.0, burst=1, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.hold(30.0)
+    deadline = deadline_in(10.0, clock)
+    with pytest.raises(DeadlineError, match=r"request pacing: waiting 30\.0 s would pass"):
+        limiter.acquire(deadline)
+    assert clock.waits == [] and deadline.reached
+    limiter.acquire(deadline_in(60.0, clock))
+    assert clock.waits[0] == 30.0, "with time enough, the held wait is served"

@@ -10,6 +10,8 @@ import pytest
 from usagewatch.pacing import (
     MAX_RESET_WAIT_SECONDS,
     RESET_MARGIN_SECONDS,
+    Deadline,
+    DeadlineError,
     HeaderLedPacer,
     RateLimiter,
     seconds_until_reset,
@@ -86,3 +88,13 @@ def test_adopt_takes_the_other_window_and_hold_stops_the_bucket() -> None:
     other.hold(4.0)
     other.acquire()
     assert fake.sleeps[0] == pytest.approx(4.0)  # then one token's interval: the hold emptied the bucket
+
+
+def test_a_reset_wait_past_the_deadline_is_refused() -> None:
+    fake = FakeTime()
+    paced = pacer(fake)
+    paced.observe(1, EPOCH + 20)
+    deadline = Deadline(lambda: 5.0 - fake.now)
+    with pytest.raises(DeadlineError, match=r"test rate-limit window reset: waiting 20\.5 s would pass"):
+        paced.acquire(deadline)
+    assert fake.sleeps == [] and deadline.reached

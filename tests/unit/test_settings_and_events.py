@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from usagewatch.errors import ConfigError
-from usagewatch.invocation import parse_event
+from usagewatch.invocation import collection_request
 from usagewatch.model import CollectionRequest, Period
 from usagewatch.redaction import MASK, redactor
 from usagewatch.settings import Environment, load_environment, parse_secret
@@ -255,7 +255,7 @@ def test_account_not_an_object() -> None:
     assert account_error(PLANTED, index=1) == "keepnet secret: accounts[1] must be an object"
 
 
-# --- parse_event -----------------------------------------------------------------------------
+# --- collection_request -----------------------------------------------------------------------------
 
 NOW = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
 SCHEDULED = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
@@ -296,13 +296,13 @@ ENVELOPE: dict[str, Any] = {
     ],
 )
 def test_event_shapes(event: Any, expected: CollectionRequest) -> None:
-    assert parse_event(event, NOW) == expected
+    assert collection_request(event, NOW) == expected
 
 
 @pytest.mark.parametrize("path", sorted(EVENTS_DIR.glob("*.json")), ids=lambda p: p.name)
 def test_sample_events_in_the_repository_parse(path: Path) -> None:
     event = json.loads(path.read_text())
-    request = parse_event(event, NOW)
+    request = collection_request(event, NOW)
     assert request.period_explicit == ("period" in event)
     if event:
         assert request.as_of == SCHEDULED
@@ -316,25 +316,25 @@ def test_there_are_sample_events() -> None:
 @pytest.mark.parametrize("base", [{}, {"scheduled_time": "2026-11-22T06:00:00Z"}, ENVELOPE])
 def test_event_malformed_period(base: dict[str, Any], period: Any) -> None:
     with pytest.raises(ConfigError, match=r"^event\.period: expected YYYY-MM \(e\.g\. 2026-11\), got "):
-        parse_event({**base, "period": period}, NOW)
+        collection_request({**base, "period": period}, NOW)
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2026-13-01T00:00:00Z", "22/11/2026 06:00", "", None, 1763791200])
 def test_event_malformed_scheduled_time(value: Any) -> None:
     with pytest.raises(ConfigError, match=r"^event\.scheduled_time: expected an ISO 8601 time, got "):
-        parse_event({"scheduled_time": value, "period": "2026-11"}, NOW)
+        collection_request({"scheduled_time": value, "period": "2026-11"}, NOW)
 
 
 @pytest.mark.parametrize("value", ["yesterday", "", None])
 def test_event_malformed_envelope_time(value: Any) -> None:
     with pytest.raises(ConfigError, match=r"^event\.time: expected an ISO 8601 time, got "):
-        parse_event({**ENVELOPE, "time": value}, NOW)
+        collection_request({**ENVELOPE, "time": value}, NOW)
 
 
 def test_event_envelope_without_time() -> None:
     envelope = {k: v for k, v in ENVELOPE.items() if k != "time"}
     with pytest.raises(ConfigError, match=r"^event\.time: "):
-        parse_event(envelope, NOW)
+        collection_request(envelope, NOW)
 
 
 @pytest.mark.parametrize("period", [None, "2026-10"])
@@ -343,7 +343,7 @@ def test_event_unsubstituted_scheduler_placeholder(period: str | None) -> None:
     if period:
         event["period"] = period
     with pytest.raises(ConfigError) as info:
-        parse_event(event, NOW)
+        collection_request(event, NOW)
     message = str(info.value)
     assert message.startswith("event.scheduled_time: the Scheduler placeholder was not substituted")
     assert "{}" in message  # says what to send instead
@@ -352,4 +352,4 @@ def test_event_unsubstituted_scheduler_placeholder(period: str | None) -> None:
 @pytest.mark.parametrize("event", [[], ["2026-11"], "2026-11", 42, True])
 def test_event_not_an_object(event: Any) -> None:
     with pytest.raises(ConfigError, match=rf"^event: expected a JSON object, got {type(event).__name__}$"):
-        parse_event(event, NOW)
+        collection_request(event, NOW)

@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from usagewatch.errors import ConfigError, VendorApiError, VendorAuthError, VendorDataError
 from usagewatch.http import HttpClient, RetryPolicy, validate_base_url
 from usagewatch.observability import logger
-from usagewatch.pacing import Pacer
+from usagewatch.pacing import Deadline, Pacer
 from usagewatch.redaction import redactor
 from usagewatch.sources.base import AccountConfig
 from usagewatch.sources.gravityzone.mapping import VENDOR
@@ -115,12 +115,14 @@ class RpcClient:
         retry: RetryPolicy,
         sleep: Callable[[float], None],
         clock: Callable[[], float],
+        deadline: Deadline | None = None,
     ) -> None:
         self._auth = (account.api_key.get_secret_value(), "")
         self._host = urlsplit(account.access_url).hostname or account.access_url
         self._limiters = limiters
         self._retry = retry
         self._sleep = sleep
+        self._deadline = deadline
         # Documented methods this server answered -32601 for, not asked again in this run.
         self.missing_methods: set[str] = set()
         self._clients: dict[str, HttpClient] = {
@@ -133,6 +135,7 @@ class RpcClient:
                 pool_size=account.concurrency + 2,
                 sleep=sleep,
                 clock=clock,
+                deadline=deadline,
             )
             for api in ("licensing", "network")
         }
@@ -184,6 +187,8 @@ class RpcClient:
                 wait = DEFAULT_RATE_LIMIT_WAIT
                 self._limiters[api].hold(wait)
                 logger.warning("gravityzone rate limited (JSON-RPC -32003)", extra={"method": f"{api}.{method}"})
+                if self._deadline is not None:
+                    self._deadline.check_wait(wait, f"GravityZone {api}.{method} rate limited (JSON-RPC -32003)")
                 self._sleep(wait)
                 continue
             if "result" not in payload:

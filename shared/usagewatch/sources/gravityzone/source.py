@@ -23,7 +23,7 @@ from usagewatch.model import (
     UsageRecord,
 )
 from usagewatch.observability import logger
-from usagewatch.pacing import PACING_MARGIN, PacedLimiter
+from usagewatch.pacing import PACING_MARGIN, Deadline, PacedLimiter
 from usagewatch.redaction import redactor
 from usagewatch.sources.base import SourceClocks, VendorSource
 from usagewatch.sources.gravityzone.api import (
@@ -90,11 +90,11 @@ class GravityZoneSource(VendorSource[GravityZoneAccount]):
             periods.append(request.period.previous())
         return periods
 
-    def _rpc(self, account: GravityZoneAccount) -> RpcClient:
+    def _rpc(self, account: GravityZoneAccount, deadline: Deadline | None = None) -> RpcClient:
         limiters = {api: self.limiter(account, api) for api in ("licensing", "network")}
         for limiter in limiters.values():
             limiter.restore()
-        return RpcClient(account, limiters, retry=self._retry, sleep=self._sleep, clock=self._clock)
+        return RpcClient(account, limiters, retry=self._retry, sleep=self._sleep, clock=self._clock, deadline=deadline)
 
     def plan_chunks(
         self, account: GravityZoneAccount, request: CollectionRequest, budget_seconds: float
@@ -105,7 +105,7 @@ class GravityZoneSource(VendorSource[GravityZoneAccount]):
         companies, each small enough for one invocation and one SQS message.
         """
         periods = self.periods(account, request)
-        rpc = self._rpc(account)
+        rpc = self._rpc(account, request.deadline)
         try:
             companies, failures = list_companies(rpc, account.root_company_id)
         finally:
@@ -131,7 +131,7 @@ class GravityZoneSource(VendorSource[GravityZoneAccount]):
                 companies.append(
                     Company(str(entry["id"]), str(entry["name"]), entry.get("parent"), bool(entry.get("partner")))
                 )
-        rpc = self._rpc(account)
+        rpc = self._rpc(account, request.deadline)
         try:
             yield from self._collect_usage(rpc, account, companies, periods)
         finally:
@@ -139,7 +139,7 @@ class GravityZoneSource(VendorSource[GravityZoneAccount]):
 
     def collect(self, account: GravityZoneAccount, request: CollectionRequest) -> Iterator[TenantResult]:
         periods = self.periods(account, request)
-        rpc = self._rpc(account)
+        rpc = self._rpc(account, request.deadline)
         try:
             listed = self._listed.pop((account.account_id, request.as_of), None)
             companies, failures = listed if listed is not None else list_companies(rpc, account.root_company_id)

@@ -15,7 +15,7 @@ from usagewatch.model import (
     Window,
 )
 from usagewatch.observability import logger
-from usagewatch.pacing import RateLimiter
+from usagewatch.pacing import Deadline, RateLimiter
 from usagewatch.sources.base import VendorSource
 from usagewatch.sources.keepnet.api import KeepnetAccount, KeepnetSession
 from usagewatch.sources.keepnet.mapping import (
@@ -40,7 +40,7 @@ class KeepnetSource(VendorSource[KeepnetAccount]):
     vendor = VENDOR
     account_model = KeepnetAccount
 
-    def client(self, account: KeepnetAccount) -> HttpClient:
+    def client(self, account: KeepnetAccount, deadline: Deadline | None = None) -> HttpClient:
         limiter = RateLimiter(
             account.requests_per_second, burst=account.concurrency, clock=self._clock, sleep=self._sleep
         )
@@ -53,12 +53,13 @@ class KeepnetSource(VendorSource[KeepnetAccount]):
             pool_size=max(4, account.concurrency),
             sleep=self._sleep,
             clock=self._clock,
+            deadline=deadline,
         )
 
     def collect(self, account: KeepnetAccount, request: CollectionRequest) -> Generator[TenantResult, None, None]:
         """One result per company, as pages arrive; raises when the account as a whole cannot be read.
         Closing the generator early stops the page threads."""
-        client = self.client(account)
+        client = self.client(account, request.deadline)
         try:
             yield from self._collect(KeepnetSession(client, account, self._clock), request)
         finally:

@@ -18,6 +18,7 @@ from usagewatch.model import (
     Window,
 )
 from usagewatch.observability import logger
+from usagewatch.pacing import Deadline
 from usagewatch.sources.base import CarriedError, SourceClocks, VendorSource
 from usagewatch.sources.microsoft365.api import (
     CUSTOMERS_PATH,
@@ -49,7 +50,7 @@ class Microsoft365Source(VendorSource[Microsoft365Account]):
         super().__init__(**clocks)
         self.tokens = TokenCache(self._clock)
 
-    def client(self, account: Microsoft365Account) -> HttpClient:
+    def client(self, account: Microsoft365Account, deadline: Deadline | None = None) -> HttpClient:
         return HttpClient(
             vendor=VENDOR,
             base_url=account.graph_url,
@@ -58,6 +59,7 @@ class Microsoft365Source(VendorSource[Microsoft365Account]):
             pool_size=max(4, account.concurrency),
             sleep=self._sleep,
             clock=self._clock,
+            deadline=deadline,
         )
 
     def collect(self, account: Microsoft365Account, request: CollectionRequest) -> Generator[TenantResult, None, None]:
@@ -68,7 +70,7 @@ class Microsoft365Source(VendorSource[Microsoft365Account]):
             raise ConfigError(
                 f"Microsoft 365 reports only the licences held now (stored under {current}); asked for {request.period}"
             )
-        client = self.client(account)
+        client = self.client(account, request.deadline)
         session = GraphSession(client, account, self.tokens, clock=self._clock, sleep=self._sleep)
         try:
             yield from self._collect(session, Window.month(current))

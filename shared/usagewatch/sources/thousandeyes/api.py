@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from usagewatch.errors import VendorApiError, VendorAuthError, VendorDataError
 from usagewatch.http import HttpClient, HttpResponse, RetryPolicy
-from usagewatch.pacing import HeaderLedPacer, RateLimiter, seconds_until_reset
+from usagewatch.pacing import Deadline, HeaderLedPacer, RateLimiter, seconds_until_reset
 from usagewatch.sources.base import HttpAccountConfig
 from usagewatch.sources.thousandeyes.mapping import V7_EXPAND, VENDOR
 from usagewatch.sources.thousandeyes.organisations import AccountGroup, Organisation, parse_account_groups
@@ -172,7 +172,7 @@ class ThousandEyesApi:
         return seconds_until_reset(reset, self._wall_clock())
 
     # --- sessions ---------------------------------------------------------------------------------
-    def _client(self, account: ThousandEyesAccount) -> HttpClient:
+    def _client(self, account: ThousandEyesAccount, deadline: Deadline | None = None) -> HttpClient:
         """One session (its connections kept alive) per account and collection; each organisation's calls
         are paced by that organisation's pacer."""
         return HttpClient(
@@ -184,10 +184,11 @@ class ThousandEyesApi:
             wait_hint=self._reset_wait,
             sleep=self._sleep,
             clock=self._clock,
+            deadline=deadline,
         )
 
-    def open(self, account: ThousandEyesAccount) -> None:
-        self._sessions[account.account_id] = self._client(account)
+    def open(self, account: ThousandEyesAccount, deadline: Deadline | None = None) -> None:
+        self._sessions[account.account_id] = self._client(account, deadline)
 
     def close(self, account: ThousandEyesAccount) -> None:
         self._sessions.pop(account.account_id).close()

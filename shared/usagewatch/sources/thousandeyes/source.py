@@ -273,7 +273,7 @@ class ThousandEyesSource(VendorSource[ThousandEyesAccount]):
         is not specific to one organisation (403 permission, 5xx, rate limit exhausted, another period
         asked for) is raised for the whole account instead; a 401 is always raised at once.
         """
-        self._api.open(account)
+        self._api.open(account, request.deadline)
         try:
             yield from self._collect(account, request)
         finally:
