@@ -14,10 +14,11 @@ from usagewatch.alerts import Event, Transition
 from usagewatch.errors import PublishError, StoreError
 from usagewatch.model import AlertState
 from usagewatch.observability import logger
-from usagewatch.redaction import redactor
+from usagewatch.text import clip_error
 
 WORKERS: Final = 8
-MAX_ERROR_LENGTH: Final = 500
+
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -53,11 +54,6 @@ class DispatchResult:
     @property
     def published(self) -> int:
         return sum(1 for item in self.items if item.published)
-
-
-def _clean(message: str) -> str:
-    text = redactor.scrub(message)
-    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
 
 
 def _map(function: Callable[[T], R], items: Sequence[T], name: str, workers: int) -> list[R]:
@@ -96,7 +92,7 @@ class Dispatcher:
             result.items.append(Dispatched(transition, published=False, stored=False))
             logger.error(
                 "alert not published; it will be retried next run",
-                extra={"alert_id": transition.state.alert_id, "error": _clean(error)},
+                extra={"alert_id": transition.state.alert_id, "error": clip_error(error)},
             )
         if digest is not None:
             accepted = self._publish_digest(digest, accepted, result)
@@ -113,7 +109,7 @@ class Dispatcher:
         if result.store_error is not None:
             logger.error(
                 "alert states not stored; their events will be sent again with the same event ids",
-                extra={"error": _clean(str(result.store_error))},
+                extra={"error": clip_error(str(result.store_error))},
             )
         order = {id(t): n for n, t in enumerate(transitions)}
         result.items.sort(key=lambda item: order[id(item.transition)])
@@ -136,7 +132,7 @@ class Dispatcher:
         result.publish_failures += 1
         logger.error(
             "digest not published; the changes it lists are sent again next run",
-            extra={"event_id": body["event_id"], "error": _clean(error)},
+            extra={"event_id": body["event_id"], "error": clip_error(error)},
         )
         held = [t for t, published in accepted if published]
         result.items += [Dispatched(t, published=True, stored=False) for t in held]

@@ -40,6 +40,11 @@ def clip(text: str, limit: int = MAX_MESSAGE, *, flatten: bool = True, marker: s
     return (text[: max(0, limit - len(marker))] + marker)[:limit]
 
 
+def clip_error(message: str) -> str:
+    """An error as a run record, log line or event keeps it: `clip` keeping its line breaks."""
+    return clip(message, MAX_MESSAGE, flatten=False, marker="...")
+
+
 def clean_name(text: str) -> str:
     """A customer name as stored and shown: one line, no control characters."""
     return one_line(text)

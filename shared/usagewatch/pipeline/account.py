@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from usagewatch.alerts import Reading, TenantFailureInfo
 from usagewatch.billing_alerts import BillingView
@@ -18,10 +18,7 @@ from usagewatch.model import (
 )
 from usagewatch.observability import logger
 from usagewatch.pipeline.outcome import AccountOutcome
-from usagewatch.redaction import redactor
 from usagewatch.rules import Finding
-
-MAX_ERROR_LENGTH: Final = 500
 
 
 class Totals:
@@ -114,8 +111,3 @@ class AccountRun:
     def fail(self, error: str) -> None:
         self.error = error
         logger.error("account collection failed", extra={"account_id": self.account_id, "error": error})
-
-
-def clean(message: str) -> str:
-    text = redactor.scrub(message)
-    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."

@@ -20,10 +20,11 @@ from usagewatch.model import (
 )
 from usagewatch.observability import logger
 from usagewatch.pacing import Deadline
-from usagewatch.pipeline.account import AccountRun, clean
+from usagewatch.pipeline.account import AccountRun
 from usagewatch.pipeline.outcome import DEADLINE_REACHED
 from usagewatch.pipeline.ports import UsageStore, WorkQueue
 from usagewatch.rules import RulesDocument
+from usagewatch.text import clip_error
 from usagewatch.trends import Trends
 
 
@@ -58,7 +59,7 @@ class PipelineBase:
                 if isinstance(result, ListingGap):
                     run.gaps[tenant.tenant_id] = tenant
                 if isinstance(result, TenantFailure):
-                    run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, clean(result.error))
+                    run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, clip_error(result.error))
                     continue
                 judged = trends.judge(result.records, request.as_of)
                 self.store.add_tenant([r for r, _ in judged], as_of=request.as_of, collected_at=self.clock())
@@ -73,10 +74,10 @@ class PipelineBase:
         except UsagewatchError as exc:
             deadline = request.deadline
             reached = deadline is not None and deadline.reached
-            run.fail(clean(f"{DEADLINE_REACHED}: {exc}" if reached else str(exc)))
+            run.fail(clip_error(f"{DEADLINE_REACHED}: {exc}" if reached else str(exc)))
         finally:
             if isinstance(self.source, NotingSource):
-                run.outcome.notes += [clean(n) for n in self.source.drain_notes(run.account_id)]
+                run.outcome.notes += [clip_error(n) for n in self.source.drain_notes(run.account_id)]
 
     def _load_billing(self, run: AccountRun, request: CollectionRequest) -> None:
         if self.billing is None:
@@ -86,5 +87,5 @@ class PipelineBase:
         except StoreError as exc:
             logger.warning(
                 "customers and contracts not read: billing alerts left as they are this run",
-                extra={"account_id": run.account_id, "error": clean(str(exc))},
+                extra={"account_id": run.account_id, "error": clip_error(str(exc))},
             )

@@ -15,11 +15,12 @@ from usagewatch.model import (
     utc_iso,
 )
 from usagewatch.observability import logger
-from usagewatch.pipeline.account import AccountRun, clean
+from usagewatch.pipeline.account import AccountRun
 from usagewatch.pipeline.finish import AccountFinisher
 from usagewatch.pipeline.outcome import AccountOutcome, run_id_for
 from usagewatch.pipeline.ports import WorkQueue
 from usagewatch.rules import evaluate
+from usagewatch.text import clip_error
 from usagewatch.trends import Trends
 
 AccountT = TypeVar("AccountT")
@@ -39,7 +40,7 @@ class ChunkRunner(AccountFinisher, Generic[AccountT]):
             for index, tenants in enumerate(chunks):
                 queue.send(WorkItem(key, str(request.period), request.period_explicit, index, len(chunks), tenants))
         except UsagewatchError as exc:
-            run.fail(clean(str(exc)))
+            run.fail(clip_error(str(exc)))
             return self._finish(run, request, run_id_for(run.vendor, request))
         outcome.status = "continued"
         outcome.chunks = len(chunks)

@@ -22,10 +22,11 @@ from usagewatch.model import (
     utc_iso,
 )
 from usagewatch.observability import logger
-from usagewatch.pipeline.account import AccountRun, clean
+from usagewatch.pipeline.account import AccountRun
 from usagewatch.pipeline.base import PipelineBase
 from usagewatch.pipeline.listing import carry_failed_tenants, reconcile_listing
 from usagewatch.pipeline.outcome import LEASE_LOST, PERIOD_ENDED, SUCCEEDED, AccountOutcome
+from usagewatch.text import clip_error
 
 MAX_ERRORS_KEPT: Final = 25
 PUBLISHERS: Final = 8
@@ -64,7 +65,7 @@ class AccountFinisher(PipelineBase):
             removed = self._store_totals(run, request, carry_failed=carry_failed) if account_error is None else {}
             inputs = self._alert_inputs(run, account_error, removed)
         except StoreError as exc:
-            account_error = account_error or clean(str(exc))
+            account_error = account_error or clip_error(str(exc))
             inputs = None
         transitions = [] if inputs is None else self._transitions(run, request, inputs, account_error)
         if run.leased and transitions and not self._still_leased(run):
@@ -165,7 +166,7 @@ class AccountFinisher(PipelineBase):
         if dispatched.store_error is not None and account_error is None:
             # Published but not stored: failing the invocation makes Lambda's retry redo it with the same
             # as_of, and the same transitions carry the same event ids.
-            return f"alert states not stored after publishing: {clean(str(dispatched.store_error))}"
+            return f"alert states not stored after publishing: {clip_error(str(dispatched.store_error))}"
         return account_error
 
     def _record_finish(
@@ -205,14 +206,14 @@ class AccountFinisher(PipelineBase):
         try:
             self.store.write_run(record)
         except StoreError as exc:
-            logger.error("run record not written", extra={"account_id": run.account_id, "error": clean(str(exc))})
+            logger.error("run record not written", extra={"account_id": run.account_id, "error": clip_error(str(exc))})
         return outcome
 
     def _still_leased(self, run: AccountRun) -> bool:
         try:
             return self.store.holds_lease(run.vendor, run.account_id, owner=self.lease_owner, now=self.clock())
         except StoreError as exc:
-            logger.error("lease not checked", extra={"account_id": run.account_id, "error": clean(str(exc))})
+            logger.error("lease not checked", extra={"account_id": run.account_id, "error": clip_error(str(exc))})
             return False
 
     def _billing_findings(self, run: AccountRun, open_states: Mapping[str, AlertState]) -> set[Reading]:
@@ -227,7 +228,7 @@ class AccountFinisher(PipelineBase):
             try:
                 return {c.customer_id: c.name for c in reader.customers()} if reader else {}
             except StoreError as exc:
-                logger.warning("customer names not read", extra={"error": clean(str(exc))})
+                logger.warning("customer names not read", extra={"error": clip_error(str(exc))})
                 return {}
 
         findings, failed_owners = view.findings(self.rules, run.failures, names)
@@ -263,7 +264,7 @@ class AccountFinisher(PipelineBase):
         try:
             return self.store.alert_states(run.vendor, run.account_id, wanted)
         except StoreError as exc:
-            logger.warning("earlier collection states not read", extra={"error": clean(str(exc))})
+            logger.warning("earlier collection states not read", extra={"error": clip_error(str(exc))})
             return {}
 
     @staticmethod
@@ -284,6 +285,6 @@ class AccountFinisher(PipelineBase):
         try:
             runs = self.store.runs(run.vendor, run.account_id, limit=LAST_RUNS_READ)
         except StoreError as exc:
-            logger.warning("earlier runs not read", extra={"account_id": run.account_id, "error": clean(str(exc))})
+            logger.warning("earlier runs not read", extra={"account_id": run.account_id, "error": clip_error(str(exc))})
             return None
         return next((r.finished_at for r in runs if r.status in SUCCEEDED and r.finished_at), None)

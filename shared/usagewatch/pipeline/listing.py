@@ -12,8 +12,9 @@ from usagewatch.model import (
     utc_iso,
 )
 from usagewatch.observability import logger
-from usagewatch.pipeline.account import AccountRun, clean
+from usagewatch.pipeline.account import AccountRun
 from usagewatch.pipeline.ports import UsageStore
+from usagewatch.text import clip_error
 
 
 def is_beneath(tenant_id: str, ancestor: str, parents: Mapping[str, str | None]) -> bool:
@@ -92,7 +93,7 @@ def _carry_beneath_gaps(
         else:
             note = "; no customer beneath it was stored before, so the totals are incomplete"
             run.incomplete.append(gap.tenant_name)
-        run.failures[gap_id] = TenantFailureInfo(info.tenant_name, clean(info.error + note))
+        run.failures[gap_id] = TenantFailureInfo(info.tenant_name, clip_error(info.error + note))
 
 
 def carry_failed_tenants(store: UsageStore, run: AccountRun) -> None:

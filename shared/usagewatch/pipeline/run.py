@@ -20,11 +20,12 @@ from usagewatch.model import (
 )
 from usagewatch.observability import logger
 from usagewatch.pacing import Deadline
-from usagewatch.pipeline.account import AccountRun, clean
+from usagewatch.pipeline.account import AccountRun
 from usagewatch.pipeline.chunks import ChunkRunner
 from usagewatch.pipeline.outcome import LEASE_TAKEN, AccountOutcome, RunSummary, run_id_for
 from usagewatch.pipeline.ports import UsageStore, WorkQueue
 from usagewatch.rules import RulesDocument
+from usagewatch.text import clip_error
 
 AccountT = TypeVar("AccountT")
 # Vendor calls one invocation may plan for: the template's 600 s timeout less room to store and publish.
@@ -83,7 +84,7 @@ class Pipeline(ChunkRunner[AccountT]):
         try:
             run.watch(self.store.open_alerts(run.vendor, run.account_id))
         except StoreError as exc:
-            logger.error("open alerts not read", extra={"account_id": run.account_id, "error": clean(str(exc))})
+            logger.error("open alerts not read", extra={"account_id": run.account_id, "error": clip_error(str(exc))})
         outcome = self._finish(run, request, run_id, status="skipped")
         return outcome
 
@@ -94,7 +95,7 @@ class Pipeline(ChunkRunner[AccountT]):
                 run.vendor, run.account_id, owner=self.lease_owner, now=run.started, seconds=self._lease_seconds()
             )
         except StoreError as exc:
-            run.fail(clean(str(exc)))
+            run.fail(clip_error(str(exc)))
             return self._finish(run, request, run_id)
         if not leased:
             # Another invocation (a duplicate delivery, a retry, a manual run) is collecting this account: it
@@ -129,7 +130,7 @@ class Pipeline(ChunkRunner[AccountT]):
         try:
             run.watch(self.store.open_alerts(run.vendor, run.account_id))
         except StoreError as exc:
-            run.fail(clean(str(exc)))
+            run.fail(clip_error(str(exc)))
             return self._finish(run, request, run_id)
         self._load_billing(run, request)
         queue = self.work_queue
@@ -137,7 +138,7 @@ class Pipeline(ChunkRunner[AccountT]):
             try:
                 chunks = self.source.plan_chunks(account, request, self.budget_seconds)
             except UsagewatchError as exc:
-                run.fail(clean(str(exc)))
+                run.fail(clip_error(str(exc)))
                 return self._finish(run, request, run_id)
             if chunks:
                 return self._dispatch(queue, run, request, chunks)
@@ -165,4 +166,4 @@ class Pipeline(ChunkRunner[AccountT]):
         try:
             self.store.write_run(record)
         except StoreError as exc:
-            logger.error("run start not recorded", extra={"account_id": run.account_id, "error": clean(str(exc))})
+            logger.error("run start not recorded", extra={"account_id": run.account_id, "error": clip_error(str(exc))})
