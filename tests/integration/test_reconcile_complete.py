@@ -127,7 +127,8 @@ def expected() -> dict[tuple[str, str], dict[str, Any]]:
 def fill(aws: LocalAws) -> None:
     store = aws.store()
     for vendor, account, tenant, name, value in STORED:
-        record = UsageRecord(vendor, account, Tenant(tenant, name), METRIC[vendor], value, UNIT[vendor], Window.month(MONTH))
+        window = Window.month(MONTH)
+        record = UsageRecord(vendor, account, Tenant(tenant, name), METRIC[vendor], value, UNIT[vendor], window)
         store.add_usage(record, as_of=EARLY, collected_at=EARLY)
     store.flush()
     store.mark_removed(
