@@ -83,7 +83,7 @@ def billing_story(
 
     say(f"usagewatch reconcile --period {PERIOD}   (first lines, the summary, and why a line is not final)")
     report = cli(["reconcile", "--period", PERIOD, *table]).rstrip().splitlines()
-    tail = report[next(i for i in range(len(report) - 1, 1, -1) if "under-billed;" in report[i]) :]
+    tail = report[next(i for i in range(len(report) - 1, 1, -1) if "customer(s) under-billed." in report[i]) :]
     for line in [*report[2:10], "  ...", *tail]:
         say(f"  {line}")
 

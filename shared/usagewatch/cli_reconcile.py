@@ -85,12 +85,12 @@ def reconcile_table(result: Reconciliation) -> str:
             parts.append(
                 f"Amended: {clean_name(x.customer_name)} {x.vendor} {x.metric}, contract amended {x.amended_at}"
             )
-    if result.incomplete_accounts:
+    shaky = {(x.customer_name, x.vendor, x.reason or ""): None for x in lines if x.status == "incomplete"}
+    if result.incomplete_accounts or shaky:
         parts.append("")
-        parts.append("Incomplete (not final until these accounts are read; see `usagewatch runs`):")
+        parts.append("Incomplete (not final until these are read; see `usagewatch runs`):")
         parts.extend(f"  {clean_name(why)}" for why in result.footer())
-        shaky = [x for x in lines if x.status == "incomplete" and x.reason]
-        parts.extend(f"  {clean_name(x.customer_name)} {x.vendor}: {clean_name(x.reason or '')}" for x in shaky)
+        parts.extend(f"  {clean_name(name)} {vendor}: {clean_name(why)}" for name, vendor, why in shaky)
     return "\n".join(parts)
 
 

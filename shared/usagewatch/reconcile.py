@@ -61,7 +61,7 @@ class Line:
     """Used minus the previous month's used, when that month was read."""
     tenants: int
     reason: str | None = None
-    """Why the line is `incomplete` (None otherwise)."""
+    """Why the line's numbers are not final (an `incomplete` line; a `no_contract` one may carry it too)."""
     provisional: bool = False
     """The month has not ended: the numbers are complete so far, not final."""
     agreement: str | None = None
@@ -133,8 +133,9 @@ def reconcile(
     first), then customer, vendor and metric.
 
     `incomplete_accounts` are the (vendor, account) pairs whose month is not fully read, with why;
-    `incomplete_tenants` the tenants whose own reading is missing or carried, with why. A line with a mapped
-    tenant in either is `incomplete`, never a silent zero. A tenant reached through two accounts of a vendor
+    `incomplete_tenants` the tenants whose own reading is missing or carried, with why. A contracted line with a
+    mapped tenant in either is `incomplete`, never a silent zero (a `no_contract` line keeps its status and
+    carries the reason). A tenant reached through two accounts of a vendor
     counts once (`billed_once`)."""
     mappings = list(mappings)
     names = {c.customer_id: c.name for c in customers}
@@ -177,9 +178,10 @@ def reconcile(
         quota = sum((dec(q) for q in quotas if q is not None), Decimal(0)) if rows and None not in quotas else None
         contract = force.get(key)
         reasons = why.get((cid, vendor))
-        if contract is None and not total and not reasons:
+        if contract is None and not total:
             continue  # nothing used, nothing billed
-        status: Status = "incomplete" if reasons else _status(total, contract, tolerance)
+        # Without a contract there is no verdict to withhold: the line stays no_contract, with the reason.
+        status: Status = "incomplete" if reasons and contract else _status(total, contract, tolerance)
         quantity = dec(contract.quantity) if contract else None
         price = dec(contract.unit_price) if contract and contract.unit_price is not None else None
         difference = total - quantity if quantity is not None else None

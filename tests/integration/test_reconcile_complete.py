@@ -200,7 +200,7 @@ def test_the_reconciliation_matches_a_computation_of_its_own(aws: LocalAws, caps
 
     code, out, _ = run(capsys, "reconcile", "--period", str(MONTH), *table)
     assert code == 0
-    footer = out.split("Incomplete (not final until these accounts are read", 1)[1]
+    footer = out.split("Incomplete (not final until these are read", 1)[1]
     assert f"kn-b: failed on {when}, {KEEPNET_REFUSED}" in footer and "gz-b: no collection of" in footer
     assert "incomplete" in out and "over-billed" in out
 

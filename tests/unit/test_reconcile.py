@@ -97,12 +97,16 @@ def test_change_against_the_previous_month_and_sum_over_tenants() -> None:
 
 
 def test_an_account_not_fully_read_marks_its_customers_incomplete() -> None:
+    contracts = [
+        contract("acme", "keepnet", "monthly_users", 30, Period(2026, 1)),
+        contract("globex", "keepnet", "monthly_users", 5, Period(2026, 1)),
+    ]
     lines = reconcile(
         NOV,
         [read(A1, "monthly_users", 30), read(B1, "monthly_users", 5)],
         customers=CUSTOMERS,
         mappings=MAPPINGS,
-        contracts=[],
+        contracts=contracts,
         incomplete_accounts={("keepnet", "kn")},
     )
     assert {x.customer_id: (x.status, x.complete) for x in lines} == {
@@ -110,18 +114,29 @@ def test_an_account_not_fully_read_marks_its_customers_incomplete() -> None:
         "globex": ("incomplete", False),
     }
     assert {x.reason for x in lines} == {"the month was not fully read"}
+    assert all(x.unbilled_value is None for x in lines)
     lines = reconcile(
         NOV,
         [read(A1, "monthly_users", 30), read(A2, "endpoint_monthly_usage", 5)],
         customers=CUSTOMERS,
         mappings=MAPPINGS,
-        contracts=[],
+        contracts=[contract("acme", "gravityzone", "endpoint_monthly_usage", 9, Period(2026, 1))],
         incomplete_accounts={("gravityzone", "gz"): "gz: failed on 2026-11-05 06:00, refused"},
     )
     assert {(x.vendor, x.status, x.reason) for x in lines} == {
         ("keepnet", "no_contract", None),
         ("gravityzone", "incomplete", "gz: failed on 2026-11-05 06:00, refused"),
     }
+    # without a contract there is no verdict to withhold: no_contract, with the reason
+    (line,) = reconcile(
+        NOV,
+        [read(A2, "endpoint_monthly_usage", 5)],
+        customers=CUSTOMERS,
+        mappings=MAPPINGS,
+        contracts=[],
+        incomplete_accounts={("gravityzone", "gz"): "gz: failed"},
+    )
+    assert (line.status, line.reason) == ("no_contract", "gz: failed")
 
 
 months = st.builds(Period, st.integers(2024, 2027), st.integers(1, 12))
