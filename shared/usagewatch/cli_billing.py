@@ -19,10 +19,11 @@ from typing import Any, Final
 from usagewatch import registry
 from usagewatch.billing_report import UsageReader
 from usagewatch.billing_store import BillingStore, ImportResult
+from usagewatch.cli_reconcile import overlap_note
 from usagewatch.customers import NamedTenant, TenantRef, unmapped
 from usagewatch.imports import parse_contracts, parse_mappings
 from usagewatch.model import Period
-from usagewatch.reconcile import DEFAULT_TOLERANCE
+from usagewatch.reconcile import DEFAULT_TOLERANCE, tenants_once
 from usagewatch.report import table
 from usagewatch.store import DynamoStore
 from usagewatch.text import clean_name
@@ -84,9 +85,9 @@ def run(store: DynamoStore, args: argparse.Namespace, kind: str, fail: Fail, csv
         result = billing.import_mappings(parsed.customers, parsed.mappings)
         return _imported(result, f"{len(parsed.customers)} customer(s), {len(parsed.mappings)} tenant mapping(s)")
     period = _period(args.period, fail)
-    tenants = _tenants(store, period)
+    tenants, overlap = tenants_once(_tenants(store, period), billing.mappings())  # one per vendor tenant
     if args.action == "unmapped":
-        return _unmapped(unmapped(tenants, billing.mappings()), period, kind, csv)
+        return _unmapped(unmapped(tenants, billing.mappings()), period, kind, csv) + overlap_note(overlap, kind)
     return _suggest(billing, tenants, args, kind, csv)
 
 

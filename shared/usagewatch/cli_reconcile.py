@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from usagewatch.billing_html import money_text, quantity_text
 from usagewatch.billing_report import Reconciliation, gather, render_csv, rows
 from usagewatch.completeness import FuturePeriodError, refuse_future
+from usagewatch.customers import NamedTenant
 from usagewatch.errors import ConfigError
 from usagewatch.model import Period
 from usagewatch.reconcile import STATUS_ORDER, summary, unbilled_by_customer
@@ -96,3 +97,15 @@ def reconcile_table(result: Reconciliation) -> str:
 
 def _signed(value: Decimal | None) -> str:
     return quantity_text(value, signed=True, none="-")
+
+
+def overlap_note(overlap: list[tuple[NamedTenant, list[str]]], kind: str) -> str:
+    """For `customers unmapped` (the table only): each tenant stored under several accounts of one vendor."""
+    if kind != "table" or not overlap:
+        return ""
+    lines = [
+        f"{t.tenant.vendor} tenant {clean_name(t.tenant.tenant_id)} ({clean_name(t.name)}) is stored under accounts "
+        f"{', '.join(clean_name(a) for a in accounts)}: counted once, through {clean_name(t.tenant.account_id)}"
+        for t, accounts in overlap
+    ]
+    return "\n\n" + "\n".join(lines)

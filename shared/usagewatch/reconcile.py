@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Final, Literal
 
 from usagewatch.contracts import Contract, in_force
-from usagewatch.customers import Customer, TenantMapping, TenantRef
+from usagewatch.customers import Customer, NamedTenant, TenantMapping, TenantRef
 from usagewatch.model import Number, Period
 
 Status = Literal["under_billed", "incomplete", "over_billed", "ok", "no_contract", "unmapped"]
@@ -104,6 +104,29 @@ def billed_once(readings: Iterable[Reading], owned: Collection[TenantRef] = ()) 
 
 def _rank(reading: Reading, owned: Collection[TenantRef]) -> tuple[bool, str]:
     return (reading.tenant not in owned, reading.tenant.account_id)
+
+
+def tenants_once(
+    tenants: Iterable[NamedTenant], mappings: Iterable[TenantMapping]
+) -> tuple[list[NamedTenant], list[tuple[NamedTenant, list[str]]]]:
+    """The tenants as billing sees them, for `customers unmapped` and `suggest`: one per vendor tenant (the copy
+    the reconciliation counts, dropped altogether when another account's copy is mapped), and the overlaps
+    (the counted copy, every account it is stored under)."""
+    owned = {m.tenant for m in mappings}
+    owned_ids = {(t.vendor, t.tenant_id) for t in owned}
+    groups: defaultdict[tuple[str, str], list[NamedTenant]] = defaultdict(list)
+    for tenant in tenants:
+        groups[(tenant.tenant.vendor, tenant.tenant.tenant_id)].append(tenant)
+    kept: list[NamedTenant] = []
+    overlap: list[tuple[NamedTenant, list[str]]] = []
+    for key, copies in sorted(groups.items()):
+        copies.sort(key=lambda t: (t.tenant not in owned, t.tenant.account_id))
+        first = copies[0]
+        if len(copies) > 1:
+            overlap.append((first, sorted(t.tenant.account_id for t in copies)))
+        if first.tenant in owned or key not in owned_ids:
+            kept.append(first)
+    return kept, overlap
 
 
 def overlaps(readings: Iterable[Reading]) -> dict[tuple[str, str], list[str]]:

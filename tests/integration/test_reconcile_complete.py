@@ -289,3 +289,42 @@ def test_the_current_month_is_provisional(aws: LocalAws, capsys: pytest.CaptureF
         True,
         "20.00",
     )
+
+
+def test_a_tenant_through_two_accounts_is_listed_and_suggested_once(
+    aws: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = Period.of(datetime.now(UTC))
+    store = aws.store()
+    at = max(now.start, datetime.now(UTC) - timedelta(minutes=5))
+    for account in ("kn-b", "kn-a"):
+        for tenant, name in (("t-shared", "Contoso Ltd"), (f"t-{account}", f"Own {account}")):
+            window = Window.month(now)
+            store.add_usage(
+                UsageRecord("keepnet", account, Tenant(tenant, name), "monthly_users", 7, "users", window),
+                as_of=at,
+                collected_at=at,
+            )
+    store.flush()
+    BillingStore(store).import_mappings([Customer("acme", "Acme")], [TenantMapping("acme", ref_("kn-b", "t-kn-b"))])
+    table = ("--table", aws.table_name)
+    code, out, _ = run(capsys, "customers", "unmapped", "--period", str(now), *table)
+    assert code == 0 and "2 unmapped tenant(s)." in out and out.count("Contoso") == 2  # the row, the overlap line
+    assert (
+        "keepnet tenant t-shared (Contoso Ltd) is stored under accounts kn-a, kn-b: counted once, through kn-a" in out
+    )
+    code, out, _ = run(capsys, "customers", "suggest", "--period", str(now), "--csv", *table)
+    proposals = [(r["account_id"], r["tenant_id"]) for r in csv.DictReader(io.StringIO(out))]
+    assert sorted(proposals) == [("kn-a", "t-kn-a"), ("kn-a", "t-shared")]
+
+    # mapped through kn-b: no longer unmapped anywhere, still reported as an overlap
+    BillingStore(store).import_mappings([Customer("acme", "Acme")], [TenantMapping("acme", ref_("kn-b", "t-shared"))])
+    code, out, _ = run(capsys, "customers", "unmapped", "--period", str(now), *table)
+    assert "1 unmapped tenant(s)." in out and "counted once, through kn-b" in out
+    code, out, _ = run(capsys, "reconcile", "--period", str(now), "--json", *table)
+    (acme,) = [json.loads(x) for x in out.splitlines() if '"acme"' in x and '"total"' not in x]
+    assert (acme["used"], acme["tenants"]) == (14, 2)  # t-kn-b and t-shared once, not 21
+
+
+def ref_(account: str, tenant: str) -> TenantRef:
+    return TenantRef("keepnet", account, tenant)
