@@ -93,7 +93,8 @@ def assess(
         stored = by_account.get(key, [])
         cut = [t for t in stored if not t.complete]
         listing = f"part of its listing failed ({', '.join(cut[0].missing)})" if cut else ""
-        newest = runs.get(key, [None])[0] if runs.get(key) else None
+        finished = runs.get(key) or []
+        newest = finished[0] if finished else None
         if newest is None:
             if key not in held and not stored:
                 accounts[key] = f"{account}: no collection of {period} (its runs never ran or left no record)"
