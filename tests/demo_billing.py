@@ -22,7 +22,10 @@ def billing_story(
     say: Callable[[str], None],
     invoke: Callable[[str, dict[str, Any], dict[str, str]], tuple[dict[str, Any] | None, str | None]],
     workdir: Path,
+    fail_tenant: Callable[[str], str] | None = None,
 ) -> dict[str, Any] | None:
+    """`fail_tenant(company_id)` makes one GravityZone company's reads fail and runs that collector again late in
+    the month (returns what it says): its customer's line becomes incomplete, with the reason."""
     table = ["--table", aws.table_name]
     unmapped = cli(["customers", "unmapped", "--period", PERIOD, *table]).strip().splitlines()[-1]
     say(f"usagewatch customers unmapped --period {PERIOD}: {unmapped}")
@@ -72,9 +75,16 @@ def billing_story(
     say(f"usagewatch contracts import {file.name}")
     say("  " + cli(["contracts", "import", str(file), *table]).strip())
 
-    say(f"usagewatch reconcile --period {PERIOD}   (first lines and the summary)")
+    if fail_tenant is not None:
+        owners = {(r["vendor"], r["customer_id"]): r for r in accepted}
+        victim = next(owners[("gravityzone", c["customer_id"])] for c in contracts if c["vendor"] == "gravityzone")
+        say(f"GravityZone now fails to read {victim['tenant_name']!r} ({victim['customer_id']}), on the month's")
+        say(f"last run: {fail_tenant(victim['tenant_id'])}")
+
+    say(f"usagewatch reconcile --period {PERIOD}   (first lines, the summary, and why a line is not final)")
     report = cli(["reconcile", "--period", PERIOD, *table]).rstrip().splitlines()
-    for line in [*report[2:10], "  ...", report[-1]]:
+    tail = report[next(i for i in range(len(report) - 1, 1, -1) if "customer(s) under-billed." in report[i]) :]
+    for line in [*report[2:10], "  ...", *tail]:
         say(f"  {line}")
 
     aws.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})

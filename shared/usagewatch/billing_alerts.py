@@ -1,5 +1,10 @@
-"""The collectors' billing rules: `under_billed` (a customer uses more than its contract) and `unmapped_tenant`
-(a tenant with usage that no customer owns). docs/alerts.md and docs/billing.md.
+"""The collectors' billing rules: `under_billed` (a customer uses more than its contract), `unmapped_tenant`
+(a tenant with usage that no customer owns) and `tenant_overlap` (one vendor tenant stored under two accounts of
+the vendor). docs/alerts.md and docs/billing.md.
+
+A tenant reached through several accounts is billed through one: the account that maps it, else the account whose
+id sorts first (as the reconciliation counts it). Only that account's run may call it unmapped; every other
+account's run raises `tenant_overlap` on it instead, so each incident is alerted once.
 
 One account's run reads its view once (the vendor's accounts, their mappings, the vendor's contracts: a
 handful of paged Queries, never one per tenant), keeps while streaming only the sums of the customers'
@@ -8,7 +13,7 @@ contracted metrics and one record per unmapped tenant, and turns them into findi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
@@ -20,7 +25,8 @@ from usagewatch.rules import Finding, RulesDocument
 
 UNDER_BILLED: Final = "under_billed"
 UNMAPPED_TENANT: Final = "unmapped_tenant"
-BILLING_RULES: Final = (UNDER_BILLED, UNMAPPED_TENANT)
+TENANT_OVERLAP: Final = "tenant_overlap"
+BILLING_RULES: Final = (UNDER_BILLED, UNMAPPED_TENANT, TENANT_OVERLAP)
 CUSTOMER_PREFIX: Final = "customer:"
 """An under_billed alert's `tenant_id` is the customer's, prefixed: its numbers are the sum of its tenants."""
 
@@ -33,6 +39,10 @@ class BillingReader(Protocol):
     def contracts(self, vendor: str) -> list[Contract]: ...
 
     def customers(self) -> list[Customer]: ...
+
+
+Elsewhere = Callable[[Sequence[str]], dict[str, list[str]]]
+"""Tenant ids -> the other accounts of the vendor (sorted) that store a reading of them this period."""
 
 
 def customer_tenant_id(customer_id: str) -> str:
@@ -57,11 +67,24 @@ class BillingView:
     used: dict[tuple[str, str], tuple[Number, str]] = field(default_factory=dict)
     """(customer, metric) -> [sum, unit] over the customer's tenants read this run."""
     unmapped: dict[str, UsageRecord] = field(default_factory=dict)
+    mapped_elsewhere: dict[str, str] = field(default_factory=dict)
+    """tenant id -> the first other account of the vendor that maps it."""
+    elsewhere: Elsewhere | None = None
+    overlap: dict[str, tuple[UsageRecord, str]] = field(default_factory=dict)
+    """tenant id -> (its record, the account billing counts it through), when that is another account."""
+    seen: set[str] = field(default_factory=set)
 
     def observe(self, record: UsageRecord) -> None:
         if not record.tenant.billed or str(record.period) != str(self.period):
             return
+        self.seen.add(record.tenant_id)
         owner = self.owners.get(record.tenant_id)
+        other = self.mapped_elsewhere.get(record.tenant_id)
+        if other is not None and (owner is None or other < self.account_id):
+            held_overlap = self.overlap.get(record.tenant_id)
+            if held_overlap is None or _preferred(record, held_overlap[0]):
+                self.overlap[record.tenant_id] = (record, other)
+            return
         if owner is None:
             if self.active and record.value > 0:
                 held = self.unmapped.get(record.tenant_id)
@@ -80,11 +103,20 @@ class BillingView:
 
         `names` (customer id -> name) is called only if a customer is under-billed."""
         rules = document.rules
-        failed_owners = {self.owners[t] for t in failed_tenants if t in self.owners}
+        failed = set(failed_tenants)
+        failed_owners = {self.owners[t] for t in failed if t in self.owners}
+        if failed:
+            # A listing with failures may hide a customer's tenants: its sum is not the whole, so not judged.
+            failed_owners |= {c for t, c in self.owners.items() if t not in self.seen}
+        self._move_shared_unmapped()
         out: list[Finding] = []
         if rules.unmapped_tenant.enabled:
             for record in self.unmapped.values():
                 out.append(Finding(record, UNMAPPED_TENANT, rules.unmapped_tenant.severity, 0, None))
+        if rules.tenant_overlap.enabled:
+            for tenant_id, (record, _) in sorted(self.overlap.items()):
+                owner = self.owners.get(tenant_id)
+                out.append(Finding(record, TENANT_OVERLAP, rules.tenant_overlap.severity, 0, None, owner))
         if rules.under_billed.enabled:
             window = Window.month(self.period)
             known: Mapping[str, str] | None = None
@@ -117,6 +149,16 @@ class BillingView:
                     )
                 )
         return out, failed_owners
+
+    def _move_shared_unmapped(self) -> None:
+        """An unmapped tenant that an account sorting before this one also stores is that account's to call
+        unmapped: here it is an overlap."""
+        if self.elsewhere is None or not self.unmapped:
+            return
+        for tenant_id, accounts in self.elsewhere(sorted(self.unmapped)).items():
+            first = min(accounts, default=None)
+            if first is not None and first < self.account_id and tenant_id in self.unmapped:
+                self.overlap[tenant_id] = (self.unmapped.pop(tenant_id), first)
 
     def judged(self, failed_owners: set[str], open_states: Iterable[AlertState]) -> set[tuple[str, str, str]]:
         """(tenant id, metric, period) of every customer reading this run stands for, firing or not.
@@ -153,15 +195,17 @@ def _preferred(record: UsageRecord, held: UsageRecord) -> bool:
 
 def load_view(reader: BillingReader, vendor: str, account_id: str, period: Period) -> BillingView:
     """One paged Query for the accounts, one per account of this vendor for its mappings, one for contracts."""
-    accounts = [a for v, a in reader.accounts() if v == vendor]
+    accounts = sorted(a for v, a in reader.accounts() if v == vendor)
     owners: dict[str, str] = {}
     elsewhere: set[str] = set()
+    mapped_elsewhere: dict[str, str] = {}
     for other in accounts:
         for mapping in reader.account_mappings(vendor, other):
             if other == account_id:
                 owners[mapping.tenant.tenant_id] = mapping.customer_id
             else:
                 elsewhere.add(mapping.customer_id)
+                mapped_elsewhere.setdefault(mapping.tenant.tenant_id, other)
     mine = set(owners.values())
     contracts = {
         (c.customer_id, c.metric): c
@@ -176,4 +220,31 @@ def load_view(reader: BillingReader, vendor: str, account_id: str, period: Perio
         shared=frozenset(mine & elsewhere),
         contracts=contracts,
         active=bool(accounts),
+        mapped_elsewhere=mapped_elsewhere,
+        elsewhere=_stored_elsewhere(reader, vendor, [a for a in accounts if a != account_id], period),
     )
+
+
+def _stored_elsewhere(reader: BillingReader, vendor: str, others: list[str], period: Period) -> Elsewhere | None:
+    """Keyed reads (BatchGetItem) of the few unmapped tenants in the vendor's other accounts, when the reader
+    sits on the table."""
+    store = getattr(reader, "store", None)
+    if store is None or not others or not hasattr(store, "get_items"):
+        return None
+
+    def lookup(tenant_ids: Sequence[str]) -> dict[str, list[str]]:
+        from usagewatch.store import key_part
+        from usagewatch.usage_shape import usage_pk
+
+        keys = {
+            (usage_pk(vendor, account, str(period), key_part(t)), key_part(t)): (t, account)
+            for t in tenant_ids
+            for account in others
+        }
+        found: dict[str, list[str]] = {}
+        for key in store.get_items(list(keys)):
+            tenant_id, account = keys[key]
+            found.setdefault(tenant_id, []).append(account)
+        return {t: sorted(a) for t, a in found.items()}
+
+    return lookup

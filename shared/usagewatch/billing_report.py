@@ -6,18 +6,33 @@ Both the `usagewatch reconcile` command and the monthly report function use `gat
 from __future__ import annotations
 
 import csv
-import html
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch import registry
+from usagewatch.billing_html import render_html
 from usagewatch.billing_store import BillingStore
+from usagewatch.completeness import assess, period_runs, refuse_future
 from usagewatch.customers import TenantRef
-from usagewatch.model import Number, Period
-from usagewatch.reconcile import DEFAULT_TOLERANCE, STATUS_ORDER, Line, Reading, reconcile, summary
+from usagewatch.model import Period, StoredUsage
+from usagewatch.reconcile import (
+    DEFAULT_TOLERANCE,
+    Line,
+    Reading,
+    billed_once,
+    dec,
+    overlaps,
+    reconcile,
+    summary,
+    unbilled_by_customer,
+    unbilled_total,
+)
+from usagewatch.settings import DEFAULT_CURRENCY, Currency, load_currency
 from usagewatch.text import csv_cell
 
 if TYPE_CHECKING:
@@ -35,10 +50,13 @@ CSV_COLUMNS: Final = (
     "quota",
     "difference",
     "status",
+    "reason",
+    "provisional",
     "change",
     "tenants",
-    "complete",
     "agreement",
+    "amended_at",
+    "currency",
     "unit_price",
     "unbilled_value",
     "tenant_id",
@@ -59,35 +77,53 @@ class UsageReader:
 
     def readings(self, period: Period) -> list[Reading]:
         return [
-            Reading(
-                TenantRef(u.record.vendor, u.record.account_id, u.record.tenant_id),
-                u.record.tenant.tenant_name,
-                u.record.metric,
-                u.record.value,
-                u.record.quota,
-            )
+            self._reading(u)
             for u in self.store.period_usage(str(period))
             if u.record.tenant.billed and u.removed_at is None
         ]
 
-    def incomplete_accounts(self, period: Period) -> set[tuple[str, str]]:
-        return {
-            (t.vendor, t.account_id)
-            for t in self.store.period_totals(str(period))
-            if not t.complete or t.carried_tenant_count
-        }
+    def month(self, period: Period) -> tuple[list[Reading], set[TenantRef]]:
+        """The billed, current readings of a month, and every tenant with a reading of it (current or removed
+        by a complete listing)."""
+        usage = [u for u in self.store.period_usage(str(period)) if u.record.tenant.billed]
+        seen = {TenantRef(u.record.vendor, u.record.account_id, u.record.tenant_id) for u in usage}
+        return [self._reading(u) for u in usage if u.removed_at is None], seen
+
+    @staticmethod
+    def _reading(u: StoredUsage) -> Reading:
+        return Reading(
+            TenantRef(u.record.vendor, u.record.account_id, u.record.tenant_id),
+            u.record.tenant.tenant_name,
+            u.record.metric,
+            u.record.value,
+            u.record.quota,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Reconciliation:
     period: Period
     lines: list[Line]
-    history: Mapping[tuple[str, str, str], list[tuple[Period, Number]]]
+    history: Mapping[tuple[str, str, str], list[tuple[Period, Decimal]]]
     """Per (customer, vendor, metric): the used value of each earlier month collected, oldest first."""
+    currency: Currency = field(default_factory=lambda: Currency(DEFAULT_CURRENCY, 2))
+    incomplete_accounts: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(vendor, account) -> why its month is not fully read: the footer of every rendering."""
+    provisional: bool = False
+    overlaps: Mapping[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(vendor, tenant id) -> the accounts it is stored under, when more than one (counted once)."""
 
     @property
     def counts(self) -> dict[str, int]:
         return summary(self.lines)
+
+    @property
+    def unbilled(self) -> Decimal:
+        return unbilled_total(self.lines, self.currency.minor_unit)
+
+    def footer(self) -> list[str]:
+        """One sentence per incomplete account, in account order."""
+        return [why for _, why in sorted(self.incomplete_accounts.items())]
 
 
 def gather(
@@ -97,8 +133,14 @@ def gather(
     customer_id: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     history_months: int = 1,
+    now: datetime | None = None,
+    currency: Currency | None = None,
 ) -> Reconciliation:
-    """The reconciliation of `period` and, for the chart, the used values of up to `history_months` before it."""
+    """The reconciliation of `period` and, for the chart, the used values of up to `history_months` before it.
+    A month not begun is refused (`FuturePeriodError`)."""
+    now = now or datetime.now(UTC)
+    refuse_future(period, now)
+    currency = currency or load_currency()
     billing = BillingStore(store)
     usage = UsageReader(store)
     customers = billing.customers()
@@ -107,160 +149,111 @@ def gather(
     months = [period]
     for _ in range(max(1, history_months)):
         months.append(months[-1].previous())
-    readings = {m: usage.readings(m) for m in months}
+    current, read = usage.month(period)
+    readings = {m: usage.readings(m) for m in months[1:]}
+    accounts = set(billing.accounts()) | set(store.period_accounts(str(period)))
+    runs = {(v, a): period_runs(store, v, a, period) for v, a in sorted(accounts)}
+    gaps = assess(period, runs, store.period_totals(str(period)), read, mappings)
     lines = reconcile(
         period,
-        readings[period],
+        current,
         previous=readings[months[1]],
         customers=customers,
         mappings=mappings,
         contracts=contracts,
-        incomplete_accounts=usage.incomplete_accounts(period),
+        incomplete_accounts=gaps.accounts,
+        incomplete_tenants=gaps.tenants,
+        provisional=period == Period.of(now),
         tolerance=tolerance,
+        minor_unit=currency.minor_unit,
     )
     owner = {m.tenant: m.customer_id for m in mappings}
-    history: defaultdict[tuple[str, str, str], list[tuple[Period, Number]]] = defaultdict(list)
+    history: defaultdict[tuple[str, str, str], list[tuple[Period, Decimal]]] = defaultdict(list)
     for month in reversed(months[1:]):
-        sums: defaultdict[tuple[str, str, str], Number] = defaultdict(int)
-        for r in readings[month]:
+        sums: defaultdict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+        for r in billed_once(readings[month], owner):
             if (cid := owner.get(r.tenant)) is not None:
-                sums[(cid, r.tenant.vendor, r.metric)] += r.value
+                sums[(cid, r.tenant.vendor, r.metric)] += dec(r.value)
         for key, value in sums.items():
             history[key].append((month, value))
     if customer_id is not None:
         lines = [x for x in lines if x.customer_id == customer_id]
-    return Reconciliation(period, lines, dict(history))
+    return Reconciliation(
+        period,
+        lines,
+        dict(history),
+        currency,
+        gaps.accounts,
+        period == Period.of(now),
+        overlaps(current),
+    )
 
 
-def line_row(period: Period, x: Line) -> dict[str, Any]:
+def quantity(value: Decimal | None) -> int | float | None:
+    """A quantity for JSON: an int when whole (usage is mostly counts), else the exact decimal's float."""
+    if value is None:
+        return None
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def line_row(period: Period, x: Line, currency: Currency | None = None) -> dict[str, Any]:
+    """One line as CSV and JSON give it: quantities as numbers, money as exact text in `currency`."""
+    code = (currency or load_currency()).code
     return {
         "period": str(period),
         "customer_id": x.customer_id,
         "customer_name": x.customer_name,
         "vendor": x.vendor,
         "metric": x.metric,
-        "used": x.used,
-        "contracted": x.contracted,
-        "quota": x.quota,
-        "difference": x.difference,
+        "used": quantity(x.used),
+        "contracted": quantity(x.contracted),
+        "quota": quantity(x.quota),
+        "difference": quantity(x.difference),
         "status": x.status,
-        "change": x.change,
+        "reason": x.reason,
+        "provisional": x.provisional,
+        "change": quantity(x.change),
         "tenants": x.tenants,
-        "complete": x.complete,
         "agreement": x.agreement,
-        "unit_price": x.unit_price,
-        "unbilled_value": x.unbilled_value,
+        "amended_at": x.amended_at,
+        "currency": code,
+        "unit_price": None if x.unit_price is None else str(x.unit_price),
+        "unbilled_value": None if x.unbilled_value is None else str(x.unbilled_value),
         "tenant_id": x.tenant_id,
     }
+
+
+def total_rows(result: Reconciliation) -> list[dict[str, Any]]:
+    """After the lines: one `total` row per customer with an unbilled value, then the month's."""
+    code = result.currency.code
+    names = {x.customer_id: x.customer_name for x in result.lines}
+    rows = [
+        {"period": str(result.period), "customer_id": cid, "customer_name": names.get(cid, cid),
+         "status": "total", "provisional": result.provisional, "currency": code, "unbilled_value": str(value)}
+        for cid, value in sorted(unbilled_by_customer(result.lines).items())
+    ]  # fmt: skip
+    rows.append(
+        {"period": str(result.period), "status": "total", "provisional": result.provisional, "currency": code,
+         "unbilled_value": str(result.unbilled), "reason": "; ".join(result.footer()) or None}
+    )  # fmt: skip
+    return rows
+
+
+def rows(result: Reconciliation) -> list[dict[str, Any]]:
+    return [line_row(result.period, x, result.currency) for x in result.lines] + total_rows(result)
 
 
 def render_csv(result: Reconciliation) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for line in result.lines:
-        writer.writerow({k: csv_cell("" if v is None else v) for k, v in line_row(result.period, line).items()})
+    for row in rows(result):
+        writer.writerow({k: csv_cell("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
     return buffer.getvalue()
-
-
-def _num(value: Number | None, *, signed: bool = False) -> str:
-    if value is None:
-        return "&ndash;"
-    text = f"{value:,.2f}" if isinstance(value, float) and not value.is_integer() else f"{int(value):,}"
-    return ("+" if signed and value > 0 else "") + text
-
-
-def _chart(points: Sequence[tuple[Period, Number]], now: Number, period: Period) -> str:
-    """A small bar chart of the used value month by month, this month last and darker."""
-    series = [*points, (period, now)]
-    top = max((float(v) for _, v in series), default=0.0) or 1.0
-    bars = []
-    for n, (month, value) in enumerate(series):
-        height = max(1.0, 22 * float(value) / top)
-        fill = "#1f4e79" if month == period else "#9db7d5"
-        label = html.escape(f"{month}: {_num(value)}".replace("&ndash;", "-"))
-        bars.append(
-            f'<rect x="{n * 9}" y="{24 - height:.1f}" width="7" height="{height:.1f}" fill="{fill}">'
-            f"<title>{label}</title></rect>"
-        )
-    width = len(series) * 9
-    return f'<svg class="chart" width="{width}" height="24" viewBox="0 0 {width} 24" role="img">{"".join(bars)}</svg>'
-
-
-_STYLE: Final = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#1d1d1f}
-h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.4em 0}td,th{padding:.25em .7em;text-align:left;border-bottom:1px solid #eee}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-.under_billed{color:#a40000;font-weight:600}.over_billed{color:#8a5a00}.no_contract{color:#555}
-.unmapped{color:#a40000}.summary td{font-weight:600}.incomplete{color:#8a5a00;font-size:.9em}
-"""
-
-
-def render_html(result: Reconciliation) -> str:
-    """One readable page: the month's counts, then per customer its vendors and metrics, used against billed,
-    with a small month-over-month chart, then the tenants nobody bills. Every vendor-given text is escaped."""
-    counts = result.counts
-    esc = html.escape
-    period = esc(str(result.period))
-    parts = [
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>usagewatch billing {period}</title>'
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>Billed versus used, {period}</h1>",
-        '<table class="summary" id="summary"><tr>'
-        + "".join(f"<th>{esc(s.replace('_', ' '))}</th>" for s in counts)
-        + "</tr><tr>"
-        + "".join(f'<td class="n" data-count="{esc(s)}">{n}</td>' for s, n in counts.items())
-        + "</tr></table>",
-    ]
-    by_customer: defaultdict[str, list[Line]] = defaultdict(list)
-    unmapped = []
-    for line in result.lines:
-        if line.status == "unmapped":
-            unmapped.append(line)
-        else:
-            by_customer[line.customer_id].append(line)
-    rank = {status: n for n, status in enumerate(STATUS_ORDER)}
-
-    def first_worst(cid: str) -> tuple[int, str]:
-        """Customers that need action first (under-billed before no contract ...), then by name."""
-        lines = by_customer[cid]
-        return min(rank[x.status] for x in lines), lines[0].customer_name.casefold()
-
-    for cid in sorted(by_customer, key=first_worst):
-        lines = by_customer[cid]
-        parts.append(f'<h2 id="customer-{esc(cid)}">{esc(lines[0].customer_name)} <small>({esc(cid)})</small></h2>')
-        parts.append(
-            "<table><tr><th>vendor</th><th>metric</th><th>used</th><th>billed</th><th>difference</th>"
-            "<th>status</th><th>vs last month</th><th>months</th></tr>"
-        )
-        for x in sorted(lines, key=lambda x: (x.vendor, x.metric)):
-            points = result.history.get((x.customer_id, x.vendor, x.metric), [])
-            note = "" if x.complete else ' <span class="incomplete">(incomplete)</span>'
-            parts.append(
-                f'<tr data-customer="{esc(cid)}" data-vendor="{esc(x.vendor)}" data-metric="{esc(x.metric)}">'
-                f"<td>{esc(registry.display_name(x.vendor))}</td><td>{esc(x.metric)}</td>"
-                f'<td class="n used">{_num(x.used)}</td><td class="n billed">{_num(x.contracted)}</td>'
-                f'<td class="n">{_num(x.difference, signed=True)}</td>'
-                f'<td class="{esc(x.status)}">{esc(x.status.replace("_", " "))}{note}</td>'
-                f'<td class="n">{_num(x.change, signed=True)}</td><td>{_chart(points, x.used, result.period)}</td></tr>'
-            )
-        parts.append("</table>")
-    parts.append('<h2 id="unmapped">Tenants no customer owns</h2>')
-    if unmapped:
-        parts.append("<table><tr><th>vendor</th><th>tenant</th><th>tenant id</th><th>metric</th><th>used</th></tr>")
-        for x in unmapped:
-            parts.append(
-                f'<tr class="unmapped-row"><td>{esc(registry.display_name(x.vendor))}</td>'
-                f"<td>{esc(x.customer_name)}</td><td>{esc(x.tenant_id or '')}</td><td>{esc(x.metric)}</td>"
-                f'<td class="n">{_num(x.used)}</td></tr>'
-            )
-        parts.append("</table><p>Map them with <code>usagewatch customers suggest</code>.</p>")
-    else:
-        parts.append("<p>None: every tenant with usage belongs to a customer.</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 def unmapped_tenants(lines: Iterable[Line]) -> int:
     return len({(x.vendor, x.tenant_id) for x in lines if x.status == "unmapped"})
+
+
+__all__ = ["render_html"]

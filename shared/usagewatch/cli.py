@@ -209,10 +209,12 @@ def _row(value: Total | RunRecord) -> dict[str, Any]:
 
 
 def _monthly_report(store: DynamoStore, args: argparse.Namespace) -> str:
+    from usagewatch.completeness import refuse_future
     from usagewatch.monthly_report import run_report
     from usagewatch.publisher import SnsPublisher
 
     period = Period.parse(args.period, field="--period")
+    refuse_future(period, datetime.now(UTC))  # before the stack is looked up; exit 1 naming the period
     outputs = _stack_outputs(args) if not (args.bucket and args.topic) else {}
     bucket = args.bucket or outputs.get("ReportBucketName")
     topic = args.topic or outputs.get("AlertTopicArn")

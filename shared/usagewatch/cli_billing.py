@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from usagewatch import registry
-from usagewatch.billing_report import UsageReader, gather, line_row, render_csv
+from usagewatch.billing_report import UsageReader
 from usagewatch.billing_store import BillingStore, ImportResult
+from usagewatch.cli_reconcile import overlap_note
 from usagewatch.customers import NamedTenant, TenantRef, unmapped
 from usagewatch.imports import parse_contracts, parse_mappings
 from usagewatch.model import Period
-from usagewatch.reconcile import DEFAULT_TOLERANCE, summary
+from usagewatch.reconcile import DEFAULT_TOLERANCE, tenants_once
 from usagewatch.report import table
 from usagewatch.store import DynamoStore
 from usagewatch.text import clean_name
@@ -74,7 +75,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 def run(store: DynamoStore, args: argparse.Namespace, kind: str, fail: Fail, csv: Callable[..., str]) -> str:
     billing = BillingStore(store)
     if args.command == "reconcile":
-        return _reconcile(store, billing, args, kind, fail, csv)
+        from usagewatch.cli_reconcile import reconcile_command
+
+        return reconcile_command(store, billing, args, kind, fail)
     if args.command == "contracts":
         return _import_contracts(store, billing, _read_file(args.file, fail), args.file)
     if args.action == "import":
@@ -82,9 +85,9 @@ def run(store: DynamoStore, args: argparse.Namespace, kind: str, fail: Fail, csv
         result = billing.import_mappings(parsed.customers, parsed.mappings)
         return _imported(result, f"{len(parsed.customers)} customer(s), {len(parsed.mappings)} tenant mapping(s)")
     period = _period(args.period, fail)
-    tenants = _tenants(store, period)
+    tenants, overlap = tenants_once(_tenants(store, period), billing.mappings())  # one per vendor tenant
     if args.action == "unmapped":
-        return _unmapped(unmapped(tenants, billing.mappings()), period, kind, csv)
+        return _unmapped(unmapped(tenants, billing.mappings()), period, kind, csv) + overlap_note(overlap, kind)
     return _suggest(billing, tenants, args, kind, csv)
 
 
@@ -202,56 +205,6 @@ def _suggest(
         + f"\n\n{len(rows)} suggestion(s), none stored: --accept stores them all, or --csv > FILE, edit it"
         " and `usagewatch customers import FILE`."
     )
-
-
-def _reconcile(
-    store: DynamoStore, billing: BillingStore, args: argparse.Namespace, kind: str, fail: Fail, csv: Callable[..., str]
-) -> str:
-    if not 0 <= args.tolerance < 1:
-        raise fail("--tolerance: a share from 0 to below 1 (e.g. 0.1)")
-    period = _period(args.period, fail)
-    customers = billing.customers()
-    if args.customer and args.customer not in {c.customer_id for c in customers}:
-        raise fail(f"no customer {args.customer!r}: `usagewatch customers import` adds customers")
-    result = gather(store, period, customer_id=args.customer, tolerance=args.tolerance)
-    lines = result.lines
-    rows = [line_row(period, x) for x in lines]
-    if kind == "csv":
-        return render_csv(result)
-    if kind == "json":
-        return "".join(_json(r) for r in rows)
-    if not rows:
-        return f"Nothing to reconcile for {period}: no usage or contracts stored."
-    from usagewatch.notify import fmt
-
-    cells = [
-        (clean_name(x.customer_name) + (f" [{x.tenant_id}]" if x.tenant_id else ""), x.vendor, x.metric,
-         fmt(x.used), fmt(x.contracted), _signed(x.difference),
-         x.status.replace("_", "-") + ("" if x.complete else " (incomplete)"), _signed(x.change))
-        for x in lines
-    ]  # fmt: skip
-    counts = summary(lines)
-    said = ", ".join(
-        f"{counts[s]} {s.replace('_', '-')}" for s in ("under_billed", "unmapped", "no_contract", "over_billed", "ok")
-    )
-    return (
-        f"Billed versus used, {period}\n\n"
-        + table(("customer", "vendor", "metric", "used", "billed", "diff", "status", "vs last month"), cells)
-        + f"\n\n{said}; {counts['customers_under_billed']} customer(s) under-billed."
-        + (
-            ""
-            if all(x.complete for x in lines)
-            else "\n(incomplete: an account's month was not fully read; see `usagewatch runs`)"
-        )
-    )
-
-
-def _signed(value: float | None) -> str:
-    if value is None:
-        return "-"
-    from usagewatch.notify import fmt
-
-    return ("+" if value > 0 else "") + fmt(value)
 
 
 def _json(row: Mapping[str, Any]) -> str:

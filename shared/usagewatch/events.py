@@ -128,17 +128,27 @@ class ReportReady(BaseModel):
     schema_version: Literal[1]
     event_type: Literal["report.ready"]
     event_id: str = Field(
-        pattern=r"^[0-9a-f]{32}$", description="The same month with the same numbers reported again keeps its id."
+        pattern=r"^[0-9a-f]{32}$",
+        description="Derived from the report's CSV bytes: the same numbers keep the id, any changed number a new one.",
     )
     severity: Literal["info", "warning"] = Field(
-        description="warning when a customer is under-billed or a tenant unmapped"
+        description="warning when a customer is under-billed, a tenant unmapped or a line incomplete"
     )
     period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    provisional: bool = Field(description="The month has not ended: the numbers are complete so far, not final.")
     bucket: str
     csv_key: str
     html_key: str
     customers_under_billed: int = Field(ge=0)
     unmapped_tenants: int = Field(ge=0)
+    incomplete_lines: int = Field(ge=0, description="Lines whose numbers are not final (status incomplete).")
+    incomplete_accounts: list[str] = Field(
+        description="One sentence per vendor account whose month is not fully read, the account named first."
+    )
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code of every amount.")
+    unbilled_value: str = Field(
+        pattern=r"^-?\d+(\.\d+)?$", description="The month's unbilled value, exact decimal text in `currency`."
+    )
     lines: dict[str, int] = Field(description="Reconciliation lines per status.")
     observed_at: Instant
     summary: str = Field(description="One line for people; its wording may change, do not parse it.")

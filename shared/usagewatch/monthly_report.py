@@ -3,23 +3,24 @@
 
 Scheduled on the first day of a month it reports the month before; `{"period": "YYYY-MM"}` reports that month.
 Writing the same month again replaces its two objects (the bucket keeps earlier versions) and publishes an event
-with the same `event_id` when the numbers did not change.
+whose `event_id` is the hash of the CSV's bytes: the same numbers give the same id, any changed number a new one.
+A month not begun is refused (the invocation fails naming the period).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from usagewatch.billing_report import gather, render_csv, render_html, unmapped_tenants
+from usagewatch.billing_report import Reconciliation, gather, render_csv, render_html, unmapped_tenants
 from usagewatch.errors import ConfigError, StoreError
 from usagewatch.events import REPORT_READY
 from usagewatch.invocation import collection_request
 from usagewatch.model import Period, utc_iso
+from usagewatch.settings import Currency, load_currency
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -41,27 +42,37 @@ def keys_for(period: Period) -> tuple[str, str]:
 
 
 def ready_event(
-    period: Period, bucket: str, csv_key: str, html_key: str, counts: Mapping[str, int], unmapped: int, now: datetime
+    result: Reconciliation, bucket: str, csv_key: str, html_key: str, csv_body: str, now: datetime
 ) -> dict[str, Any]:
+    counts = result.counts
     under = counts["customers_under_billed"]
-    digest = hashlib.sha256(json.dumps([str(period), dict(counts), unmapped], sort_keys=True).encode()).hexdigest()
+    incomplete = counts["incomplete"]
+    unmapped = unmapped_tenants(result.lines)
+    period = result.period
+    code = result.currency.code
     return {
         "schema_version": 1,
         "event_type": REPORT_READY,
-        "event_id": digest[:32],
-        # Someone has to act (bill a customer, map a tenant): e-mail subscribers (warning and up) get it.
-        "severity": "warning" if under or unmapped else "info",
+        "event_id": hashlib.sha256(csv_body.encode()).hexdigest()[:32],
+        # Someone has to act (bill a customer, map a tenant, mend a collection): e-mail subscribers get it.
+        "severity": "warning" if under or unmapped or incomplete else "info",
         "period": str(period),
+        "provisional": result.provisional,
         "bucket": bucket,
         "csv_key": csv_key,
         "html_key": html_key,
         "customers_under_billed": under,
         "unmapped_tenants": unmapped,
+        "incomplete_lines": incomplete,
+        "incomplete_accounts": result.footer(),
+        "currency": code,
+        "unbilled_value": str(result.unbilled),
         "lines": dict(counts),
         "observed_at": utc_iso(now),
         "summary": (
-            f"Billing report for {period}: {under} customer(s) under-billed, {unmapped} unmapped tenant(s); "
-            f"s3://{bucket}/{html_key}"
+            f"Billing report for {period}{' (provisional)' if result.provisional else ''}: {under} customer(s) "
+            f"under-billed ({code} {result.unbilled} unbilled), {incomplete} incomplete line(s), "
+            f"{unmapped} unmapped tenant(s); s3://{bucket}/{html_key}"
         ),
     }
 
@@ -75,6 +86,9 @@ def ready_email(event: Mapping[str, Any]) -> str:
             f"Period: {event['period']}",
             f"Under-billed customers: {event['customers_under_billed']}",
             f"Unmapped tenants: {event['unmapped_tenants']}",
+            f"Unbilled value: {event['currency']} {event['unbilled_value']}",
+            f"Incomplete lines: {event['incomplete_lines']}",
+            *(f"  not fully read: {why}" for why in event["incomplete_accounts"]),
             "Lines: "
             + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if s != "customers_under_billed"),
             f"Report (HTML): s3://{event['bucket']}/{event['html_key']}",
@@ -92,22 +106,24 @@ def run_report(
     s3: S3Client,
     publisher: SnsPublisher,
     bucket: str,
+    currency: Currency | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> dict[str, Any]:
     """Write the month's CSV and HTML, then publish `report.ready`; returns the event."""
     now = clock()
     period = report_period(event, now)
-    result = gather(store, period, history_months=6)
+    result = gather(store, period, history_months=6, now=now, currency=currency)  # a future month: ConfigError
     csv_key, html_key = keys_for(period)
+    csv_body = render_csv(result)
     for key, body, kind in (
-        (csv_key, render_csv(result), "text/csv; charset=utf-8"),
+        (csv_key, csv_body, "text/csv; charset=utf-8"),
         (html_key, render_html(result), "text/html; charset=utf-8"),
     ):
         try:
             s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType=kind, ServerSideEncryption="aws:kms")
         except Exception as exc:
             raise StoreError(f"S3 write of s3://{bucket}/{key} failed: {type(exc).__name__}: {exc}") from exc
-    ready = ready_event(period, bucket, csv_key, html_key, result.counts, unmapped_tenants(result.lines), now)
+    ready = ready_event(result, bucket, csv_key, html_key, csv_body, now)
     publisher.publish(ready, email=ready_email(ready))
     return ready
 
@@ -128,4 +144,5 @@ def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str,
         s3=boto3.client("s3"),
         publisher=SnsPublisher(env["ALERT_TOPIC_ARN"]),
         bucket=env["REPORT_BUCKET"],
+        currency=load_currency(env),
     )

@@ -19,7 +19,7 @@ Severity = Literal["info", "warning", "critical"]
 LADDER: Final = ("vendor_limit_exceeded", "over_quota", "projected_over_quota", "quota_utilization")
 """The precedence ladder, highest first: on one record only the highest rule that holds fires."""
 # Judged by the pipeline from customers and contracts (billing_alerts.py), not per record by `evaluate`.
-BILLING_RULE_NAMES: Final = ("under_billed", "unmapped_tenant")
+BILLING_RULE_NAMES: Final = ("under_billed", "unmapped_tenant", "tenant_overlap")
 RULE_NAMES: Final = (*LADDER, "below_minimum_commitment", "unused_licences", "usage_jump", *BILLING_RULE_NAMES)
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 MAX_REPEAT_HOURS: Final = 24 * 366
@@ -168,6 +168,7 @@ class Rules(_Strict):
     usage_jump: JumpRule = JumpRule(severity="info")
     under_billed: RuleConfig = RuleConfig(severity="warning")
     unmapped_tenant: RuleConfig = RuleConfig(severity="warning")
+    tenant_overlap: RuleConfig = RuleConfig(severity="warning")
 
     def config(self, rule: str) -> RuleConfig:
         value: RuleConfig = getattr(self, rule)

@@ -139,3 +139,29 @@ def parse_secret(text: object, *, secret_id: str, vendor: str) -> list[dict[str,
         if isinstance(account_id, str):
             seen.add(account_id)
     return accounts
+
+
+# ISO 4217 currencies whose minor unit is not 2 digits; every other code has 2 (cents).
+_MINOR_UNITS: Final = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV"), 0),
+    **dict.fromkeys(("XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+DEFAULT_CURRENCY: Final = "USD"
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    """The deployment's one billing currency (env `CURRENCY`, docs/billing.md): every amount is in it."""
+
+    code: str
+    minor_unit: int
+    """Digits after the decimal point that amounts are rounded to (half-up)."""
+
+
+def load_currency(environ: Mapping[str, str] | None = None) -> Currency:
+    env = os.environ if environ is None else environ
+    code = env.get("CURRENCY", "").strip() or DEFAULT_CURRENCY
+    if not (len(code) == 3 and code.isascii() and code.isalpha() and code.isupper()):
+        raise ConfigError(f"CURRENCY: {code[:20]!r} is not an ISO 4217 code (three capital letters, e.g. USD)")
+    return Currency(code, _MINOR_UNITS.get(code, 2))

@@ -93,16 +93,21 @@ def test_the_monthly_workflow(filled: LocalAws, capsys: pytest.CaptureFixture[st
     code, out, _ = run(capsys, "reconcile", "--period", PERIOD, *table)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == f"Billed versus used, {PERIOD}"
+    assert lines[0] == f"Billed versus used, {PERIOD} (provisional: the month has not ended)"
     first = next(line for line in lines if "ACME" in line and "keepnet" in line)
-    assert first.split() == ["ACME", "Limited", "keepnet", "monthly_users", "130", "120", "+10", "under-billed", "+1"]
-    assert "1 under-billed, 1 unmapped, 1 no-contract, 1 over-billed, 1 ok; 1 customer(s) under-billed." in out
+    assert first.split() == [
+        "ACME", "Limited", "keepnet", "monthly_users", "130", "120", "+10", "under-billed", "USD", "15.00", "+1"
+    ]  # fmt: skip
+    assert "1 under-billed, 0 incomplete, 1 unmapped, 1 no-contract, 1 over-billed, 1 ok;" in out
+    assert "Unbilled: ACME Limited USD 15.00; USD 15.00 for the month." in out
 
     code, out, _ = run(capsys, "reconcile", "--period", PERIOD, "--csv", "--customer", "acme", *table)
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [(r["vendor"], r["status"], r["unbilled_value"]) for r in rows] == [
-        ("keepnet", "under_billed", "15.0"),
+        ("keepnet", "under_billed", "15.00"),
         ("gravityzone", "ok", ""),
+        ("", "total", "15.00"),  # the customer's
+        ("", "total", "15.00"),  # the month's
     ]
 
 

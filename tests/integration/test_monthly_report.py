@@ -109,7 +109,8 @@ def test_the_first_of_the_month_reports_the_month_before(billed: LocalAws, monke
     assert head["ContentType"].startswith("text/html")
 
     rows = list(csv.DictReader(io.StringIO(s3.get_object(Bucket=BUCKET, Key=ready["csv_key"])["Body"].read().decode())))
-    got = {(r["vendor"], r["status"], r["used"], r["contracted"], r["change"]) for r in rows}
+    got = {(r["vendor"], r["status"], r["used"], r["contracted"], r["change"]) for r in rows if r["status"] != "total"}
+    assert rows[-1]["status"] == "total" and (rows[-1]["currency"], rows[-1]["unbilled_value"]) == ("USD", "30.00")
     assert got == {
         ("keepnet", "under_billed", "120", "105", "10"),
         ("gravityzone", "no_contract", "22", "", "1"),
@@ -127,7 +128,11 @@ def test_the_first_of_the_month_reports_the_month_before(billed: LocalAws, monke
 
     (event,) = billed.drain_events()
     assert event["event_type"] == "report.ready" and event["event_id"] == ready["event_id"]
-    assert event["summary"].startswith("Billing report for 2026-11: 1 customer(s) under-billed, 1 unmapped tenant(s)")
+    assert event["summary"].startswith(
+        "Billing report for 2026-11: 1 customer(s) under-billed (USD 30.00 unbilled), 0 incomplete line(s), "
+        "1 unmapped tenant(s)"
+    )
+    assert (event["incomplete_lines"], event["incomplete_accounts"], event["provisional"]) == (0, [], False)
 
 
 def test_a_month_asked_for_is_written_again_with_the_same_event_id(

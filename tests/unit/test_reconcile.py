@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,7 +50,7 @@ def test_statuses_and_differences() -> None:
         ("over_billed", "globex", "gravityzone", 0, 10, -10),  # contracted, nothing used
         ("over_billed", "globex", "keepnet", 40, 60, -20),
     ]
-    assert lines[0].unbilled_value == 20.0
+    assert lines[0].unbilled_value == Decimal("20.00")
     assert lines[0].quota == 200
     assert lines[1].tenant_id == "c-9"
     assert summary(lines)["customers_under_billed"] == 1
@@ -87,32 +89,54 @@ def test_an_ended_contract_is_no_contract() -> None:
 
 
 def test_change_against_the_previous_month_and_sum_over_tenants() -> None:
-    mappings = [*MAPPINGS, TenantMapping("acme", TenantRef("keepnet", "kn2", "c-1"))]
-    now = [read(A1, "monthly_users", 30), read(TenantRef("keepnet", "kn2", "c-1"), "monthly_users", 12)]
+    mappings = [*MAPPINGS, TenantMapping("acme", TenantRef("keepnet", "kn2", "c-7"))]
+    now = [read(A1, "monthly_users", 30), read(TenantRef("keepnet", "kn2", "c-7"), "monthly_users", 12)]
     before = [read(A1, "monthly_users", 25)]
     [line] = reconcile(NOV, now, previous=before, customers=CUSTOMERS, mappings=mappings, contracts=[])
     assert (line.used, line.change, line.tenants) == (42, 17, 2)
 
 
 def test_an_account_not_fully_read_marks_its_customers_incomplete() -> None:
+    contracts = [
+        contract("acme", "keepnet", "monthly_users", 30, Period(2026, 1)),
+        contract("globex", "keepnet", "monthly_users", 5, Period(2026, 1)),
+    ]
     lines = reconcile(
         NOV,
         [read(A1, "monthly_users", 30), read(B1, "monthly_users", 5)],
         customers=CUSTOMERS,
         mappings=MAPPINGS,
-        contracts=[],
+        contracts=contracts,
         incomplete_accounts={("keepnet", "kn")},
     )
-    assert {x.customer_id: x.complete for x in lines} == {"acme": False, "globex": False}
+    assert {x.customer_id: (x.status, x.complete) for x in lines} == {
+        "acme": ("incomplete", False),
+        "globex": ("incomplete", False),
+    }
+    assert {x.reason for x in lines} == {"the month was not fully read"}
+    assert all(x.unbilled_value is None for x in lines)
     lines = reconcile(
         NOV,
         [read(A1, "monthly_users", 30), read(A2, "endpoint_monthly_usage", 5)],
         customers=CUSTOMERS,
         mappings=MAPPINGS,
-        contracts=[],
-        incomplete_accounts={("gravityzone", "gz")},
+        contracts=[contract("acme", "gravityzone", "endpoint_monthly_usage", 9, Period(2026, 1))],
+        incomplete_accounts={("gravityzone", "gz"): "gz: failed on 2026-11-05 06:00, refused"},
     )
-    assert {(x.vendor, x.complete) for x in lines} == {("keepnet", True), ("gravityzone", False)}
+    assert {(x.vendor, x.status, x.reason) for x in lines} == {
+        ("keepnet", "no_contract", None),
+        ("gravityzone", "incomplete", "gz: failed on 2026-11-05 06:00, refused"),
+    }
+    # without a contract there is no verdict to withhold: no_contract, with the reason
+    (line,) = reconcile(
+        NOV,
+        [read(A2, "endpoint_monthly_usage", 5)],
+        customers=CUSTOMERS,
+        mappings=MAPPINGS,
+        contracts=[],
+        incomplete_accounts={("gravityzone", "gz"): "gz: failed"},
+    )
+    assert (line.status, line.reason) == ("no_contract", "gz: failed")
 
 
 months = st.builds(Period, st.integers(2024, 2027), st.integers(1, 12))

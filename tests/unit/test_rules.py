@@ -94,6 +94,7 @@ def test_an_empty_document_is_the_defaults_of_the_contract() -> None:
             ("usage_jump", True, "info"),
             ("under_billed", True, "warning"),
             ("unmapped_tenant", True, "warning"),
+            ("tenant_overlap", True, "warning"),
         ]
         assert r.projected_over_quota.min_period_elapsed == 0.0
         assert r.quota_utilization.threshold == 0.9
