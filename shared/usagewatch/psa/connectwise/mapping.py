@@ -108,7 +108,8 @@ def exact_quantity(value: object, *, what: str = "quantity", signed: bool = Fals
     if number.is_zero():
         return Decimal(0)
     exponent = number.adjusted()
-    digits = len(number.normalize().as_tuple().digits)
+    # Not normalize(): it rounds to the context's 28 digits, which would hide exactly what is checked here.
+    digits = len("".join(map(str, number.as_tuple().digits)).strip("0"))
     if digits > MAX_DIGITS or not MIN_EXPONENT <= exponent <= MAX_EXPONENT:
         raise ValueError(f"{what} {clip(str(value), 60)} cannot be stored exactly (more than {MAX_DIGITS} digits)")
     return number
