@@ -245,7 +245,7 @@ def test_a_removed_addition_is_gone(sim: ConnectWiseSimulator) -> None:
 
 
 def test_an_addition_changed_between_two_reads(sim: ConnectWiseSimulator) -> None:
-    agreement, addition = one_line_agreement(sim)
+    _agreement, addition = one_line_agreement(sim)
     sim.change_after_reads(addition, 33, after=1)
     client = client_for(sim)
     [read] = list(client.active_agreements())
