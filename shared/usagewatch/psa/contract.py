@@ -111,6 +111,15 @@ class LineProblem:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """The exact request a write would send (for a dry run): method, path under the API root, body."""
+
+    method: str
+    path: str
+    body: str
+
+
 class WriteOutcomeUnknownError(VendorApiError):
     """A write was sent and no answer says whether it took (a timeout, a reset, a 5xx).
 
@@ -162,6 +171,10 @@ class AbsoluteQuantityPsa(PsaReader, Protocol):
 
     def set_quantity(self, ref: LineRef, quantity: Decimal) -> PsaLine:
         """Set the quantity; return the line as the PSA answered. WriteOutcomeUnknownError if the answer was lost."""
+        ...
+
+    def describe_write(self, ref: LineRef, quantity: Decimal) -> WriteRequest:
+        """What `set_quantity` would send, without sending anything (a dry run)."""
         ...
 
 

@@ -7,6 +7,7 @@ raises `WriteOutcomeUnknownError` and the caller re-reads the line before anythi
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
@@ -45,6 +46,7 @@ from usagewatch.psa.contract import (
     PsaLine,
     WriteMode,
     WriteOutcomeUnknownError,
+    WriteRequest,
 )
 
 VENDOR: Final = "ConnectWise"
@@ -224,6 +226,9 @@ class ConnectWiseClient:
             self._raise_for(response, f"PATCH {path}")
             return _line_or_raise(parse_addition(parse_json_exact(response.body), ref.agreement_id))
         raise VendorApiError(f"ConnectWise PATCH {path}: still throttled (HTTP 429) after {attempt} tries", status=429)
+
+    def describe_write(self, ref: LineRef, quantity: Decimal) -> WriteRequest:
+        return WriteRequest("PATCH", _addition_path(ref), json.dumps(patch_quantity(quantity)))
 
     # --- beyond the contract -----------------------------------------------------------------------------
     def catalog_identifiers(self, identifiers: Iterable[str]) -> set[str]:
