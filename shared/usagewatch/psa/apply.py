@@ -163,7 +163,7 @@ def _apply_one(
         psa.set_quantity(proposal.ref, proposal.to_quantity)
         said = "200"
     except WriteOutcomeUnknownError as exc:
-        said = f"no answer ({_status(exc)})"
+        said = f"no answer ({exc.status or 'timeout or reset'})"
     except (VendorApiError, VendorDataError, ValueError) as exc:
         return _done(proposal, ProposalStatus.FAILED, f"write refused: {exc}"), current.quantity, None, _status(exc)
     try:
