@@ -299,6 +299,9 @@ def test_check_says_what_is_wrong_in_one_line(sim: ConnectWiseSimulator) -> None
         closed = f"http://127.0.0.1:{spare.getsockname()[1]}"
     with pytest.raises(VendorApiError, match="no ConnectWise site answered") as site:
         client_for(sim, site=closed).check()
+    sim.inject(Fault("html", match=lambda r: r.path.startswith("/login/")))
+    with pytest.raises(VendorDataError, match="did not answer as a ConnectWise site"):
+        client_for(sim).check()
     for error in (keys, client_id, company, site):
         assert "\n" not in str(error.value)
 

@@ -75,6 +75,7 @@ def test_a_next_link_is_followed_only_on_the_same_site() -> None:
     assert not same_origin("https://evil.example/v4_6_release/apis/3.0/company/companies", base)
     assert not same_origin("http://na.myconnectwise.net/v4_6_release/apis/3.0/x", base)
     assert not same_origin("https://na.myconnectwise.net/other/x", base)
+    assert not same_origin("https://na.myconnectwise.net/v4_6_release/apis/3.0evil/x", base)
 
 
 def test_numbers_come_from_their_text_never_a_float() -> None:

@@ -112,7 +112,10 @@ class ConnectWiseClient:
                     f"(companyinfo answered HTTP {response.status}; check site and company_id)",
                     status=response.status,
                 )
-            self._codebase = parse_codebase(parse_json_exact(response.body))
+            try:
+                self._codebase = parse_codebase(parse_json_exact(response.body))
+            except VendorDataError as exc:
+                raise VendorDataError(f"{self.connection.site} did not answer as a ConnectWise site: {exc}") from None
         return self._codebase
 
     def _headers(self, *, forward_only: bool = False) -> dict[str, str]:

@@ -79,7 +79,7 @@ def next_link(header: str | None) -> str | None:
 def same_origin(url: str, base: str) -> bool:
     """A `Link` target is followed only on the host the credentials were meant for."""
     a, b = urlsplit(url), urlsplit(base)
-    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port) and a.path.startswith(b.path)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port) and a.path.startswith(b.path + "/")
 
 
 # --- payloads --------------------------------------------------------------------------------------------------
