@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final, Protocol
 
 from usagewatch import registry
-from usagewatch.contracts import Contract, in_force
+from usagewatch.contracts import Contract, as_number, in_force
 from usagewatch.customers import Customer, TenantMapping
 from usagewatch.model import AlertState, Number, Period, Tenant, UsageRecord, Window
 from usagewatch.rules import Finding, RulesDocument
@@ -92,7 +92,8 @@ class BillingView:
                 if customer in failed_owners:
                     continue
                 contract = self.contracts[(customer, metric)]
-                if used <= contract.quantity:
+                quantity = as_number(contract.quantity)
+                if used <= quantity:
                     continue
                 if known is None:
                     known = names()
@@ -104,15 +105,15 @@ class BillingView:
                     value=used,
                     unit=unit,
                     window=window,
-                    quota=contract.quantity,
+                    quota=quantity,
                 )
                 out.append(
                     Finding(
                         record,
                         UNDER_BILLED,
                         rules.under_billed.severity,
-                        contract.quantity,
-                        contract.quantity,
+                        quantity,
+                        quantity,
                         customer,
                     )
                 )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from usagewatch.contracts import Contract, in_force
+from usagewatch.contracts import as_number as _as_number
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.model import Number, Period
 
@@ -61,9 +62,10 @@ class Line:
 def _status(used: Number, contract: Contract | None, tolerance: float) -> Status:
     if contract is None:
         return "no_contract"
-    if used > contract.quantity:
+    quantity = _as_number(contract.quantity)
+    if used > quantity:
         return "under_billed"
-    if contract.quantity - used > tolerance * contract.quantity:
+    if quantity - used > tolerance * quantity:
         return "over_billed"
     return "ok"
 
@@ -123,15 +125,15 @@ def reconcile(
                 vendor=vendor,
                 metric=metric,
                 used=total,
-                contracted=contract.quantity if contract else None,
+                contracted=_as_number(contract.quantity) if contract else None,
                 quota=quota,
-                difference=total - contract.quantity if contract else None,
+                difference=total - _as_number(contract.quantity) if contract else None,
                 status=_status(total, contract, tolerance),
                 change=total - before[key] if key in seen_before else None,
                 tenants=len({r.tenant for r in rows}),
                 complete=(cid, vendor) not in incomplete,
                 agreement=contract.agreement if contract else None,
-                unit_price=contract.unit_price if contract else None,
+                unit_price=float(contract.unit_price) if contract and contract.unit_price is not None else None,
             )
         )
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
