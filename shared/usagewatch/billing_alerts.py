@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 from usagewatch import registry
 from usagewatch.contracts import Contract, as_number, in_force
-from usagewatch.customers import Customer, TenantMapping
+from usagewatch.customers import Customer, TenantMapping, TenantRef, canonical_tenant_id
 from usagewatch.model import AlertState, Number, Period, Tenant, UsageRecord, Window
 from usagewatch.rules import Finding, RulesDocument
 
@@ -33,6 +33,8 @@ class BillingReader(Protocol):
     def contracts(self, vendor: str) -> list[Contract]: ...
 
     def customers(self) -> list[Customer]: ...
+
+    def ignored(self) -> set[TenantRef]: ...
 
 
 def customer_tenant_id(customer_id: str) -> str:
@@ -54,6 +56,8 @@ class BillingView:
     """(customer id, metric) -> the contract in force this period, for this vendor."""
     active: bool
     """Whether the operator maps this vendor's tenants at all (no mapping: no unmapped alerts)."""
+    ignored: frozenset[str] = frozenset()
+    """Tenant ids (canonical_tenant_id) of this account nobody bills on purpose: never alerted as unmapped."""
     used: dict[tuple[str, str], tuple[Number, str]] = field(default_factory=dict)
     """(customer, metric) -> [sum, unit] over the customer's tenants read this run."""
     unmapped: dict[str, UsageRecord] = field(default_factory=dict)
@@ -63,7 +67,11 @@ class BillingView:
             return
         owner = self.owners.get(record.tenant_id)
         if owner is None:
-            if self.active and record.value > 0:
+            if (
+                self.active
+                and record.value > 0
+                and canonical_tenant_id(self.vendor, record.tenant_id) not in self.ignored
+            ):
                 held = self.unmapped.get(record.tenant_id)
                 if held is None or _preferred(record, held):
                     self.unmapped[record.tenant_id] = record
@@ -177,4 +185,9 @@ def load_view(reader: BillingReader, vendor: str, account_id: str, period: Perio
         shared=frozenset(mine & elsewhere),
         contracts=contracts,
         active=bool(accounts),
+        ignored=frozenset(
+            canonical_tenant_id(vendor, t.tenant_id)
+            for t in (reader.ignored() if accounts else ())
+            if (t.vendor, t.account_id) == (vendor, account_id)
+        ),
     )

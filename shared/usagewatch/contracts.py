@@ -71,8 +71,9 @@ def check_history(
 ) -> tuple[list[tuple[Contract, str]], set[tuple[str, str, str]]]:
     """What is wrong with adding `incoming` to the `stored` versions, and the keys whose ended months change.
 
-    Versions of one (customer, vendor, metric) may not overlap, stored ones included; a change to a month before
-    `now` is refused unless `amend`. Returns (contract of `incoming`, problem) pairs and the amended keys."""
+    Versions of one (customer, vendor, metric) may not overlap, stored ones included; changing the terms in force
+    in a month before `now` is refused unless `amend` (giving terms to an ended month that had none is not).
+    Returns (contract of `incoming`, problem) pairs and the amended keys."""
     by_key: dict[tuple[str, str, str], dict[Period, Contract]] = {}
     for contract in stored:
         by_key.setdefault(contract.key, {})[contract.effective_from] = contract
@@ -99,7 +100,8 @@ def check_history(
         start = min(c.effective_from for c in changed)
         month, altered = start, False
         while month < now and not altered:
-            altered = _terms(_force(before.values(), month)) != _terms(_force(after.values(), month))
+            held = _force(before.values(), month)  # a month with no contract before is filled in, not amended
+            altered = held is not None and _terms(held) != _terms(_force(after.values(), month))
             month = month.next()
         if altered and not amend:
             problems.append(
