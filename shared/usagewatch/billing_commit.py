@@ -253,28 +253,39 @@ class BillingCommits:
         self._wrote()
 
     def _mark(self, change_id: str, version: int, changes: Sequence[Change], now: datetime, what: str) -> None:
+        """Each item's mark beside its content, never over it: a mark is an update of the mark's attributes, so
+        content another change committed meanwhile is kept (and this change then fails to commit)."""
         expires = int((now + ORPHAN_TTL).timestamp())
         for start in range(0, len(changes), TRANSACTION_SIZE):
             actions = []
             for change in changes[start : start + TRANSACTION_SIZE]:
                 pk, sk = change.key
-                base = content(change.stored) or {"expires_at": expires}
-                item = {
-                    **base,
-                    "pk": pk,
-                    "sk": sk,
-                    "pending_import": change_id,
-                    "pending_version": version,
-                    "pending_item": dict(change.new) if change.new is not None else {},
-                    "pending_remove": change.new is None,
-                }
+                values = serialize(
+                    {
+                        ":id": change_id,
+                        ":v": version,
+                        ":item": dict(change.new) if change.new is not None else {},
+                        ":remove": change.new is None,
+                        ":exp": expires,
+                    }
+                )
+                update = (
+                    "SET pending_import = :id, pending_version = :v, pending_item = :item, pending_remove = :remove"
+                )
+                condition = "(attribute_not_exists(pending_version) OR pending_version < :v)"
+                if content(change.stored) is None:  # new: it expires unless committed, and nobody else made it
+                    update += ", expires_at = :exp"
+                    condition += " AND attribute_not_exists(record_type)"
+                else:
+                    del values[":exp"]
                 actions.append(
                     {
-                        "Put": {
+                        "Update": {
                             "TableName": self.store.table_name,
-                            "Item": serialize(item),
-                            "ConditionExpression": "attribute_not_exists(pending_version) OR pending_version < :v",
-                            "ExpressionAttributeValues": {":v": {"N": str(version)}},
+                            "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+                            "UpdateExpression": update,
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeValues": values,
                         }
                     }
                 )

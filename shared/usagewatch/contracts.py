@@ -62,8 +62,15 @@ def in_force(contracts: Iterable[Contract], period: Period) -> dict[tuple[str, s
     return {key: c for key, c in latest.items() if c.covers(period)}
 
 
-def _terms(contract: Contract | None) -> Contract | None:
-    return replace(contract, amended_at=None) if contract is not None else None
+def _same_version(a: Contract | None, b: Contract) -> bool:
+    return a is not None and replace(a, amended_at=None) == replace(b, amended_at=None)
+
+
+def _terms(contract: Contract | None) -> tuple[object, ...] | None:
+    """What a month is billed by: the version in force and its quantity, price and agreement."""
+    if contract is None:
+        return None
+    return (contract.effective_from, contract.quantity, contract.unit_price, contract.agreement)
 
 
 def check_history(
@@ -82,7 +89,7 @@ def check_history(
     for key, new in itertools.groupby(sorted(incoming, key=lambda c: c.key), key=lambda c: c.key):
         before = by_key.get(key, {})
         after = dict(before)
-        changed = [c for c in new if _terms(before.get(c.effective_from)) != _terms(c)]
+        changed = [c for c in new if not _same_version(before.get(c.effective_from), c)]
         if not changed:
             continue
         after.update({c.effective_from: c for c in changed})
