@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from usagewatch.errors import UsagewatchError
+from usagewatch.errors import StoreError, UsagewatchError
 from usagewatch.store import DynamoStore, serialize
 
 HEAD_PK: Final = "BILLING"
@@ -132,7 +132,11 @@ class BillingCommits:
         found: dict[Key, dict[str, Any]] = {}
         for start in range(0, len(keys), 100):
             wanted = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start : start + 100]]
-            while wanted:
+            for attempt in range(10):
+                if not wanted:
+                    break
+                if attempt:
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
                 answer = self.store._call(
                     "batch_get_item",
                     "read",
@@ -142,6 +146,8 @@ class BillingCommits:
                     item = {k: plain(v) for k, v in raw.items()}
                     found[(str(item["pk"]), str(item["sk"]))] = item
                 wanted = list(answer.get("UnprocessedKeys", {}).get(self.store.table_name, {}).get("Keys", []))
+            if wanted:
+                raise StoreError(f"DynamoDB left {len(wanted)} key(s) unread after 10 attempts")
         return found
 
     def head(self) -> Head:
@@ -299,13 +305,9 @@ class BillingCommits:
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code != "TransactionCanceledException":
-                from usagewatch.errors import StoreError
-
                 raise StoreError(f"DynamoDB transactional write failed: {type(exc).__name__}: {exc}") from exc
             reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
             if any(r.get("Code") not in (None, "None", "ConditionalCheckFailed") for r in reasons):
-                from usagewatch.errors import StoreError
-
                 raise StoreError(f"DynamoDB transactional write cancelled: {exc}") from exc
             return False
         finally:
