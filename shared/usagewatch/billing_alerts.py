@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final, Protocol
+from typing import Final
 
 from usagewatch import registry
-from usagewatch.contracts import Contract, in_force
-from usagewatch.customers import Customer, TenantMapping
+from usagewatch.contracts import Contract, as_number, in_force
+from usagewatch.customers import canonical_tenant_id
 from usagewatch.model import AlertState, Number, Period, Tenant, UsageRecord, Window
 from usagewatch.rules import Finding, RulesDocument
+from usagewatch.store.interface import BillingReader
 
 UNDER_BILLED: Final = "under_billed"
 UNMAPPED_TENANT: Final = "unmapped_tenant"
@@ -29,16 +30,6 @@ TENANT_OVERLAP: Final = "tenant_overlap"
 BILLING_RULES: Final = (UNDER_BILLED, UNMAPPED_TENANT, TENANT_OVERLAP)
 CUSTOMER_PREFIX: Final = "customer:"
 """An under_billed alert's `tenant_id` is the customer's, prefixed: its numbers are the sum of its tenants."""
-
-
-class BillingReader(Protocol):
-    def accounts(self) -> list[tuple[str, str]]: ...
-
-    def account_mappings(self, vendor: str, account_id: str) -> list[TenantMapping]: ...
-
-    def contracts(self, vendor: str) -> list[Contract]: ...
-
-    def customers(self) -> list[Customer]: ...
 
 
 Elsewhere = Callable[[Sequence[str]], dict[str, list[str]]]
@@ -64,6 +55,8 @@ class BillingView:
     """(customer id, metric) -> the contract in force this period, for this vendor."""
     active: bool
     """Whether the operator maps this vendor's tenants at all (no mapping: no unmapped alerts)."""
+    ignored: frozenset[str] = frozenset()
+    """Tenant ids (canonical_tenant_id) of this account nobody bills on purpose: never alerted as unmapped."""
     used: dict[tuple[str, str], tuple[Number, str]] = field(default_factory=dict)
     """(customer, metric) -> [sum, unit] over the customer's tenants read this run."""
     unmapped: dict[str, UsageRecord] = field(default_factory=dict)
@@ -86,7 +79,11 @@ class BillingView:
                 self.overlap[record.tenant_id] = (record, other)
             return
         if owner is None:
-            if self.active and record.value > 0:
+            if (
+                self.active
+                and record.value > 0
+                and canonical_tenant_id(self.vendor, record.tenant_id) not in self.ignored
+            ):
                 held = self.unmapped.get(record.tenant_id)
                 if held is None or _preferred(record, held):
                     self.unmapped[record.tenant_id] = record
@@ -124,7 +121,8 @@ class BillingView:
                 if customer in failed_owners:
                     continue
                 contract = self.contracts[(customer, metric)]
-                if used <= contract.quantity:
+                quantity = as_number(contract.quantity)
+                if used <= quantity:
                     continue
                 if known is None:
                     known = names()
@@ -136,15 +134,15 @@ class BillingView:
                     value=used,
                     unit=unit,
                     window=window,
-                    quota=contract.quantity,
+                    quota=quantity,
                 )
                 out.append(
                     Finding(
                         record,
                         UNDER_BILLED,
                         rules.under_billed.severity,
-                        contract.quantity,
-                        contract.quantity,
+                        quantity,
+                        quantity,
                         customer,
                     )
                 )
@@ -222,6 +220,11 @@ def load_view(reader: BillingReader, vendor: str, account_id: str, period: Perio
         active=bool(accounts),
         mapped_elsewhere=mapped_elsewhere,
         elsewhere=_stored_elsewhere(reader, vendor, [a for a in accounts if a != account_id], period),
+        ignored=frozenset(
+            canonical_tenant_id(vendor, t.tenant_id)
+            for t in (reader.ignored() if accounts else ())
+            if (t.vendor, t.account_id) == (vendor, account_id)
+        ),
     )
 
 

@@ -2,26 +2,30 @@
 
 usagewatch customers suggest --period 2026-11 --csv > suggestions.csv   # edit, then import it
 usagewatch customers suggest --period 2026-11 --accept                 # take every proposal as it is
-usagewatch customers import mapping.csv
+usagewatch customers import mapping.csv [--allow-unseen]
 usagewatch customers unmapped --period 2026-11
-usagewatch contracts import contracts.csv
+usagewatch customers unmap|ignore|unignore keepnet/kn-main/c-1 ...
+usagewatch contracts import contracts.csv [--amend]
+usagewatch contracts end acme keepnet monthly_users --last 2026-12 [--amend]
 usagewatch reconcile --period 2026-11 [--customer acme] [--csv]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from usagewatch import registry
+from usagewatch import cli_imports, registry
+from usagewatch.billing_commit import ImportConflictError
 from usagewatch.billing_report import UsageReader
 from usagewatch.billing_store import BillingStore, ImportResult
 from usagewatch.cli_reconcile import overlap_note
-from usagewatch.customers import NamedTenant, TenantRef, unmapped
-from usagewatch.imports import parse_contracts, parse_mappings
+from usagewatch.customers import NamedTenant, TenantRef, canonical_tenant_id, unmapped
+from usagewatch.imports import parse_mappings
 from usagewatch.model import Period
 from usagewatch.reconcile import DEFAULT_TOLERANCE, tenants_once
 from usagewatch.report import table
@@ -40,13 +44,17 @@ SUGGESTION_COLUMNS: Final = (
     "method",
     "new_customer",
 )
-Fail = Callable[[str], Exception]
+Fail = Callable[..., Exception]
+CONFLICT: Final = 2
+"""Exit code of a change that lost to another one running at the same time."""
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     """Register `customers`, `contracts` and `reconcile` on the CLI's subparsers."""
     customers = commands.add_parser("customers", parents=[common], help="who owns which vendor tenant")
-    actions = customers.add_subparsers(dest="action", required=True, metavar="{suggest,import,unmapped}")
+    actions = customers.add_subparsers(
+        dest="action", required=True, metavar="{suggest,import,unmapped,unmap,ignore,unignore}"
+    )
     suggest = actions.add_parser("suggest", parents=[common], help="a proposed customer per unmapped tenant")
     suggest.add_argument("--min-score", type=float, default=85.0, help="fuzzy score a proposal needs (0-100)")
     suggest.add_argument("--accept", action="store_true", help="store every proposal as shown")
@@ -55,12 +63,15 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         sub.add_argument("--period", help="the month, YYYY-MM (default: this month)")
     imp = actions.add_parser("import", parents=[common], help="import a mapping CSV (all or nothing)")
     imp.add_argument("file", help="customer_id,customer_name,vendor,account_id,tenant_id[,external_ref]")
+    imp.add_argument("--allow-unseen", action="store_true", help="map tenants not collected in recent months too")
     contracts = commands.add_parser("contracts", parents=[common], help="what each customer is billed for")
-    cactions = contracts.add_subparsers(dest="action", required=True, metavar="{import}")
+    cactions = contracts.add_subparsers(dest="action", required=True, metavar="{import,end}")
     cimp = cactions.add_parser("import", parents=[common], help="import a contracts CSV (all or nothing)")
     cimp.add_argument(
         "file", help="customer_id,vendor,metric,quantity,effective_from[,effective_to,agreement,unit_price]"
     )
+    cimp.add_argument("--amend", action="store_true", help="allow changing months that have already ended")
+    cli_imports.add_change_commands(actions, cactions, common)
     rec = commands.add_parser("reconcile", parents=[common], help="billed versus used for one month")
     rec.add_argument("--period", required=True, help="the month, YYYY-MM")
     rec.add_argument("--customer", help="one customer id")
@@ -74,21 +85,51 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def run(store: DynamoStore, args: argparse.Namespace, kind: str, fail: Fail, csv: Callable[..., str]) -> str:
     billing = BillingStore(store)
+    if note := billing.interrupted():
+        sys.stderr.write(f"usagewatch: warning: {note}\n")
+    try:
+        return _run(store, billing, args, kind, fail, csv)
+    except ImportConflictError as exc:
+        raise fail(str(exc), CONFLICT) from exc
+
+
+def _run(
+    store: DynamoStore, billing: BillingStore, args: argparse.Namespace, kind: str, fail: Fail, csv: Callable[..., str]
+) -> str:
     if args.command == "reconcile":
         from usagewatch.cli_reconcile import reconcile_command
 
         return reconcile_command(store, billing, args, kind, fail)
+    if args.command == "contracts" and args.action == "end":
+        return cli_imports.end_contract(billing, args, fail)
     if args.command == "contracts":
-        return _import_contracts(store, billing, _read_file(args.file, fail), args.file)
+        text = _read_file(args.file, fail)
+        known = _known_metrics(store)
+        return cli_imports.import_contracts(store, billing, text, args.file, amend=args.amend, known=known)
     if args.action == "import":
         parsed = parse_mappings(_read_file(args.file, fail), vendors=registry.vendor_ids(), source=args.file)
-        result = billing.import_mappings(parsed.customers, parsed.mappings)
-        return _imported(result, f"{len(parsed.customers)} customer(s), {len(parsed.mappings)} tenant mapping(s)")
+        return cli_imports.import_mappings(store, billing, parsed, source=args.file, allow_unseen=args.allow_unseen)
+    if args.action == "unmap":
+        return cli_imports.unmap(billing, cli_imports.tenant_refs(args.tenants, fail), fail)
+    if args.action in ("ignore", "unignore"):
+        refs = cli_imports.tenant_refs(args.tenants, fail)
+        return cli_imports.set_ignored(billing, refs, ignore=args.action == "ignore")
     period = _period(args.period, fail)
-    tenants, overlap = tenants_once(_tenants(store, period), billing.mappings())  # one per vendor tenant
+    tenants, overlap = tenants_once(  # one per vendor tenant, the ignored ones left out
+        _not_ignored(_tenants(store, period), billing.ignored()), billing.mappings()
+    )
     if args.action == "unmapped":
         return _unmapped(unmapped(tenants, billing.mappings()), period, kind, csv) + overlap_note(overlap, kind)
     return _suggest(billing, tenants, args, kind, csv)
+
+
+def _not_ignored(tenants: Sequence[NamedTenant], ignored: set[TenantRef]) -> list[NamedTenant]:
+    skip = {(t.vendor, t.account_id, canonical_tenant_id(t.vendor, t.tenant_id)) for t in ignored}
+    return [
+        t
+        for t in tenants
+        if (t.tenant.vendor, t.tenant.account_id, canonical_tenant_id(t.tenant.vendor, t.tenant.tenant_id)) not in skip
+    ]
 
 
 def _read_file(path: str, fail: Fail) -> str:
@@ -108,9 +149,7 @@ def _period(text: str | None, fail: Fail) -> Period:
 
 
 def _imported(result: ImportResult, what: str) -> str:
-    if not result.written:
-        return f"Nothing changed: {what} already stored as in the file."
-    return f"Imported {what}: {result.written} item(s) written, {result.unchanged} unchanged."
+    return cli_imports.summary(result, what)
 
 
 # --- reads of the usage the collectors stored --------------------------------------------------------
@@ -136,19 +175,6 @@ def _known_metrics(store: DynamoStore) -> dict[str, set[str]]:
 
 
 # --- commands ----------------------------------------------------------------------------------------
-
-
-def _import_contracts(store: DynamoStore, billing: BillingStore, text: str, source: str) -> str:
-    known = _known_metrics(store)
-    customers = {c.customer_id for c in billing.customers()}
-    contracts = parse_contracts(
-        text,
-        customers=customers,
-        vendors=registry.vendor_ids(),
-        metric_known=lambda vendor, metric: metric in known.get(vendor, set()),
-        source=source,
-    )
-    return _imported(billing.import_contracts(contracts), f"{len(contracts)} contract line(s)")
 
 
 def _unmapped(tenants: Sequence[NamedTenant], period: Period, kind: str, csv: Callable[..., str]) -> str:
@@ -187,7 +213,7 @@ def _suggest(
     if args.accept and rows:
         mapping_csv = csv(rows, SUGGESTION_COLUMNS)
         parsed = parse_mappings(mapping_csv, vendors=registry.vendor_ids(), source="suggestions")
-        result = billing.import_mappings(parsed.customers, parsed.mappings)
+        result = billing.import_mappings(parsed.customers, parsed.mappings, what="customers suggest --accept")
         return _imported(result, f"{len(parsed.mappings)} accepted suggestion(s)")
     if kind == "csv":
         return str(csv(rows, SUGGESTION_COLUMNS))

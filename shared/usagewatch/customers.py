@@ -110,5 +110,14 @@ def unmapped(tenants: Iterable[NamedTenant], mappings: Iterable[TenantMapping]) 
     return sorted((t for t in tenants if t.tenant not in mapped), key=lambda t: t.tenant)
 
 
+def canonical_tenant_id(vendor: str, tenant_id: str) -> str:
+    """The form in which two spellings of one vendor's tenant id compare equal (the vendor's rule: Microsoft
+    365's GUIDs ignore case)."""
+    from usagewatch import registry
+
+    known = vendor in registry.vendor_ids()
+    return tenant_id.casefold() if known and registry.vendor(vendor).case_insensitive_ids else tenant_id
+
+
 def owners(mappings: Iterable[TenantMapping]) -> Mapping[TenantRef, str]:
     return {m.tenant: m.customer_id for m in mappings}

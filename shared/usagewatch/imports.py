@@ -8,18 +8,19 @@ taken from a file that has one.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
-import math
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final
 
 from usagewatch.contracts import Contract
-from usagewatch.customers import Customer, TenantMapping, TenantRef, check_customer_id
+from usagewatch.customers import Customer, TenantMapping, TenantRef, canonical_tenant_id, check_customer_id
 from usagewatch.errors import ConfigError
-from usagewatch.model import MAX_PLAUSIBLE_VALUE, Period
+from usagewatch.model import Period
 from usagewatch.text import clean_name
 
 MAPPING_COLUMNS: Final = ("customer_id", "customer_name", "vendor", "account_id", "tenant_id")
@@ -29,6 +30,11 @@ CONTRACT_COLUMNS: Final = ("customer_id", "vendor", "metric", "quantity", "effec
 CONTRACT_OPTIONAL: Final = ("effective_to", "agreement", "unit_price")
 MAX_LINES: Final = 200_000
 _METRIC: Final = re.compile(r"^[a-z0-9_]+$")
+MAX_NUMBER: Final = Decimal(10) ** 12
+"""The largest quantity or unit price a file may give."""
+MAX_PLACES: Final = 6
+"""The most digits after the decimal point a quantity or unit price may have."""
+_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 class ImportRejectedError(ConfigError):
@@ -45,6 +51,8 @@ class ImportRejectedError(ConfigError):
 class MappingFile:
     customers: list[Customer]
     mappings: list[TenantMapping]
+    lines: dict[TenantRef, int] = dataclasses.field(default_factory=dict)
+    """The line each mapping was read from."""
 
 
 def _rows(
@@ -79,6 +87,7 @@ def parse_mappings(text: str, *, vendors: Collection[str], source: str = "mappin
     problems: list[tuple[int, str]] = []
     customers: dict[str, tuple[int, Customer]] = {}
     owners: dict[TenantRef, tuple[int, str]] = {}
+    spelled: dict[TenantRef, TenantRef] = {}
     mappings: list[TenantMapping] = []
     for line, cells in _rows(text, MAPPING_COLUMNS, MAPPING_OPTIONAL, source):
         says: list[str] = []
@@ -104,6 +113,10 @@ def parse_mappings(text: str, *, vendors: Collection[str], source: str = "mappin
             continue
         customers.setdefault(cid, (line, customer))
         ref = TenantRef(cells["vendor"], cells["account_id"], cells["tenant_id"])
+        same = TenantRef(ref.vendor, ref.account_id, canonical_tenant_id(ref.vendor, ref.tenant_id))
+        if same in spelled:
+            ref = spelled[same]
+        spelled.setdefault(same, ref)
         if ref in owners:
             first, owner = owners[ref]
             problems.append((line, f"tenant {ref}: already mapped on line {first} (to {owner})"))
@@ -112,7 +125,8 @@ def parse_mappings(text: str, *, vendors: Collection[str], source: str = "mappin
         mappings.append(TenantMapping(cid, ref))
     if problems:
         raise ImportRejectedError(source, problems)
-    return MappingFile([c for _, c in customers.values()], mappings)
+    lines = {ref: line for ref, (line, _) in owners.items()}
+    return MappingFile([c for _, c in customers.values()], mappings, lines)
 
 
 def _period(value: str, field: str) -> tuple[Period | None, str | None]:
@@ -122,14 +136,21 @@ def _period(value: str, field: str) -> tuple[Period | None, str | None]:
         return None, str(exc)
 
 
-def _number(value: str, field: str, *, integral_ok: bool = True) -> tuple[float | int | None, str | None]:
-    try:
-        number = float(value)
-    except ValueError:
-        return None, f"{field}: not a number: {value!r}"
-    if not math.isfinite(number) or number < 0 or number > MAX_PLAUSIBLE_VALUE:
-        return None, f"{field}: must be a number from 0 to {MAX_PLAUSIBLE_VALUE}, got {value!r}"
-    return (int(number) if integral_ok and number.is_integer() else number), None
+def parse_number(value: str, field: str) -> tuple[Decimal | None, str | None]:
+    """An ASCII decimal number from 0 to MAX_NUMBER with at most MAX_PLACES decimals, read exactly; anything
+    else (an exponent, `_`, a sign, a comma, digits of other scripts) is refused with what is wrong."""
+    if not _DECIMAL.fullmatch(value) or not value.isascii():
+        return None, (
+            f"{field}: not a plain decimal number (digits 0-9 and at most one '.', no exponent, sign or"
+            f" separators): {value!r}"
+        )
+    number = Decimal(value)
+    places = len(value.partition(".")[2])
+    if places > MAX_PLACES:
+        return None, f"{field}: at most {MAX_PLACES} decimal places, got {places}: {value!r}"
+    if number > MAX_NUMBER:
+        return None, f"{field}: at most {MAX_NUMBER:,} (10^12), got {value!r}"
+    return number, None
 
 
 def parse_contracts(
@@ -140,8 +161,21 @@ def parse_contracts(
     metric_known: Callable[[str, str], bool],
     source: str = "contracts file",
 ) -> list[Contract]:
-    """Contract versions. The key is (customer, vendor, metric, effective_from); two versions of one
-    (customer, vendor, metric) may not overlap."""
+    """Contract versions (see parse_contract_lines)."""
+    lines = parse_contract_lines(text, customers=customers, vendors=vendors, metric_known=metric_known, source=source)
+    return [c for _, c in lines]
+
+
+def parse_contract_lines(
+    text: str,
+    *,
+    customers: Collection[str],
+    vendors: Collection[str],
+    metric_known: Callable[[str, str], bool],
+    source: str = "contracts file",
+) -> list[tuple[int, Contract]]:
+    """Contract versions with the line each was read from. The key is (customer, vendor, metric,
+    effective_from); two versions of one (customer, vendor, metric) may not overlap."""
     problems: list[tuple[int, str]] = []
     seen: dict[tuple[str, str, str, Period], int] = {}
     contracts: list[tuple[int, Contract]] = []
@@ -154,7 +188,7 @@ def parse_contracts(
             says.append(f"vendor: unknown {vendor!r} (one of {', '.join(sorted(vendors))})")
         elif not _METRIC.match(metric) or not metric_known(vendor, metric):
             says.append(f"metric: {vendor} has no metric {metric!r}")
-        quantity, bad = _number(cells["quantity"], "quantity")
+        quantity, bad = parse_number(cells["quantity"], "quantity")
         says += [bad] if bad else []
         start, bad = _period(cells["effective_from"], "effective_from")
         says += [bad] if bad else []
@@ -164,9 +198,9 @@ def parse_contracts(
             says += [bad] if bad else []
             if start and end and end < start:
                 says.append(f"effective_to {end} is before effective_from {start}")
-        price: float | int | None = None
+        price: Decimal | None = None
         if cells.get("unit_price"):
-            price, bad = _number(cells["unit_price"], "unit_price", integral_ok=False)
+            price, bad = parse_number(cells["unit_price"], "unit_price")
             says += [bad] if bad else []
         if says or quantity is None or start is None:
             problems.append((line, "; ".join(says)))
@@ -181,7 +215,7 @@ def parse_contracts(
     problems += _overlaps(contracts)
     if problems:
         raise ImportRejectedError(source, sorted(problems))
-    return [c for _, c in contracts]
+    return contracts
 
 
 def _overlaps(contracts: Sequence[tuple[int, Contract]]) -> list[tuple[int, str]]:

@@ -231,7 +231,7 @@ def reconcile(
                 agreement=contract.agreement if contract else None,
                 unit_price=price,
                 unbilled_value=unbilled,
-                amended_at=getattr(contract, "amended_at", None) if contract else None,
+                amended_at=contract.amended_at if contract else None,
             )
         )
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}

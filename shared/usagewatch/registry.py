@@ -56,6 +56,8 @@ class Vendor:
     """A tenant's successful read lists every metric it has (Microsoft 365's subscribed SKUs): a metric missing from
     it is gone, and its open alerts resolve. False where a read may cover some metrics only (Keepnet's past months)."""
     cumulative_metrics: tuple[str, ...] = ()
+    case_insensitive_ids: bool = False
+    """Its tenant ids ignore case (GUIDs): a mapping of `ABC-...` is the tenant stored as `abc-...`."""
     """Metrics that only grow through their period and start again in the next (a count of who was active this
     month): usagewatch projects them to the period end where the vendor gives no projection (docs/alerts.md)."""
 
@@ -160,6 +162,7 @@ _BUILT_IN: Final = (
         unused_licence_alerts=True,
         free_metrics=_MICROSOFT365_FREE_SKUS,
         whole_readings=True,
+        case_insensitive_ids=True,
     ),
 )
 

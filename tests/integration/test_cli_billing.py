@@ -148,3 +148,109 @@ def test_suggestions_accepted_as_shown(filled: LocalAws, capsys: pytest.CaptureF
     assert code == 0 and "5 accepted suggestion(s)" in out, err
     code, out, _ = run(capsys, "customers", "unmapped", "--period", PERIOD, *table)
     assert "Every tenant with usage" in out
+
+
+def test_a_mapping_says_what_it_did_and_can_be_undone(
+    filled: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    table = ("--table", filled.table_name)
+    header = "customer_id,customer_name,vendor,account_id,tenant_id\n"
+    first = tmp_path / "first.csv"
+    first.write_text(header + "acme,Acme,keepnet,kn-main,c-1\nglobex,Globex,keepnet,kn-main,c-2\n")
+    assert run(capsys, "customers", "import", str(first), *table)[0] == 0
+
+    # A tenant never collected under that account, and an account that does not exist: refused by line.
+    unseen = tmp_path / "unseen.csv"
+    unseen.write_text(header + "acme,Acme,keepnet,kn-main,c-1\nacme,Acme,keepnet,no-such-account,c-9\n")
+    code, _, err = run(capsys, "customers", "import", str(unseen), *table)
+    assert code == 1 and "line 3: tenant keepnet/no-such-account/c-9 has no usage" in err and "--allow-unseen" in err
+    code, out, _ = run(capsys, "customers", "import", str(unseen), "--allow-unseen", *table)
+    assert code == 0 and "not seen yet: keepnet/no-such-account/c-9 mapped to Acme" in out
+
+    # Moving a tenant between customers is named, with the tenant's name.
+    moved = tmp_path / "moved.csv"
+    moved.write_text(header + "globex,Globex,keepnet,kn-main,c-1\n")
+    code, out, _ = run(capsys, "customers", "import", str(moved), *table)
+    assert code == 0 and "moved Acme Ltd (keepnet/kn-main/c-1): Acme -> Globex" in out
+
+    code, out, err = run(capsys, "customers", "unmap", "keepnet/kn-main/c-1", "keepnet/kn-main/c-3", *table)
+    assert code == 1 and "not mapped, nothing removed: keepnet/kn-main/c-3" in err
+    code, out, _ = run(capsys, "customers", "unmap", "keepnet/kn-main/c-1", *table)
+    assert code == 0 and "Unmapped 1 tenant(s)" in out
+    code, out, _ = run(capsys, "customers", "unmapped", "--period", PERIOD, "--csv", *table)
+    assert {r["tenant_id"] for r in csv.DictReader(io.StringIO(out))} == {"c-1", "c-3", "g-1", "g-2"}
+
+    # Ignored tenants leave the unmapped list and the suggestions, until unignored.
+    code, out, _ = run(capsys, "customers", "ignore", "keepnet/kn-main/c-3", "gravityzone/gz-main/g-2", *table)
+    assert code == 0 and "2 tenant(s) changed" in out
+    code, out, _ = run(capsys, "customers", "unmapped", "--period", PERIOD, "--csv", *table)
+    assert {r["tenant_id"] for r in csv.DictReader(io.StringIO(out))} == {"c-1", "g-1"}
+    code, out, _ = run(capsys, "customers", "suggest", "--period", PERIOD, "--csv", *table)
+    assert {r["tenant_id"] for r in csv.DictReader(io.StringIO(out))} == {"c-1", "g-1"}
+    code, out, _ = run(capsys, "customers", "unignore", "gravityzone/gz-main/g-2", *table)
+    assert code == 0 and "1 tenant(s) changed" in out
+    code, out, _ = run(capsys, "customers", "unmapped", "--period", PERIOD, "--csv", *table)
+    assert {r["tenant_id"] for r in csv.DictReader(io.StringIO(out))} == {"c-1", "g-1", "g-2"}
+
+
+def test_microsoft_tenant_ids_compare_without_case(
+    aws: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = aws.store()
+    guid = "6f1d3c9e-0b7a-4c55-9a51-0f2d7e1b8c44"
+    record = UsageRecord("microsoft365", "partner", Tenant(guid, "Contoso"), "spb", 33, "seats", Window.month(NOW))
+    store.add_usage(record, as_of=AT, collected_at=AT)
+    store.flush()
+    mapping = tmp_path / "m.csv"
+    mapping.write_text(
+        f"customer_id,customer_name,vendor,account_id,tenant_id\ncontoso,Contoso,microsoft365,partner,{guid.upper()}\n"
+    )
+    code, out, err = run(capsys, "customers", "import", str(mapping), "--table", aws.table_name)
+    assert code == 0 and "not seen" not in out, err
+    from usagewatch.billing_store import BillingStore
+
+    assert [m.tenant.tenant_id for m in BillingStore(store).mappings()] == [guid]  # as the collector stores it
+    code, out, _ = run(capsys, "customers", "unmap", f"microsoft365/partner/{guid.upper()}", "--table", aws.table_name)
+    assert code == 0 and BillingStore(store).mappings() == []
+
+
+def test_contract_history_only_moves_forward(
+    filled: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from decimal import Decimal
+
+    from usagewatch.billing_store import BillingStore
+
+    table = ("--table", filled.table_name)
+    mapping = tmp_path / "m.csv"
+    mapping.write_text("customer_id,customer_name,vendor,account_id,tenant_id\nacme,Acme,keepnet,kn-main,c-1\n")
+    assert run(capsys, "customers", "import", str(mapping), *table)[0] == 0
+    header = "customer_id,vendor,metric,quantity,effective_from,effective_to,agreement,unit_price\n"
+    last = NOW.previous()
+    first = tmp_path / "first.csv"
+    first.write_text(header + f"acme,keepnet,monthly_users,100,{last.previous()},{last},,0.10\n")
+    assert run(capsys, "contracts", "import", str(first), *table)[0] == 0
+
+    overlap = tmp_path / "overlap.csv"
+    overlap.write_text(header + f"acme,keepnet,monthly_users,120,{last},,,\n")
+    code, _, err = run(capsys, "contracts", "import", str(overlap), *table)
+    assert code == 1 and "line 2: overlaps the stored version" in err
+
+    change = tmp_path / "change.csv"
+    change.write_text(header + f"acme,keepnet,monthly_users,110,{last.previous()},{last},,0.10\n")
+    code, _, err = run(capsys, "contracts", "import", str(change), *table)
+    assert code == 1 and "a month already ended: add --amend" in err
+    code, out, _ = run(capsys, "contracts", "import", str(change), "--amend", *table)
+    assert code == 0 and "Amended months already ended" in out
+    [contract] = BillingStore(filled.store()).contracts("keepnet")
+    assert contract.quantity == Decimal(110) and contract.unit_price == Decimal("0.10") and contract.amended_at
+
+    following = tmp_path / "following.csv"
+    following.write_text(header + f"acme,keepnet,monthly_users,130,{NOW},,,\n")
+    assert run(capsys, "contracts", "import", str(following), *table)[0] == 0
+    code, _, err = run(capsys, "contracts", "end", "acme", "keepnet", "monthly_users", "--last", str(last), *table)
+    assert code == 1 and "a later version starts" in err
+    code, out, _ = run(capsys, "contracts", "end", "acme", "keepnet", "monthly_users", "--last", str(NOW), *table)
+    assert code == 0 and f"last billed month {NOW}" in out
+    ended = [c for c in BillingStore(filled.store()).contracts("keepnet") if c.effective_from == NOW]
+    assert ended[0].effective_to == NOW and ended[0].amended_at is None

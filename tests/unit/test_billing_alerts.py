@@ -39,6 +39,10 @@ class CountingReader:
         self.calls["customers"] += 1
         return []
 
+    def ignored(self) -> set[TenantRef]:
+        self.calls["ignored"] += 1
+        return {TenantRef("keepnet", "kn-a", "skipped"), TenantRef("keepnet", "kn-b", "stray")}
+
 
 def record(tenant_id: str, value: int) -> UsageRecord:
     return UsageRecord(
@@ -49,13 +53,15 @@ def record(tenant_id: str, value: int) -> UsageRecord:
 def test_reads_do_not_grow_with_tenants_and_sums_span_a_customers_tenants() -> None:
     reader = CountingReader(tenants=10_000)
     view = load_view(reader, "keepnet", "kn-a", NOV)
-    assert reader.calls == {"accounts": 1, "mappings": 2, "contracts": 1}  # two Keepnet accounts, one contract read
+    # two Keepnet accounts, one contract read, one read of the ignore list
+    assert reader.calls == {"accounts": 1, "mappings": 2, "contracts": 1, "ignored": 1}
 
     for i in range(10_000):
         view.observe(record(f"t{i}", 1))  # c0..c99 own 100 tenants each: 100 used of 10 contracted
     view.observe(record("t10000", 5))  # "shared" has tenants in kn-b too: judged monthly only
     view.observe(record("stray", 3))
     view.observe(record("idle", 0))
+    view.observe(record("skipped", 4))  # ignored in kn-a: never alerted (kn-b's "stray" is another tenant)
     findings, failed = view.findings(DEFAULT_RULES, failed_tenants=["t0"], names=dict)
     under = [f for f in findings if f.rule == UNDER_BILLED]
     assert len(under) == 99  # c0 is not judged: one of its tenants failed

@@ -86,12 +86,12 @@ def test_contract_versions_by_effective_month() -> None:
         ("nobody,keepnet,monthly_users,1,2026-01", "unknown customer 'nobody'"),
         ("acme,sophos,monthly_users,1,2026-01", "vendor: unknown 'sophos'"),
         ("acme,keepnet,seats,1,2026-01", "keepnet has no metric 'seats'"),
-        ("acme,keepnet,monthly_users,-3,2026-01", "quantity: must be a number from 0"),
-        ("acme,keepnet,monthly_users,ten,2026-01", "quantity: not a number"),
+        ("acme,keepnet,monthly_users,-3,2026-01", "quantity: not a plain decimal number"),
+        ("acme,keepnet,monthly_users,ten,2026-01", "quantity: not a plain decimal number"),
         ("acme,keepnet,monthly_users,1,11/2026", "effective_from: expected YYYY-MM"),
         ("acme,keepnet,monthly_users,1,2026-05,2026-02", "effective_to 2026-02 is before effective_from 2026-05"),
         ("acme,keepnet,monthly_users,1,2026-01", "duplicate of line 2"),
-        ("acme,keepnet,monthly_users,nan,2026-03", "quantity: must be a number"),
+        ("acme,keepnet,monthly_users,nan,2026-03", "quantity: not a plain decimal number"),
     ],
 )
 def test_each_bad_contract_line_stops_the_import(line: str, message: str) -> None:

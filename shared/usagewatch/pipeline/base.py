@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from usagewatch.alerts import TenantFailureInfo
-from usagewatch.billing_alerts import BillingReader, load_view
+from usagewatch.billing_alerts import load_view
 from usagewatch.dispatch import Publisher
 from usagewatch.errors import StoreError, UsagewatchError
 from usagewatch.model import (
@@ -24,6 +24,7 @@ from usagewatch.pipeline.account import AccountRun
 from usagewatch.pipeline.outcome import DEADLINE_REACHED
 from usagewatch.pipeline.ports import UsageStore, WorkQueue
 from usagewatch.rules import RulesDocument
+from usagewatch.store.interface import BillingReader
 from usagewatch.text import clip_error
 from usagewatch.trends import Trends
 

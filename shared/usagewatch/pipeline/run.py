@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Final, TypeVar
 from uuid import uuid4
 
-from usagewatch.billing_alerts import BillingReader
 from usagewatch.dispatch import Publisher
 from usagewatch.errors import StoreError, UsagewatchError
 from usagewatch.model import (
@@ -25,6 +24,7 @@ from usagewatch.pipeline.chunks import ChunkRunner
 from usagewatch.pipeline.outcome import LEASE_TAKEN, AccountOutcome, RunSummary, run_id_for
 from usagewatch.pipeline.ports import UsageStore, WorkQueue
 from usagewatch.rules import RulesDocument
+from usagewatch.store.interface import BillingReader
 from usagewatch.text import clip_error
 
 AccountT = TypeVar("AccountT")

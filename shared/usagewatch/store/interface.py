@@ -15,7 +15,7 @@ from usagewatch.model import AlertState, MetricSeries, Number, RunRecord, Stored
 
 if TYPE_CHECKING:
     from usagewatch.contracts import Contract
-    from usagewatch.customers import Customer, TenantMapping
+    from usagewatch.customers import Customer, TenantMapping, TenantRef
 
 
 class UsageStore(Protocol):
@@ -85,6 +85,7 @@ class BillingReader(Protocol):
     def account_mappings(self, vendor: str, account_id: str) -> list[TenantMapping]: ...
     def contracts(self, vendor: str) -> list[Contract]: ...
     def customers(self) -> list[Customer]: ...
+    def ignored(self) -> set[TenantRef]: ...
 
 
 class TableIdentities:
