@@ -101,12 +101,12 @@ class _CountingClient:
 
 def scenario() -> tuple[list[Row], dict[str, Any]]:
     from usagewatch import matching
-    from usagewatch.billing_store import BillingStore
     from usagewatch.customers import NamedTenant, TenantRef
     from usagewatch.imports import parse_contracts, parse_mappings
     from usagewatch.model import Period
     from usagewatch.reconcile import Reading, reconcile
     from usagewatch.store import DynamoStore
+    from usagewatch.store.billing import BillingStore
 
     names = _names(CUSTOMERS)
     ids = [f"c{n:05d}" for n in range(CUSTOMERS)]

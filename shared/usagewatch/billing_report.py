@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch import registry
 from usagewatch.billing_html import render_html
-from usagewatch.billing_store import BillingStore
 from usagewatch.completeness import assess, period_runs, refuse_future
 from usagewatch.customers import TenantRef
 from usagewatch.model import Period, StoredUsage
@@ -33,6 +32,7 @@ from usagewatch.reconcile import (
     unbilled_total,
 )
 from usagewatch.settings import DEFAULT_CURRENCY, Currency, load_currency
+from usagewatch.store.billing import BillingStore
 from usagewatch.text import csv_cell
 
 if TYPE_CHECKING:

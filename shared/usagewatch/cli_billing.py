@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from usagewatch import cli_imports, registry
-from usagewatch.billing_commit import ImportConflictError
 from usagewatch.billing_report import UsageReader
-from usagewatch.billing_store import BillingStore, ImportResult
 from usagewatch.cli_reconcile import overlap_note
 from usagewatch.customers import NamedTenant, TenantRef, canonical_tenant_id, unmapped
 from usagewatch.imports import parse_mappings
@@ -30,6 +28,8 @@ from usagewatch.model import Period
 from usagewatch.reconcile import DEFAULT_TOLERANCE, tenants_once
 from usagewatch.report import table
 from usagewatch.store import DynamoStore
+from usagewatch.store.billing import BillingStore, ImportResult
+from usagewatch.store.billing_commit import ImportConflictError
 from usagewatch.text import clean_name
 
 MAX_FILE_BYTES: Final = 50 * 1024 * 1024

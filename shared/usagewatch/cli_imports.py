@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from usagewatch import registry
-from usagewatch.billing_store import BillingStore, ImportResult
 from usagewatch.contracts import Contract, check_history, in_force
 from usagewatch.customers import TenantMapping, TenantRef, canonical_tenant_id
 from usagewatch.imports import ImportRejectedError, MappingFile, parse_contract_lines
 from usagewatch.model import Period
 from usagewatch.store import DynamoStore
+from usagewatch.store.billing import BillingStore, ImportResult
 from usagewatch.text import clean_name
 
 SEEN_MONTHS: Final = 3

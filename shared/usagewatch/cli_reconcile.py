@@ -21,8 +21,8 @@ from usagewatch.settings import load_currency
 from usagewatch.text import clean_name
 
 if TYPE_CHECKING:
-    from usagewatch.billing_store import BillingStore
     from usagewatch.store import DynamoStore
+    from usagewatch.store.billing import BillingStore
 
 Fail = Callable[[str], Exception]
 

@@ -52,21 +52,7 @@ def _clip(text: str) -> str:
 def period_runs(store: DynamoStore, vendor: str, account_id: str, period: Period) -> list[RunRecord]:
     """The finished runs of one account that read `period`, newest first: runs of the month or of the next
     (which reads the month before to its end), one Query."""
-    from usagewatch.store import deserialize, run_record
-
-    answer = store._call(
-        "query",
-        "read",
-        KeyConditionExpression="pk = :pk AND sk BETWEEN :a AND :b",
-        ExpressionAttributeValues={
-            ":pk": {"S": f"RUN#{vendor}#{account_id}"},
-            ":a": {"S": utc_iso(period.start)},
-            ":b": {"S": utc_iso(period.next().end)},
-        },
-        ScanIndexForward=False,
-        Limit=RUNS_READ,
-    )
-    runs = [run_record(deserialize(item)) for item in answer.get("Items", [])]
+    runs = store.runs_between(vendor, account_id, utc_iso(period.start), utc_iso(period.next().end), limit=RUNS_READ)
     return [r for r in runs if r.status in FINISHED and str(period) in r.periods]
 
 

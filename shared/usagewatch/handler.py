@@ -135,8 +135,8 @@ def handle(
 def _usage_table(env: Environment, source: Source[Any]) -> tuple[UsageStore, BillingReader]:
     """The usage table's store and billing reader; a source that keeps an identity memory (`use_identities`)
     is handed the table's."""
-    from usagewatch.billing_store import BillingStore
     from usagewatch.store import DynamoStore, TableIdentities
+    from usagewatch.store.billing import BillingStore
 
     table = DynamoStore(env.usage_table_name, snapshot_retention_days=env.snapshot_retention_days)
     use_identities = getattr(source, "use_identities", None)

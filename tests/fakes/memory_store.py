@@ -262,6 +262,11 @@ class MemoryStore:
         records = self.run_records.get((vendor, account_id), {})
         return [records[k] for k in sorted(records, reverse=True)[:limit]]
 
+    def runs_between(self, vendor: str, account_id: str, start: str, end: str, *, limit: int = 10) -> list[RunRecord]:
+        self._check("runs_between")
+        records = self.run_records.get((vendor, account_id), {})
+        return [records[k] for k in sorted(records, reverse=True) if start <= k <= end][:limit]
+
     # --- alerts ----------------------------------------------------------------------------------
 
     @staticmethod

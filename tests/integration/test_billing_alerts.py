@@ -11,10 +11,10 @@ import pytest
 from tests.integration.conftest import Invoke
 from tests.local_aws import LocalAws
 from tests.simulators.keepnet import KeepnetSimulator, make_companies
-from usagewatch.billing_store import BillingStore
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.model import Period
+from usagewatch.store.billing import BillingStore
 
 SECRET = "usagewatch/keepnet"
 CLIENT_SECRET = "kn-secret-1a2b3c4d5e"

@@ -23,10 +23,10 @@ from moto.server import ThreadedMotoServer
 
 from tests.local_aws import REGION, LocalAws, provision
 from usagewatch import cli
-from usagewatch.billing_commit import STALL_ENV, BillingCommits, Head
-from usagewatch.billing_store import BillingStore
 from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.store import DynamoStore
+from usagewatch.store.billing import BillingStore
+from usagewatch.store.billing_commit import STALL_ENV, BillingCommits, Head
 
 NOW = Period.of(datetime.now(UTC))
 AT = datetime(NOW.year, NOW.month, 1, 6, tzinfo=UTC)

@@ -207,7 +207,7 @@ def test_microsoft_tenant_ids_compare_without_case(
     )
     code, out, err = run(capsys, "customers", "import", str(mapping), "--table", aws.table_name)
     assert code == 0 and "not seen" not in out, err
-    from usagewatch.billing_store import BillingStore
+    from usagewatch.store.billing import BillingStore
 
     assert [m.tenant.tenant_id for m in BillingStore(store).mappings()] == [guid]  # as the collector stores it
     code, out, _ = run(capsys, "customers", "unmap", f"microsoft365/partner/{guid.upper()}", "--table", aws.table_name)
@@ -219,7 +219,7 @@ def test_contract_history_only_moves_forward(
 ) -> None:
     from decimal import Decimal
 
-    from usagewatch.billing_store import BillingStore
+    from usagewatch.store.billing import BillingStore
 
     table = ("--table", filled.table_name)
     mapping = tmp_path / "m.csv"

@@ -14,10 +14,10 @@ import pytest
 
 from tests.integration.conftest import FakeLambdaContext, load_app
 from tests.local_aws import LocalAws
-from usagewatch.billing_store import BillingStore
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.model import Period, Tenant, UsageRecord, Window
+from usagewatch.store.billing import BillingStore
 
 OCT, NOV = Period(2026, 10), Period(2026, 11)
 BUCKET = "usagewatch-reports"

@@ -20,11 +20,11 @@ import pytest
 from tests.integration.conftest import FakeLambdaContext, load_app
 from tests.local_aws import LocalAws
 from usagewatch import cli
-from usagewatch.billing_store import BillingStore
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.errors import ConfigError
 from usagewatch.model import Period, RunRecord, Tenant, Total, UsageRecord, Window
+from usagewatch.store.billing import BillingStore
 
 MONTH = Period.of(datetime.now(UTC)).previous()  # ended: nothing provisional
 BUCKET = "usagewatch-reports"

@@ -239,6 +239,9 @@ def test_totals_and_runs(backend: Backend) -> None:
         store.write_run(RunRecord("keepnet", "acct", f"r{hour}", at, at, at, "ok", (str(PERIOD),), 2, 0, 2, 0, ()))
     assert [r.run_id for r in store.runs("keepnet", "acct", limit=2)] == ["r2", "r1"]
     assert store.runs("keepnet", "acct")[0].periods == (str(PERIOD),)
+    first, second = utc_iso(T0), utc_iso(T0 + timedelta(hours=1))
+    assert [r.run_id for r in store.runs_between("keepnet", "acct", first, second)] == ["r1", "r0"]
+    assert store.runs_between("keepnet", "other", first, second) == []
 
 
 # --- conditional rules -----------------------------------------------------------------------------------

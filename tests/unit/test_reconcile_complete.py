@@ -60,10 +60,7 @@ def test_unbilled_value_is_exact_for_int_float_and_decimal_prices() -> None:
 
 
 def test_an_amended_contract_is_carried_onto_the_line() -> None:
-    class Amended(Contract):
-        amended_at = "2026-12-03T10:00:00Z"
-
-    contract = Amended("acme", KN, "monthly_users", 10, Period(2026, 1))
+    contract = Contract("acme", KN, "monthly_users", 10, Period(2026, 1), amended_at="2026-12-03T10:00:00Z")
     (line,) = reconcile(NOV, [], customers=[], mappings=[TenantMapping("acme", ref("kn", "c"))], contracts=[contract])
     assert line.amended_at == "2026-12-03T10:00:00Z"
 

@@ -13,14 +13,17 @@ ident     pk IDENT#{vendor}#{account}  sk identities   (key_{aid} -> the tenant 
 
 Rooms: `table` (client, the one error-translating call, paged and batched helpers, (de)serialisation), `usage`
 (+ `usage_shape`), `alerts`, `runs` (runs, leases, chunked runs, identities), `migrate` (old shape -> new),
-`interface` (the storage protocols). `DynamoStore` is the one class composed of the rooms.
+`interface` (the storage protocols), `billing` + `billing_commit` (customers, mappings, contracts, the ignore
+list: all-or-nothing changes). `DynamoStore` (`dynamo`) is the one class composed of the usage rooms.
 """
 
 from __future__ import annotations
 
-from usagewatch.store.alerts import AlertKey, AlertTable, alert_state
+from usagewatch.store.alerts import AlertKey, alert_state
+from usagewatch.store.billing import BillingStore, ImportResult
+from usagewatch.store.dynamo import DynamoStore
 from usagewatch.store.interface import BillingReader, IdentityStore, TableIdentities, UsageReader, UsageStore
-from usagewatch.store.runs import IDENTITIES_PER_UPDATE, RunTable, run_record
+from usagewatch.store.runs import IDENTITIES_PER_UPDATE, run_record
 from usagewatch.store.table import (
     BATCH_GET_SIZE,
     BATCH_SIZE,
@@ -36,18 +39,12 @@ from usagewatch.store.table import (
 )
 from usagewatch.store.usage import (
     Remembered,
-    UsageTable,
     remembered,
     stored_usage,
     total,
     usage_record,
 )
 from usagewatch.store.usage_shape import OldShapeError
-
-
-class DynamoStore(UsageTable, AlertTable, RunTable):
-    """Every room of the store over one table: the collector's, the readers' and the migration's store."""
-
 
 __all__ = [
     "BATCH_GET_SIZE",
@@ -59,8 +56,10 @@ __all__ = [
     "WRITERS",
     "AlertKey",
     "BillingReader",
+    "BillingStore",
     "DynamoStore",
     "IdentityStore",
+    "ImportResult",
     "Item",
     "Key",
     "OldShapeError",

@@ -51,6 +51,22 @@ class RunTable(Table):
         )
         return [run_record(deserialize(item)) for item in answer.get("Items", [])]
 
+    def runs_between(self, vendor: str, account_id: str, start: str, end: str, *, limit: int = 10) -> list[RunRecord]:
+        """The runs of one account started from `start` to `end` (UTC ISO times, inclusive), newest first."""
+        answer = self._call(
+            "query",
+            "read",
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"RUN#{vendor}#{account_id}"},
+                ":a": {"S": start},
+                ":b": {"S": end},
+            },
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [run_record(deserialize(item)) for item in answer.get("Items", [])]
+
     # --- identities a vendor does not send ---------------------------------------------------------
 
     def recall_identities(self, vendor: str, account_id: str) -> dict[str, str]:

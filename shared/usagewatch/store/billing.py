@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from usagewatch.billing_commit import BillingCommits, Change, Head, content
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef, canonical_tenant_id
 from usagewatch.model import Period
-from usagewatch.store import DynamoStore, key_part
+from usagewatch.store.billing_commit import BillingCommits, Change, Head, content
+from usagewatch.store.dynamo import DynamoStore
+from usagewatch.store.table import key_part
 
 CUSTOMERS_PK = "CUSTOMERS"
 IGNORED_PK = "BILLING#IGNORED"

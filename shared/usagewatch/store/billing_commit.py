@@ -27,7 +27,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 from usagewatch.errors import StoreError, UsagewatchError
-from usagewatch.store import DynamoStore, serialize
+from usagewatch.store.dynamo import DynamoStore
+from usagewatch.store.table import serialize
 
 HEAD_PK: Final = "BILLING"
 HEAD_SK: Final = "HEAD"
@@ -121,7 +122,7 @@ class BillingCommits:
             values[":p"] = {"S": prefix}
         kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ExpressionAttributeValues": values}
         while True:
-            page = self.store._call("query", "read", **kwargs)
+            page = self.store.call("query", "read", **kwargs)
             for raw in page.get("Items", []):
                 yield {k: plain(v) for k, v in raw.items()}
             if not page.get("LastEvaluatedKey"):
@@ -137,7 +138,7 @@ class BillingCommits:
                     break
                 if attempt:
                     time.sleep(min(0.05 * 2**attempt, 1.0))
-                answer = self.store._call(
+                answer = self.store.call(
                     "batch_get_item",
                     "read",
                     RequestItems={self.store.table_name: {"Keys": wanted, "ConsistentRead": True}},
@@ -151,7 +152,7 @@ class BillingCommits:
         return found
 
     def head(self) -> Head:
-        answer = self.store._call(
+        answer = self.store.call(
             "get_item", "read", Key={"pk": {"S": HEAD_PK}, "sk": {"S": HEAD_SK}}, ConsistentRead=True
         )
         raw = answer.get("Item")
@@ -194,7 +195,7 @@ class BillingCommits:
         self._take_ticket(change_id, what, base, now)
         self._write_manifest(change_id, [c.key for c in changes], now)
         self._mark(change_id, version, changes, now, what)
-        committed = self.store._call(
+        committed = self.store.call(
             "update_item",
             "write",
             conditional=True,
@@ -216,7 +217,7 @@ class BillingCommits:
 
     def _take_ticket(self, change_id: str, what: str, base: Head, now: datetime) -> None:
         condition = "version = :v" if base.version else "attribute_not_exists(version)"
-        taken = self.store._call(
+        taken = self.store.call(
             "update_item",
             "write",
             conditional=True,
@@ -328,7 +329,7 @@ class BillingCommits:
             if not self._transact(actions):
                 for action in actions:  # some were settled by another roller: settle the rest one by one
                     self._transact([action])
-        self.store._call(
+        self.store.call(
             "update_item",
             "write",
             conditional=True,
