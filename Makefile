@@ -45,9 +45,11 @@ $(STAMP): requirements-dev.txt shared/requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-# One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below.
+# One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below. The template
+# checks go first: their few files hold the longest single jobs (checkov, sam build), which would otherwise run
+# last, on one worker, while the other waits.
 test: $(STAMP) lint typecheck checkov
-	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/unit tests/integration tests/faults tests/infrastructure
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/infrastructure tests/unit tests/integration tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
