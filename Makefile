@@ -12,6 +12,9 @@ PYTEST := $(BIN)/python -m pytest
 # Whole files go to one worker (loadfile): module fixtures such as `sam build` and checkov run once.
 PYTEST_WORKERS ?= auto
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+# More pytest options, e.g. PYTEST_ARGS=--durations=40 or PYTEST_ARGS='-m "not realtime"'. The default names the ten
+# slowest tests at the end of every run, so a slow newcomer shows in CI's log (docs/performance.md: Test suite).
+PYTEST_ARGS ?= --durations=10 --durations-min=1
 
 .PHONY: help venv test lint typecheck unit integration faults checkov infra demo bench sam-local sam-local-build sam-env-vars clean report-preview
 
@@ -21,19 +24,32 @@ help:
 	@echo "make bench  performance scenarios (writes bench/results.json)"
 	@echo "make sam-local  the collectors in Lambda containers: SAM CLI + Docker, offline (root; not in make test)"
 
+# uv (from PyPI: its wheel carries the binary) fills the venvs several times faster than pip: a parallel resolver and
+# downloads, and a machine-wide cache (~/.cache/uv) that makes a fresh clone's install mostly copying. pip installs
+# it into the venv first; if that fails (no network for it, an odd platform) pip does the whole install as before.
+UV_VERSION := 0.13.8
+UV := $(BIN)/uv
+
 $(STAMP): requirements-dev.txt shared/requirements.txt pyproject.toml
 	@py=$$(scripts/find-python 3.12) || exit 1; \
-	  [ -x $(BIN)/python ] || $$py -m venv $(VENV); \
-	  $(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip; \
-	  $(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt && \
-	  $(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	  [ -x $(BIN)/python ] || $$py -m venv $(VENV) || exit 1; \
+	  if $(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) && $(UV) --version >/dev/null; then \
+	    $(UV) pip install -q --python $(BIN)/python -r requirements-dev.txt -e . ; \
+	  else \
+	    echo "uv unavailable: installing with pip (slower)" >&2; \
+	    $(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip && \
+	    $(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt && \
+	    $(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e . ; \
+	  fi
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
-# One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below.
+# One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below. The template
+# checks go first: their few files hold the longest single jobs (checkov, sam build), which would otherwise run
+# last, on one worker, while the other waits.
 test: $(STAMP) lint typecheck checkov
-	$(PYTEST) $(XDIST) tests/unit tests/integration tests/faults tests/infrastructure
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/infrastructure tests/unit tests/integration tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,13 +59,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy shared/usagewatch functions
 
 unit: $(STAMP)
-	$(PYTEST) $(XDIST) tests/unit
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/unit
 
 integration: $(STAMP)
-	$(PYTEST) $(XDIST) tests/integration
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/integration
 
 faults: $(STAMP)
-	$(PYTEST) $(XDIST) tests/faults
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/faults
 
 # checkov pins boto3==1.35.x (conflicts with aws-sam-cli's), so it gets its own venv inside .venv.
 CHECKOV_VERSION := 3.3.30
@@ -57,12 +73,17 @@ CHECKOV_VERSION := 3.3.30
 checkov: $(STAMP)
 	@[ -f $(VENV)/checkov/.installed-$(CHECKOV_VERSION) ] || { \
 	  py=$$(scripts/find-python 3.12) || exit 1; \
-	  rm -rf $(VENV)/checkov && $$py -m venv $(VENV)/checkov && \
-	  $(VENV)/checkov/bin/python -m pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION) && \
-	  touch $(VENV)/checkov/.installed-$(CHECKOV_VERSION); }
+	  rm -rf $(VENV)/checkov; \
+	  if [ -x $(UV) ]; then \
+	    $(UV) venv -q --python $$py $(VENV)/checkov && \
+	    $(UV) pip install -q --python $(VENV)/checkov/bin/python checkov==$(CHECKOV_VERSION); \
+	  else \
+	    $$py -m venv $(VENV)/checkov && \
+	    $(VENV)/checkov/bin/python -m pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION); \
+	  fi && touch $(VENV)/checkov/.installed-$(CHECKOV_VERSION); }
 
 infra: $(STAMP) checkov
-	$(PYTEST) $(XDIST) tests/infrastructure
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/infrastructure
 
 demo: $(STAMP)
 	$(BIN)/python -m tests.demo

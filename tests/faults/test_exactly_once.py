@@ -261,6 +261,7 @@ def two_accounts(aws: LocalAws, invoke: Invoke, clock: Any) -> Iterator[tuple[Ha
         yield Harness(aws, invoke, clock, "keepnet", aws.environment("keepnet", secret_name=SECRET)), sim
 
 
+@pytest.mark.realtime  # the Lambda deadline against a vendor answering in 1 s
 def test_accounts_not_started_before_the_deadline_are_skipped_and_reported(
     two_accounts: tuple[Harness, HookedKeepnet], monkeypatch: pytest.MonkeyPatch, aws: LocalAws, clock: Any
 ) -> None:

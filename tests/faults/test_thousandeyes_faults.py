@@ -252,6 +252,7 @@ def test_account_groups_answering_html_forever_fails_the_account(te: ThousandEye
     assert te.b.count(USAGE) == 2  # only the 06:00 run's: no usage read without the organisation list
 
 
+@pytest.mark.realtime  # real read timeouts against a server that never answers, bounded in seconds
 def test_usage_that_hangs_forever_fails_within_the_retry_budget(te: ThousandEyes) -> None:
     te.configure(timeout_seconds=0.3)
     started = time.monotonic()

@@ -63,6 +63,7 @@ def test_a_run_emits_exactly_the_catalogue_with_the_stored_totals(
     assert emitted == {metric: float(stored[metric]) for metric in registry.vendor("keepnet").billed_metrics}
 
 
+@pytest.mark.realtime  # the age metric is measured on the real clock
 def test_a_failed_run_reports_no_success_and_the_age_of_the_last_one(
     aws: LocalAws, env: dict[str, str], invoke: Invoke, keepnet: KeepnetSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -137,6 +137,7 @@ def four_skus(customers: list[Customer]) -> None:
         ]
 
 
+@pytest.mark.realtime  # the simulator's per-tenant rate window runs on the real clock
 def test_throttling_is_honoured_per_tenant_with_retry_after() -> None:
     customers = make_customers(4)
     four_skus(customers)
@@ -154,6 +155,7 @@ def test_throttling_is_honoured_per_tenant_with_retry_after() -> None:
     assert elapsed >= 0.4, "the Retry-After wait was not honoured"
 
 
+@pytest.mark.realtime  # the simulator's per-tenant rate window runs on the real clock
 def test_the_pacer_keeps_each_tenant_under_its_rate() -> None:
     customers = make_customers(2)
     four_skus(customers)
@@ -166,6 +168,7 @@ def test_the_pacer_keeps_each_tenant_under_its_rate() -> None:
     assert elapsed >= 1.0, "5 requests a tenant (token, 4 pages) at 2/s, burst 2: at least 1.5 s of pacing"
 
 
+@pytest.mark.realtime  # concurrency is seen through a really slow server
 def test_tenants_are_read_concurrently_within_the_bound() -> None:
     with Microsoft365Simulator(customers=make_customers(16), graph_latency=0.15) as sim:
         assert isinstance(sim, Microsoft365Simulator)
