@@ -51,6 +51,8 @@ def _value(value: object) -> dict[str, Any] | None:
         return {"S": value}
     if kind is int:
         return {"N": str(value)}
+    if kind is dict:
+        return {"M": serialize(value)}  # type: ignore[arg-type]
     if value is None:
         return None
     if isinstance(value, bool):

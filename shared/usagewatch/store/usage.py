@@ -88,8 +88,9 @@ only when the tenant changed, to extend its log: a third of the memory of the it
 
 
 def remembered(item: Mapping[str, Any], fingerprint: bytes | None = None) -> Remembered:
+    """`fingerprint` b"": not computed yet (the item's own digest, once needed)."""
     packed = json.dumps(item, separators=(",", ":")).encode()
-    return (fingerprint or digest(item), frozenset(item.get("metrics", {})), packed)
+    return (digest(item) if fingerprint is None else fingerprint, frozenset(item.get("metrics", {})), packed)
 
 
 def snapshot_pk(vendor: str, account_id: str, tenant: str) -> str:
@@ -202,8 +203,9 @@ class UsageTable(Table):
             stored = json.loads(packed) if packed and not names <= attributes["metrics"].keys() else None
             if stored is not None:
                 attributes["metrics"] = merge_metrics(stored, attributes)
-            fingerprint_now = digest(attributes)
-            if packed and fingerprint == fingerprint_now:
+            # A tenant not stored yet is written whatever it reads: its fingerprint waits until a reading is compared.
+            fingerprint_now = digest(attributes) if packed else b""
+            if packed and (fingerprint or digest(json.loads(packed))) == fingerprint_now:
                 self.tenants_unchanged += 1
                 continue
             self.tenants_changed += 1
