@@ -99,6 +99,8 @@ def _value(value: object) -> dict[str, Any] | None:
         return {"S": value}
     if kind is int:
         return {"N": str(value)}
+    if kind is dict:
+        return {"M": serialize(value)}  # type: ignore[arg-type]
     if value is None:
         return None
     if isinstance(value, bool):
@@ -203,8 +205,9 @@ only when the tenant changed, to extend its log: a third of the memory of the it
 
 
 def _remembered(item: Mapping[str, Any], fingerprint: bytes | None = None) -> Remembered:
+    """`fingerprint` b"": not computed yet (the item's own digest, once needed)."""
     packed = json.dumps(item, separators=(",", ":")).encode()
-    return (fingerprint or digest(item), frozenset(item.get("metrics", {})), packed)
+    return (digest(item) if fingerprint is None else fingerprint, frozenset(item.get("metrics", {})), packed)
 
 
 class TableIdentities:
@@ -288,8 +291,9 @@ class DynamoStore:
             stored = json.loads(packed) if packed and not names <= attributes["metrics"].keys() else None
             if stored is not None:
                 attributes["metrics"] = merge_metrics(stored, attributes)
-            fingerprint_now = digest(attributes)
-            if packed and fingerprint == fingerprint_now:
+            # A tenant not stored yet is written whatever it reads: its fingerprint waits until a reading is compared.
+            fingerprint_now = digest(attributes) if packed else b""
+            if packed and (fingerprint or digest(json.loads(packed))) == fingerprint_now:
                 self.tenants_unchanged += 1
                 continue
             self.tenants_changed += 1
