@@ -6,7 +6,7 @@
 - `sns_latency`: seconds slept per SNS publish;
 - `writers`: the store's writer threads (8 by default; 1 sends every batch from the run's own thread);
 - `tracemalloc`: trace Python allocations and report the heap peak (slows the run down);
-- `profile`: cProfile the run and return the top functions;
+- `profile`: cProfile the run and return the top functions (`profile_dump`: also write the stats to that file);
 - `period_explicit`: ask for the current month explicitly.
 """
 
@@ -107,4 +107,6 @@ def collect(vendor: str, account: dict[str, Any], config: dict[str, Any]) -> dic
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
         result["profile"] = text.getvalue()
+        if config.get("profile_dump"):
+            profiler.dump_stats(str(config["profile_dump"]))
     return result

@@ -1,5 +1,6 @@
 """Issue 14: what usagewatch's projection adds to a Keepnet company's month (item writes, with and without the
-materiality rule) and the CPU of reading a stored item's series. `python -m bench.projection_writes`."""
+materiality rule) and the CPU of reading a stored item's series. `python -m bench.projection_writes`, or the
+`projection_writes` scenario of `make bench` (in a child process: it swaps the registry's Keepnet entry)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import dataclasses
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from bench.common import Row, in_child
 from tests.fakes.memory_store import MemoryStore
 from tests.unit.test_pipeline_memory import Events, ScriptedSource
 from usagewatch import projection, registry
@@ -19,6 +22,7 @@ from usagewatch.store.usage_shape import log_entry, tenant_attributes
 
 NOV = Period(2026, 11)
 RUNS = 120  # six-hourly
+CHANGES = (4, 30, 90)
 
 
 def month(changes: int, *, project: bool, seed: int) -> int:
@@ -75,8 +79,53 @@ def series_cpu(tenants: int = 10_000, entries: int = 10) -> float:
     return time.perf_counter() - started
 
 
+def _measure() -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    for changes in CHANGES:
+        runs[str(changes)] = {
+            "plain": sum(month(changes, project=False, seed=s) for s in range(20)) / 20,
+            "projected": sum(month(changes, project=True, seed=s) for s in range(20)) / 20,
+        }
+    share, units = projection.MATERIAL_SHARE, projection.MATERIAL_UNITS
+    projection.MATERIAL_SHARE, projection.MATERIAL_UNITS = 0.0, 1e-9
+    try:
+        every = sum(month(4, project=True, seed=s) for s in range(20)) / 20
+    finally:
+        projection.MATERIAL_SHARE, projection.MATERIAL_UNITS = share, units
+    started = time.process_time()
+    series_cpu()
+    return {"months": runs, "every_move_4": every, "series_cpu_s": time.process_time() - started}
+
+
+def scenario() -> tuple[list[Row], dict[str, Any]]:
+    raw = in_child(_measure)
+    rows = [
+        Row(
+            "projection",
+            f"item writes a month, {changes} changes in {RUNS} runs",
+            raw["months"][str(changes)]["projected"],
+            "",
+            raw["months"][str(changes)]["plain"],
+            "without projection",
+        )
+        for changes in CHANGES
+    ]
+    rows += [
+        Row(
+            "projection",
+            "same, 4 changes, projection stored at every move",
+            raw["every_move_4"],
+            "",
+            raw["months"]["4"]["projected"],
+            "materiality rule (shipped)",
+        ),
+        Row("projection", "tenant_series over 10,000 items of 10 entries, CPU", raw["series_cpu_s"], "s"),
+    ]
+    return rows, raw
+
+
 def main() -> None:
-    for changes in (4, 30, 90):
+    for changes in CHANGES:
         plain = sum(month(changes, project=False, seed=s) for s in range(20)) / 20
         projected = sum(month(changes, project=True, seed=s) for s in range(20)) / 20
         print(f"{changes} changes/month, {RUNS} runs: item writes {plain:.1f} without projection, {projected:.1f} with")

@@ -3,7 +3,8 @@
 Scenarios (default: all, in this order): coldstart, hotpath, keepnet, memory, dynamodb, thousandeyes,
 microsoft365 (200 tenants at concurrency 8 and 16), gravityzone (about 110 s: the rate limit is the point),
 continuation (about 100 s), billing (customers, contracts and reconciliation at 10,000 customers), table_shape,
-redaction (200 secrets and a 100 KB text), cost (from this run's results, or the last results.json for the
+redaction (200 secrets and a 100 KB text), projection_writes (a Keepnet company's month of item writes with and
+without usagewatch's projection, about 15 s of CPU), cost (from this run's results, or the last results.json for the
 scenarios not run). results.json keeps the last result of every scenario, each with the machine and the time it
 ran on.
 """
@@ -35,6 +36,7 @@ ORDER = (
     "billing",
     "table_shape",
     "redaction",
+    "projection_writes",
     "cost",
 )
 
@@ -88,6 +90,10 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Ro
         from bench import redaction
 
         return redaction.scenario
+    if name == "projection_writes":
+        from bench import projection_writes
+
+        return projection_writes.scenario
     raise ValueError(name)
 
 
