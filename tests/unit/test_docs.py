@@ -181,8 +181,14 @@ def test_nothing_cites_a_document_outside_the_repository() -> None:
 
 
 def test_the_reference_scan_finds_what_it_must() -> None:
-    for text in ("see vendor-apis.md 2.1", "contracts.md section 4", "seed 000's example", "[S9 §1.2]",
-                 "(S19 UsageDetails)", "read ../shared/design.md"):
+    for text in (
+        "see vendor-apis.md 2.1",
+        "contracts.md section 4",
+        "seed 000's example",
+        "[S9 §1.2]",
+        "(S19 UsageDetails)",
+        "read ../shared/design.md",
+    ):
         assert MISSING_DOC.search(text), text
     for text in ("an S3 bucket", "# noqa: S105", "../shared/oracles/connectwise/", "seed=11"):
         assert not MISSING_DOC.search(text), text
