@@ -107,7 +107,8 @@ def dangling(page: Path) -> list[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
-    assert dangling(page) == []
+    problems = dangling(page)
+    assert not problems, "\n".join(problems)
 
 
 def _ignored() -> set[str]:
@@ -135,7 +136,7 @@ def named_paths(page: Path) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_repository_path_named_in_the_docs_exists(page: Path) -> None:
     missing = [f"{_show(page)}:{line}: `{path}`" for line, path in named_paths(page) if not (ROOT / path).exists()]
-    assert missing == []
+    assert not missing, "\n".join(missing)
 
 
 def reachable() -> set[Path]:
@@ -157,7 +158,7 @@ def test_every_docs_page_is_reachable_from_the_readme_or_the_index() -> None:
     assert (ROOT / "docs" / "index.md").exists()
     pages = [p for p in PAGES if p.is_relative_to(ROOT / "docs")]
     unreachable = sorted(str(p.relative_to(ROOT)) for p in pages if p not in reachable())
-    assert unreachable == []
+    assert not unreachable, "not linked from README.md or docs/index.md: " + ", ".join(unreachable)
 
 
 def scanned_files() -> list[Path]:
@@ -178,7 +179,7 @@ def test_nothing_cites_a_document_outside_the_repository() -> None:
             continue
         for match in MISSING_DOC.finditer(text):
             hits.append(f"{file.relative_to(ROOT)}:{_line(text, match.start())}: {match.group(0)!r}")
-    assert hits == [], "cite the public source or a page in docs/ instead"
+    assert not hits, "\n".join(["cite the public source or a page in docs/ instead:", *hits])
 
 
 def test_the_reference_scan_finds_what_it_must() -> None:
