@@ -1,6 +1,6 @@
-"""`make sam-local`: the real SAM CLI runs the three collectors in Lambda containers, against an embedded AWS.
+"""`make sam-local`: the real SAM CLI runs every collector in a Lambda container, against an embedded AWS.
 
-Starts moto (a server on loopback) and the three vendor simulators as `make demo` does, provisions what the stack
+Starts moto (a server on loopback) and the vendor simulators as `make demo` does, provisions what the stack
 would (table, topic, subscriber queue, work queue, secrets), writes the env-vars file a user writes from their
 stack's outputs, runs `sam build` for this machine's architecture, then `sam local invoke` of each collector with
 its events/ file, and one call through `sam local start-lambda` with boto3's Lambda client (as an IDE would).

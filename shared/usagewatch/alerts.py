@@ -1,4 +1,4 @@
-"""The alert lifecycle as a pure state machine (contracts.md section 4). No AWS and no wording in here.
+"""The alert lifecycle as a pure state machine (docs/alerts.md section 2). No AWS and no wording in here.
 
 Each run hands in what it observed (findings for the tenants it read, which tenants and periods it
 read, which failed) and the alerts currently open; out come transitions: the state to store and,

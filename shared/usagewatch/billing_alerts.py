@@ -237,7 +237,7 @@ def _stored_elsewhere(reader: BillingReader, vendor: str, others: list[str], per
 
     def lookup(tenant_ids: Sequence[str]) -> dict[str, list[str]]:
         from usagewatch.store import key_part
-        from usagewatch.usage_shape import usage_pk
+        from usagewatch.store.usage_shape import usage_pk
 
         keys = {
             (usage_pk(vendor, account, str(period), key_part(t)), key_part(t)): (t, account)

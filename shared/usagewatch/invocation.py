@@ -1,4 +1,4 @@
-"""The invocation event (contracts.md section 1) -> what to collect, as of when."""
+"""The invocation event (docs/deploying.md, "Running a collection by hand") -> what to collect, as of when."""
 
 from __future__ import annotations
 

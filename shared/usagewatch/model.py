@@ -166,7 +166,7 @@ ProjectionSource = Literal["vendor", "usagewatch"]
 
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
-    """One normalised number: a tenant's usage of one metric in one period (contracts.md section 3)."""
+    """One normalised number: a tenant's usage of one metric in one period (docs/data-model.md)."""
 
     vendor: str
     account_id: str
@@ -351,7 +351,7 @@ class AlertState:
 
 @dataclass(frozen=True, slots=True)
 class Total:
-    """Sum of one metric over an account's billed tenants in one period (contracts.md `total`)."""
+    """Sum of one metric over an account's billed tenants in one period (a `total` item, docs/data-model.md)."""
 
     vendor: str
     account_id: str

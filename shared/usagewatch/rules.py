@@ -1,4 +1,4 @@
-"""The rules document (contracts.md section 5) and its evaluation: records + rules -> findings. Pure."""
+"""The rules document (docs/alerts.md section 10) and its evaluation: records + rules -> findings. Pure."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Keepnet Labs Reseller REST API simulator: `/connect/token` and `/api/companies/search`.
 
-Speaks the protocol of vendor-apis.md section 2 the way the real API is documented to behave:
+Speaks the protocol of docs/vendors/keepnet.md the way the real API is documented to behave:
 form-encoded token requests only (a JSON body gets a 500), `invalid_client` as 400, Bearer tokens that
 expire, 403 for a credential that is not a Reseller, 400 `INPUT_ERROR` for a body with a missing
 required field or a null filter, the month chosen by a `MonthlyActiveUser` filter item (it changes
@@ -276,7 +276,7 @@ class KeepnetSimulator(Simulator):
             return SimResponse(405, {"error": "method_not_allowed"})
         content_type = (request.header("Content-Type") or "").lower()
         if not content_type.startswith("application/x-www-form-urlencoded"):
-            # The real endpoint answers a JSON body with a 500 (vendor-apis.md 2.1).
+            # The real endpoint answers a JSON body with a 500 (docs/vendors/keepnet.md).
             return SimResponse(500, {"error": "server_error"})
         form = request.form()
         if form.get("grant_type") != "client_credentials":

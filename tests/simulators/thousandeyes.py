@@ -1,6 +1,6 @@
 """A ThousandEyes API simulator: v7 and v6 usage, account groups across organisations, rate limits.
 
-What it reproduces (vendor-apis.md section 3, seed 002; the v7 bodies are checked against the vendor's
+What it reproduces (docs/vendors/thousandeyes.md and its sources; the v7 bodies are checked against the vendor's
 own OpenAPI models in `thousandeyes-sdk-usage` / `thousandeyes-sdk-administrative` by
 tests/integration/test_thousandeyes_contract.py):
 - `GET /v7/usage?aid=..&expand=..` (bearer only; every `UsageDetails` field, each breakdown array only

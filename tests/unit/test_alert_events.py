@@ -1,4 +1,4 @@
-"""Alert events as subscribers receive them (contracts.md section 4): the JSON body, alert ids, the SNS
+"""Alert events as subscribers receive them (docs/alerts.md section 11): the JSON body, alert ids, the SNS
 message attributes, the subject and the email rendering."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
 def contract_example() -> Event:
-    """The breach of contracts.md section 4, produced by the real evaluation and state machine.
+    """The breach of docs/alerts.md section 11, produced by the real evaluation and state machine.
 
     Its value (8,500,489) is already over its quota (4,320,000), so under the default ladder that record fires
     `over_quota`; the contract's `projected_over_quota` example is what it gives with `over_quota` disabled."""

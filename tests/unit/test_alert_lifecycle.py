@@ -1,4 +1,4 @@
-"""The alert lifecycle run by run (contracts.md section 4; issue 5), through a tiny in-memory driver that
+"""The alert lifecycle run by run (docs/alerts.md section 2; issue 5), through a tiny in-memory driver that
 computes transitions with `alerts.advance` and applies them with the pipeline's dispatcher."""
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from usagewatch.sources.gravityzone import (
 PERIOD = Period(2026, 11)
 TENANT = Tenant("5f3a0000000000000000aa01", "Acme AG")
 
-SEED_RESULT: dict[str, Any] = {  # seed 000's example answer
+SEED_RESULT: dict[str, Any] = {  # the example answer of Bitdefender's cloud getMonthlyUsage page (B4c)
     "endpointMonthlyUsage": 101,
     "emailSecurityMonthlyUsage": 162,
     "exchangeMonthlyUsage": 15,
@@ -186,7 +186,7 @@ def test_the_documented_minimum_and_product_type_entries_are_typed_too(result: d
 
 
 def test_the_documented_set_is_the_vendor_pages_counters() -> None:
-    assert set(SEED_RESULT) - {"minimumUsage"} <= DOCUMENTED_COUNTERS  # seed 000: the cloud page's example
+    assert set(SEED_RESULT) - {"minimumUsage"} <= DOCUMENTED_COUNTERS  # B4c: the cloud page's example
     partner_page = {
         "aLaCarteMonhtlyUsage",
         "mspSecureMonthlyUsage",

@@ -1,4 +1,4 @@
-"""The rules document (contracts.md section 5): defaults, each rule's condition, the ladder, operator quotas,
+"""The rules document (docs/alerts.md section 10): defaults, each rule's condition, the ladder, operator quotas,
 silences, and strict validation that names the field and never crashes."""
 
 from __future__ import annotations

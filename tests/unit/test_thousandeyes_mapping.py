@@ -28,7 +28,7 @@ from usagewatch.sources.thousandeyes import (
 
 ORG = Tenant("1234", "Acme")
 
-# v7 shape (S19 UsageDetails): string aids, ISO 8601 dates, `_links`, fields this client does not know.
+# v7 shape (the SDK's UsageDetails): string aids, ISO 8601 dates, `_links`, fields this client does not know.
 V7_PAYLOAD: dict[str, Any] = {
     "usage": {
         "quota": {
@@ -95,7 +95,7 @@ V7_PAYLOAD: dict[str, Any] = {
     "_links": {"self": {"href": "https://api.thousandeyes.com/v7/usage"}},
 }
 
-# v6 shape (seed 002): integer aids, "YYYY-MM-DD HH:MM:SS" UTC dates, no `_links`.
+# v6 shape (the v6 "Obtaining usage details" page): integer aids, "YYYY-MM-DD HH:MM:SS" UTC dates, no `_links`.
 V6_PAYLOAD: dict[str, Any] = {
     "usage": {
         "quota": {

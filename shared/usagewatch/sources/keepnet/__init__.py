@@ -1,6 +1,6 @@
 """Keepnet Labs (Reseller REST API): every managed company's user counts (docs/vendors/keepnet.md).
 
-Protocol (vendor-apis.md section 2): an OAuth2 client-credentials token from `POST /connect/token`
+Protocol (docs/vendors/keepnet.md, with its sources): an OAuth2 client-credentials token from `POST /connect/token`
 (form-encoded only, `scope=api1`), then `POST /api/companies/search` page by page with the month
 selected by a `MonthlyActiveUser` filter item. That selector applies to `monthlyActiveUserCount` only:
 the other counts, the licence limit and the vendor's over-limit verdict (a second listing with

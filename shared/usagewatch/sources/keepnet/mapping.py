@@ -25,7 +25,7 @@ VENDOR: Final = "keepnet"
 MAX_TENANT_NAME: Final = 256
 UNIT: Final = "users"
 
-# `status` values that mean failure; the success value is not documented (vendor-apis.md 2.2).
+# `status` values that mean failure; the success value is not documented (docs/vendors/keepnet.md).
 ERROR_STATUSES: Final = frozenset(
     {
         "INPUT_ERROR",

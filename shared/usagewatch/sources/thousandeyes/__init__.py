@@ -1,6 +1,6 @@
 """ThousandEyes (Cisco): organisation usage for the vendor's own, current billing period.
 
-Protocol (vendor-apis.md section 3; field meanings from Cisco's v7 OpenAPI spec as published in
+Protocol (docs/vendors/thousandeyes.md, with its sources; field meanings from Cisco's v7 OpenAPI spec as published in
 `thousandeyes-sdk-usage` / `thousandeyes-sdk-administrative`): `GET /v7/usage` with a bearer token (or the
 legacy `GET /v6/usage.json` with basic auth), once per organisation: one answer already spans every account
 group of that organisation. Organisations come from the secret's `aids`, or from `GET /v7/account-groups`
