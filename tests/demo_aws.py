@@ -48,6 +48,43 @@ def shell_command(argv: Sequence[str]) -> str:
     return shlex.join(["usagewatch", *argv])
 
 
+_PATCHED: list[bool] = []
+
+
+def quick_transactions() -> None:
+    """moto backs up the whole table once per action of a TransactWriteItems (a deepcopy each), which on a demo-sized
+    table under load outlasts the SDK's 10 s read timeout, and the SDK's retry then races the first call. One
+    backup per call, one transaction at a time: moto's rollback stays as it is."""
+    if _PATCHED:
+        return
+    import copy
+    import types
+
+    import moto.dynamodb.models as models
+
+    real = models.DynamoDBBackend.transact_write_items
+    lock = threading.Lock()
+
+    def once(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        memo: dict[int, Any] = {}
+
+        def backup(value: Any) -> Any:
+            if id(value) not in memo:
+                memo[id(value)] = copy.deepcopy(value)
+            return memo[id(value)]
+
+        with lock:
+            saved = models.copy
+            models.copy = types.SimpleNamespace(deepcopy=backup)  # type: ignore[assignment]
+            try:
+                real(self, transact_items)
+            finally:
+                models.copy = saved
+
+    models.DynamoDBBackend.transact_write_items = once  # type: ignore[method-assign]
+    _PATCHED.append(True)
+
+
 # --- save (the demo's end) -------------------------------------------------------------------------------------
 
 
@@ -117,7 +154,7 @@ def _read_manifest(state: Path) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = json.loads((state / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SystemExit(f"no saved demo in {state}: run `make demo` first") from None
+        raise SystemExit(f"demo-shell: no saved demo in {state}: run `make demo` first") from None
     return manifest
 
 
@@ -129,10 +166,11 @@ def _start_server(port: int) -> Any:
             probe.bind(("127.0.0.1", port))
         except OSError:
             raise SystemExit(
-                f"port {port} on 127.0.0.1 is in use (another demo-shell?): stop it or pass --port N "
+                f"demo-shell: port {port} on 127.0.0.1 is in use (another demo-shell?): stop it or pass --port N "
                 "(make demo-shell DEMO_AWS_PORT=N)"
             ) from None
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    quick_transactions()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server

@@ -87,7 +87,10 @@ def shell(state: Path, port: int, stdin: str) -> subprocess.CompletedProcess[str
 def test_the_printed_commands_run_as_printed_on_the_restored_demo(saved: tuple[Path, list[str]]) -> None:
     state, commands = saved
     port = free_port()
-    checks = 'echo "ENDPOINT=$AWS_ENDPOINT_URL"; command -v usagewatch; echo "CSV-LINES=$(usagewatch report --period 2026-11 --vendor keepnet --csv | wc -l)"'
+    checks = (
+        'echo "ENDPOINT=$AWS_ENDPOINT_URL"; command -v usagewatch; '
+        'echo "CSV-LINES=$(usagewatch report --period 2026-11 --vendor keepnet --csv | wc -l)"'
+    )
     result = shell(state, port, "\n".join([*commands, checks, "exit 7"]) + "\n")
     out = result.stdout
     assert result.returncode == 7, result.stderr  # the shell's own exit status is demo-shell's
