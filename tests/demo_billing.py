@@ -47,8 +47,8 @@ def billing_story(
     for row in proposals:
         by_customer.setdefault(row["customer_id"], []).append(row)
     across = {cid: rows for cid, rows in by_customer.items() if len({r["vendor"] for r in rows}) > 1}
-    say(f"  {len(proposals)} proposals; the same company in several vendors under slightly different names becomes")
-    say("  one customer:")
+    say(f"  {len(proposals)} proposals; the same company in several vendors under slightly different names")
+    say("  becomes one customer:")
     for cid, rows in sorted(across.items())[:3]:
         names = "; ".join(f"{r['vendor']} {r['tenant_name']!r} ({r['method']} {float(r['score']):.0f})" for r in rows)
         say(f"    {cid}: {names}")
