@@ -16,10 +16,11 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 # slowest tests at the end of every run, so a slow newcomer shows in CI's log (docs/performance.md: Test suite).
 PYTEST_ARGS ?= --durations=10 --durations-min=1
 
-.PHONY: help venv test lint typecheck unit integration faults checkov infra demo bench sam-local sam-local-build sam-env-vars clean report-preview
+.PHONY: help venv test lint typecheck unit integration faults checkov infra demo demo-shell bench sam-local sam-local-build sam-env-vars clean report-preview
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
+	@echo "make demo-shell  after make demo: a shell on the demo's data (the usagewatch commands it printed)"
 	@echo "make test   lint, types, unit, integration, fault matrix and template checks"
 	@echo "make bench  performance scenarios (writes bench/results.json)"
 	@echo "make sam-local  the collectors in Lambda containers: SAM CLI + Docker, offline (root; not in make test)"
@@ -87,6 +88,12 @@ infra: $(STAMP) checkov
 
 demo: $(STAMP)
 	$(BIN)/python -m tests.demo
+
+# After `make demo`: its table and report bucket restored into an embedded AWS on 127.0.0.1:$(DEMO_AWS_PORT) and a
+# shell where every `usagewatch` command the demo printed runs as printed; exit the shell to stop it.
+DEMO_AWS_PORT ?= 4599
+demo-shell: $(STAMP)
+	DEMO_AWS_PORT=$(DEMO_AWS_PORT) scripts/demo-shell
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import socket
 import sys
 import time
@@ -23,6 +24,7 @@ LOG_FILE = ROOT / ".demo" / "logs.jsonl"
 SCHEDULED = "2026-11-22T06:00:00Z"
 SIX_HOURS_LATER = "2026-11-22T12:00:00Z"
 TWELVE_HOURS_LATER = "2026-11-22T18:00:00Z"
+TABLE = "usagewatch-demo-usage"
 
 
 def _free_port() -> int:
@@ -40,6 +42,9 @@ def local_aws() -> Iterator[str]:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from tests.demo_aws import quick_transactions
+
+    quick_transactions()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -88,11 +93,26 @@ def invoke(vendor: str, event: dict[str, Any], env: dict[str, str]) -> tuple[dic
         return None, f"{type(exc).__name__}: {exc}"
 
 
+COMMANDS: list[str] = []
+"""Every `usagewatch` command the demo printed, as printed (saved for `make demo-shell`)."""
+
+
+def show_command(argv: list[str], note: str = "") -> str:
+    """Print a `usagewatch` command a user can run as printed after the demo (make demo-shell) and remember it."""
+    from tests.demo_aws import shell_command
+
+    line = shell_command(argv)
+    if line not in COMMANDS:
+        COMMANDS.append(line)
+    say(f"$ {line}" + (f"   # {note}" if note else ""))
+    return line
+
+
 def run_cycle(
-    title: str, when: str, envs: dict[str, dict[str, str]], aws: Any, *, show_digest: bool = False
+    title: str, when: str, envs: dict[str, dict[str, str]], aws: Any, *, show_digests: bool = False
 ) -> list[dict[str, Any]]:
     from tests.integration.conftest import event_file
-    from usagewatch.notify import fmt, render_digest_email, vendor_name
+    from usagewatch.notify import fmt
     from usagewatch.report import table
 
     section(title)
@@ -115,28 +135,110 @@ def run_cycle(
                 fmt(summary["alerts_published"]),
                 fmt(summary["digests_sent"]),
                 elapsed,
-                "",
+                "ok" if not summary["tenants_failed"] else "partial",
             )
         )
-    say(table(("vendor", "period", "tenants", "failed", "records", "alerts", "digests", "time", ""), rows))
+    say(table(("vendor", "period", "tenants", "failed", "records", "alerts", "digests", "time", "run"), rows))
+    show_failures(aws, [row[0] for row in rows if row[-1] != "ok"])
     events: list[dict[str, Any]] = aws.drain_events()
     digests = aws.drain_digests()
+    chat = aws.drain_chat()
     say()
     if not events:
-        say("Nothing new since the last run: no event, no digest.")
+        say("Nothing new since the last run: no event, no digest, no chat message.")
         return events
     say(f"Machines (the subscriber queue, SNS -> SQS, raw JSON) got every event: {len(events)}")
     say(f"People (the e-mail subscription) get one digest per account: {len(digests)}")
     for digest in digests:
         say(f"  {digest['severity'].upper():8} {digest['summary']}")
-    if show_digest and digests:
-        largest = max(digests, key=lambda d: sum(d["counts"].values()))
-        say()
-        say(f"The digest e-mail of {vendor_name(largest['vendor'])} account {largest['account_id']}:")
-        say()
-        for line in render_digest_email(largest).splitlines():
-            say(f"  | {line}")
+    if show_digests:
+        show_digest_emails(digests)
+    show_chat(chat, full=show_digests)
     return events
+
+
+REPORTED: set[str] = set()
+"""The failures already shown with their reason (a failure that goes on is named again, its reason not)."""
+
+
+def show_failures(aws: Any, vendors: list[str]) -> None:
+    """Each failed collection of the cycle, by customer, with the reason (the account's latest run record)."""
+    from tests.demo_aws import shell_command
+    from tests.demo_data import ACCOUNTS
+    from usagewatch.notify import vendor_name
+
+    new, still = [], []
+    for vendor in vendors:
+        for run in aws.store().runs(vendor, ACCOUNTS[vendor], limit=1):
+            for error in run.errors:
+                where = f"{vendor_name(vendor)} account {run.account_id}"
+                if error in REPORTED:
+                    named = re.match(r"tenant \S+ \((.*?)\): ", error)
+                    still.append(f"{where}: {named.group(1) if named else error}")
+                else:
+                    REPORTED.add(error)
+                    new.append(f"{where}: {error}")
+    if new:
+        say()
+        say("Failed collections (each customer and why, from the run records):")
+        for line in new:
+            say(wrap(line, "  - ", "    "))
+    if still:
+        say()
+        say("Still failing, as above (no new event or digest: a failure is reported once, then on recovery):")
+        for line in still:
+            say(f"  - {line}")
+    for vendor in vendors:
+        argv = ["runs", "--vendor", vendor, "--table", TABLE]
+        if shell_command(argv) not in COMMANDS:
+            show_command(argv, "the runs and their errors, later")
+
+
+def show_digest_emails(digests: list[dict[str, Any]]) -> None:
+    from usagewatch.notify import render_digest_email, vendor_name
+
+    for digest in digests:
+        say()
+        say(f"The digest e-mail of {vendor_name(digest['vendor'])} account {digest['account_id']}:")
+        say()
+        for line in render_digest_email(digest).splitlines():
+            say(quoted(line, "  | "))
+
+
+def show_chat(messages: list[dict[str, Any]], *, full: bool) -> None:
+    """The chat topic's messages (ChatNotifications on), AWS Chatbot custom notifications: every title, and with
+    `full` the whole text of the first message of each kind (event or digest)."""
+    if not messages:
+        return
+    say()
+    say(f"Chat (ChatNotifications=true: the chat topic, AWS Chatbot custom notifications): {len(messages)} message(s)")
+    shown: set[str] = set()
+    for message in messages:
+        content, kind = message["content"], message["metadata"]["eventType"]
+        say(f"  > {content['title']}")
+        if full and kind not in shown:
+            shown.add(kind)
+            for line in content["description"].splitlines():
+                say(quoted(line, "  >   "))
+    if full and len(messages) > len(shown):
+        say("  (the text of each further message: its event's fields, or its digest's sections, as above)")
+
+
+def quoted(line: str, prefix: str) -> str:
+    """A line of a message, wrapped under its own indentation."""
+    if not line.strip():
+        return prefix.rstrip()
+    indent = len(line) - len(line.lstrip())
+    return wrap(line, prefix, prefix + " " * (indent + 2))
+
+
+def wrap(text: str, first: str, rest: str, width: int = 116) -> str:
+    import textwrap
+
+    return (
+        "\n".join(textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False))
+        or first.rstrip()
+    )
 
 
 def main() -> int:
@@ -151,16 +253,17 @@ def main() -> int:
 
         redirect_logs()
         section("Deploy")
-        aws = provision(table_name="usagewatch-demo-usage", topic_name="usagewatch-demo-alerts")
+        aws = provision(table_name=TABLE, topic_name="usagewatch-demo-alerts")
         say(f"Embedded AWS (moto server): {endpoint}")
         say(f"  table {aws.table_name} (keys, index and TTL from template.yaml)")
         say(f"  topic {aws.topic_arn.split(':')[-1]} -> queue subscribed with raw delivery (a PSA integration)")
+        say(f"  topic {aws.chat_topic_arn.split(':')[-1]} (ChatNotifications=true) -> a queue standing in for Chatbot")
         say(f"  dashboard {dashboard()[0]} (CloudWatch; in AWS the stack creates it under the stack's name)")
-        envs = vendors.configure(aws)
+        envs = vendors.configure(aws, chat=True)
         for vendor, sim_url in vendors.urls().items():
             say(f"  {vendor:13} simulator on {sim_url}; secret {envs[vendor]['VENDOR_SECRET_ID']}")
 
-        run_cycle(f"Cycle 1: scheduled run at {SCHEDULED}", SCHEDULED, envs, aws, show_digest=True)
+        run_cycle(f"Cycle 1: scheduled run at {SCHEDULED}", SCHEDULED, envs, aws, show_digests=True)
         vendors.show_usage(aws)
         run_cycle(f"Cycle 2: six hours later ({SIX_HOURS_LATER}), nothing changed", SIX_HOURS_LATER, envs, aws)
         change = vendors.fix_one_customer()
@@ -172,7 +275,7 @@ def main() -> int:
             (["report", "--period", "2026-11", "--vendor", "keepnet", "--csv"], 4),
             (["alerts", "--vendor", "keepnet", "--account", "keepnet-msp"], 8),
         ):
-            say(f"usagewatch {' '.join(command)} --table {aws.table_name}   (first lines)")
+            show_command([*command, "--table", aws.table_name], "first lines")
             for line in run_cli([*command, "--table", aws.table_name]).splitlines()[:lines]:
                 say(f"  {line}")
 
@@ -180,16 +283,27 @@ def main() -> int:
         from tests.demo_billing import billing_story
 
         report = billing_story(
-            aws, run_cli, say, invoke, LOG_FILE.parent, lambda company: fail_late(vendors, envs, company)
+            aws,
+            run_cli,
+            say,
+            invoke,
+            LOG_FILE.parent,
+            lambda company: fail_late(vendors, envs, aws, company),
+            show=show_command,
         )
+        from tests.demo_aws import STATE_DIR, save
+        from tests.demo_billing import BUCKET
+
+        save(STATE_DIR, tables=[aws.table_name], buckets=[BUCKET], commands=COMMANDS)
     say()
     say(f"Logs of every run (JSON, secrets masked): {LOG_FILE.relative_to(ROOT)}")
     say(f"Demo finished in {time.monotonic() - started:.0f}s: {len(resolved)} alert(s) resolved in cycle 3.")
     return 0 if report is not None else 1
 
 
-def fail_late(vendors: Any, envs: dict[str, dict[str, str]], company: str) -> str:
-    """One GravityZone company's reads fail on the month's last run: its numbers are carried, not final."""
+def fail_late(vendors: Any, envs: dict[str, dict[str, str]], aws: Any, company: str) -> None:
+    """One GravityZone company's reads fail on the month's last run: its numbers are carried, not final. Prints
+    the run, each failed collection and why, the digest it sent and its chat messages."""
     from tests.integration.conftest import event_file
 
     vendors.gravityzone.failing_companies.add(company)
@@ -199,8 +313,13 @@ def fail_late(vendors: Any, envs: dict[str, dict[str, str]], company: str) -> st
     finally:
         vendors.gravityzone.failing_companies.discard(company)
     if summary is None:
-        return f"the run failed: {error}"
-    return f"{summary['tenants_collected']} tenant(s) read, {summary['tenants_failed']} failed (run partial)"
+        say(f"  the run failed: {error}")
+        return
+    say(f"  {summary['tenants_collected']} tenant(s) read, {summary['tenants_failed']} failed (run partial)")
+    show_failures(aws, ["gravityzone"])
+    aws.drain_events()
+    show_digest_emails(aws.drain_digests())
+    show_chat(aws.drain_chat(), full=False)
 
 
 def run_cli(argv: list[str]) -> str:

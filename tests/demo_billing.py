@@ -22,32 +22,44 @@ def billing_story(
     say: Callable[[str], None],
     invoke: Callable[[str, dict[str, Any], dict[str, str]], tuple[dict[str, Any] | None, str | None]],
     workdir: Path,
-    fail_tenant: Callable[[str], str] | None = None,
+    fail_tenant: Callable[[str], None] | None = None,
+    show: Callable[[list[str], str], str] | None = None,
 ) -> dict[str, Any] | None:
     """`fail_tenant(company_id)` makes one GravityZone company's reads fail and runs that collector again late in
-    the month (returns what it says): its customer's line becomes incomplete, with the reason."""
+    the month (and prints what happened): its customer's line becomes incomplete, with the reason. `show(argv,
+    note)` prints a `usagewatch` command as a user would type it (files given relative to the working directory)."""
     table = ["--table", aws.table_name]
-    unmapped = cli(["customers", "unmapped", "--period", PERIOD, *table]).strip().splitlines()[-1]
-    say(f"usagewatch customers unmapped --period {PERIOD}: {unmapped}")
 
-    proposals = list(csv.DictReader(io.StringIO(cli(["customers", "suggest", "--period", PERIOD, "--csv", *table]))))
+    def run(argv: list[str], note: str = "") -> str:
+        shown = [_relative(a) for a in argv]
+        if show is not None:
+            show(shown, note)
+        else:
+            say(f"usagewatch {' '.join(shown)}" + (f"   # {note}" if note else ""))
+        return cli(argv)
+
+    unmapped = run(["customers", "unmapped", "--period", PERIOD, *table], "its last line:")
+    say("  " + unmapped.strip().splitlines()[-1])
+
+    suggested = run(["customers", "suggest", "--period", PERIOD, "--csv", *table], "read below")
+    proposals = list(csv.DictReader(io.StringIO(suggested)))
     by_customer: dict[str, list[dict[str, str]]] = {}
     for row in proposals:
         by_customer.setdefault(row["customer_id"], []).append(row)
     across = {cid: rows for cid, rows in by_customer.items() if len({r["vendor"] for r in rows}) > 1}
-    say(f"usagewatch customers suggest --period {PERIOD} --csv: {len(proposals)} proposals; the same company in")
-    say("several vendors under slightly different names becomes one customer:")
+    say(f"  {len(proposals)} proposals; the same company in several vendors under slightly different names")
+    say("  becomes one customer:")
     for cid, rows in sorted(across.items())[:3]:
         names = "; ".join(f"{r['vendor']} {r['tenant_name']!r} ({r['method']} {float(r['score']):.0f})" for r in rows)
-        say(f"  {cid}: {names}")
+        say(f"    {cid}: {names}")
 
     # The operator reads the file and leaves one GravityZone tenant out: nobody has decided who pays for it yet.
     left_out = next(r for r in proposals if r["vendor"] == "gravityzone" and r["customer_id"] not in across)
     accepted = [r for r in proposals if r is not left_out]
     mapping = workdir / "suggestions.csv"
     _write(mapping, accepted, list(proposals[0]))
-    say(f"usagewatch customers import {mapping.name}   ({left_out['tenant_name']!r} left out)")
-    say("  " + cli(["customers", "import", str(mapping), *table]).strip())
+    say(f"The operator accepts them all but {left_out['tenant_name']!r} (nobody has decided who pays for it yet):")
+    say("  " + run(["customers", "import", str(mapping), *table]).strip())
 
     lines = [json.loads(x) for x in cli(["reconcile", "--period", PERIOD, "--json", *table]).splitlines()]
     used = {(x["customer_id"], x["vendor"], x["metric"]): x["used"] for x in lines if x["status"] == "no_contract"}
@@ -72,17 +84,18 @@ def billing_story(
     _write(
         file, contracts, ["customer_id", "vendor", "metric", "quantity", "effective_from", "agreement", "unit_price"]
     )
-    say(f"usagewatch contracts import {file.name}")
-    say("  " + cli(["contracts", "import", str(file), *table]).strip())
+    say("  " + run(["contracts", "import", str(file), *table]).strip())
 
     if fail_tenant is not None:
         owners = {(r["vendor"], r["customer_id"]): r for r in accepted}
         victim = next(owners[("gravityzone", c["customer_id"])] for c in contracts if c["vendor"] == "gravityzone")
-        say(f"GravityZone now fails to read {victim['tenant_name']!r} ({victim['customer_id']}), on the month's")
-        say(f"last run: {fail_tenant(victim['tenant_id'])}")
+        say(f"GravityZone now fails to read {victim['tenant_name']!r} ({victim['customer_id']}) on the month's")
+        say("last run (2026-11-30T06:00:00Z):")
+        fail_tenant(victim["tenant_id"])
+        say("")
 
-    say(f"usagewatch reconcile --period {PERIOD}   (first lines, the summary, and why a line is not final)")
-    report = cli(["reconcile", "--period", PERIOD, *table]).rstrip().splitlines()
+    shown = run(["reconcile", "--period", PERIOD, *table], "first lines, the summary, why a line is not final")
+    report = shown.rstrip().splitlines()
     tail = report[next(i for i in range(len(report) - 1, 1, -1) if "customer(s) under-billed." in report[i]) :]
     for line in [*report[2:10], "  ...", *tail]:
         say(f"  {line}")
@@ -101,6 +114,14 @@ def billing_story(
     say(f"  report.ready delivered to the subscriber queue: {events[0]['summary'] if events else 'MISSING'}")
     say(f"  the page, copied here to open in a browser: {workdir.name}/{local.name}")
     return ready
+
+
+def _relative(arg: str) -> str:
+    """A file argument as typed in the working directory (the repository root for make demo and demo-shell)."""
+    path = Path(arg)
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        return str(path.relative_to(Path.cwd()))
+    return arg
 
 
 def _write(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:

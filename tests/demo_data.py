@@ -11,8 +11,9 @@ from tests.simulators.keepnet import KeepnetSimulator, make_companies, over_limi
 from tests.simulators.microsoft365 import CLIENT_ID, CLIENT_SECRET, PARTNER, Microsoft365Simulator, make_customers
 from tests.simulators.thousandeyes import ThousandEyesSimulator, make_orgs
 from usagewatch.notify import fmt
-from usagewatch.report import customers_table, table
+from usagewatch.report import table
 
+ACCOUNTS = {"keepnet": "keepnet-msp", "gravityzone": "gz-eu", "thousandeyes": "te-main", "microsoft365": "csp-main"}
 KEEPNET_SECRET = ("msp-reseller", "kn-demo-secret-5c1f0e")
 GRAVITYZONE_KEY = "gz-demo-key-7a41c9d2"
 THOUSANDEYES_TOKEN = "te-demo-token-3b8e61"
@@ -66,26 +67,35 @@ class DemoVendors:
             "microsoft365": self.microsoft365.url,
         }
 
-    def configure(self, aws: LocalAws) -> dict[str, dict[str, str]]:
-        """Create each vendor's secret as an operator would, and return each function's environment."""
+    def configure(self, aws: LocalAws, *, chat: bool = False) -> dict[str, dict[str, str]]:
+        """Create each vendor's secret as an operator would, and return each function's environment (with
+        `chat`, the stack's ChatNotifications turned on)."""
         secrets: dict[str, list[dict[str, Any]]] = {
             "keepnet": [
                 {
-                    "account_id": "keepnet-msp",
+                    "account_id": ACCOUNTS["keepnet"],
                     "base_url": self.keepnet.url,
                     "client_id": KEEPNET_SECRET[0],
                     "client_secret": KEEPNET_SECRET[1],
                 }
             ],
             "gravityzone": [
-                {"account_id": "gz-eu", "access_url": self.gravityzone.access_url, "api_key": GRAVITYZONE_KEY}
+                {
+                    "account_id": ACCOUNTS["gravityzone"],
+                    "access_url": self.gravityzone.access_url,
+                    "api_key": GRAVITYZONE_KEY,
+                }
             ],
             "thousandeyes": [
-                {"account_id": "te-main", "base_url": self.thousandeyes.url, "bearer_token": THOUSANDEYES_TOKEN}
+                {
+                    "account_id": ACCOUNTS["thousandeyes"],
+                    "base_url": self.thousandeyes.url,
+                    "bearer_token": THOUSANDEYES_TOKEN,
+                }
             ],
             "microsoft365": [
                 {
-                    "account_id": "csp-main",
+                    "account_id": ACCOUNTS["microsoft365"],
                     "partner_tenant_id": PARTNER,
                     "client_id": CLIENT_ID,
                     "client_secret": CLIENT_SECRET,
@@ -98,7 +108,7 @@ class DemoVendors:
         for vendor, accounts in secrets.items():
             name = f"usagewatch/{vendor}"
             aws.put_secret(name, accounts)
-            envs[vendor] = aws.environment(vendor, secret_name=name)
+            envs[vendor] = aws.environment(vendor, secret_name=name, chat=chat)
         return envs
 
     def show_usage(self, aws: LocalAws) -> None:
@@ -113,7 +123,11 @@ class DemoVendors:
         say(f"Companies collected: {fmt(monthly['tenant_count'])}")
         say(f"Total monthly users (to bill): {fmt(monthly['value'])}")
         say(f"Companies over their licence limit (Keepnet's own verdict): {len(over)}")
-        say(customers_table(over, "target_users"))
+        over_rows = [
+            (i["tenant_name"], fmt(i["value"]), fmt(i.get("quota")), fmt(i["value"] - (i.get("quota") or 0)))
+            for i in sorted(over, key=lambda i: (-i["value"], i["tenant_name"]))
+        ]
+        say(table(("company", "target users", "licence limit", "over by"), over_rows))
 
         gz = aws.usage(PERIOD, vendor="gravityzone")
         section(f"GravityZone, {PERIOD}")
