@@ -154,6 +154,6 @@ def run(
         trend = f"trend {sparkline(values, ascii_only=ascii_only)}  (low {fmt(min(known))}, high {fmt(max(known))})"
         unit = next(iter(usages.values())).record.unit
         parts.append(
-            f"{metric.replace('_', ' ')} ({unit})\n{table(('month', 'value', 'change', 'change %'), cells)}\n{trend}"
+            f"{metric} ({unit})\n{table(('month', 'value', 'change', 'change %'), cells)}\n{trend}"
         )
     return "\n\n".join(parts)
