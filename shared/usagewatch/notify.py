@@ -210,7 +210,9 @@ def digest_summary(vendor: str, account_id: str, counts: Mapping[str, int], *, m
 def _section_count(digest: Mapping[str, Any], kind: str) -> str:
     total = digest["counts"][kind]
     minor = sum(g.get("minor", 0) for g in digest["groups"] if g["event_type"] == kind)
-    return f"{total - minor} (and {minor} minor)" if minor else str(total)
+    if not minor:
+        return str(total)
+    return f"{total - minor} (and {minor} minor)" if total > minor else f"{minor} minor"
 
 
 def _group_heading(group: Mapping[str, Any]) -> str:

@@ -8,12 +8,13 @@ import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from usagewatch.alerts import Event, Observed, TenantFailureInfo, advance
-from usagewatch.digest import SHOWN_PER_GROUP, build_digest
+from usagewatch.digest import SHOWN_PER_GROUP, build_digest, loss
 from usagewatch.dispatch import Dispatcher, DispatchResult
 from usagewatch.errors import PublishError
 from usagewatch.events import parse_event
@@ -379,7 +380,7 @@ def test_the_subject_and_severity_come_from_what_matters() -> None:
     (group,) = only_minor["groups"]
     assert group["entries"] == [] and group["minor"] == 38
     text = render_digest_email(only_minor)
-    assert "NEW ALERTS: 0 (and 38 minor)" in text and "- " not in text.split("What to do")[0]
+    assert "NEW ALERTS: 38 minor" in text and "- " not in text.split("What to do")[0]
 
 
 def test_the_fold_is_set_in_the_rules_document_next_to_the_rule() -> None:
@@ -405,3 +406,21 @@ def test_the_chat_text_of_the_demo_digest_leads_with_the_largest_and_counts_the_
     assert lines[2] == "    • Big Waste: spe_e5 32 of 35 paid seats unused for 2026-11 (3 assigned)"
     assert "38 minor" in lines[-1]
     assert message["content"]["title"].endswith("usagewatch: Microsoft 365 account m365-main: 2 new alerts, 38 minor")
+
+
+def test_the_loss_of_each_rule_is_what_the_operator_loses_or_risks_in_its_units() -> None:
+    def breach(rule: str, **numbers: Any) -> dict[str, Any]:
+        return {"event_type": "usage.threshold.breached", "rule": rule, **numbers}
+
+    cases = {
+        "unused_licences": (breach("unused_licences", value=3, quota=35), Decimal(32)),
+        "over_quota": (breach("over_quota", value=260, quota=200), Decimal(60)),
+        "under_billed": (breach("under_billed", value=130, quota=120, threshold=120), Decimal(10)),
+        "projected": (breach("projected_over_quota", value=80, quota=100, projected=150), Decimal(50)),
+        "minimum": (breach("below_minimum_commitment", value=4, threshold=10.5), Decimal("6.5")),
+        "jump": (breach("usage_jump", value=130, threshold=100), Decimal(30)),
+        "utilisation": (breach("quota_utilization", value=47, quota=50), Decimal("0.94")),
+        "no numbers": (breach("vendor_limit_exceeded", value=120, quota=None), Decimal(0)),
+        "resolved": ({"event_type": "usage.threshold.resolved", "rule": "over_quota", "value": 9}, Decimal(0)),
+    }
+    assert {name: loss(event) for name, (event, _) in cases.items()} == {n: want for n, (_, want) in cases.items()}
