@@ -153,7 +153,5 @@ def run(
         known = [v for v in values if v is not None]
         trend = f"trend {sparkline(values, ascii_only=ascii_only)}  (low {fmt(min(known))}, high {fmt(max(known))})"
         unit = next(iter(usages.values())).record.unit
-        parts.append(
-            f"{metric.replace('_', ' ')} ({unit})\n{table(('month', 'value', 'change', 'change %'), cells)}\n{trend}"
-        )
+        parts.append(f"{metric} ({unit})\n{table(('month', 'value', 'change', 'change %'), cells)}\n{trend}")
     return "\n\n".join(parts)

@@ -179,7 +179,9 @@ class DigestGroup(BaseModel):
     severity: Severity
     rule: str | None = Field(None, description="Breaches and resolves only.")
     count: int = Field(ge=1, description="Changes in this group; `entries` lists the first of them.")
-    entries: list[DigestEntry] = Field(min_length=1)
+    entries: list[DigestEntry] = Field(description="The largest first; minor changes are never listed.")
+    minor: int | None = Field(None, ge=1, description="Of `count`, the low-value changes only counted.")
+    minor_below: int | None = Field(None, ge=0, description="The loss under which a change is minor.")
 
 
 class Digest(BaseModel):
@@ -196,7 +198,7 @@ class Digest(BaseModel):
         description="A hash of the run and the ids of the events it lists: a retry that re-sends the same events "
         "sends the same digest id.",
     )
-    severity: Severity = Field(description="The highest severity among the listed changes.")
+    severity: Severity = Field(description="The highest severity among the changes not minor (all if all are).")
     vendor: str
     account_id: str
     run_id: str

@@ -26,7 +26,8 @@ def vendor_name(vendor: str) -> str:
 
 
 def _metric_words(metric: str) -> str:
-    return metric.replace("_", " ")
+    """A metric as stored, as the CLI, the CSV and the rules document name it (`spe_e5`, `cloud_units`)."""
+    return metric
 
 
 def threshold_summary(event_type: str, state: AlertState) -> str:
@@ -191,16 +192,44 @@ _COUNT_WORDS: Final = {
 }
 
 
-def digest_summary(vendor: str, account_id: str, counts: Mapping[str, int]) -> str:
-    parts = [f"{n} {_COUNT_WORDS[kind][n != 1]}" for kind, n in counts.items() if n and kind in _COUNT_WORDS]
+def digest_summary(vendor: str, account_id: str, counts: Mapping[str, int], *, minor: int = 0) -> str:
+    """The headline: minor breaches (docs/alerts.md section 14) counted apart from the new alerts that matter."""
+    parts: list[str] = []
+    for kind, n in counts.items():
+        if kind not in _COUNT_WORDS or not n:
+            continue
+        if kind == BREACHED and minor:
+            if n > minor:
+                parts.append(f"{n - minor} {_COUNT_WORDS[kind][n - minor != 1]}")
+            parts.append(f"{minor} minor" if n > minor else f"{minor} minor {('alert', 'alerts')[minor != 1]}")
+        else:
+            parts.append(f"{n} {_COUNT_WORDS[kind][n != 1]}")
     return f"{vendor_name(vendor)} account {account_id}: {', '.join(parts)}"
+
+
+def _section_count(digest: Mapping[str, Any], kind: str) -> str:
+    total = digest["counts"][kind]
+    minor = sum(g.get("minor", 0) for g in digest["groups"] if g["event_type"] == kind)
+    if not minor:
+        return str(total)
+    return f"{total - minor} (and {minor} minor)" if total > minor else f"{minor} minor"
 
 
 def _group_heading(group: Mapping[str, Any]) -> str:
     rule = group.get("rule")
+    count = f"{group['count']}" + (f" ({group['minor']} minor)" if group.get("minor") else "")
     if group["event_type"] == BREACHED:
-        return f"{group['severity']}, {rule}: {group['count']}"
-    return f"{rule}: {group['count']}" if rule else f"{group['severity']}: {group['count']}"
+        return f"{group['severity']}, {rule}: {count}"
+    return f"{rule}: {count}" if rule else f"{group['severity']}: {count}"
+
+
+def _minor_line(group: Mapping[str, Any]) -> str:
+    """The count line of a group's minor changes (only `unused_licences` has them today)."""
+    n = group["minor"]
+    what = ("change", "changes")[n != 1]
+    if group.get("rule") == "unused_licences":
+        what = ("customer/SKU", "customers/SKUs")[n != 1] + f" with fewer than {group['minor_below']} unused seats"
+    return f"{n} minor: {what}; usagewatch alerts --rule {group.get('rule')} lists every one"
 
 
 def _digest_sections(digest: Mapping[str, Any], bullet: str) -> list[str]:
@@ -209,13 +238,15 @@ def _digest_sections(digest: Mapping[str, Any], bullet: str) -> list[str]:
         groups = [g for g in digest["groups"] if g["event_type"] == kind]
         if not groups:
             continue
-        lines += [f"{title}: {digest['counts'][kind]}"]
+        lines += [f"{title}: {_section_count(digest, kind)}"]
         for group in groups:
             lines.append(f"  {_group_heading(group)}")
             lines += [f"    {bullet} {one_line(entry['summary'])}" for entry in group["entries"]]
-            rest = group["count"] - len(group["entries"])
+            rest = group["count"] - group.get("minor", 0) - len(group["entries"])
             if rest > 0:
                 lines.append(f"    ... and {rest} more")
+            if group.get("minor"):
+                lines.append(f"    + {_minor_line(group)}")
         lines.append("")
     return lines
 

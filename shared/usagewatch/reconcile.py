@@ -16,6 +16,7 @@ from typing import Final, Literal
 from usagewatch.contracts import Contract, in_force
 from usagewatch.customers import Customer, NamedTenant, TenantMapping, TenantRef
 from usagewatch.model import Number, Period
+from usagewatch.rules import is_free_metric
 
 Status = Literal["under_billed", "incomplete", "over_billed", "ok", "no_contract", "unmapped"]
 STATUS_ORDER: Final[tuple[Status, ...]] = ("under_billed", "incomplete", "unmapped", "no_contract", "over_billed", "ok")
@@ -176,7 +177,8 @@ def reconcile(
     for reading in billed_once(readings, owner):
         cid = owner.get(reading.tenant) or by_tenant.get((reading.tenant.vendor, reading.tenant.tenant_id))
         if cid is None:
-            if reading.value:  # a zero with nobody to bill says nothing; `customers unmapped` lists the tenant
+            # A zero with nobody to bill says nothing (`customers unmapped` lists the tenant), nor does a free SKU.
+            if reading.value and not is_free_metric(reading.tenant.vendor, reading.metric):
                 lines.append(_unmapped(reading, provisional))
             continue
         used[(cid, reading.tenant.vendor, reading.metric)].append(reading)
@@ -201,8 +203,8 @@ def reconcile(
         quota = sum((dec(q) for q in quotas if q is not None), Decimal(0)) if rows and None not in quotas else None
         contract = force.get(key)
         reasons = why.get((cid, vendor))
-        if contract is None and not total:
-            continue  # nothing used, nothing billed
+        if contract is None and (not total or is_free_metric(vendor, metric)):
+            continue  # nothing used, nothing billed; a free SKU nobody contracted is nobody's to bill
         # Without a contract there is no verdict to withhold: the line stays no_contract, with the reason.
         status: Status = "incomplete" if reasons and contract else _status(total, contract, tolerance)
         quantity = dec(contract.quantity) if contract else None

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from usagewatch.notify import fmt, vendor_name
+from usagewatch.rules import is_free_metric
 from usagewatch.text import clean_name, csv_cell
 
 CSV_COLUMNS: Final = (
@@ -31,6 +32,14 @@ CSV_COLUMNS: Final = (
     "collected_at",
     "removed_at",
 )
+
+
+FREE_MARK: Final = " (free)"
+"""After a metric the vendor gives away (free and trial SKUs, docs/vendors/microsoft365.md): stored, never billed."""
+
+
+def metric_label(vendor: str, metric: str) -> str:
+    return metric + FREE_MARK if is_free_metric(vendor, metric) else metric
 
 
 def sort_usage(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -70,7 +79,7 @@ def totals_table(totals: Iterable[Mapping[str, Any]]) -> str:
         (
             vendor_name(t["vendor"]),
             t["account_id"],
-            t["metric"],
+            metric_label(t["vendor"], t["metric"]),
             fmt(t["value"]),
             t["unit"],
             t["tenant_count"],
@@ -91,4 +100,5 @@ def customers_table(items: Iterable[Mapping[str, Any]], metric: str, *, limit: i
         quota = item.get("quota")
         over = "OVER" if (item.get("limit_exceeded") or (quota is not None and item["value"] > quota)) else ""
         rows.append((item.get("tenant_name", ""), fmt(item["value"]), fmt(quota), fmt(item.get("projected")), over))
-    return table(("customer", metric, "quota", "projected", ""), rows)
+    label = metric_label(str(chosen[0]["vendor"]), metric) if chosen else metric
+    return table(("customer", label, "quota", "projected", ""), rows)

@@ -101,6 +101,9 @@ class UnusedLicencesRule(VendorChoiceRule):
     exclude: tuple[Pattern, ...] | None = Field(default=None, strict=False)
     """None: each vendor's `free_metrics` from its registry entry (Microsoft 365's free and trial SKUs)."""
     overrides: tuple[UnusedOverride, ...] = Field(default=(), strict=False)
+    digest_fold_below: Annotated[int, Field(ge=0, le=MAX_PLAUSIBLE_VALUE)] = 5
+    """Breaches with fewer unused seats than this are minor: a digest counts them in one line and leaves them out
+    of its headline and severity (docs/alerts.md section 14). 0 or 1 folds none."""
 
     @staticmethod
     def judges_by_default(entry: registry.Vendor) -> bool:
@@ -123,6 +126,12 @@ class UnusedLicencesRule(VendorChoiceRule):
             if fnmatchcase(record.vendor, override.vendor) and fnmatchcase(record.metric, override.metric):
                 return override.threshold
         return self.threshold
+
+
+def is_free_metric(vendor: str, metric: str) -> bool:
+    """A metric the vendor gives away (its registry `free_metrics`): stored and shown, never billed or judged."""
+    entry = registry.find(vendor)
+    return entry is not None and any(fnmatchcase(metric, pattern) for pattern in entry.free_metrics)
 
 
 Amount = Annotated[float, Field(ge=0, le=MAX_PLAUSIBLE_VALUE)] | Annotated[int, Field(ge=0, le=MAX_PLAUSIBLE_VALUE)]

@@ -46,7 +46,7 @@ def test_month_by_month_with_the_change_and_a_sparkline(stored: LocalAws, capsys
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0] == "Keepnet account kn-main, Acme Logistik GmbH (c-42): 2025-12 to 2026-11"
-    assert "monthly users (users)" in lines
+    assert "monthly_users (users)" in lines
     rows = {line.split()[0]: line.split()[1:] for line in lines if line[:4] in ("2025", "2026")}
     assert rows["2025-12"] == ["-", "-", "-"]
     assert rows["2026-02"] == ["130", "+30", "+30.0%"]
@@ -56,7 +56,7 @@ def test_month_by_month_with_the_change_and_a_sparkline(stored: LocalAws, capsys
     trend = next(line for line in lines if line.startswith("trend "))
     # Dec (none), 100 lowest, ..., Jul (none), ..., 260 highest.
     assert trend == "trend  ▁▂▂▂▄▃ ▅▆█▇  (low 100, high 260)"
-    assert "target users" not in out
+    assert "target_users" not in out
 
 
 def test_every_metric_without_metric_and_ascii_when_stdout_is_not_utf8(
@@ -68,7 +68,7 @@ def test_every_metric_without_metric_and_ascii_when_stdout_is_not_utf8(
     sys.stdout.flush()
     out = buffer.getvalue().decode("ascii")
     assert code == 0
-    assert "monthly users (users)" in out and "target users (users)" in out
+    assert "monthly_users (users)" in out and "target_users (users)" in out
     assert "trend _#=  (low 210, high 260)" in out
     assert "trend ~~~  (low 300, high 300)" in out  # flat: the middle of the ramp
 

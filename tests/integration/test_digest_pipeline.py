@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests import template_loader
-from tests.integration.conftest import Invoke
+from tests.integration.conftest import Invoke, event_file
 from tests.local_aws import LocalAws
 from tests.simulators.keepnet import KeepnetSimulator, make_companies
+from tests.simulators.microsoft365 import CATALOGUE, CLIENT_ID, PARTNER, Customer, Microsoft365Simulator, sku
+from tests.simulators.microsoft365 import CLIENT_SECRET as M365_SECRET_VALUE
 from tests.unit.test_digest import CHAT_VALIDATOR
 from usagewatch.notify import render_digest_email
 
@@ -86,3 +89,58 @@ def test_one_digest_per_account_for_people_every_event_for_machines_and_chat(
     invoke("keepnet", RUN_2, env)  # nothing changed: nothing for anyone
     assert aws.drain_events() == [] and aws.drain_digests() == []
     assert aws.drain_queue(email) == [] and aws.drain_chat() == []
+
+
+def demo_shaped_tenants() -> list[Customer]:
+    """The demo's first Microsoft 365 digest: 38 customers with 1-3 spare Business Premium seats, two wasting
+    many Office 365 E3 / Microsoft 365 E5 seats, and free SKUs with thousands of "enabled" seats everywhere."""
+    tenants = []
+    for n in range(40):
+        tenant_id = str(uuid.UUID(int=n + 1, version=4))
+        enabled = 20 + n
+        skus = [sku("SPB", CATALOGUE[0][1], tenant_id=tenant_id, consumed=enabled - 1 - n % 3, enabled=enabled)]
+        skus.append(sku("FLOW_FREE", CATALOGUE[9][1], tenant_id=tenant_id, consumed=3, enabled=10_000))
+        if n == 38:
+            skus[0] = sku("SPE_E5", CATALOGUE[5][1], tenant_id=tenant_id, consumed=3, enabled=35)
+        if n == 39:
+            skus[0] = sku("ENTERPRISEPACK", CATALOGUE[3][1], tenant_id=tenant_id, consumed=28, enabled=40)
+        tenants.append(Customer(tenant_id, f"Customer {n:02d}", skus))
+    return tenants
+
+
+def test_the_microsoft365_digest_leads_with_the_biggest_waste_and_counts_the_spare_seats(
+    aws: LocalAws, invoke: Invoke
+) -> None:
+    tenants = demo_shaped_tenants()
+    with Microsoft365Simulator(customers=tenants) as graph:
+        account = {
+            "account_id": "csp-main",
+            "partner_tenant_id": PARTNER,
+            "client_id": CLIENT_ID,
+            "client_secret": M365_SECRET_VALUE,
+            "authority": graph.url,
+            "graph_url": graph.url,
+        }
+        aws.put_secret("usagewatch/microsoft365", [account])
+        env = aws.environment("microsoft365", secret_name="usagewatch/microsoft365", chat=True)
+        email = email_stand_in(aws)
+        summary = invoke("microsoft365", event_file("microsoft365-scheduled.json"), env)
+
+    assert summary["tenants_collected"] == 40
+    events = aws.drain_events()
+    assert {e["metric"] for e in events} == {"spb", "spe_e5", "enterprisepack"}, "free SKUs are never judged"
+    (digest,) = aws.drain_digests()
+    assert digest["severity"] == "info"
+    assert digest["summary"] == "Microsoft 365 account csp-main: 2 new alerts, 38 minor"
+    (group,) = digest["groups"]
+    assert (group["count"], group["minor"]) == (40, 38)
+    assert [e["tenant_name"] for e in group["entries"]] == ["Customer 38", "Customer 39"]
+
+    (mailed,) = aws.drain_queue(email)
+    assert mailed["event_id"] == digest["event_id"]
+    text = render_digest_email(digest)
+    assert "- Customer 38: spe_e5 32 of 35 paid seats unused" in text
+    assert "+ 38 minor: customers/SKUs with fewer than 5 unused seats" in text
+
+    chat = [m for m in aws.drain_chat() if m["metadata"]["eventType"] == "digest"]
+    assert chat[0]["content"]["title"].endswith("Microsoft 365 account csp-main: 2 new alerts, 38 minor")

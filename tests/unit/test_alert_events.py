@@ -130,7 +130,7 @@ def test_the_contract_example_is_reproduced() -> None:
         "projected": 20993812,
         "threshold": 4320000,
         "observed_at": "2026-11-22T06:00:05Z",
-        "summary": "ThousandEyes Acme: cloud units projected 20,993,812 for 2026-11, over the 4,320,000 included",
+        "summary": "ThousandEyes Acme: cloud_units projected 20,993,812 for 2026-11, over the 4,320,000 included",
     }
     assert {k: event[k] for k in expected} == expected
     assert event["alert_id"] == alert_id(
@@ -245,19 +245,19 @@ def summary_of(record: UsageRecord, as_of: datetime = T0) -> str:
 
 def test_summaries_of_each_rule() -> None:
     assert summary_of(rec("c9", value=120, limit_exceeded=True)) == (
-        "ThousandEyes Tenant c9: cloud units 120 over the licence limit 100 for 2026-11 (vendor flag)"
+        "ThousandEyes Tenant c9: cloud_units 120 over the licence limit 100 for 2026-11 (vendor flag)"
     )
     assert summary_of(rec("c9", value=1234567, quota=1000000)) == (
-        "ThousandEyes Tenant c9: cloud units 1,234,567 for 2026-11, over the 1,000,000 included"
+        "ThousandEyes Tenant c9: cloud_units 1,234,567 for 2026-11, over the 1,000,000 included"
     )
     assert summary_of(rec("c9", value=10, projected=150)) == (
-        "ThousandEyes Tenant c9: cloud units projected 150 for 2026-11, over the 100 included"
+        "ThousandEyes Tenant c9: cloud_units projected 150 for 2026-11, over the 100 included"
     )
     assert summary_of(rec("c9", value=95)) == (
-        "ThousandEyes Tenant c9: cloud units at 95% of the 100 included for 2026-11 (95)"
+        "ThousandEyes Tenant c9: cloud_units at 95% of the 100 included for 2026-11 (95)"
     )
     assert summary_of(rec("c9", value=5, quota=None, minimum=10.5), NOV.end - HOUR) == (
-        "ThousandEyes Tenant c9: cloud units 5 for 2026-11, below the committed minimum 10.50"
+        "ThousandEyes Tenant c9: cloud_units 5 for 2026-11, below the committed minimum 10.50"
     )
 
 
@@ -266,7 +266,7 @@ def test_a_resolved_summary_tells_the_current_reading() -> None:
     d.run(T0, [rec(value=120)])
     (resolved,) = d.run(T0 + DAY, [rec(value=40)]).events
     assert resolved["summary"] == (
-        "ThousandEyes Tenant t1: cloud units back within limits for 2026-11: 40 (limit 100); over_quota cleared"
+        "ThousandEyes Tenant t1: cloud_units back within limits for 2026-11: 40 (limit 100); over_quota cleared"
     )
     assert resolved["value"] == 40
     assert resolved["values_from"] == "this run"
@@ -280,7 +280,7 @@ def test_a_resolved_summary_does_not_present_the_old_number_as_current() -> None
     (resolved,) = d.run(T0 + DAY, [], ok_tenants=["t1"], periods=["2026-11"]).events
     assert (
         resolved["summary"]
-        == "ThousandEyes Tenant t1: cloud units for 2026-11: over_quota cleared (was 120 against 100)"
+        == "ThousandEyes Tenant t1: cloud_units for 2026-11: over_quota cleared (was 120 against 100)"
     )
     assert resolved["values_from"] == "last while firing"
     assert "Usage while firing: 120" in render_email(resolved)
@@ -387,7 +387,7 @@ def test_the_email_tells_what_who_how_much_against_what_when_and_what_to_do() ->
         "Vendor: ThousandEyes",
         "Account: te-main",
         "Customer: Acme (1234)",
-        "Metric: cloud units",
+        "Metric: cloud_units",
         "Period: 2026-11",
         "Usage: 8,500,489",
         "Quota: 4,320,000",

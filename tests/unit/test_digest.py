@@ -8,19 +8,26 @@ import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from usagewatch.alerts import Event, Observed, TenantFailureInfo, advance
-from usagewatch.digest import SHOWN_PER_GROUP, build_digest
+from usagewatch.digest import SHOWN_PER_GROUP, build_digest, loss
 from usagewatch.dispatch import Dispatcher, DispatchResult
 from usagewatch.errors import PublishError
 from usagewatch.events import parse_event
 from usagewatch.model import AlertState, Period, Tenant, UsageRecord, Window
-from usagewatch.notify import CHAT_DESCRIPTION_LIMIT, CHAT_TITLE_LIMIT, chat_message, render_digest_email
+from usagewatch.notify import (
+    CHAT_DESCRIPTION_LIMIT,
+    CHAT_TITLE_LIMIT,
+    chat_message,
+    render_digest_email,
+    subject_for,
+)
 from usagewatch.publisher import for_chat
-from usagewatch.rules import DEFAULT_RULES, evaluate
+from usagewatch.rules import DEFAULT_RULES, evaluate, parse_rules_document
 
 VENDOR, ACCOUNT = "gravityzone", "gz-main"
 NOV = Period(2026, 11)
@@ -188,11 +195,11 @@ def test_the_digest_groups_by_kind_rule_and_severity_with_the_top_entries_and_a_
     ]
     over = digest["groups"][0]
     assert len(over["entries"]) == SHOWN_PER_GROUP
-    # The furthest over their quota first: 90 of 50, 70 of 50, 260 of 200, 64 of 50, 55 of 50.
+    # The most units over their quota first: 260 of 200, 90 of 50, 70 of 50, 64 of 50, 55 of 50.
     assert [e["tenant_name"] for e in over["entries"]] == [
+        "Proseware",
         "Adventure Works",
         "Litware Inc",
-        "Proseware",
         "Fabrikam Legal",
         "Tailspin Toys",
     ]
@@ -287,3 +294,133 @@ def test_a_huge_digest_stays_within_the_chat_limits() -> None:
     CHAT_VALIDATOR.validate(message)
     assert len(message["content"]["title"]) <= CHAT_TITLE_LIMIT
     assert len(json.dumps(digest)) < 8_000, "a digest stays small whatever the number of changes"
+
+
+# --- the Microsoft 365 demo's shape: 38 customers with 1-3 spare seats, two with many ----------------------------
+
+M365 = "microsoft365"
+
+
+def m365(tenant: str, metric: str, assigned: int, paid: int) -> UsageRecord:
+    return UsageRecord(
+        vendor=M365,
+        account_id="m365-main",
+        tenant=Tenant(tenant, tenant.replace("-", " ").title()),
+        metric=metric,
+        value=assigned,
+        unit="seats",
+        window=Window.month(NOV),
+        quota=paid,
+    )
+
+
+def m365_digest(records: list[UsageRecord], document: Any = DEFAULT_RULES) -> Event:
+    """The real rules and state machine on the records, then the digest of everything they published."""
+    ok = frozenset(r.tenant_id for r in records)
+    transitions = advance(
+        {},
+        vendor=M365,
+        account_id="m365-main",
+        document=document,
+        now=T0,
+        observed=Observed(ok, frozenset({str(NOV)})),
+        findings=[f for r in records for f in evaluate(r, document, T0)],
+        tenant_failures={},
+        ok_tenants=ok,
+        readings={(r.tenant_id, r.metric, str(r.period)): r for r in records},
+    )
+    events = [t.event for t in transitions if t.event is not None]
+    digest = build_digest(
+        events, vendor=M365, account_id="m365-main", run_id="r", observed_at=T0_TEXT, document=document
+    )
+    assert digest is not None
+    return digest
+
+
+def demo_records() -> list[UsageRecord]:
+    small = [m365(f"customer-{n:02d}", "o365_business_premium", 36 + n % 3, 38 + n % 3) for n in range(37)]
+    small.append(m365("customer-37", "spe_e5", 36, 38))  # 2 of 38 unused: first by utilisation, small in seats
+    large = [m365("big-waste", "spe_e5", 3, 35), m365("some-waste", "enterprisepack", 28, 40)]
+    free = [m365("customer-00", "flow_free", 0, 10_000), m365("customer-01", "teams_exploratory", 1, 100)]
+    return small + large + free
+
+
+def test_unused_licences_lead_with_the_most_seats_lost_and_the_small_ones_are_one_count_line() -> None:
+    digest = m365_digest(demo_records())
+
+    assert digest["counts"] == {"usage.threshold.breached": 40}, "free SKUs are never judged"
+    (group,) = digest["groups"]
+    assert (group["rule"], group["count"], group["minor"], group["minor_below"]) == ("unused_licences", 40, 38, 5)
+    assert [e["tenant_name"] for e in group["entries"]] == ["Big Waste", "Some Waste"]
+    assert group["entries"][0]["summary"] == "Big Waste: spe_e5 32 of 35 paid seats unused for 2026-11 (3 assigned)"
+    assert digest["severity"] == "info"
+    assert digest["summary"] == "Microsoft 365 account m365-main: 2 new alerts, 38 minor"
+
+    text = render_digest_email(digest)
+    assert text.splitlines()[0] == "Microsoft 365 account m365-main: 2 new alerts, 38 minor"
+    assert "NEW ALERTS: 2 (and 38 minor)" in text
+    assert "  info, unused_licences: 40 (38 minor)" in text
+    assert "... and" not in text, "nothing large is hidden behind a count"
+    listed = text.split("NEW ALERTS")[1].split("What to do")[0]
+    assert listed.index("Big Waste: spe_e5 32 of 35") < listed.index("Some Waste: enterprisepack 12 of 40")
+    assert "    + 38 minor: customers/SKUs with fewer than 5 unused seats;" in text
+    assert "Customer 37" not in text and "spe e5" not in text
+    assert parse_event(digest).body() == digest
+
+
+def test_the_subject_and_severity_come_from_what_matters() -> None:
+    critical = m365("lapsed", "spb", 12, 10)  # assigned above paid: over_quota, critical
+    digest = m365_digest([*demo_records()[:38], critical])
+    assert digest["severity"] == "critical"
+    assert subject_for(digest) == "[usagewatch] DIGEST: Microsoft 365 account m365-main: 1 new alert, 38 minor"
+
+    only_minor = m365_digest(demo_records()[:38])
+    assert only_minor["severity"] == "info"
+    assert only_minor["summary"] == "Microsoft 365 account m365-main: 38 minor alerts"
+    (group,) = only_minor["groups"]
+    assert group["entries"] == [] and group["minor"] == 38
+    text = render_digest_email(only_minor)
+    assert "NEW ALERTS: 38 minor" in text and "- " not in text.split("What to do")[0]
+
+
+def test_the_fold_is_set_in_the_rules_document_next_to_the_rule() -> None:
+    none_folded = parse_rules_document({"rules": {"unused_licences": {"digest_fold_below": 0}}})
+    digest = m365_digest(demo_records(), none_folded)
+    (group,) = digest["groups"]
+    assert "minor" not in group and len(group["entries"]) == SHOWN_PER_GROUP
+    assert [e["tenant_name"] for e in group["entries"][:2]] == ["Big Waste", "Some Waste"]
+    assert digest["summary"] == "Microsoft 365 account m365-main: 40 new alerts"
+
+    wider = parse_rules_document({"rules": {"unused_licences": {"digest_fold_below": 20}}})
+    (group,) = m365_digest(demo_records(), wider)["groups"]
+    assert group["minor"] == 39 and [e["tenant_name"] for e in group["entries"]] == ["Big Waste"]
+
+
+def test_the_chat_text_of_the_demo_digest_leads_with_the_largest_and_counts_the_minor() -> None:
+    digest = m365_digest(demo_records())
+    message = chat_message(digest)
+    CHAT_VALIDATOR.validate(message)
+    description = message["content"]["description"]
+    lines = description.splitlines()
+    assert lines[0] == "NEW ALERTS: 2 (and 38 minor)"
+    assert lines[2] == "    • Big Waste: spe_e5 32 of 35 paid seats unused for 2026-11 (3 assigned)"
+    assert "38 minor" in lines[-1]
+    assert message["content"]["title"].endswith("usagewatch: Microsoft 365 account m365-main: 2 new alerts, 38 minor")
+
+
+def test_the_loss_of_each_rule_is_what_the_operator_loses_or_risks_in_its_units() -> None:
+    def breach(rule: str, **numbers: Any) -> dict[str, Any]:
+        return {"event_type": "usage.threshold.breached", "rule": rule, **numbers}
+
+    cases = {
+        "unused_licences": (breach("unused_licences", value=3, quota=35), Decimal(32)),
+        "over_quota": (breach("over_quota", value=260, quota=200), Decimal(60)),
+        "under_billed": (breach("under_billed", value=130, quota=120, threshold=120), Decimal(10)),
+        "projected": (breach("projected_over_quota", value=80, quota=100, projected=150), Decimal(50)),
+        "minimum": (breach("below_minimum_commitment", value=4, threshold=10.5), Decimal("6.5")),
+        "jump": (breach("usage_jump", value=130, threshold=100), Decimal(30)),
+        "utilisation": (breach("quota_utilization", value=47, quota=50), Decimal("0.94")),
+        "no numbers": (breach("vendor_limit_exceeded", value=120, quota=None), Decimal(0)),
+        "resolved": ({"event_type": "usage.threshold.resolved", "rule": "over_quota", "value": 9}, Decimal(0)),
+    }
+    assert {name: loss(event) for name, (event, _) in cases.items()} == {n: want for n, (_, want) in cases.items()}

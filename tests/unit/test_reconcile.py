@@ -161,3 +161,26 @@ def test_zeros_nobody_bills_are_left_out_but_a_contracted_zero_is_not() -> None:
     contracts = [contract("acme", "keepnet", "monthly_users", 10, Period(2026, 1))]
     lines = reconcile(NOV, readings, customers=CUSTOMERS, mappings=MAPPINGS, contracts=contracts)
     assert [(x.customer_id, x.vendor, x.status) for x in lines] == [("acme", "keepnet", "over_billed")]
+
+
+def test_free_skus_are_nobody_s_to_bill_unless_contracted() -> None:
+    """docs/vendors/microsoft365.md: a free or trial SKU (the registry's `free_metrics`) makes no `no_contract` or
+    `unmapped` line; a contract on one is reconciled like any other."""
+    mine, stray = TenantRef("microsoft365", "csp", "m-1"), TenantRef("microsoft365", "csp", "m-9")
+    readings = [
+        read(mine, "spb", 12, 12),
+        read(mine, "flow_free", 3, 10_000),
+        read(mine, "dynamics_365_trial", 2, 25),
+        read(stray, "teams_exploratory", 4, 100),
+        read(stray, "spb", 5, 5),
+    ]
+    mappings = [*MAPPINGS, TenantMapping("acme", mine)]
+    lines = reconcile(NOV, readings, customers=CUSTOMERS, mappings=mappings, contracts=[])
+    assert [(x.status, x.metric, x.tenant_id) for x in lines] == [
+        ("unmapped", "spb", "m-9"),
+        ("no_contract", "spb", None),
+    ]
+
+    contracted = [contract("acme", "microsoft365", "flow_free", 2, Period(2026, 1))]
+    lines = reconcile(NOV, readings, customers=CUSTOMERS, mappings=mappings, contracts=contracted)
+    assert ("under_billed", "flow_free", 3) in [(x.status, x.metric, x.used) for x in lines]

@@ -22,6 +22,7 @@ from usagewatch.rules import (
     Finding,
     RulesDocument,
     evaluate,
+    is_free_metric,
     parse_rules_document,
 )
 
@@ -451,6 +452,8 @@ INVALID: list[tuple[Any, str]] = [
     ({"rules": {"unused_licences": {"threshold": 1.5}}}, "rules.unused_licences.threshold"),
     ({"rules": {"unused_licences": {"vendors": ["sophos"]}}}, "rules.unused_licences.vendors"),
     ({"rules": {"unused_licences": {"exclude": [""]}}}, "rules.unused_licences.exclude[0]"),
+    ({"rules": {"unused_licences": {"digest_fold_below": -1}}}, "rules.unused_licences.digest_fold_below"),
+    ({"rules": {"unused_licences": {"digest_fold_below": 2.5}}}, "rules.unused_licences.digest_fold_below"),
     (
         {"rules": {"unused_licences": {"overrides": [{"metric": "spb"}]}}},
         "rules.unused_licences.overrides[0].threshold",
@@ -645,3 +648,15 @@ def test_silence_patterns_may_use_wildcards_over_known_names() -> None:
         }
     )
     assert [s.vendor for s in document.silences] == ["*zone", "*"]
+
+
+def test_the_digest_fold_sits_with_the_unused_licences_settings() -> None:
+    assert DEFAULT_RULES.rules.unused_licences.digest_fold_below == 5
+    document = parse_rules_document({"rules": {"unused_licences": {"threshold": 2, "digest_fold_below": 10}}})
+    assert (document.rules.unused_licences.threshold, document.rules.unused_licences.digest_fold_below) == (2, 10)
+
+
+def test_free_metrics_are_the_registry_s_whatever_the_rules_document_says() -> None:
+    assert is_free_metric("microsoft365", "flow_free") and is_free_metric("microsoft365", "dynamics_365_trial")
+    assert not is_free_metric("microsoft365", "spb")
+    assert not is_free_metric("keepnet", "flow_free") and not is_free_metric("nobody", "flow_free")

@@ -158,6 +158,7 @@ class AccountFinisher(PipelineBase):
             account_id=run.account_id,
             run_id=run_id,
             observed_at=utc_iso(request.as_of),
+            document=self.rules,
         )
         dispatched = Dispatcher(self.publisher, self.store, workers=PUBLISHERS).apply(transitions, digest)
         outcome.alerts_published += dispatched.published
