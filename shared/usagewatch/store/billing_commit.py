@@ -304,10 +304,11 @@ class BillingCommits:
         try:
             self.store.client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            response = getattr(exc, "response", None) or {}  # a timeout or a lost connection has none
+            code = response.get("Error", {}).get("Code")
             if code != "TransactionCanceledException":
                 raise StoreError(f"DynamoDB transactional write failed: {type(exc).__name__}: {exc}") from exc
-            reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
+            reasons = response.get("CancellationReasons", [])
             if any(r.get("Code") not in (None, "None", "ConditionalCheckFailed") for r in reasons):
                 raise StoreError(f"DynamoDB transactional write cancelled: {exc}") from exc
             return False
