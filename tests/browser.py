@@ -44,8 +44,8 @@ def launch() -> Iterator[BrowserContext]:
     try:
         with sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=list(ARGS), ignore_default_args=["--headless"]
-            )
+                profile, executable_path=CHROMIUM, headless=True, args=[a for a in ARGS if a != "--headless"]
+            )  # Playwright gives --headless itself (headless=True)
             try:
                 yield context
             finally:

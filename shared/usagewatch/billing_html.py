@@ -117,7 +117,8 @@ details{margin:.2em 0 .6em;color:#444}.nc{font-size:.9em}
 a{color:#0b4f8a}
 .chart{width:54px;height:24px;fill:#8fa9c8}.chart .now{fill:#1f4e79}
 h3{font-size:1.05em;margin:.9em 0 0}.lines th[scope=rowgroup]{background:#fff;border-bottom:2px solid #bbb}
-@media (max-width:760px){main{padding:.6em}body{font-size:13px}td,th{padding:.2em .25em}}
+@media (max-width:760px){main{padding:.4em}body{font-size:12px}td,th{padding:.15em .2em;overflow-wrap:anywhere}
+ .n{white-space:normal}}
 @page{size:A4;margin:12mm}
 @media print{body{font-size:9pt}main{max-width:none;padding:0}.chart path{print-color-adjust:exact}
  h2{break-after:avoid}tr,details{break-inside:avoid}.index{columns:4}a{color:inherit;text-decoration:none}}
@@ -144,7 +145,8 @@ def _numbers(x: Line, value: Decimal | None, *, classes: bool = True) -> list[st
     )
     if not classes:
         return [f"<td>{text}" for _, text in cells]
-    return [f'<td class="n {column}">{text}' for column, text in cells]
+    data = f' data-value="{"" if value is None else value}"'
+    return [f'<td class="n {column}"{data if column == "value" else ""}>{text}' for column, text in cells]
 
 
 def _head(columns: Sequence[str], code: str) -> str:
