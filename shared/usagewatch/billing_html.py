@@ -117,19 +117,25 @@ details{margin:.2em 0 .6em;color:#444}.nc{font-size:.9em}
 a{color:#0b4f8a}
 .chart{width:54px;height:24px;fill:#8fa9c8}.chart .now{fill:#1f4e79}
 h3{font-size:1.05em;margin:.9em 0 0}.lines th[scope=rowgroup]{background:#fff;border-bottom:2px solid #bbb}
-@media (max-width:760px){main{padding:.4em}body{font-size:12px}td,th{padding:.15em .2em;overflow-wrap:anywhere}
- .n{white-space:normal}}
+td.status{max-width:16em}
+@media (max-width:760px){main{padding:.4em}body{font-size:12px}td,th{padding:.15em .2em}
+ td.status{max-width:9em}}
 @page{size:A4;margin:12mm}
 @media print{body{font-size:9pt}main{max-width:none;padding:0}.chart path{print-color-adjust:exact}
  h2{break-after:avoid}tr,details{break-inside:avoid}.index{columns:4}a{color:inherit;text-decoration:none}}
 """
 
 
+def _words(text: str) -> str:
+    """Escaped, with a line-break opportunity after each underscore (status words and metric ids wrap there)."""
+    return esc(text).replace("_", "_<wbr>")
+
+
 def _status_cell(x: Line) -> str:
     note = f'<span class="reason">{esc(x.reason)}</span>' if x.reason else ""
     if x.amended_at:
         note += f'<span class="reason">contract amended {esc(x.amended_at)}</span>'
-    return f'<td class="status {esc(x.status)}">{esc(x.status)}{note}'
+    return f'<td class="status {esc(x.status)}">{_words(x.status)}{note}'
 
 
 def _numbers(x: Line, value: Decimal | None, *, classes: bool = True) -> list[str]:
@@ -153,7 +159,7 @@ def _head(columns: Sequence[str], code: str) -> str:
     """The column names, the CSV's; money columns name the currency."""
     return (
         "<thead><tr>"
-        + "".join(f'<th scope="col">{c}{f" ({code})" if c in ("unit_price", "value") else ""}</th>' for c in columns)
+        + "".join(f'<th scope="col">{_words(c)}{f" ({code})" if c in ("unit_price", "value") else ""}</th>' for c in columns)
         + "</tr></thead>"
     )
 
@@ -185,7 +191,7 @@ def _action_table(actions: list[Line], anchor: Mapping[str, int], code: str, min
         parts.append(
             f'<tr data-status="{esc(x.status)}" data-customer="{esc(x.customer_id)}">{_status_cell(x)}'
             f'<td class="customer_name">{who}</td><td>{esc(registry.display_name(x.vendor))}</td>'
-            f"<td>{esc(x.metric)}</td>" + "".join(_numbers(x, line_value(x, minor)))
+            f"<td>{_words(x.metric)}</td>" + "".join(_numbers(x, line_value(x, minor)))
         )
     parts.append("</tbody></table>")
     return parts
@@ -208,7 +214,7 @@ def _customer(n: int, lines: list[Line], result: Reconciliation, minor: int) -> 
         numbers = _numbers(x, line_value(x, minor), classes=False)
         parts.append(
             "<tr>"
-            f"<td>{esc(registry.display_name(x.vendor))}<td>{esc(x.metric)}{''.join(numbers[:3])}"
+            f"<td>{esc(registry.display_name(x.vendor))}<td>{_words(x.metric)}{''.join(numbers[:3])}"
             f"{_status_cell(x)}{''.join(numbers[3:])}<td>{chart}"
         )
     if folded:
