@@ -23,7 +23,7 @@ ACTION_COLUMNS: Final = (
 )  # fmt: skip
 LINE_COLUMNS: Final = ("vendor", "metric", "used", "contracted", "difference", "status", "unit_price", "value",
                        "change", "months")  # fmt: skip
-NUMERIC: Final = frozenset({"used", "contracted", "difference", "unit_price", "value", "change"})
+MONEY: Final = ("unit_price", "value")
 CHART_MONTHS: Final = 6
 esc = html.escape
 
@@ -159,7 +159,7 @@ def _head(columns: Sequence[str], code: str) -> str:
     """The column names, the CSV's; money columns name the currency."""
     return (
         "<thead><tr>"
-        + "".join(f'<th scope="col">{_words(c)}{f" ({code})" if c in ("unit_price", "value") else ""}</th>' for c in columns)
+        + "".join(f'<th scope="col">{_words(c)}{f" ({code})" if c in MONEY else ""}</th>' for c in columns)
         + "</tr></thead>"
     )
 
