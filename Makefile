@@ -13,7 +13,7 @@ PYTEST := $(BIN)/python -m pytest
 PYTEST_WORKERS ?= auto
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: help venv test lint typecheck unit integration faults checkov infra demo bench sam-local sam-local-build sam-env-vars clean report-preview
+.PHONY: help venv test lint typecheck unit integration faults checkov infra demo bench sam-local sam-local-build sam-env-vars clean report-preview browser
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
@@ -32,7 +32,7 @@ $(STAMP): requirements-dev.txt shared/requirements.txt pyproject.toml
 venv: $(STAMP)
 
 # One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below.
-test: $(STAMP) lint typecheck checkov
+test: $(STAMP) lint typecheck checkov browser
 	$(PYTEST) $(XDIST) tests/unit tests/integration tests/faults tests/infrastructure
 
 lint: $(STAMP)
@@ -70,8 +70,16 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
-# The demo's monthly billing report rendered in headless Chromium (a screenshot in .demo/); run make demo first.
-report-preview:
+# Debian's chromium for the tests that look at a page (tests/browser.py) and report-preview: installed when
+# missing (needs root, as CI runs); Playwright drives it, no browser download.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@[ -x $(CHROMIUM) ] || { [ "$$(id -u)" = 0 ] || { echo "chromium missing: apt-get install -y chromium (as root)"; exit 1; }; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+
+# The demo's monthly billing report in headless Chromium, screenshots at 700 and 1,400 px in .demo/; run make demo first.
+report-preview: $(STAMP) browser
 	scripts/report-preview
 
 # The functions' architecture for `sam build` here (the template's Architecture parameter) and the layer's wheel
