@@ -28,7 +28,7 @@ CHART_MONTHS: Final = 6
 esc = html.escape
 
 
-def quantity_text(value: Number | Decimal | None, *, signed: bool = False, none: str = "&ndash;") -> str:
+def quantity_text(value: Number | Decimal | None, *, signed: bool = False, none: str = "\u2013") -> str:
     """A quantity with thousands separators, as exact as stored (no rounding of a fraction)."""
     if value is None:
         return none
@@ -37,7 +37,7 @@ def quantity_text(value: Number | Decimal | None, *, signed: bool = False, none:
     return ("+" if signed and number > 0 else "") + text
 
 
-def money_text(value: Decimal | None, currency: str = "", *, none: str = "&ndash;") -> str:
+def money_text(value: Decimal | None, currency: str = "", *, none: str = "\u2013") -> str:
     return none if value is None else f"{currency} {value:,f}".lstrip()
 
 
@@ -83,14 +83,13 @@ def _chart(points: Mapping[Period, Decimal], period: Period) -> str:
     top = max((v for v in points.values()), default=Decimal(0)) or Decimal(1)
     paths = {False: "", True: ""}
     for n, month in enumerate(months):
-        if month in points:
-            height = max(1, round(22 * points[month] / top))
-            paths[month == period] += f"M{n * 9} 24v-{height}h7v{height}z"
-    values = ",".join(quantity_text(points[m]) if m in points else "n/a" for m in months)
+        if month in points:  # a bar is a 7 px wide stroke from the baseline up
+            paths[month == period] += f"M{n * 9 + 4} 24V{24 - max(1, round(22 * points[month] / top))}"
+    values = ",".join(quantity_text(points[m], none="n/a") if m in points else "n/a" for m in months)
     label = f"used {months[0]} to {period}: {values}"
     return (
-        f'<svg class="chart" viewBox="0 0 54 24" role="img" aria-label="{esc(label)}">'
-        f'<path d="{paths[False]}"/><path class="now" d="{paths[True]}"/></svg>'
+        f'<svg class=chart role=img aria-label="{esc(label)}"><path d="{paths[False]}"/>'
+        f'<path class=now d="{paths[True]}"/></svg>'
     )
 
 
@@ -115,7 +114,7 @@ font-variant-numeric:tabular-nums}
 details{margin:.2em 0 .6em;color:#444}.nc{font-size:.9em}
 .counts{font-size:.9em;color:#444}
 a{color:#0b4f8a}
-.chart{width:54px;height:24px;fill:#8fa9c8}.chart .now{fill:#1f4e79}
+.chart{width:54px;height:24px;stroke:#8fa9c8;stroke-width:7}.chart .now{stroke:#1f4e79}
 h3{font-size:1.05em;margin:.9em 0 0}.lines th[scope=rowgroup]{background:#fff;border-bottom:2px solid #bbb}
 td.status{max-width:16em}
 @media (max-width:760px){main{padding:.4em}body{font-size:12px}td,th{padding:.15em .2em}
@@ -202,7 +201,7 @@ def _customer(n: int, lines: list[Line], result: Reconciliation, minor: int) -> 
     lines folded into a count."""
     x0 = lines[0]
     parts = [
-        f'<tbody id="c{n}" data-customer="{esc(x0.customer_id)}"><tr><th colspan=10 scope=rowgroup>'
+        f'<tbody id="c{n}"><tr><th colspan=10 scope=rowgroup>'
         f"<h3>{esc(x0.customer_name)} "
         f"<small>{esc(x0.customer_id)}</small></h3>"
     ]
