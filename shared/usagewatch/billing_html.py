@@ -23,7 +23,6 @@ ACTION_COLUMNS: Final = (
 )  # fmt: skip
 LINE_COLUMNS: Final = ("vendor", "metric", "used", "contracted", "difference", "status", "unit_price", "value",
                        "change", "months")  # fmt: skip
-MONEY: Final = ("unit_price", "value")
 CHART_MONTHS: Final = 6
 esc = html.escape
 
@@ -137,15 +136,15 @@ def _status_cell(x: Line) -> str:
     return f'<td class="status {esc(x.status)}">{_words(x.status)}{note}'
 
 
-def _numbers(x: Line, value: Decimal | None, *, classes: bool = True) -> list[str]:
-    """used, contracted, difference, unit_price, value, change: the cells both tables share (money without its
-    currency, which the column's header names)."""
+def _numbers(x: Line, value: Decimal | None, code: str, *, classes: bool = True) -> list[str]:
+    """used, contracted, difference, unit_price, value, change: the cells both tables share (every amount with
+    its currency)."""
     cells = (
         ("used", quantity_text(x.used)),
         ("contracted", quantity_text(x.contracted)),
         ("difference", quantity_text(x.difference, signed=True)),
-        ("unit_price", money_text(x.unit_price)),
-        ("value", money_text(value)),
+        ("unit_price", money_text(x.unit_price, code)),
+        ("value", money_text(value, code)),
         ("change", quantity_text(x.change, signed=True)),
     )
     if not classes:
@@ -154,13 +153,9 @@ def _numbers(x: Line, value: Decimal | None, *, classes: bool = True) -> list[st
     return [f'<td class="n {column}"{data if column == "value" else ""}>{text}' for column, text in cells]
 
 
-def _head(columns: Sequence[str], code: str) -> str:
-    """The column names, the CSV's; money columns name the currency."""
-    return (
-        "<thead><tr>"
-        + "".join(f'<th scope="col">{_words(c)}{f" ({code})" if c in MONEY else ""}</th>' for c in columns)
-        + "</tr></thead>"
-    )
+def _head(columns: Sequence[str]) -> str:
+    """The column names, the CSV's."""
+    return "<thead><tr>" + "".join(f'<th scope="col">{_words(c)}</th>' for c in columns) + "</tr></thead>"
 
 
 def _summary(result: Reconciliation, actions: list[Line], code: str, minor: int) -> str:
@@ -180,7 +175,7 @@ def _summary(result: Reconciliation, actions: list[Line], code: str, minor: int)
 def _action_table(actions: list[Line], anchor: Mapping[str, int], code: str, minor: int) -> list[str]:
     if not actions:
         return ["<p>Nothing to act on: every line is ok or has no contract.</p>"]
-    parts = [f'<table id="actions">{_head(ACTION_COLUMNS, code)}<tbody>']
+    parts = [f'<table id="actions">{_head(ACTION_COLUMNS)}<tbody>']
     for x in actions:
         who = (
             f'<a href="#c{anchor[x.customer_id]}">{esc(x.customer_name)}</a>'
@@ -190,13 +185,13 @@ def _action_table(actions: list[Line], anchor: Mapping[str, int], code: str, min
         parts.append(
             f'<tr data-status="{esc(x.status)}" data-customer="{esc(x.customer_id)}">{_status_cell(x)}'
             f'<td class="customer_name">{who}</td><td>{esc(registry.display_name(x.vendor))}</td>'
-            f"<td>{_words(x.metric)}</td>" + "".join(_numbers(x, line_value(x, minor)))
+            f"<td>{_words(x.metric)}</td>" + "".join(_numbers(x, line_value(x, minor), code))
         )
     parts.append("</tbody></table>")
     return parts
 
 
-def _customer(n: int, lines: list[Line], result: Reconciliation, minor: int) -> list[str]:
+def _customer(n: int, lines: list[Line], result: Reconciliation, code: str, minor: int) -> list[str]:
     """The customer's lines with a contract or to act on (one tbody of the customers' table), then its no_contract
     lines folded into a count."""
     x0 = lines[0]
@@ -210,7 +205,7 @@ def _customer(n: int, lines: list[Line], result: Reconciliation, minor: int) -> 
     for x in shown:
         earlier = result.history.get((x.customer_id, x.vendor, x.metric), [])
         chart = _chart({**dict(earlier), result.period: x.used}, result.period) if earlier else "first month"
-        numbers = _numbers(x, line_value(x, minor), classes=False)
+        numbers = _numbers(x, line_value(x, minor), code, classes=False)
         parts.append(
             "<tr>"
             f"<td>{esc(registry.display_name(x.vendor))}<td>{_words(x.metric)}{''.join(numbers[:3])}"
@@ -259,9 +254,9 @@ def render_html(result: Reconciliation) -> str:
         ),
         "</ol></nav>",
     ]
-    parts.append(f'<h2 id="customers">Customers\' lines</h2><table class="lines">{_head(LINE_COLUMNS, code)}')
+    parts.append(f'<h2 id="customers">Customers\' lines</h2><table class="lines">{_head(LINE_COLUMNS)}')
     for n, cid in enumerate(customers):
-        parts.extend(_customer(n, by_customer[cid], result, minor))
+        parts.extend(_customer(n, by_customer[cid], result, code, minor))
     parts.append("</table>")
     parts.extend(_unmapped(result.lines))
     if result.incomplete_accounts:
@@ -281,7 +276,7 @@ def _unmapped(lines: Iterable[Line]) -> list[str]:
     parts = ['<h2 id="unmapped">Tenants no customer owns</h2>']
     if not tenants:
         return [*parts, "<p>None: every tenant with usage belongs to a customer.</p>"]
-    parts.append(f"<table>{_head(('vendor', 'customer_name', 'tenant_id', 'used'), '')}<tbody>")
+    parts.append(f"<table>{_head(('vendor', 'customer_name', 'tenant_id', 'used'))}<tbody>")
     for (vendor, tid), used in sorted(tenants.items()):
         metrics = ", ".join(f"{esc(x.metric)} {quantity_text(x.used)}" for x in used)
         parts.append(

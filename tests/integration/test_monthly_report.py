@@ -127,7 +127,15 @@ def test_the_first_of_the_month_reports_the_month_before(billed: LocalAws, monke
     cells = Cells()
     cells.feed(page)
     # vendor, metric, used, contracted, difference, status, unit_price, value, change, months
-    assert cells.rows[("Keepnet", "monthly_users")][2:9] == ["120", "105", "+15", "under_billed", "2.0", "30.00", "+10"]
+    assert cells.rows[("Keepnet", "monthly_users")][2:9] == [
+        "120",
+        "105",
+        "+15",
+        "under_billed",
+        "USD 2.0",
+        "USD 30.00",
+        "+10",
+    ]
     assert "GravityZone" in "".join(cells.text) and ("GravityZone", "endpoint_monthly_usage") not in cells.rows
     assert 'data-no-contract="1"' in page  # the no_contract line is folded into its customer's count
     assert cells.counts["under_billed"] == "1" and cells.counts["unmapped"] == "1"
