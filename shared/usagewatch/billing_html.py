@@ -115,9 +115,9 @@ details{margin:.2em 0 .6em;color:#444}.nc{font-size:.9em}
 a{color:#0b4f8a}
 .chart{width:54px;height:24px;stroke:#8fa9c8;stroke-width:7}.chart .now{stroke:#1f4e79}
 h3{font-size:1.05em;margin:.9em 0 0}.lines th[scope=rowgroup]{background:#fff;border-bottom:2px solid #bbb}
-td.status{max-width:16em}
+#actions td:first-child,.lines td:nth-child(6){max-width:16em}
 @media (max-width:760px){main{padding:.4em}body{font-size:12px}td,th{padding:.15em .2em}
- td.status{max-width:9em}}
+ #actions td:first-child,.lines td:nth-child(6){max-width:9em}}
 @page{size:A4;margin:12mm}
 @media print{body{font-size:9pt}main{max-width:none;padding:0}.chart path{print-color-adjust:exact}
  h2{break-after:avoid}tr,details{break-inside:avoid}.index{columns:4}a{color:inherit;text-decoration:none}}
@@ -133,7 +133,7 @@ def _status_cell(x: Line) -> str:
     note = f'<span class="reason">{esc(x.reason)}</span>' if x.reason else ""
     if x.amended_at:
         note += f'<span class="reason">contract amended {esc(x.amended_at)}</span>'
-    return f'<td class="status {esc(x.status)}">{_words(x.status)}{note}'
+    return f"<td class={esc(x.status)}>{_words(x.status)}{note}"
 
 
 def _numbers(x: Line, value: Decimal | None, code: str, *, classes: bool = True) -> list[str]:
@@ -217,8 +217,8 @@ def _customer(n: int, lines: list[Line], result: Reconciliation, code: str, mino
             by_vendor[registry.display_name(x.vendor)].append(f"{esc(x.metric)} {quantity_text(x.used)}")
         listed = "; ".join(f"{esc(v)}: {', '.join(items)}" for v, items in by_vendor.items())
         parts.append(
-            f'<tr><td colspan=10><details><summary><span data-no-contract="{len(folded)}">'
-            f"{len(folded)}</span> no_contract</summary>{listed}</details>"
+            f"<tr><td colspan=10><details><summary data-no-contract={len(folded)}>{len(folded)} no_contract</summary>"
+            f"{listed}</details>"
         )
     return parts
 

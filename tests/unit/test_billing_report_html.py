@@ -122,7 +122,7 @@ def test_the_page_has_a_main_landmark_an_index_and_charts_with_the_months_values
 def test_no_contract_lines_are_folded_into_a_count_per_customer() -> None:
     result = demo_sized()
     html = render_html(result)
-    folded = sum(int(part.split('"')[0]) for part in html.split('data-no-contract="')[1:])
+    folded = sum(int(part.split(">")[0]) for part in html.split("data-no-contract=")[1:])
     assert folded == sum(x.status == "no_contract" for x in result.lines) > 1400
 
 
