@@ -16,7 +16,7 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 # slowest tests at the end of every run, so a slow newcomer shows in CI's log (docs/performance.md: Test suite).
 PYTEST_ARGS ?= --durations=10 --durations-min=1
 
-.PHONY: help venv test lint typecheck unit integration faults checkov infra demo demo-shell bench sam-local sam-local-build sam-env-vars clean report-preview
+.PHONY: help venv test lint typecheck unit integration faults checkov infra demo demo-shell bench sam-local sam-local-build sam-env-vars clean report-preview browser
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
@@ -49,7 +49,7 @@ venv: $(STAMP)
 # One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below. The template
 # checks go first: their few files hold the longest single jobs (checkov, sam build), which would otherwise run
 # last, on one worker, while the other waits.
-test: $(STAMP) lint typecheck checkov
+test: $(STAMP) lint typecheck checkov browser
 	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/infrastructure tests/unit tests/integration tests/faults
 
 lint: $(STAMP)
@@ -98,8 +98,16 @@ demo-shell: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
-# The demo's monthly billing report rendered in headless Chromium (a screenshot in .demo/); run make demo first.
-report-preview:
+# Debian's chromium for the tests that look at a page (tests/browser.py) and report-preview: installed when
+# missing (needs root, as CI runs); Playwright drives it, no browser download.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@[ -x $(CHROMIUM) ] || { [ "$$(id -u)" = 0 ] || { echo "chromium missing: apt-get install -y chromium (as root)"; exit 1; }; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+
+# The demo's monthly billing report in headless Chromium, screenshots at 700 and 1,400 px in .demo/; run make demo first.
+report-preview: $(STAMP) browser
 	scripts/report-preview
 
 # The functions' architecture for `sam build` here (the template's Architecture parameter) and the layer's wheel

@@ -1,22 +1,33 @@
-"""The month's reconciliation as one readable HTML page (the monthly report's). Every vendor-given text is escaped."""
+"""The month's reconciliation as one HTML page to invoice from (the monthly report's). Every vendor-given text is
+escaped; status words and column names are the CSV's (docs/billing.md, "The monthly report")."""
 
 from __future__ import annotations
 
 import html
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 from usagewatch import registry
 from usagewatch.model import Number, Period
-from usagewatch.reconcile import STATUS_ORDER, Line, dec, unbilled_by_customer
+from usagewatch.reconcile import STATUS_ORDER, Line, dec, money
 
 if TYPE_CHECKING:
     from usagewatch.billing_report import Reconciliation
 
+ACTION_STATUSES: Final = ("under_billed", "over_billed", "incomplete", "unmapped")
+"""The lines someone has to act on: bill, credit, mend a collection, map a tenant."""
+ACTION_COLUMNS: Final = (
+    "status", "customer_name", "vendor", "metric", "used", "contracted", "difference", "unit_price", "value", "change",
+)  # fmt: skip
+LINE_COLUMNS: Final = ("vendor", "metric", "used", "contracted", "difference", "status", "unit_price", "value",
+                       "change", "months")  # fmt: skip
+CHART_MONTHS: Final = 6
+esc = html.escape
 
-def quantity_text(value: Number | Decimal | None, *, signed: bool = False, none: str = "&ndash;") -> str:
+
+def quantity_text(value: Number | Decimal | None, *, signed: bool = False, none: str = "\u2013") -> str:
     """A quantity with thousands separators, as exact as stored (no rounding of a fraction)."""
     if value is None:
         return none
@@ -25,116 +36,252 @@ def quantity_text(value: Number | Decimal | None, *, signed: bool = False, none:
     return ("+" if signed and number > 0 else "") + text
 
 
-def money_text(value: Decimal | None, currency: str, *, none: str = "&ndash;") -> str:
-    return none if value is None else f"{currency} {value:,f}"
+def money_text(value: Decimal | None, currency: str = "", *, none: str = "\u2013") -> str:
+    return none if value is None else f"{currency} {value:,f}".lstrip()
 
 
-def _chart(points: Sequence[tuple[Period, Decimal]], now: Number | Decimal, period: Period) -> str:
-    """A small bar chart of the used value month by month, this month last and darker."""
-    series = [*points, (period, now)]
-    top = max((float(v) for _, v in series), default=0.0) or 1.0
-    bars = []
-    for n, (month, value) in enumerate(series):
-        height = max(1.0, 22 * float(value) / top)
-        fill = "#1f4e79" if month == period else "#9db7d5"
-        label = html.escape(f"{month}: {quantity_text(value, none='-')}")
-        bars.append(
-            f'<rect x="{n * 9}" y="{24 - height:.1f}" width="7" height="{height:.1f}" fill="{fill}">'
-            f"<title>{label}</title></rect>"
-        )
-    width = len(series) * 9
-    return f'<svg class="chart" width="{width}" height="24" viewBox="0 0 {width} 24" role="img">{"".join(bars)}</svg>'
+def line_value(line: Line, minor_unit: int) -> Decimal | None:
+    """What the line's difference is worth at its unit price: the CSV's `unbilled_value` on an under_billed line,
+    minus the money billed for nothing on an over_billed one; None on every other line."""
+    if line.status == "under_billed":
+        return line.unbilled_value
+    if line.status == "over_billed" and line.unit_price is not None and line.difference is not None:
+        return money(line.difference * line.unit_price, minor_unit)
+    return None
+
+
+def action_lines(lines: Iterable[Line], minor_unit: int) -> list[Line]:
+    """Every line to act on, biggest money first (either way), then by status, customer, vendor and metric."""
+    rank = {status: n for n, status in enumerate(STATUS_ORDER)}
+
+    def order(x: Line) -> tuple[Decimal, int, str, str, str, str]:
+        value = line_value(x, minor_unit) or Decimal(0)
+        return (-abs(value), rank[x.status], x.customer_name.casefold(), x.vendor, x.metric, x.tenant_id or "")
+
+    return sorted((x for x in lines if x.status in ACTION_STATUSES), key=order)
+
+
+def unmapped_tenants(lines: Iterable[Line]) -> int:
+    """Tenants nobody bills, counted as tenants (one per vendor and tenant id, whatever it used)."""
+    return len({(x.vendor, x.tenant_id) for x in lines if x.status == "unmapped"})
+
+
+def month_state(result: Reconciliation) -> str:
+    """`incomplete` when any line is, else `provisional` for a month not ended, else `final`."""
+    if result.counts["incomplete"]:
+        return "incomplete"
+    return "provisional" if result.provisional else "final"
+
+
+def _chart(points: Mapping[Period, Decimal], period: Period) -> str:
+    """The used value of the last CHART_MONTHS months as bars (this month darker); a month not collected has no
+    bar. The same numbers are the chart's text alternative."""
+    months = [period]
+    while len(months) < CHART_MONTHS:
+        months.insert(0, months[0].previous())
+    top = max((v for v in points.values()), default=Decimal(0)) or Decimal(1)
+    paths = {False: "", True: ""}
+    for n, month in enumerate(months):
+        if month in points:  # a bar is a 7 px wide stroke from the baseline up
+            paths[month == period] += f"M{n * 9 + 4} 24V{24 - max(1, round(22 * points[month] / top))}"
+    values = ",".join(quantity_text(points[m], none="n/a") if m in points else "n/a" for m in months)
+    label = f"used {months[0]} to {period}: {values}"
+    return (
+        f'<svg class=chart role=img aria-label="{esc(label)}"><path d="{paths[False]}"/>'
+        f'<path class=now d="{paths[True]}"/></svg>'
+    )
 
 
 _STYLE: Final = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#1d1d1f}
-h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.4em 0}td,th{padding:.25em .7em;text-align:left;border-bottom:1px solid #eee}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-.under_billed{color:#a40000;font-weight:600}.over_billed{color:#8a5a00}.no_contract{color:#555}
-.unmapped{color:#a40000}.summary td{font-weight:600}.incomplete{color:#8a5a00}.reason{font-size:.9em;color:#555}
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d1d1f;background:#fff}
+main{max-width:1360px;margin:0 auto;padding:1em 1.2em}
+h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.15em;margin:1.4em 0 .3em;border-bottom:1px solid #ccc}
+.state{padding:.1em .5em;border-radius:.3em;font-size:.8em;vertical-align:middle;background:#e8e8e8}
+.state.final{background:#dff0d8}.state.incomplete,.state.provisional{background:#fcf0cf}
+.kpis{display:flex;flex-wrap:wrap;gap:.5em 1.8em;margin:.6em 0;padding:0}
+.kpis div{min-width:9em}.kpis dt{font-size:.85em;color:#444}.kpis dd{margin:0;font-size:1.3em;font-weight:600}
+table{border-collapse:collapse;margin:.3em 0;width:100%}
+td,th{padding:.2em .45em;text-align:left;border-bottom:1px solid #e4e4e4;vertical-align:top}
+th{font-size:.85em;color:#333;background:#f4f4f4}
+.n,.lines td:nth-child(n+3):nth-child(-n+9):not(:nth-child(6)){text-align:right;white-space:nowrap;
+font-variant-numeric:tabular-nums}
+.under_billed{color:#a40000;font-weight:600}.over_billed{color:#7a4d00;font-weight:600}
+.incomplete{color:#7a4d00}.unmapped{color:#a40000}.ok{color:#1e6b1e}.no_contract{color:#555}
+.reason{display:block;font-size:.85em;color:#555;font-weight:400}
+.index{columns:14em;padding:0;margin:.3em 0;list-style:none;font-size:.92em}
+.index li{break-inside:avoid}.act{font-weight:600}
+details{margin:.2em 0 .6em;color:#444}.nc{font-size:.9em}
+.counts{font-size:.9em;color:#444}
+a{color:#0b4f8a}
+.chart{width:54px;height:24px;stroke:#8fa9c8;stroke-width:7}.chart .now{stroke:#1f4e79}
+h3{font-size:1.05em;margin:.9em 0 0}.lines th[scope=rowgroup]{background:#fff;border-bottom:2px solid #bbb}
+#actions td:first-child,.lines td:nth-child(6){max-width:16em}
+@media (max-width:760px){main{padding:.4em}body{font-size:12px}td,th{padding:.15em .2em}
+ #actions td:first-child,.lines td:nth-child(6){max-width:9em}}
+@page{size:A4;margin:12mm}
+@media print{body{font-size:9pt}main{max-width:none;padding:0}.chart path{print-color-adjust:exact}
+ h2{break-after:avoid}tr,details{break-inside:avoid}.index{columns:4}a{color:inherit;text-decoration:none}}
 """
 
 
-def render_html(result: Reconciliation) -> str:
-    """One readable page: the month's counts and unbilled value, then per customer its vendors and metrics, used
-    against billed, with a small month-over-month chart, then the tenants nobody bills and the accounts whose
-    month is not fully read."""
-    counts = result.counts
-    esc = html.escape
-    code = esc(result.currency.code)
-    period = esc(str(result.period))
-    state = " (provisional: the month has not ended)" if result.provisional else ""
+def _words(text: str) -> str:
+    """Escaped, with a line-break opportunity after each underscore (status words and metric ids wrap there)."""
+    return esc(text).replace("_", "_<wbr>")
+
+
+def _status_cell(x: Line) -> str:
+    note = f'<span class="reason">{esc(x.reason)}</span>' if x.reason else ""
+    if x.amended_at:
+        note += f'<span class="reason">contract amended {esc(x.amended_at)}</span>'
+    return f"<td class={esc(x.status)}>{_words(x.status)}{note}"
+
+
+def _numbers(x: Line, value: Decimal | None, code: str, *, classes: bool = True) -> list[str]:
+    """used, contracted, difference, unit_price, value, change: the cells both tables share (every amount with
+    its currency)."""
+    cells = (
+        ("used", quantity_text(x.used)),
+        ("contracted", quantity_text(x.contracted)),
+        ("difference", quantity_text(x.difference, signed=True)),
+        ("unit_price", money_text(x.unit_price, code)),
+        ("value", money_text(value, code)),
+        ("change", quantity_text(x.change, signed=True)),
+    )
+    if not classes:
+        return [f"<td>{text}" for _, text in cells]
+    data = f' data-value="{"" if value is None else value}"'
+    return [f'<td class="n {column}"{data if column == "value" else ""}>{text}' for column, text in cells]
+
+
+def _head(columns: Sequence[str]) -> str:
+    """The column names, the CSV's."""
+    return "<thead><tr>" + "".join(f'<th scope="col">{_words(c)}</th>' for c in columns) + "</tr></thead>"
+
+
+def _summary(result: Reconciliation, actions: list[Line], code: str, minor: int) -> str:
+    over = -sum((line_value(x, minor) or Decimal(0) for x in actions if x.status == "over_billed"), Decimal(0))
+    to_act = len({x.customer_id for x in actions if x.status != "unmapped"})
+    items = (
+        ("under-billed-value", "under_billed value", money_text(result.unbilled, code)),
+        ("over-billed-value", "over_billed value", money_text(over, code)),
+        ("customers-to-act", "customers to act on", str(to_act)),
+        ("unmapped-tenants", "unmapped tenants", str(unmapped_tenants(result.lines))),
+    )
+    kpis = "".join(f'<div><dt>{label}</dt><dd id="{key}">{text}</dd></div>' for key, label, text in items)
+    counts = ", ".join(f'<span data-count="{s}">{result.counts[s]}</span> {s}' for s in STATUS_ORDER)
+    return f'<dl class="kpis">{kpis}</dl><p class="counts">Lines: {counts}.</p>'
+
+
+def _action_table(actions: list[Line], anchor: Mapping[str, int], code: str, minor: int) -> list[str]:
+    if not actions:
+        return ["<p>Nothing to act on: every line is ok or has no contract.</p>"]
+    parts = [f'<table id="actions">{_head(ACTION_COLUMNS)}<tbody>']
+    for x in actions:
+        who = (
+            f'<a href="#c{anchor[x.customer_id]}">{esc(x.customer_name)}</a>'
+            if x.status != "unmapped"
+            else f'{esc(x.customer_name)}<span class="reason">tenant {esc(x.tenant_id or "")}</span>'
+        )
+        parts.append(
+            f'<tr data-status="{esc(x.status)}" data-customer="{esc(x.customer_id)}">{_status_cell(x)}'
+            f'<td class="customer_name">{who}</td><td>{esc(registry.display_name(x.vendor))}</td>'
+            f"<td>{_words(x.metric)}</td>" + "".join(_numbers(x, line_value(x, minor), code))
+        )
+    parts.append("</tbody></table>")
+    return parts
+
+
+def _customer(n: int, lines: list[Line], result: Reconciliation, code: str, minor: int) -> list[str]:
+    """The customer's lines with a contract or to act on (one tbody of the customers' table), then its no_contract
+    lines folded into a count."""
+    x0 = lines[0]
     parts = [
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>usagewatch billing {period}</title>'
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>Billed versus used, {period}{state}</h1>",
-        '<table class="summary" id="summary"><tr>'
-        + "".join(f"<th>{esc(s.replace('_', ' '))}</th>" for s in counts)
-        + "<th>unbilled value</th></tr><tr>"
-        + "".join(f'<td class="n" data-count="{esc(s)}">{n}</td>' for s, n in counts.items())
-        + f'<td class="n" id="unbilled-total">{money_text(result.unbilled, code)}</td></tr></table>',
+        f'<tbody id="c{n}"><tr><th colspan=10 scope=rowgroup>'
+        f"<h3>{esc(x0.customer_name)} "
+        f"<small>{esc(x0.customer_id)}</small></h3>"
     ]
+    shown = sorted((x for x in lines if x.status != "no_contract"), key=lambda x: (x.vendor, x.metric))
+    folded = sorted((x for x in lines if x.status == "no_contract"), key=lambda x: (x.vendor, x.metric))
+    for x in shown:
+        earlier = result.history.get((x.customer_id, x.vendor, x.metric), [])
+        chart = _chart({**dict(earlier), result.period: x.used}, result.period) if earlier else "first month"
+        numbers = _numbers(x, line_value(x, minor), code, classes=False)
+        parts.append(
+            "<tr>"
+            f"<td>{esc(registry.display_name(x.vendor))}<td>{_words(x.metric)}{''.join(numbers[:3])}"
+            f"{_status_cell(x)}{''.join(numbers[3:])}<td>{chart}"
+        )
+    if folded:
+        by_vendor: defaultdict[str, list[str]] = defaultdict(list)
+        for x in folded:
+            by_vendor[registry.display_name(x.vendor)].append(f"{esc(x.metric)} {quantity_text(x.used)}")
+        listed = "; ".join(f"{esc(v)}: {', '.join(items)}" for v, items in by_vendor.items())
+        parts.append(
+            f"<tr><td colspan=10><details><summary data-no-contract={len(folded)}>{len(folded)} no_contract</summary>"
+            f"{listed}</details>"
+        )
+    return parts
+
+
+def render_html(result: Reconciliation) -> str:
+    """At the top the month, its state, the money under- and over-billed and what to act on; then one action
+    table, biggest money first; then an index of customers and a section per customer (no_contract lines folded
+    into a count); then the tenants nobody bills and the accounts whose month is not fully read."""
+    code, minor = esc(result.currency.code), result.currency.minor_unit
+    period = esc(str(result.period))
+    state = month_state(result)
+    actions = action_lines(result.lines, minor)
     by_customer: defaultdict[str, list[Line]] = defaultdict(list)
-    unmapped = []
     for line in result.lines:
-        if line.status == "unmapped":
-            unmapped.append(line)
-        else:
+        if line.status != "unmapped":
             by_customer[line.customer_id].append(line)
-    rank = {status: n for n, status in enumerate(STATUS_ORDER)}
-    per_customer = unbilled_by_customer(result.lines)
-
-    def first_worst(cid: str) -> tuple[int, str]:
-        """Customers that need action first (under-billed before incomplete ...), then by name."""
-        lines = by_customer[cid]
-        return min(rank[x.status] for x in lines), lines[0].customer_name.casefold()
-
-    for cid in sorted(by_customer, key=first_worst):
-        lines = by_customer[cid]
-        owed = per_customer.get(cid)
-        tag = f' <small class="unbilled" data-unbilled="{owed}">unbilled {money_text(owed, code)}</small>'
-        parts.append(
-            f'<h2 id="customer-{esc(cid)}">{esc(lines[0].customer_name)} <small>({esc(cid)})</small>'
-            + (tag if owed is not None else "")
-            + "</h2>"
-        )
-        parts.append(
-            "<table><tr><th>vendor</th><th>metric</th><th>used</th><th>billed</th><th>difference</th>"
-            "<th>status</th><th>unbilled value</th><th>vs last month</th><th>months</th></tr>"
-        )
-        for x in sorted(lines, key=lambda x: (x.vendor, x.metric)):
-            points = result.history.get((x.customer_id, x.vendor, x.metric), [])
-            note = f'<br><span class="reason">{esc(x.reason)}</span>' if x.reason else ""
-            if x.amended_at:
-                note += f'<br><span class="reason">contract amended {esc(x.amended_at)}</span>'
-            parts.append(
-                f'<tr data-customer="{esc(cid)}" data-vendor="{esc(x.vendor)}" data-metric="{esc(x.metric)}">'
-                f"<td>{esc(registry.display_name(x.vendor))}</td><td>{esc(x.metric)}</td>"
-                f'<td class="n used">{quantity_text(x.used)}</td>'
-                f'<td class="n billed">{quantity_text(x.contracted)}</td>'
-                f'<td class="n">{quantity_text(x.difference, signed=True)}</td>'
-                f'<td class="{esc(x.status)}">{esc(x.status.replace("_", " "))}{note}</td>'
-                f'<td class="n unbilled">{money_text(x.unbilled_value, code)}</td>'
-                f'<td class="n">{quantity_text(x.change, signed=True)}</td>'
-                f"<td>{_chart(points, x.used, result.period)}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append('<h2 id="unmapped">Tenants no customer owns</h2>')
-    if unmapped:
-        parts.append("<table><tr><th>vendor</th><th>tenant</th><th>tenant id</th><th>metric</th><th>used</th></tr>")
-        for x in unmapped:
-            parts.append(
-                f'<tr class="unmapped-row"><td>{esc(registry.display_name(x.vendor))}</td>'
-                f"<td>{esc(x.customer_name)}</td><td>{esc(x.tenant_id or '')}</td><td>{esc(x.metric)}</td>"
-                f'<td class="n">{quantity_text(x.used)}</td></tr>'
-            )
-        parts.append("</table><p>Map them with <code>usagewatch customers suggest</code>.</p>")
-    else:
-        parts.append("<p>None: every tenant with usage belongs to a customer.</p>")
+    act = {x.customer_id for x in actions}
+    customers = sorted(by_customer, key=lambda c: (by_customer[c][0].customer_name.casefold(), c))
+    anchor = {c: n for n, c in enumerate(customers)}
+    parts = [
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>usagewatch billing {period} ({state})</title><style>{_STYLE}</style></head><body><main>",
+        f'<h1>Billing report {period} <span class="state {state}" id="state">{state}</span></h1>',
+        _summary(result, actions, code, minor),
+        '<h2 id="actions-title">To act on, biggest money first</h2>',
+        *_action_table(actions, anchor, code, minor),
+        '<nav aria-labelledby="index-title"><h2 id="index-title">Customers</h2><ol class="index">',
+        *(
+            f'<li><a href="#c{n}"{mark}>{esc(by_customer[c][0].customer_name)}</a>'
+            for n, c in enumerate(customers)
+            for mark in (' class="act"' if c in act else "",)
+        ),
+        "</ol></nav>",
+    ]
+    parts.append(f'<h2 id="customers">Customers\' lines</h2><table class="lines">{_head(LINE_COLUMNS)}')
+    for n, cid in enumerate(customers):
+        parts.extend(_customer(n, by_customer[cid], result, code, minor))
+    parts.append("</table>")
+    parts.extend(_unmapped(result.lines))
     if result.incomplete_accounts:
         parts.append('<h2 id="incomplete">Accounts not fully read this month</h2><ul>')
         parts.extend(f'<li class="incomplete">{esc(why)}</li>' for why in result.footer())
         parts.append("</ul><p>Their customers' lines are incomplete, not final: see <code>usagewatch runs</code>.</p>")
-    parts.append("</body></html>")
+    parts.append("</main></body></html>")
     return "\n".join(parts)
+
+
+def _unmapped(lines: Iterable[Line]) -> list[str]:
+    """One row per tenant nobody bills, with every metric it used."""
+    tenants: defaultdict[tuple[str, str], list[Line]] = defaultdict(list)
+    for x in lines:
+        if x.status == "unmapped":
+            tenants[(x.vendor, x.tenant_id or "")].append(x)
+    parts = ['<h2 id="unmapped">Tenants no customer owns</h2>']
+    if not tenants:
+        return [*parts, "<p>None: every tenant with usage belongs to a customer.</p>"]
+    parts.append(f"<table>{_head(('vendor', 'customer_name', 'tenant_id', 'used'))}<tbody>")
+    for (vendor, tid), used in sorted(tenants.items()):
+        metrics = ", ".join(f"{esc(x.metric)} {quantity_text(x.used)}" for x in used)
+        parts.append(
+            f'<tr class="unmapped-row"><td>{esc(registry.display_name(vendor))}</td>'
+            f"<td>{esc(used[0].customer_name)}</td><td>{esc(tid)}</td><td>{metrics}</td></tr>"
+        )
+    parts.append("</tbody></table><p>Map them with <code>usagewatch customers suggest</code>.</p>")
+    return parts

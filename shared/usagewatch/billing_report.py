@@ -8,14 +8,14 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch import registry
-from usagewatch.billing_html import render_html
+from usagewatch.billing_html import render_html, unmapped_tenants
 from usagewatch.completeness import assess, period_runs, refuse_future
 from usagewatch.customers import TenantRef
 from usagewatch.model import Period, StoredUsage
@@ -252,8 +252,4 @@ def render_csv(result: Reconciliation) -> str:
     return buffer.getvalue()
 
 
-def unmapped_tenants(lines: Iterable[Line]) -> int:
-    return len({(x.vendor, x.tenant_id) for x in lines if x.status == "unmapped"})
-
-
-__all__ = ["render_html"]
+__all__ = ["render_html", "unmapped_tenants"]

@@ -59,38 +59,44 @@ def invoke(aws: LocalAws, monkeypatch: pytest.MonkeyPatch, event: dict[str, Any]
 
 
 class Cells(HTMLParser):
-    """The table rows of the page, by their data-* attributes, and every text node."""
+    """The customers' table rows as (vendor, metric) -> their cells' text in column order, the status counts, the
+    charts' text alternatives and every text node."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: dict[tuple[str, str], dict[str, str]] = {}
+        self.rows: dict[tuple[str, str], list[str]] = {}
         self.counts: dict[str, str] = {}
+        self.charts: list[str] = []
         self.text: list[str] = []
-        self._row: tuple[str, str] | None = None
-        self._cell: str | None = None
+        self._lines = False
+        self._row: list[str] | None = None
         self._count: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
-        if tag == "tr" and a.get("data-customer"):
-            self._row = (str(a["data-vendor"]), str(a["data-metric"]))
-            self.rows[self._row] = {}
-        if tag == "td" and self._row:
-            classes = str(a.get("class") or "").split()
-            self._cell = next((c for c in classes if c in ("used", "billed")), None)
-        if tag == "td" and a.get("data-count"):
+        if tag == "table":
+            self._lines = a.get("class") == "lines"
+        if self._lines and tag == "tr":
+            self._row = []
+        if self._lines and tag == "td" and self._row is not None:
+            self._row.append("")
+        if tag == "span" and a.get("data-count"):
             self._count = str(a["data-count"])
+        if tag == "svg":
+            self.charts.append(str(a.get("aria-label")))
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "tr":
-            self._row = None
-        if tag == "td":
-            self._cell = self._count = None
+        if tag == "table":
+            self._lines = False
+        if tag == "span":
+            self._count = None
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
-        if self._row and self._cell:
-            self.rows[self._row][self._cell] = data
+        if self._row:
+            self._row[-1] += data
+            if len(self._row) >= 2:
+                self.rows[(self._row[0], self._row[1])] = self._row
         if self._count:
             self.counts[self._count] = data
 
@@ -120,11 +126,22 @@ def test_the_first_of_the_month_reports_the_month_before(billed: LocalAws, monke
     page = s3.get_object(Bucket=BUCKET, Key=ready["html_key"])["Body"].read().decode()
     cells = Cells()
     cells.feed(page)
-    assert cells.rows[("keepnet", "monthly_users")] == {"used": "120", "billed": "105"}
-    assert cells.rows[("gravityzone", "endpoint_monthly_usage")] == {"used": "22", "billed": "\u2013"}
+    # vendor, metric, used, contracted, difference, status, unit_price, value, change, months
+    assert cells.rows[("Keepnet", "monthly_users")][2:9] == [
+        "120",
+        "105",
+        "+15",
+        "under_billed",
+        "USD 2.0",
+        "USD 30.00",
+        "+10",
+    ]
+    assert "GravityZone" in "".join(cells.text) and ("GravityZone", "endpoint_monthly_usage") not in cells.rows
+    assert "data-no-contract=1>" in page  # the no_contract line is folded into its customer's count
     assert cells.counts["under_billed"] == "1" and cells.counts["unmapped"] == "1"
     assert "<script>" not in page and HOSTILE in "".join(cells.text)
-    assert page.count("<rect") == 2 * 3  # two lines with three months each (two before November, and November)
+    # The chart and the change read the months before November from the table.
+    assert cells.charts == ["used 2026-06 to 2026-11: n/a,n/a,n/a,100,110,120"]
 
     (event,) = billed.drain_events()
     assert event["event_type"] == "report.ready" and event["event_id"] == ready["event_id"]
