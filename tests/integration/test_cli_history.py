@@ -13,7 +13,7 @@ import pytest
 from tests.integration.test_cli import run
 from tests.local_aws import LocalAws
 from usagewatch import cli
-from usagewatch.cli_history import changes, sparkline
+from usagewatch.cli.history import changes, sparkline
 from usagewatch.model import Period, Tenant, UsageRecord, Window
 
 # 2026-01 .. 2026-11, with 2026-07 missing (the customer was not collected that month).
