@@ -183,3 +183,19 @@ def test_runs_show_every_error_whole(filled: LocalAws, capsys: pytest.CaptureFix
     assert max(len(line) for line in out.splitlines() if line.startswith("  ")) <= 100
     code, out, _err = run(capsys, "runs", "--json", "--vendor", "keepnet", "--table", filled.table_name)
     assert cause in [e for line in out.splitlines() for e in json.loads(line)["errors"]]
+
+
+def test_monthly_report_aws_failures_are_one_line_and_exit_code_2(
+    filled: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = "usagewatch-reports"
+    boto3.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    gone = filled.topic_arn.rsplit(":", 1)[0] + ":no-such-topic"
+    argv = ("monthly-report", "--period", PERIOD, "--table", filled.table_name, "--bucket", bucket, "--topic", gone)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"the report of {PERIOD} is written to s3://{bucket}/ but report.ready was not published" in err
+    assert "NotFound" in err
+    code, _out, err = run(capsys, *argv[:-3], "no-such-bucket", "--topic", filled.topic_arn)
+    assert code == 2 and "no-such-bucket" in err and len(err.strip().splitlines()) == 1
+    assert run(capsys, *argv[:-1], filled.topic_arn)[0] == 0
