@@ -102,7 +102,7 @@ def reconcile_table(result: Reconciliation, *, shown: Sequence[str] = STATUS_ORD
     if others:
         kinds = ", ".join(f"{hidden[s]} {s}" for s in STATUS_ORDER if hidden[s])
         parts.append(f"... and {others} more line(s) ({kinds}): --all shows every line.")
-    parts += ["", f"{said}; {counts['customers_under_billed']} customer(s) under_billed."]
+    parts += ["", f"{said}; {counts['customers_under_billed']} customer(s) under-billed."]
     owed = unbilled_by_customer(result.lines)
     if owed:
         names = {x.customer_id: x.customer_name for x in result.lines}
