@@ -71,7 +71,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def _is_number(text: str) -> bool:
-    return text.replace(",", "").replace(".", "", 1).replace("%", "").isdigit() or text in ("", "n/a", "-")
+    digits = text.removeprefix("+").removeprefix("-").replace(",", "").replace(".", "", 1).replace("%", "")
+    return digits.isdigit() or text in ("", "n/a", "-")
 
 
 def totals_table(totals: Iterable[Mapping[str, Any]]) -> str:

@@ -142,6 +142,60 @@ def test_alerts_across_every_account_and_runs_without_internal_keys(
     assert "pk" not in json.loads(out.splitlines()[0])
 
 
-def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_lists_every_command_and_each_has_a_description_and_an_example(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _err = run(capsys, "--help")
-    assert code == 0 and "usagewatch report --period 2026-11 --stack usagewatch" in out
+    assert code == 0 and "monthly-report" in out
+    for name, module in cli.COMMANDS.items():
+        assert f"    {name} " in out and module.EXAMPLE in out, name
+        code, own, _err = run(capsys, name, "--help")
+        described = module.HELP[0].upper() + module.HELP[1:] + "."
+        assert code == 0 and described in " ".join(own.split()) and f"example:\n  {module.EXAMPLE}" in own, name
+    for name, action in (("customers", "unmapped"), ("customers", "suggest"), ("contracts", "end")):
+        code, own, _err = run(capsys, name, action, "--help")
+        assert code == 0 and f"example:\n  usagewatch {name} {action}" in own
+
+
+def test_unknown_listed_values_exit_1_naming_the_valid_ones(
+    filled: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = filled.table_name
+    code, out, err = run(capsys, "alerts", "--rule", "nonsense", "--table", table)
+    assert code == 1 and out == "" and "--rule: unknown value 'nonsense'" in err
+    assert "over_quota" in err and "collection" in err and len(err.strip().splitlines()) == 1
+    code, _out, err = run(capsys, "runs", "--vendor", "nonsense", "--table", table)
+    assert code == 1 and "invalid choice: 'nonsense'" in err and "keepnet" in err
+    code, _out, err = run(capsys, "reconcile", "--period", PERIOD, "--status", "under-billed", "--table", table)
+    assert code == 1 and "--status: unknown value 'under-billed'" in err and "under_billed, " in err
+
+
+def test_runs_show_every_error_whole(filled: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
+    cause = "GravityZone answered 503 for company c-9 after 4 tries: " + "the service is unavailable " * 6 + "END"
+    filled.store().write_run(
+        RunRecord(
+            "keepnet", "kn-main", "r2", "2026-12-02T06:00:00Z", "x", "y", "partial", (PERIOD,), 24, 1, 48, 0, (cause,)
+        )
+    )
+    code, out, _err = run(capsys, "runs", "--account", "kn-main", "--vendor", "keepnet", "--table", filled.table_name)
+    assert code == 0 and "partial" in out
+    assert " ".join(out.split()).endswith(" ".join(cause.split())), out
+    assert max(len(line) for line in out.splitlines() if line.startswith("  ")) <= 100
+    code, out, _err = run(capsys, "runs", "--json", "--vendor", "keepnet", "--table", filled.table_name)
+    assert cause in [e for line in out.splitlines() for e in json.loads(line)["errors"]]
+
+
+def test_monthly_report_aws_failures_are_one_line_and_exit_code_2(
+    filled: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = "usagewatch-reports"
+    boto3.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    gone = filled.topic_arn.rsplit(":", 1)[0] + ":no-such-topic"
+    argv = ("monthly-report", "--period", PERIOD, "--table", filled.table_name, "--bucket", bucket, "--topic", gone)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"the report of {PERIOD} is written to s3://{bucket}/ but report.ready was not published" in err
+    assert "NotFound" in err
+    code, _out, err = run(capsys, *argv[:-3], "no-such-bucket", "--topic", filled.topic_arn)
+    assert code == 2 and "no-such-bucket" in err and len(err.strip().splitlines()) == 1
+    assert run(capsys, *argv[:-1], filled.topic_arn)[0] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import pytest
 from tests.local_aws import LocalAws
 from usagewatch import cli
 from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
+from usagewatch.reconcile import STATUS_ORDER
+
+STATUSES = set(STATUS_ORDER)
 
 NOW = Period.of(datetime.now(UTC))
 PERIOD = str(NOW)
@@ -96,10 +100,39 @@ def test_the_monthly_workflow(filled: LocalAws, capsys: pytest.CaptureFixture[st
     assert lines[0] == f"Billed versus used, {PERIOD} (provisional: the month has not ended)"
     first = next(line for line in lines if "ACME" in line and "keepnet" in line)
     assert first.split() == [
-        "ACME", "Limited", "keepnet", "monthly_users", "130", "120", "+10", "under-billed", "USD", "15.00", "+1"
+        "ACME", "Limited", "keepnet", "monthly_users", "130", "120", "+10", "under_billed", "USD", "15.00", "+1"
     ]  # fmt: skip
-    assert "1 under-billed, 0 incomplete, 1 unmapped, 1 no-contract, 1 over-billed, 1 ok;" in out
+    header = lines[2].split()
+    assert header == ["customer_name", "vendor", "metric", "used", "contracted", "difference", "status",
+                      "unbilled_value", "change"]  # fmt: skip
+    assert set(header) <= set(
+        next(csv.reader(io.StringIO(run(capsys, "reconcile", "--period", PERIOD, "--csv", *table)[1])))
+    )
+    # The lines to act on, then one line counting the rest.
+    table_lines = [line for line in lines[4:] if line.startswith(("ACME", "Globex", "Initech"))]
+    assert [next(w for w in line.split() if w in STATUSES) for line in table_lines] == [
+        "under_billed",
+        "unmapped",
+        "over_billed",
+    ], out
+    assert "... and 2 more line(s) (1 no_contract, 1 ok): --all shows every line." in out
+    assert "Globex" in out and "Acme Ltd" not in out  # customers by name; the tenant of an unmapped line by name too
+    assert "1 under_billed, 0 incomplete, 1 unmapped, 1 no_contract, 1 over_billed, 1 ok;" in out
     assert "Unbilled: ACME Limited USD 15.00; USD 15.00 for the month." in out
+
+    code, out, _ = run(capsys, "reconcile", "--period", PERIOD, "--all", *table)
+    assert code == 0 and " no_contract " in out and " ok " in out and "more line(s)" not in out
+    code, out, _ = run(capsys, "reconcile", "--period", PERIOD, "--status", "over_billed,ok", *table)
+    shown = [
+        w
+        for line in out.splitlines()[4:]
+        if line.startswith(("ACME", "Globex", "Initech"))
+        for w in line.split()
+        if w in STATUSES
+    ]
+    assert code == 0 and sorted(shown) == ["ok", "over_billed"], out
+    code, out, _ = run(capsys, "reconcile", "--period", PERIOD, "--status", "over_billed", "--json", *table)
+    assert code == 0 and {json.loads(line)["status"] for line in out.splitlines()} <= {"over_billed", "total"}
 
     code, out, _ = run(capsys, "reconcile", "--period", PERIOD, "--csv", "--customer", "acme", *table)
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -254,3 +287,25 @@ def test_contract_history_only_moves_forward(
     assert code == 0 and f"last billed month {NOW}" in out
     ended = [c for c in BillingStore(filled.store()).contracts("keepnet") if c.effective_from == NOW]
     assert ended[0].effective_to == NOW and ended[0].amended_at is None
+
+
+def test_without_a_period_the_last_month_that_ended_is_used_and_said(
+    filled: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = ("--table", filled.table_name)
+    code, out, err = run(capsys, "customers", "unmapped", *table)  # only this month has been collected (totals)
+    assert code == 0 and f"--period not given: using {PERIOD} (the latest month collected" in err
+    assert out.startswith(f"Unmapped tenants, {PERIOD}")
+
+    last = str(NOW.previous())
+    filled.store().write_totals([Total("keepnet", "kn-main", last, "monthly_users", "users", 176, 3, 0, f"{last}-28")])
+    for argv, first in (
+        (("customers", "unmapped"), f"Unmapped tenants, {last}"),
+        (("customers", "suggest"), f"Suggestions, {last}"),
+        (("reconcile",), f"Billed versus used, {last}"),
+    ):
+        code, out, err = run(capsys, *argv, *table)
+        assert code == 0 and f"--period not given: using {last} (the last month that ended)" in err, (argv, err)
+        assert out.startswith(first), (argv, out)
+    code, out, err = run(capsys, "customers", "unmapped", "--csv", *table)
+    assert out.startswith("vendor,account_id,tenant_id,tenant_name\n") and last in err

@@ -7,13 +7,14 @@ import io
 import json
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from tests.integration.test_cli import run
 from tests.local_aws import LocalAws
 from usagewatch import cli
-from usagewatch.cli_history import changes, sparkline
+from usagewatch.cli.history import changes, sparkline
 from usagewatch.model import Period, Tenant, UsageRecord, Window
 
 # 2026-01 .. 2026-11, with 2026-07 missing (the customer was not collected that month).
@@ -141,3 +142,46 @@ def test_the_pure_parts() -> None:
     ]
     assert sparkline([]) == "" and sparkline([None, None]) == "  "
     assert sparkline([0, 7, 3.5]) == "▁█▅" and sparkline([0, 7, 3.5], ascii_only=True) == "_#="
+
+
+def test_a_customer_shows_every_tenant_mapped_to_it(
+    stored: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = stored.store()
+    for period, value in (("2026-10", 30), ("2026-11", 33)):
+        month = Period.parse(period)
+        record = UsageRecord(
+            "gravityzone", "gz-main", Tenant("g-7", "ACME Logistik"), "endpoint_monthly_usage", value, "seats",
+            Window.month(month),
+        )  # fmt: skip
+        at = month.start + timedelta(days=27)
+        store.add_usage(record, as_of=at, collected_at=at)
+    store.flush()
+    mapping = tmp_path / "mapping.csv"
+    mapping.write_text(
+        "customer_id,customer_name,vendor,account_id,tenant_id\n"
+        "acme,Acme Logistik,keepnet,kn-main,c-42\nacme,Acme Logistik,gravityzone,gz-main,g-7\n"
+    )
+    table = ("--table", stored.table_name)
+    assert run(capsys, "customers", "import", str(mapping), "--allow-unseen", *table)[0] == 0
+
+    base = ("history", "--customer", "acme", "--until", "2026-11", "--months", "2", *table)
+    code, out, err = run(capsys, *base)
+    assert (code, err) == (0, "")
+    heads = [line for line in out.splitlines() if " account " in line]
+    assert heads == [
+        "GravityZone account gz-main, ACME Logistik (g-7): 2026-10 to 2026-11",
+        "Keepnet account kn-main, Acme Logistik GmbH (c-42): 2026-10 to 2026-11",
+    ]
+    assert "endpoint monthly usage (seats)" in out and "monthly users (users)" in out
+    code, out, _ = run(capsys, *base, "--vendor", "gravityzone", "--json")
+    assert code == 0 and [(r["tenant_id"], r["value"]) for r in map(json.loads, out.splitlines())] == [
+        ("g-7", 30),
+        ("g-7", 33),
+    ]
+    code, out, err = run(capsys, "history", "--customer", "nobody", *table)
+    assert (code, out) == (1, "") and "no customer 'nobody'" in err
+    code, out, err = run(capsys, "history", "--tenant", "c-42", *table)
+    assert (code, out) == (1, "") and "--tenant needs --vendor and --account" in err
+    code, out, err = run(capsys, "history", "--customer", "acme", "--tenant", "c-42", *table)
+    assert code == 1 and "not allowed with argument" in err

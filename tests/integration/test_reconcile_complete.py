@@ -202,7 +202,7 @@ def test_the_reconciliation_matches_a_computation_of_its_own(aws: LocalAws, caps
     assert code == 0
     footer = out.split("Incomplete (not final until these are read", 1)[1]
     assert f"kn-b: failed on {when}, {KEEPNET_REFUSED}" in footer and "gz-b: no collection of" in footer
-    assert "incomplete" in out and "over-billed" in out
+    assert "incomplete" in out and "over_billed" in out
 
     # each account's stored numbers stay as its vendor reports them
     stored = {(u.record.account_id, u.record.tenant_id): u.record.value for u in aws.store().period_usage(str(MONTH))}

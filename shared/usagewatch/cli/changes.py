@@ -1,55 +1,72 @@
-"""The `usagewatch` commands that change billing items: customers import / unmap / ignore / unignore, contracts
-import / end. Each is all or nothing (billing_commit); docs/billing.md."""
+"""What the commands that change billing items share (customers import / unmap / ignore / unignore, contracts
+import / end): each is all or nothing (billing_commit); docs/billing.md."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Final
+from pathlib import Path
+from typing import Final
 
 from usagewatch import registry
+from usagewatch.cli.output import CONFLICT, CliError
 from usagewatch.contracts import Contract, check_history, in_force
 from usagewatch.customers import TenantMapping, TenantRef, canonical_tenant_id
 from usagewatch.imports import ImportRejectedError, MappingFile, parse_contract_lines
 from usagewatch.model import Period
 from usagewatch.store import DynamoStore
 from usagewatch.store.billing import BillingStore, ImportResult
+from usagewatch.store.billing_commit import ImportConflictError
 from usagewatch.text import clean_name
 
 SEEN_MONTHS: Final = 3
 """A tenant counts as seen when its account's usage of this month or the two before lists it."""
-Fail = Callable[..., Exception]
+MAX_FILE_BYTES: Final = 50 * 1024 * 1024
 
 
-def add_change_commands(actions: Any, cactions: Any, common: argparse.ArgumentParser) -> None:
-    """`customers unmap|ignore|unignore` and `contracts end` (the imports are registered beside the reads)."""
-    for name, says in (
-        ("unmap", "remove tenants' mappings (all or nothing)"),
-        ("ignore", "tenants nobody bills on purpose: no unmapped alert, listing or suggestion"),
-        ("unignore", "take tenants off the ignore list"),
-    ):
-        sub = actions.add_parser(name, parents=[common], help=says)
-        sub.add_argument("tenants", nargs="+", metavar="VENDOR/ACCOUNT/TENANT", help="e.g. keepnet/kn-main/c-1")
-    end = cactions.add_parser("end", parents=[common], help="end a contract: its last billed month")
-    end.add_argument("customer_id")
-    end.add_argument("vendor")
-    end.add_argument("metric")
-    end.add_argument("--last", required=True, help="the last month it applies to, YYYY-MM")
-    end.add_argument("--amend", action="store_true", help="allow changing a month that has already ended")
+def billing_of(store: DynamoStore) -> BillingStore:
+    """The billing items beside the usage, warning first of a change that was interrupted."""
+    billing = BillingStore(store)
+    if note := billing.interrupted():
+        sys.stderr.write(f"usagewatch: warning: {note}\n")
+    return billing
+
+
+@contextmanager
+def conflicts_exit() -> Iterator[None]:
+    """A change that lost to another one running at the same time ends the command (exit CONFLICT)."""
+    try:
+        yield
+    except ImportConflictError as exc:
+        raise CliError(str(exc), CONFLICT) from exc
+
+
+def read_file(path: str) -> str:
+    file = Path(path)
+    try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            raise CliError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB")
+        return file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
 
 
 def this_month() -> Period:
     return Period.of(datetime.now(UTC))
 
 
-def tenant_refs(texts: Sequence[str], fail: Fail) -> list[TenantRef]:
+def tenant_refs(texts: Sequence[str]) -> list[TenantRef]:
     refs = []
     for text in texts:
         vendor, _, rest = text.partition("/")
         account, _, tenant = rest.partition("/")
         if vendor not in registry.vendor_ids() or not account or not tenant:
-            raise fail(
+            raise CliError(
                 f"{text!r}: expected VENDOR/ACCOUNT/TENANT with a known vendor ({', '.join(registry.vendor_ids())})"
             )
         refs.append(TenantRef(vendor, account, tenant))
@@ -153,32 +170,32 @@ def _amended(contracts: Sequence[Contract], amended: set[tuple[str, str, str]]) 
     return [replace(c, amended_at=at) if c.key in amended else c for c in contracts]
 
 
-def end_contract(billing: BillingStore, args: argparse.Namespace, fail: Fail) -> str:
+def end_contract(billing: BillingStore, args: argparse.Namespace) -> str:
     last = Period.parse(args.last, field="--last")
     stored = billing.stored_contracts([args.vendor])
     versions = [c for c in billing.contracts_in(*stored) if c.key == (args.customer_id, args.vendor, args.metric)]
     current = in_force(versions, last).get((args.customer_id, args.vendor, args.metric))
     if current is None:
-        raise fail(f"no contract of {args.customer_id} for {args.vendor} {args.metric} is in force in {last}")
+        raise CliError(f"no contract of {args.customer_id} for {args.vendor} {args.metric} is in force in {last}")
     later = [c for c in versions if c.effective_from > last]
     if later:
-        raise fail(f"a later version starts in {later[0].effective_from}: change that one (contracts import)")
+        raise CliError(f"a later version starts in {later[0].effective_from}: change that one (contracts import)")
     from dataclasses import replace
 
     ended = replace(current, effective_to=last)
     problems, amended = check_history(versions, [ended], now=this_month(), amend=args.amend)
     if problems:
-        raise fail("; ".join(says for _, says in problems))
+        raise CliError("; ".join(says for _, says in problems))
     result = billing.import_contracts(_amended([ended], amended), what="contracts end", stored=stored)
     if not result.written:
         return f"Nothing changed: that contract already ends in {last}."
     return f"Ended {args.customer_id} {args.vendor} {args.metric}: last billed month {last}."
 
 
-def unmap(billing: BillingStore, refs: Sequence[TenantRef], fail: Fail) -> str:
+def unmap(billing: BillingStore, refs: Sequence[TenantRef]) -> str:
     result, missing = billing.unmap(refs, what="customers unmap")
     if missing:
-        raise fail("not mapped, nothing removed: " + ", ".join(str(t) for t in missing))
+        raise CliError("not mapped, nothing removed: " + ", ".join(str(t) for t in missing))
     return f"Unmapped {result.written} tenant(s): their usage is unmapped from now on."
 
 

@@ -1,0 +1,5 @@
+"""`python -m usagewatch.cli`: the same as the `usagewatch` command."""
+
+from usagewatch.cli import main
+
+raise SystemExit(main())
