@@ -173,7 +173,7 @@ def test_a_customer_shows_every_tenant_mapped_to_it(
         "GravityZone account gz-main, ACME Logistik (g-7): 2026-10 to 2026-11",
         "Keepnet account kn-main, Acme Logistik GmbH (c-42): 2026-10 to 2026-11",
     ]
-    assert "endpoint monthly usage (seats)" in out and "monthly users (users)" in out
+    assert "endpoint_monthly_usage (seats)" in out and "monthly_users (users)" in out
     code, out, _ = run(capsys, *base, "--vendor", "gravityzone", "--json")
     assert code == 0 and [(r["tenant_id"], r["value"]) for r in map(json.loads, out.splitlines())] == [
         ("g-7", 30),
