@@ -10,22 +10,19 @@ A month not begun is refused (the invocation fails naming the period).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from usagewatch.billing_report import Reconciliation, gather, render_csv, render_html, unmapped_tenants
-from usagewatch.errors import ConfigError, StoreError
 from usagewatch.events import REPORT_READY
 from usagewatch.invocation import collection_request
 from usagewatch.model import Period, utc_iso
-from usagewatch.settings import Currency, load_currency
+from usagewatch.settings import Currency, load_report_environment
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.client import S3Client
-
     from usagewatch.publisher import SnsPublisher
+    from usagewatch.reports import S3ReportWriter
     from usagewatch.store import DynamoStore
 
 PREFIX: Final = "reports"
@@ -103,46 +100,39 @@ def run_report(
     event: Any,
     *,
     store: DynamoStore,
-    s3: S3Client,
+    reports: S3ReportWriter,
     publisher: SnsPublisher,
-    bucket: str,
     currency: Currency | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> dict[str, Any]:
-    """Write the month's CSV and HTML, then publish `report.ready`; returns the event."""
+    """Write the month's CSV and HTML, then publish `report.ready`; returns the event. An S3 failure raises
+    `ReportWriteError` before anything is published."""
     now = clock()
     period = report_period(event, now)
     result = gather(store, period, history_months=6, now=now, currency=currency)  # a future month: ConfigError
     csv_key, html_key = keys_for(period)
     csv_body = render_csv(result)
-    for key, body, kind in (
-        (csv_key, csv_body, "text/csv; charset=utf-8"),
-        (html_key, render_html(result), "text/html; charset=utf-8"),
-    ):
-        try:
-            s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType=kind, ServerSideEncryption="aws:kms")
-        except Exception as exc:
-            raise StoreError(f"S3 write of s3://{bucket}/{key} failed: {type(exc).__name__}: {exc}") from exc
-    ready = ready_event(result, bucket, csv_key, html_key, csv_body, now)
+    reports.write_all(
+        [
+            (csv_key, csv_body, "text/csv; charset=utf-8"),
+            (html_key, render_html(result), "text/html; charset=utf-8"),
+        ]
+    )
+    ready = ready_event(result, reports.bucket, csv_key, html_key, csv_body, now)
     publisher.publish(ready, email=ready_email(ready))
     return ready
 
 
 def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    env = os.environ if environ is None else environ
-    missing = [name for name in ("USAGE_TABLE_NAME", "ALERT_TOPIC_ARN", "REPORT_BUCKET") if not env.get(name)]
-    if missing:
-        raise ConfigError(f"environment: {', '.join(missing)} not set")
-    import boto3
-
     from usagewatch.publisher import SnsPublisher
+    from usagewatch.reports import S3ReportWriter
     from usagewatch.store import DynamoStore
 
+    env = load_report_environment(environ)
     return run_report(
         event,
-        store=DynamoStore(env["USAGE_TABLE_NAME"]),
-        s3=boto3.client("s3"),
-        publisher=SnsPublisher(env["ALERT_TOPIC_ARN"]),
-        bucket=env["REPORT_BUCKET"],
-        currency=load_currency(env),
+        store=DynamoStore(env.usage_table_name),
+        reports=S3ReportWriter(env.report_bucket),
+        publisher=SnsPublisher(env.alert_topic_arn),
+        currency=env.currency,
     )

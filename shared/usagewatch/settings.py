@@ -165,3 +165,21 @@ def load_currency(environ: Mapping[str, str] | None = None) -> Currency:
     if not (len(code) == 3 and code.isascii() and code.isalpha() and code.isupper()):
         raise ConfigError(f"CURRENCY: {code[:20]!r} is not an ISO 4217 code (three capital letters, e.g. USD)")
     return Currency(code, _MINOR_UNITS.get(code, 2))
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEnvironment:
+    """The monthly report function's settings (template.yaml: ReportFunction)."""
+
+    usage_table_name: str
+    alert_topic_arn: str
+    report_bucket: str
+    currency: Currency
+
+
+def load_report_environment(environ: Mapping[str, str] | None = None) -> ReportEnvironment:
+    env = os.environ if environ is None else environ
+    missing = [name for name in ("USAGE_TABLE_NAME", "ALERT_TOPIC_ARN", "REPORT_BUCKET") if not env.get(name)]
+    if missing:
+        raise ConfigError(f"environment: {', '.join(missing)} not set")
+    return ReportEnvironment(env["USAGE_TABLE_NAME"], env["ALERT_TOPIC_ARN"], env["REPORT_BUCKET"], load_currency(env))

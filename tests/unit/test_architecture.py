@@ -86,9 +86,7 @@ EXEMPT: dict[str, set[str]] = {
     "handler": {"pipeline"},
     "functions/": {"handler", "pipeline"},
 }
-KNOWN_WRONG: dict[tuple[str, str], str] = {
-    ("monthly_report", "pkg:boto3"): "builds its own S3 client until it writes through reports.S3ReportWriter",
-}
+KNOWN_WRONG: dict[tuple[str, str], str] = {}
 
 
 def _matches(module: str, pattern: str) -> bool:

@@ -15,8 +15,6 @@ from usagewatch.reports import S3ReportWriter
 from usagewatch.store import DynamoStore
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "usagewatch"
-NOT_YET_WIRED = {"monthly_report.py"}
-"""Builds its own S3 client until the lead wires `reports.S3ReportWriter` into it (issue 26)."""
 
 
 def test_one_configuration_with_timeouts_retries_and_a_user_agent() -> None:
@@ -54,7 +52,7 @@ def test_every_client_of_the_layer_carries_it() -> None:
 def test_no_other_module_imports_boto3() -> None:
     found = []
     for path in SHARED.rglob("*.py"):
-        if (path.name == "aws.py" and path.parent == SHARED) or path.name in NOT_YET_WIRED:
+        if path.name == "aws.py" and path.parent == SHARED:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []

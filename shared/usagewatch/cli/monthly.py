@@ -29,6 +29,7 @@ def run(store: DynamoStore, args: argparse.Namespace) -> str:
     from usagewatch.completeness import refuse_future
     from usagewatch.monthly_report import run_report
     from usagewatch.publisher import SnsPublisher
+    from usagewatch.reports import S3ReportWriter
 
     period = Period.parse(args.period, field="--period")
     refuse_future(period, datetime.now(UTC))  # before the stack is looked up; exit 1 naming the period
@@ -41,9 +42,8 @@ def run(store: DynamoStore, args: argparse.Namespace) -> str:
         ready = run_report(
             {"period": str(period)},
             store=store,
-            s3=client("s3", args),
+            reports=S3ReportWriter(bucket, client=client("s3", args)),
             publisher=SnsPublisher(topic, client=client("sns", args)),
-            bucket=bucket,
         )
     except PublishError as exc:
         raise CliError(
