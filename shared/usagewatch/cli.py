@@ -31,7 +31,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from usagewatch import cli_billing, cli_history, registry
+from usagewatch import cli_billing, cli_history, cli_psa, registry
 from usagewatch.errors import ConfigError, StoreError
 from usagewatch.migrate import migrate
 from usagewatch.model import Period, RunRecord, Total
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=5, help="runs shown per account (default 5)")
     cli_history.add_command(commands, common)
     cli_billing.add_commands(commands, common)
+    cli_psa.add_commands(commands, common)
     migrate = commands.add_parser(
         "migrate", parents=[common], help="rewrite usage of the old shape (one item per metric) as one item per tenant"
     )
@@ -130,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = cli_history.run(store, args, _format(args), CliError, _json_lines, _csv)
         elif args.command == "monthly-report":
             text = _monthly_report(store, args)
+        elif args.command == "psa":
+            text = cli_psa.run(store, args, _format(args), CliError, _csv)
         else:
             text = cli_billing.run(store, args, _format(args), CliError, _csv)
     except CliError as exc:
