@@ -194,9 +194,12 @@ def _sync(billing: BillingStore, psa: PsaStore, client: ConnectWiseClient, *, dr
         raise ImportRejectedError("psa sync", [(0, f"{' '.join(c.key)}: {says}") for c, says in refused])
     out = [f"Read {len(companies)} companies and {result.read} lines from ConnectWise."]
     if dry_run:
-        out.append(f"Dry run: {len(result.contracts)} contract version(s) would be written, nothing written.")
+        count = len(result.contracts) + len(result.removed)
+        out.append(f"Dry run: {count} contract version(s) would be written, nothing written.")
     else:
-        written = billing.import_contracts(result.contracts, what="psa sync", stored=stored, sync=True)
+        written = billing.import_contracts(
+            result.contracts, what="psa sync", stored=stored, sync=True, removed=result.removed
+        )
         out.append(
             f"Wrote {written.written} contract version(s)."
             if written.written
@@ -206,6 +209,10 @@ def _sync(billing: BillingStore, psa: PsaStore, client: ConnectWiseClient, *, dr
         verb = "ends" if c in result.ended else "from"
         when = c.effective_to if c in result.ended else c.effective_from
         out.append(f"  {c.customer_id} {c.vendor} {c.metric}: {c.quantity} ({verb} {when}, line {c.psa_line})")
+    for c in result.removed:
+        out.append(
+            f"  {c.customer_id} {c.vendor} {c.metric}: removed (from {c.effective_from}, line {c.psa_line} gone)"
+        )
     if result.unused:
         out.append(f"Not used ({len(result.unused)}):")
         out += [f"  {clip(text)}" for text in result.unused]

@@ -31,6 +31,8 @@ class SyncResult:
     contracts: list[Contract] = field(default_factory=list)
     """The versions to write (new, changed or ended); empty when the PSA says what is stored."""
     ended: list[Contract] = field(default_factory=list)
+    removed: list[Contract] = field(default_factory=list)
+    """Synced versions that began this month and whose line is gone: removed, never billed."""
     unused: list[str] = field(default_factory=list)
     """One sentence per thing read and not used (vendor text cleaned by the adapter)."""
     read: int = 0
@@ -104,12 +106,25 @@ def sync(
         if before is None or _terms(before) != _terms(wanted):
             result.contracts.append(wanted)
     for key, before in sorted(current.items()):
-        if before.psa_line and key not in found:
-            ended = replace(before, effective_to=now.previous() if before.effective_from < now else now)
-            if ended != before:
-                result.contracts.append(ended)
-                result.ended.append(ended)
+        if before.psa_line and key not in found and key not in ambiguous:
+            _end(result, before, [c for c in stored if c.key == key], now)
     return result
+
+
+def _end(result: SyncResult, version: Contract, versions: Sequence[Contract], now: Period) -> None:
+    """No contract from `now` on: a version begun earlier ends with the month before; one begun this month is
+    removed and the one before it, if it still runs, ends with the month before."""
+    if version.effective_from < now:
+        result.contracts.append(replace(version, effective_to=now.previous()))
+        result.ended.append(result.contracts[-1])
+        return
+    result.removed.append(version)
+    earlier = [c for c in versions if c.effective_from < now]
+    if earlier:
+        last = max(earlier, key=lambda c: c.effective_from)
+        if last.effective_to is None or last.effective_to >= now:
+            result.contracts.append(replace(last, effective_to=now.previous()))
+            result.ended.append(result.contracts[-1])
 
 
 def _terms(c: Contract) -> tuple[object, ...]:

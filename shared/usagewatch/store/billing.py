@@ -326,6 +326,7 @@ class BillingStore:
         stored: tuple[Head, dict[tuple[str, str], dict[str, Any]]] | None = None,
         lines: Mapping[tuple[str, str, str, Period], int] | None = None,
         sync: bool = False,
+        removed: Iterable[Contract] = (),
     ) -> ImportResult:
         """Contract versions, added or changed, all or nothing. The history checks (contracts.check_history)
         are the caller's, on `stored` (read with `stored_contracts`) so they judge what this change replaces.
@@ -335,5 +336,6 @@ class BillingStore:
         head, raw = stored if stored is not None else self.stored_contracts(c.vendor for c in contracts)
         if not sync:
             contracts = _not_owned(self.contracts_in(head, raw), contracts, what, lines or {})
-        written, unchanged = self._commit(head, raw, [_contract_item(c) for c in contracts], (), what)
+        gone = [(f"BILLING#{c.vendor}", _contract_sk(c)) for c in removed] if sync else []
+        written, unchanged = self._commit(head, raw, [_contract_item(c) for c in contracts], gone, what)
         return ImportResult(written, unchanged)
