@@ -17,10 +17,13 @@ import boto3
 import pytest
 
 from tests.local_aws import LocalAws
+from tests.simulators.base import Fault
 from tests.simulators.connectwise import ConnectWiseSimulator
 from usagewatch import cli
+from usagewatch.contracts import Contract
 from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
 from usagewatch.redaction import redactor
+from usagewatch.store.billing import BillingStore
 
 NOW = Period.of(datetime.now(UTC))
 PERIOD = str(NOW)
@@ -303,3 +306,50 @@ def test_past_the_change_bound_nothing_is_written(
     assert sim.patches() == []
     code, out, _ = run(capsys, "psa", "apply", "--period", PERIOD, "--max-difference", "35")
     assert code == 0 and "2 applied" in out
+
+
+def test_a_lost_answer_is_re_read_never_written_twice(
+    world: dict[str, int], sim: ConnectWiseSimulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ready(capsys, tmp_path)
+    planned(capsys)
+    sim.inject(Fault("status", status=503, match=lambda r: r.method == "PATCH"))
+    code, out, err = run(capsys, "psa", "apply", "--period", PERIOD)
+    assert code == 0, err
+    # The first line's PATCH was answered 503 and not done: re-read, marked failed, not sent again.
+    assert "1 applied, 1 failed" in out and "re-read shows no change" in out
+    assert len(sim.patches()) == 2
+    _, out, _ = run(capsys, "psa", "log", "--period", PERIOD, "--csv")
+    said = sorted(r["psa_status"] for r in csv.DictReader(io.StringIO(out)))
+    assert said[0] == "200" and said[1].startswith("no answer")
+
+
+def test_the_plan_of_an_ended_month_shows_its_under_billed_value_as_lost(
+    world: dict[str, int], aws: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ready(capsys, tmp_path)
+    # As a sync of last month left it: acme's Keepnet line from last month, billed 100.
+    billing = BillingStore(aws.store())
+    last = NOW.previous()
+    line = f"{world['acme_agreement']}/{world['acme_kn']}"
+    contract = Contract("acme", "keepnet", "monthly_users", Decimal(100), last, last, str(world["acme_agreement"]),
+                        Decimal("2.50"), psa_line=line)  # fmt: skip
+    billing.import_contracts([contract], what="test", sync=True)
+    stamp = AT.isoformat()
+    aws.store().write_totals([Total("keepnet", "kn-main", str(last), "monthly_users", "users", 170, 2, 0, stamp)])
+    code, out, err = run(capsys, "psa", "plan", "--period", str(last))
+    assert code == 0, err
+    assert "1 proposal(s), 1 new, raises worth 75.00" in out
+    assert f"{last} has ended" in out and "the 75.00 under-billed" in out and "lost, not recovered" in out
+
+
+def test_check_names_a_wrong_client_id_and_a_missing_secret(
+    world: dict[str, int], sim: ConnectWiseSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    boto3.client("secretsmanager").create_secret(
+        Name="cw-client", SecretString=json.dumps(sim.connection(client_id="not-ours"))
+    )
+    code, _, err = run(capsys, "psa", "check", "--psa-secret", "cw-client")
+    assert code == 2 and "clientId" in err
+    code, _, err = run(capsys, "psa", "check", "--psa-secret", "no-such-secret")
+    assert code == 2 and "PSA secret 'no-such-secret' not read" in err
