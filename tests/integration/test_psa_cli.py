@@ -182,6 +182,13 @@ def test_sync_writes_contract_lines_once_and_lists_what_it_could_not_use(
     code, _, err = run(capsys, "contracts", "import", str(contracts))
     assert code == 1 and "line 3: acme keepnet monthly_users is read from the PSA" in err
     assert items(aws) == after
+    # Months before the sync took the line over stay the file's.
+    contracts.write_text(
+        f"customer_id,vendor,metric,quantity,effective_from,effective_to\nacme,keepnet,monthly_users,90,{NOW.previous()},{NOW.previous()}\n"
+    )
+    code, out, err = run(capsys, "contracts", "import", str(contracts), "--amend")
+    assert code == 0, err
+    after = items(aws)
 
     # The agreement is cancelled: its contracts end, from this month on, and nothing else changes.
     sim.cancel_agreement(world["acme_agreement"])

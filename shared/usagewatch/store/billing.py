@@ -140,9 +140,13 @@ def _clean(item: dict[str, object]) -> dict[str, object]:
 def _not_owned(
     stored: Sequence[Contract], incoming: list[Contract], what: str, lines: Mapping[tuple[str, str, str, Period], int]
 ) -> list[Contract]:
-    """`incoming` less the versions that repeat a synced one unchanged; refused if any changes a synced key."""
+    """`incoming` less the versions that repeat a synced one unchanged; refused if any changes a key from the
+    first month the sync bills it on (earlier months stay the file's to change)."""
     at = {(c.key, c.effective_from): c for c in stored}
-    owned = {c.key for c in stored if c.psa_line}
+    owned: dict[tuple[str, str, str], Period] = {}
+    for c in stored:
+        if c.psa_line and (c.key not in owned or c.effective_from < owned[c.key]):
+            owned[c.key] = c.effective_from  # the first month the sync bills it: earlier months stay the file's
     kept, problems = [], []
     for c in incoming:
         same = at.get((c.key, c.effective_from))
@@ -150,7 +154,7 @@ def _not_owned(
             if not same.psa_line:
                 kept.append(c)  # unchanged: written as nothing
             continue
-        if c.key in owned and not c.psa_line:
+        if c.key in owned and not c.psa_line and c.effective_from >= owned[c.key]:
             line = lines.get((*c.key, c.effective_from), 0)
             problems.append((line, f"{' '.join(c.key)} is read from the PSA (psa sync): change it there"))
         else:
