@@ -24,9 +24,8 @@ from typing import Any, Final
 
 from usagewatch import registry
 from usagewatch.billing_report import UsageReader
-from usagewatch.contracts import check_history, in_force
+from usagewatch.contracts import in_force
 from usagewatch.errors import VendorApiError, VendorDataError
-from usagewatch.imports import ImportRejectedError
 from usagewatch.model import Period
 from usagewatch.psa import sync as psa_sync
 from usagewatch.psa.apply import ChangeBound, ChangeBoundExceededError, apply_approved
@@ -175,36 +174,15 @@ def _known_metrics(store: DynamoStore) -> dict[str, set[str]]:
 
 # --- sync --------------------------------------------------------------------------------------------------------
 def _sync(billing: BillingStore, psa: PsaStore, client: ConnectWiseClient, *, dry_run: bool) -> str:
-    products = {p.product_identifier: psa_sync.Mapped(p.vendor, p.metric) for p in psa.products(PSA)}
-    companies, lines, problems = psa_sync.read_psa(client)
-    stored = billing.stored_contracts(registry.vendor_ids())
-    today = datetime.now(UTC).date()
-    result = psa_sync.sync(
-        companies,
-        lines,
-        problems,
-        customers=billing.customers(),
-        products=products,
-        stored=billing.contracts_in(*stored),
-        today=today,
-    )
-    now = Period(today.year, today.month)
-    refused, _ = check_history(billing.contracts_in(*stored), result.contracts, now=now, amend=False)
-    if refused:
-        raise ImportRejectedError("psa sync", [(0, f"{' '.join(c.key)}: {says}") for c, says in refused])
-    out = [f"Read {len(companies)} companies and {result.read} lines from ConnectWise."]
+    result = psa_sync.run_sync(billing, psa, client, today=datetime.now(UTC).date(), dry_run=dry_run)
+    out = [f"Read {result.companies} companies and {result.read} lines from ConnectWise."]
     if dry_run:
         count = len(result.contracts) + len(result.removed)
         out.append(f"Dry run: {count} contract version(s) would be written, nothing written.")
+    elif result.written:
+        out.append(f"Wrote {result.written} contract version(s).")
     else:
-        written = billing.import_contracts(
-            result.contracts, what="psa sync", stored=stored, sync=True, removed=result.removed
-        )
-        out.append(
-            f"Wrote {written.written} contract version(s)."
-            if written.written
-            else "Nothing changed: the contracts already say what ConnectWise bills."
-        )
+        out.append("Nothing changed: the contracts already say what ConnectWise bills.")
     for c in result.contracts:
         verb = "ends" if c in result.ended else "from"
         when = c.effective_to if c in result.ended else c.effective_from

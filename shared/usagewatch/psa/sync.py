@@ -4,7 +4,7 @@ Every billable, not cancelled line of an active agreement whose product is mappe
 customer whose `external_ref` is the company's id or identifier, from the current month on, carrying its
 `{agreement}/{line}` (`psa_line`). A product on two lines of one customer is ambiguous: never written. A synced
 version whose line is gone or cancelled is ended with the month before (never amending an ended month). What could
-not be used is listed. Writing is the caller's, through the same all-or-nothing change as `contracts import`.
+not be used is listed. `run_sync` writes through the same all-or-nothing change as `contracts import`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 
-from usagewatch.contracts import Contract, in_force
+from usagewatch import registry
+from usagewatch.contracts import Contract, check_history, in_force
 from usagewatch.customers import Customer, NamedTenant, TenantRef
+from usagewatch.imports import ImportRejectedError
 from usagewatch.model import Period
 from usagewatch.psa.contract import LineProblem, PsaCompany, PsaLine, PsaReader
+from usagewatch.store.billing import BillingStore
+from usagewatch.store.psa import PsaStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,8 @@ class SyncResult:
     unused: list[str] = field(default_factory=list)
     """One sentence per thing read and not used (vendor text cleaned by the adapter)."""
     read: int = 0
+    companies: int = 0
+    written: int = 0
 
 
 def read_psa(psa: PsaReader) -> tuple[list[PsaCompany], list[PsaLine], list[LineProblem]]:
@@ -47,6 +53,27 @@ def read_psa(psa: PsaReader) -> tuple[list[PsaCompany], list[PsaLine], list[Line
         for item in psa.lines(agreement):
             (problems if isinstance(item, LineProblem) else lines).append(item)  # type: ignore[arg-type]
     return companies, lines, problems
+
+
+def run_sync(billing: BillingStore, psa_store: PsaStore, psa: PsaReader, *, today: date, dry_run: bool) -> SyncResult:
+    """Read the PSA, work out the contract versions, and (unless `dry_run`) write them all or nothing."""
+    products = {p.product_identifier: Mapped(p.vendor, p.metric) for p in psa_store.products(psa.psa)}
+    companies, lines, problems = read_psa(psa)
+    stored = billing.stored_contracts(registry.vendor_ids())
+    in_store = billing.contracts_in(*stored)
+    result = sync(
+        companies, lines, problems, customers=billing.customers(), products=products, stored=in_store, today=today
+    )
+    result.companies = len(companies)
+    refused, _ = check_history(in_store, result.contracts, now=Period(today.year, today.month), amend=False)
+    if refused:
+        raise ImportRejectedError("psa sync", [(0, f"{' '.join(c.key)}: {says}") for c, says in refused])
+    if not dry_run:
+        written = billing.import_contracts(
+            result.contracts, what="psa sync", stored=stored, sync=True, removed=result.removed
+        )
+        result.written = written.written
+    return result
 
 
 def sync(

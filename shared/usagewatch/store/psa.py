@@ -1,7 +1,7 @@
 """PSA proposals, their audit trail and the product map in the usage table (docs/psa.md, "Where it is stored").
 
 proposal  pk PSA#PROPOSALS#{period}   sk P#{proposal_id}         (status changes by conditional writes)
-audit     pk PSA#AUDIT#{period}       sk {at}#{proposal_id}#{n}  (append-only: written once, never changed)
+audit     pk PSA#AUDIT#{period}       sk {at}#{ns}#{proposal_id}  (append-only: written once, never changed)
 product   pk PSA#PRODUCTS             sk {psa}#{product_identifier} -> vendor, metric
 
 The product map changes through billing_commit like the contracts (all or nothing, nothing written twice).
@@ -9,7 +9,7 @@ The product map changes through billing_commit like the contracts (all or nothin
 
 from __future__ import annotations
 
-import uuid
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -213,7 +213,8 @@ class PsaStore:
     def append_audit(self, record: AuditRecord) -> None:
         item = {
             "pk": _audit_pk(record.period),
-            "sk": f"{_iso(record.at)}#{record.proposal_id}#{uuid.uuid4().hex[:8]}",
+            # Written in order within one second too (the clock's nanoseconds), and never over another record.
+            "sk": f"{_iso(record.at)}#{time.time_ns():020d}#{record.proposal_id}",
             "record_type": "psa_audit",
             "proposal_id": record.proposal_id,
             "period": record.period,
