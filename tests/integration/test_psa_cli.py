@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -24,6 +25,7 @@ from usagewatch.contracts import Contract
 from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
 from usagewatch.redaction import redactor
 from usagewatch.store.billing import BillingStore
+from usagewatch.store.table import Table
 
 NOW = Period.of(datetime.now(UTC))
 PERIOD = str(NOW)
@@ -265,10 +267,23 @@ def test_a_line_changed_in_the_psa_since_the_plan_is_stale_and_a_cancelled_one_s
 
 
 def test_two_applies_at_once_write_each_line_once(
-    world: dict[str, int], sim: ConnectWiseSimulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    world: dict[str, int],
+    sim: ConnectWiseSimulator,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ready(capsys, tmp_path)
     planned(capsys)
+    # Each DynamoDB call is atomic in AWS; moto in-process is not across threads: one call at a time, as AWS does.
+    lock = threading.Lock()
+    call = Table.call
+
+    def atomic(self: Table, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(Table, "call", atomic)
     sim.latency = 0.05
     codes: list[int] = []
     threads = [
@@ -281,8 +296,8 @@ def test_two_applies_at_once_write_each_line_once(
         t.start()
     for t in threads:
         t.join()
-    capsys.readouterr()
-    assert codes == [0, 0]
+    _, err = capsys.readouterr()
+    assert codes == [0, 0], err
     assert len(sim.patches()) == 2  # two lines, each written once
     _, out, _ = run(capsys, "psa", "log", "--period", PERIOD, "--csv")
     assert [r["outcome"] for r in csv.DictReader(io.StringIO(out))] == ["applied", "applied"]
