@@ -32,6 +32,8 @@ class Contract:
     unit_price: Decimal | None = None
     amended_at: str | None = None
     """When an import with `--amend` last changed a month this version covers that had already ended."""
+    psa_line: str | None = None
+    """`{agreement id}/{addition id}` of the PSA line a `psa sync` read it from: the sync owns such versions."""
 
     def __post_init__(self) -> None:
         # Code that builds a contract from a literal may give an int (exact) or a float (taken by its repr, the

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Final
 
-from usagewatch.cli import alerts, contracts, customers, history, migrate, monthly, reconcile, runs, usage
+from usagewatch.cli import alerts, contracts, customers, history, migrate, monthly, psa, reconcile, runs, usage
 from usagewatch.cli.output import AWS_ERROR, BAD_INPUT, CliError, Parser, add_command
 from usagewatch.cli.stack import client as _client
 from usagewatch.cli.stack import table_name
@@ -34,10 +34,11 @@ COMMANDS: Final[dict[str, ModuleType]] = {
     "contracts": contracts,
     "reconcile": reconcile,
     "monthly-report": monthly,
+    "psa": psa,
     "migrate": migrate,
 }
 """Command name -> its module: `HELP` (one line), `EXAMPLE`, `add_arguments(parser, common)` and
-`run(store, args) -> str`. A new command (the PSA commands, for one) is one more entry."""
+`run(store, args) -> str`. A new command is one more entry."""
 
 
 def _common() -> Parser:

@@ -153,7 +153,8 @@ def import_contracts(
     if problems:
         raise ImportRejectedError(source, sorted((line_of.get(id(c), 0), says) for c, says in problems))
     written = _amended(contracts, amended)
-    result = billing.import_contracts(written, what=source, stored=stored)
+    at = {(*c.key, c.effective_from): n for n, c in lines}
+    result = billing.import_contracts(written, what=source, stored=stored, lines=at)
     said = summary(result, f"{len(contracts)} contract line(s)")
     if amended and result.written:
         keys = ", ".join(" ".join(k) for k in sorted(amended))

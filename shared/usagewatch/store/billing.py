@@ -13,13 +13,14 @@ the items that differ from what is in force, so a file imported twice writes not
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef, canonical_tenant_id
+from usagewatch.imports import ImportRejectedError
 from usagewatch.model import Period
 from usagewatch.store.billing_commit import BillingCommits, Change, Head, content
 from usagewatch.store.dynamo import DynamoStore
@@ -104,6 +105,7 @@ def _contract_item(c: Contract) -> dict[str, object]:
         "agreement": c.agreement,
         "unit_price": c.unit_price,
         "amended_at": c.amended_at,
+        "psa_line": c.psa_line,
     }
 
 
@@ -119,6 +121,7 @@ def _contract(vendor: str, i: dict[str, Any]) -> Contract:
         agreement=i.get("agreement"),
         unit_price=Decimal(price) if price is not None else None,
         amended_at=i.get("amended_at"),
+        psa_line=i.get("psa_line"),
     )
 
 
@@ -132,6 +135,33 @@ def _same(stored: dict[str, Any] | None, wanted: dict[str, object]) -> bool:
 
 def _clean(item: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in item.items() if v is not None}
+
+
+def _not_owned(
+    stored: Sequence[Contract], incoming: list[Contract], what: str, lines: Mapping[tuple[str, str, str, Period], int]
+) -> list[Contract]:
+    """`incoming` less the versions that repeat a synced one unchanged; refused if any changes a key from the
+    first month the sync bills it on (earlier months stay the file's to change)."""
+    at = {(c.key, c.effective_from): c for c in stored}
+    owned: dict[tuple[str, str, str], Period] = {}
+    for c in stored:
+        if c.psa_line and (c.key not in owned or c.effective_from < owned[c.key]):
+            owned[c.key] = c.effective_from  # the first month the sync bills it: earlier months stay the file's
+    kept, problems = [], []
+    for c in incoming:
+        same = at.get((c.key, c.effective_from))
+        if same is not None and replace(same, psa_line=None, amended_at=None) == replace(c, amended_at=None):
+            if not same.psa_line:
+                kept.append(c)  # unchanged: written as nothing
+            continue
+        if c.key in owned and not c.psa_line and c.effective_from >= owned[c.key]:
+            line = lines.get((*c.key, c.effective_from), 0)
+            problems.append((line, f"{' '.join(c.key)} is read from the PSA (psa sync): change it there"))
+        else:
+            kept.append(c)
+    if problems:
+        raise ImportRejectedError(what, problems)
+    return kept
 
 
 class BillingStore:
@@ -298,10 +328,18 @@ class BillingStore:
         *,
         what: str = "a contracts import",
         stored: tuple[Head, dict[tuple[str, str], dict[str, Any]]] | None = None,
+        lines: Mapping[tuple[str, str, str, Period], int] | None = None,
+        sync: bool = False,
+        removed: Iterable[Contract] = (),
     ) -> ImportResult:
         """Contract versions, added or changed, all or nothing. The history checks (contracts.check_history)
-        are the caller's, on `stored` (read with `stored_contracts`) so they judge what this change replaces."""
+        are the caller's, on `stored` (read with `stored_contracts`) so they judge what this change replaces.
+        Versions read from a PSA line (`psa_line`) belong to `psa sync`: unless `sync`, a change of one is refused
+        (ImportRejectedError with the file's `lines`) and a line repeating one unchanged is left as stored."""
         contracts = list(contracts)
         head, raw = stored if stored is not None else self.stored_contracts(c.vendor for c in contracts)
-        written, unchanged = self._commit(head, raw, [_contract_item(c) for c in contracts], (), what)
+        if not sync:
+            contracts = _not_owned(self.contracts_in(head, raw), contracts, what, lines or {})
+        gone = [(f"BILLING#{c.vendor}", _contract_sk(c)) for c in removed] if sync else []
+        written, unchanged = self._commit(head, raw, [_contract_item(c) for c in contracts], gone, what)
         return ImportResult(written, unchanged)
