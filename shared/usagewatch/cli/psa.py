@@ -148,11 +148,11 @@ def _who(args: argparse.Namespace) -> str:
 
 # --- products ----------------------------------------------------------------------------------------------------
 def _import_products(store: DynamoStore, psa: PsaStore, client: ConnectWiseClient, path: str, fail: Fail) -> str:
-    from usagewatch.cli_billing import _read_file
+    from usagewatch.cli.changes import read_file
     from usagewatch.psa.products import parse_products
 
     known = _known_metrics(store)
-    rows = parse_products(_read_file(path, fail), known=known, vendors=registry.vendor_ids(), source=path)
+    rows = parse_products(read_file(path), known=known, vendors=registry.vendor_ids(), source=path)
     products = [ProductMapping(PSA, identifier, vendor, metric) for _, identifier, vendor, metric in rows]
     in_catalog = client.catalog_identifiers(p.product_identifier for p in products)
     written, unchanged = psa.import_products(products, what=path)
