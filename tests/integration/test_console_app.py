@@ -12,19 +12,13 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.console.local import HOSTILE, fill
 from tests.local_aws import LocalAws
 from usagewatch.console.app import handle
-from usagewatch.model import Period, Tenant, UsageRecord, Window
+from usagewatch.model import Period
 from usagewatch.store.billing import BillingStore
 
 NOW = Period.of(datetime.now(UTC))
-AT = datetime(NOW.year, NOW.month, 1, 6, tzinfo=UTC)
-HOSTILE = "<img src=x onerror=alert(1)>"
-USAGE = (
-    ("keepnet", "kn-main", "c-1", "Acme Ltd", 130),
-    ("keepnet", "kn-main", "c-2", "Globex GmbH", 40),
-    ("keepnet", "kn-main", "c-3", HOSTILE, 9),
-)
 OPERATOR = {"cognito:username": "olivia", "cognito:groups": "[operators]", "token_use": "id"}
 VIEWER = {"cognito:username": "victor", "cognito:groups": "[viewers]", "token_use": "id"}
 
@@ -39,14 +33,7 @@ class Context:
 @pytest.fixture
 def filled(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
     monkeypatch.setenv("USAGE_TABLE_NAME", aws.table_name)
-    store = aws.store()
-    for tid, name, value in ((t, n, v) for _, _, t, n, v in USAGE):
-        for period in (NOW.previous(), NOW):
-            used = value - (period != NOW)
-            record = UsageRecord("keepnet", "kn-main", Tenant(tid, name), "monthly_users", used, "users",
-                                 Window.month(period))  # fmt: skip
-            store.add_usage(record, as_of=AT, collected_at=AT)
-    store.flush()
+    fill(aws.store())
     return aws
 
 
