@@ -16,7 +16,7 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 # slowest tests at the end of every run, so a slow newcomer shows in CI's log (docs/performance.md: Test suite).
 PYTEST_ARGS ?= --durations=10 --durations-min=1
 
-.PHONY: help venv test lint typecheck unit integration faults checkov infra demo bench sam-local sam-local-build sam-env-vars clean report-preview
+.PHONY: help venv test lint typecheck unit integration faults checkov infra demo bench sam-local sam-local-build sam-env-vars clean report-preview console
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
@@ -87,6 +87,10 @@ infra: $(STAMP) checkov
 
 demo: $(STAMP)
 	$(BIN)/python -m tests.demo
+
+# The web console on the demo's data, on this machine (docs/console.md): prints its URL and two users' passwords.
+console: $(STAMP)
+	$(BIN)/python scripts/console.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -76,7 +76,7 @@ def create_pool(endpoint: str, name: str = "usagewatch-console") -> Pool:
 
 
 @contextmanager
-def console_front(pool: Pool, table_name: str) -> Iterator[str]:
+def console_front(pool: Pool, table_name: str, *, port: int = 0) -> Iterator[str]:
     """The console served through the local front; yields its URL."""
     import os
 
@@ -85,7 +85,7 @@ def console_front(pool: Pool, table_name: str) -> Iterator[str]:
     from usagewatch.console.front import serve
 
     os.environ.update(USAGE_TABLE_NAME=table_name, COGNITO_CLIENT_ID=pool.client_id, COGNITO_ENDPOINT=pool.endpoint)
-    server = serve(handle, TokenVerifier.for_pool(pool.issuer, pool.client_id, pool.jwks_url))
+    server = serve(handle, TokenVerifier.for_pool(pool.issuer, pool.client_id, pool.jwks_url), port)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
@@ -137,6 +137,9 @@ def running_console(*, filled: bool = True) -> Iterator[Running]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

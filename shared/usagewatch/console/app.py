@@ -67,7 +67,7 @@ def _who() -> Caller:
 
 
 def _period() -> Period:
-    text = (app.current_event.query_string_parameters or {}).get("period")
+    text = (app.current_event.query_string_parameters or {}).get("period") or os.environ.get("CONSOLE_PERIOD")
     return Period.parse(text) if text else views.this_month()
 
 
