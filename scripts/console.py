@@ -36,7 +36,7 @@ def main() -> int:
     with open(log, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             code = demo.main()
-        except Exception as exc:  # noqa: BLE001 (the console still serves what the demo stored)
+        except Exception as exc:  # the console still serves what the demo stored
             print(f"the demo stopped: {exc!r}")
             code = 1
     if code:
