@@ -9,12 +9,11 @@ not in the Lambda layer).
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import requests
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -38,8 +37,9 @@ class TokenVerifier:
         """The verifier of one pool, its keys fetched once from `jwks_url` (Cognito's, or moto's on loopback)."""
         if not jwks_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
             raise ValueError(f"refusing to fetch keys from {jwks_url!r}")
-        with urllib.request.urlopen(jwks_url, timeout=10) as answer:  # noqa: S310 (scheme checked above)
-            return cls(issuer, client_id, json.load(answer))
+        answer = requests.get(jwks_url, timeout=10)
+        answer.raise_for_status()
+        return cls(issuer, client_id, answer.json())
 
     def claims(self, authorization: str | None) -> dict[str, Any]:
         """The verified claims of an `Authorization` header (`Bearer <jwt>` or the bare token)."""
