@@ -33,7 +33,7 @@ def main() -> int:
     print(f"Filling the embedded AWS ({endpoint}) with the demo's data (its output: .demo/console-demo.txt) ...")
     (ROOT / ".demo").mkdir(exist_ok=True)
     log = ROOT / ".demo" / "console-demo.txt"
-    with open(log, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+    with open(log, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out):
         try:
             code = demo.main()
         except Exception as exc:  # the console still serves what the demo stored
