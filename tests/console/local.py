@@ -143,9 +143,12 @@ def running_console(*, filled: bool = True) -> Iterator[Running]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    saved = dict(os.environ)
     os.environ.update(AWS_ENDPOINT_URL=endpoint)
     try:
-        aws = provision(table_name="usagewatch-console-usage", topic_name="usagewatch-console-alerts")
+        # moto's servers in one process share one state: each console gets its own table and topic names
+        suffix = secrets.token_hex(3)
+        aws = provision(table_name=f"usagewatch-console-{suffix}", topic_name=f"usagewatch-console-{suffix}")
         if filled:
             fill(aws.store())
         pool = create_pool(endpoint)
@@ -156,3 +159,5 @@ def running_console(*, filled: bool = True) -> Iterator[Running]:
             yield Running(url, pool, aws.table_name, endpoint)
     finally:
         server.stop()
+        os.environ.clear()
+        os.environ.update(saved)  # the endpoint, table and pool of this console leak into no later test

@@ -31,7 +31,6 @@ def console() -> Iterator[Running]:
         patch.delenv("AWS_PROFILE", raising=False)
         with running_console() as running:
             yield running
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
 
 
 @pytest.fixture(scope="module")

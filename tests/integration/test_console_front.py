@@ -37,7 +37,6 @@ def console() -> Iterator[Running]:
         patch.delenv("AWS_PROFILE", raising=False)
         with running_console() as running:
             yield running
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
 
 
 def fetch(url: str, token: str | None = None, data: bytes | None = None) -> tuple[int, str]:
