@@ -16,7 +16,7 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 # slowest tests at the end of every run, so a slow newcomer shows in CI's log (docs/performance.md: Test suite).
 PYTEST_ARGS ?= --durations=10 --durations-min=1
 
-.PHONY: help venv test lint typecheck unit integration faults checkov infra demo demo-shell bench sam-local sam-local-build sam-env-vars clean report-preview browser
+.PHONY: help venv test lint typecheck unit integration faults checkov infra demo demo-shell bench sam-local sam-local-build sam-env-vars clean report-preview browser console
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
@@ -94,6 +94,10 @@ demo: $(STAMP)
 DEMO_AWS_PORT ?= 4599
 demo-shell: $(STAMP)
 	DEMO_AWS_PORT=$(DEMO_AWS_PORT) scripts/demo-shell
+
+# The web console on the demo's data, on this machine (docs/console.md): prints its URL and two users' passwords.
+console: $(STAMP)
+	$(BIN)/python scripts/console.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -1,0 +1,200 @@
+"""The console's routes on Powertools' HTTP API resolver: the shell and its assets are public, every other
+route needs verified claims (API Gateway's JWT authorizer, or the local front), changes need `operators`."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from usagewatch.console import audit, views
+from usagewatch.console.access import Caller, ForbiddenError, UnauthorizedError, caller
+from usagewatch.errors import ConfigError
+from usagewatch.model import Period
+from usagewatch.store import DynamoStore
+
+HERE: Final = Path(__file__).parent
+STATIC: Final = {"htmx.min.js": "text/javascript", "console.js": "text/javascript", "console.css": "text/css"}
+HTML: Final = "text/html; charset=utf-8"
+
+app = APIGatewayHttpResolver()
+
+
+@cache
+def _templates() -> Environment:
+    return Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+
+
+def csp() -> str:
+    """No inline script or style, no eval; sign-in talks to Cognito's endpoint only."""
+    cognito = os.environ.get("COGNITO_ENDPOINT", f"https://cognito-idp.{_region()}.amazonaws.com")
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        f"connect-src 'self' {cognito}; base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")
+
+
+def _headers(content_type: str) -> dict[str, str]:
+    return {
+        "Content-Type": content_type,
+        "Content-Security-Policy": csp(),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+
+def page(name: str, status: int = 200, **context: Any) -> Response[str]:
+    body = _templates().get_template(name).render(**context)
+    return Response(status_code=status, body=body, headers=_headers(HTML))
+
+
+def _store() -> DynamoStore:
+    return DynamoStore(os.environ["USAGE_TABLE_NAME"])
+
+
+def _who() -> Caller:
+    return caller(app.current_event.raw_event)
+
+
+def _period() -> Period:
+    text = (app.current_event.query_string_parameters or {}).get("period") or os.environ.get("CONSOLE_PERIOD")
+    return Period.parse(text) if text else views.this_month()
+
+
+def _form() -> dict[str, list[str]]:
+    body = app.current_event.decoded_body or ""
+    return parse_qs(body, keep_blank_values=False, max_num_fields=10_000)
+
+
+def _tenants(form: dict[str, list[str]]) -> list[Any]:
+    return [views.tenant_ref(t) for t in form.get("tenant", [])]
+
+
+def _refused(exc: Exception) -> Response[str]:
+    """A refusal the page shows in place: 401 leads back to sign-in, 403 and 400 say why."""
+    if isinstance(exc, UnauthorizedError):
+        return page("error.html", 401, message=str(exc), signin=True)
+    return page("error.html", 403 if isinstance(exc, ForbiddenError) else 400, message=str(exc))
+
+
+app.exception_handler([UnauthorizedError, ForbiddenError, ConfigError, ValueError])(_refused)
+
+
+@app.get("/")
+def shell() -> Response[str]:
+    return page(
+        "shell.html",
+        client_id=os.environ.get("COGNITO_CLIENT_ID", ""),
+        endpoint=os.environ.get("COGNITO_ENDPOINT", f"https://cognito-idp.{_region()}.amazonaws.com"),
+    )
+
+
+@app.get("/static/<name>")
+def static(name: str) -> Response[str]:
+    if name not in STATIC:
+        return page("error.html", 404, message="no such file")
+    headers = _headers(STATIC[name]) | {"Cache-Control": "public, max-age=3600"}
+    return Response(status_code=200, body=(HERE / "static" / name).read_text(encoding="utf-8"), headers=headers)
+
+
+@app.get("/p/overview")
+def overview() -> Response[str]:
+    who, period = _who(), _period()
+    return page("overview.html", who=who, period=period, **views.overview(_store(), period))
+
+
+@app.get("/p/unmapped")
+def unmapped(notice: str = "") -> Response[str]:
+    who, period = _who(), _period()
+    store = _store()
+    return page(
+        "unmapped.html",
+        who=who,
+        period=period,
+        notice=notice,
+        suggestions=views.suggestions(store, period),
+        ignored=views.ignored(store),
+    )
+
+
+@app.post("/p/unmapped/accept")
+def accept() -> Response[str]:
+    who, period = _who(), _period()
+    notice = views.accept(_store(), who, period, _tenants(_form()))
+    return unmapped(notice)
+
+
+@app.post("/p/unmapped/ignore")
+def ignore() -> Response[str]:
+    notice = views.set_ignored(_store(), _who(), _tenants(_form()), ignore=True)
+    return unmapped(notice)
+
+
+@app.post("/p/unmapped/unignore")
+def unignore() -> Response[str]:
+    notice = views.set_ignored(_store(), _who(), _tenants(_form()), ignore=False)
+    return unmapped(notice)
+
+
+@app.get("/p/month")
+def month() -> Response[str]:
+    who, period = _who(), _period()
+    q = app.current_event.query_string_parameters or {}
+    wanted = views.MonthFilter(q.get("status", ""), q.get("vendor", ""), q.get("customer", ""))
+    result, rows = views.month(_store(), period, wanted)
+    return page("month.html", who=who, period=period, result=result, rows=rows, wanted=wanted, statuses=views.STATUSES)
+
+
+@app.get("/p/month.csv")
+def month_csv() -> Response[str]:
+    _who()
+    period = _period()
+    customer = (app.current_event.query_string_parameters or {}).get("customer")
+    body = views.month_csv(_store(), period, customer)
+    headers = _headers("text/csv; charset=utf-8") | {
+        "Content-Disposition": f'attachment; filename="usagewatch-{period}.csv"'
+    }
+    return Response(status_code=200, body=body, headers=headers)
+
+
+@app.get("/p/customer/<customer_id>")
+def customer(customer_id: str) -> Response[str]:
+    who, period = _who(), _period()
+    store = _store()
+    result, rows = views.month(store, period, views.MonthFilter(customer=customer_id))
+    return page(
+        "customer.html",
+        who=who,
+        period=period,
+        customer_id=customer_id,
+        rows=rows,
+        result=result,
+        tenants=views.customer_tenants(store, customer_id),
+        contracts=views.customer_contracts(store, customer_id),
+    )
+
+
+@app.get("/p/alerts")
+def alerts() -> Response[str]:
+    who, period = _who(), _period()
+    return page("alerts.html", who=who, period=period, alerts=views.alerts(_store(), period))
+
+
+@app.get("/p/changes")
+def changes() -> Response[str]:
+    who = _who()
+    return page("changes.html", who=who, entries=audit.recent(_store()))
+
+
+def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)

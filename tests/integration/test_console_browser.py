@@ -1,0 +1,168 @@
+"""The console in real headless Chromium, behind the local front, against moto's Cognito and DynamoDB: sign-in
+(with the first sign-in's new password), accept, bulk accept, ignore and undo, the month and a customer page, a
+viewer refused a change, an expired session back to sign-in, hostile names shown as text, axe on every page,
+no Content-Security-Policy violation. Screenshots at 1,280 px land in .demo/console/."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.console.browser import chromium
+from tests.console.local import HOSTILE, Running, running_console
+from usagewatch.store import DynamoStore
+from usagewatch.store.billing import BillingStore
+
+pytestmark = pytest.mark.slow
+SHOTS = Path(__file__).resolve().parents[2] / ".demo" / "console"
+WAIT = 30_000
+
+
+@pytest.fixture(scope="module")
+def console() -> Iterator[Running]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("AWS_ACCESS_KEY_ID", "t"), ("AWS_SECRET_ACCESS_KEY", "t"),
+                            ("AWS_DEFAULT_REGION", "eu-west-1")):  # fmt: skip
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
+        with running_console() as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+class Tab:
+    """One page of the console, recording dialogs and CSP violations."""
+
+    def __init__(self, browser: Any, url: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(WAIT)
+        self.dialogs: list[str] = []
+        self.csp: list[str] = []
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("console", lambda m: self.csp.append(m.text) if "Content Security Policy" in m.text else None)
+        self.url = url
+
+    def sign_in(self, user: str, password: str) -> None:
+        self.page.goto(self.url)
+        self.page.fill("#username", user)
+        self.page.fill("#password", password)
+        self.page.click("#signin-form button[type=submit]")
+
+    def open(self, name: str) -> None:
+        self.page.click(f"#nav >> text={name}")
+        self.page.wait_for_selector(f"#view h1:has-text('{name.split(maxsplit=1)[0]}')")
+
+    def accessible(self) -> None:
+        from axe_playwright_python.sync_playwright import Axe
+
+        violations = Axe().run(self.page).response["violations"]
+        bad = [(v["id"], v["impact"]) for v in violations if v["impact"] in ("serious", "critical")]
+        assert bad == [], violations
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True, caret="initial")
+
+
+def test_an_operator_clears_the_unmapped_list(console: Running, browser: Any) -> None:
+    tab = Tab(browser, console.url)
+    page = tab.page
+    page.goto(console.url)
+    tab.accessible()  # the sign-in page
+    tab.shot("signin")
+    tab.sign_in("olivia", console.pool.passwords["olivia"])
+    page.wait_for_selector("#view h1:has-text('Overview')")
+    assert page.is_visible("text=Unmapped tenants: 3")
+    tab.accessible()
+    tab.shot("overview")
+
+    tab.open("Unmapped tenants")
+    hostile = page.locator("td.tenant", has_text=HOSTILE)
+    assert hostile.count() == 1 and page.locator("td.tenant img").count() == 0  # text, not an element
+    tab.accessible()
+    tab.shot("unmapped")
+    page.locator("tr", has_text="Acme Ltd").get_by_role("button", name="Accept").click()
+    page.wait_for_selector("text=Mapped 1 tenant(s)")
+    assert page.locator("td.tenant", has_text="Acme Ltd").count() == 0
+    assert [m.customer_id for m in BillingStore(DynamoStore(console.table_name)).mappings()] == ["acme"]
+
+    page.locator("tr", has_text="Globex GmbH").get_by_role("button", name="Ignore").click()
+    page.wait_for_selector("text=Ignored 1 tenant(s)")
+    assert page.locator("td.tenant", has_text="Globex GmbH").count() == 0
+    page.get_by_role("button", name="Undo ignore").click()
+    page.wait_for_selector("text=Restored 1 tenant(s)")
+    assert page.locator("td.tenant", has_text="Globex GmbH").count() == 1
+
+    for name in ("Globex GmbH", HOSTILE):  # bulk: both selected, one submit
+        page.locator("tr", has_text=name).locator("input[type=checkbox]").check()
+    page.get_by_role("button", name="Accept selected").click()
+    page.wait_for_selector("text=Mapped 2 tenant(s)")
+    assert len(BillingStore(DynamoStore(console.table_name)).mappings()) == 3
+
+    tab.open("Month")
+    first = page.locator("table.lines tbody tr").first.inner_text()
+    assert re.search(r"no_contract", first)  # nothing is under-billed without contracts: no_contract leads
+    tab.accessible()
+    tab.shot("month")
+    page.locator("table.lines a", has_text="Acme Ltd").click()
+    page.wait_for_selector("#view h1:has-text('Customer acme')")
+    assert page.is_visible("text=keepnet / kn-main / c-1")
+    tab.accessible()
+    tab.shot("customer")
+
+    tab.open("Alerts")
+    tab.accessible()
+    tab.shot("alerts")
+    tab.open("Changes")
+    assert page.locator("tbody tr", has_text="olivia").count() >= 5
+    tab.accessible()
+    tab.shot("changes")
+    assert tab.dialogs == [] and tab.csp == []
+    tab.context.close()
+
+
+def test_a_viewer_reads_but_cannot_change(console: Running, browser: Any) -> None:
+    tab = Tab(browser, console.url)
+    tab.sign_in("victor", console.pool.passwords["victor"])
+    tab.page.wait_for_selector("#view h1:has-text('Overview')")
+    tab.open("Unmapped tenants")
+    assert tab.page.get_by_role("button", name="Accept").count() == 0
+    tab.page.evaluate(
+        "htmx.ajax('POST', 'p/unmapped/ignore', {target: '#view', values: {tenant: 'keepnet/kn-main/c-2'}})"
+    )
+    tab.page.wait_for_selector("text=victor is not in the operators group")
+    assert BillingStore(DynamoStore(console.table_name)).ignored() == set()
+    tab.context.close()
+
+
+def test_an_expired_session_leads_back_to_sign_in(console: Running, browser: Any) -> None:
+    tab = Tab(browser, console.url)
+    tab.page.clock.install()
+    tab.sign_in("victor", console.pool.passwords["victor"])
+    tab.page.wait_for_selector("#view h1:has-text('Overview')")
+    tab.page.clock.fast_forward("02:00:00")  # past the token's hour
+    tab.page.click("#nav >> text=Month")
+    tab.page.wait_for_selector("text=Your session has ended: sign in again.")
+    assert tab.page.is_visible("#signin-form") and not tab.page.is_visible("#nav")
+    tab.context.close()
+
+
+def test_the_first_sign_in_chooses_a_new_password(console: Running, browser: Any) -> None:
+    tab = Tab(browser, console.url)
+    tab.sign_in("nora", console.pool.passwords["nora"])
+    tab.page.wait_for_selector("#new-password")
+    tab.page.fill("#new-password", "Nora-2nd-Password-9")
+    tab.page.click("#signin-form button[type=submit]")
+    tab.page.wait_for_selector("#view h1:has-text('Overview')")
+    assert tab.page.is_visible("text=Signed in as nora (operator)")
+    tab.context.close()
