@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from usagewatch import registry
 from usagewatch.billing_html import render_html, unmapped_tenants
 from usagewatch.completeness import assess, period_runs, refuse_future
-from usagewatch.customers import TenantRef
+from usagewatch.customers import TenantRef, canonical_tenant_id
 from usagewatch.model import Period, StoredUsage
 from usagewatch.reconcile import (
     DEFAULT_TOLERANCE,
@@ -150,6 +150,7 @@ def gather(
     for _ in range(max(1, history_months)):
         months.append(months[-1].previous())
     current, read = usage.month(period)
+    current = _without_ignored(current, billing.ignored(), {m.tenant for m in mappings})
     readings = {m: usage.readings(m) for m in months[1:]}
     accounts = set(billing.accounts()) | set(store.period_accounts(str(period)))
     runs = {(v, a): period_runs(store, v, a, period) for v, a in sorted(accounts)}
@@ -187,6 +188,18 @@ def gather(
         period == Period.of(now),
         overlaps(current),
     )
+
+
+def _without_ignored(readings: list[Reading], ignored: set[TenantRef], mapped: set[TenantRef]) -> list[Reading]:
+    """Readings less those of tenants nobody bills on purpose (`customers ignore`), unless a customer owns them."""
+    if not ignored:
+        return readings
+
+    def key(t: TenantRef) -> tuple[str, str, str]:
+        return (t.vendor, t.account_id, canonical_tenant_id(t.vendor, t.tenant_id))
+
+    skip = {key(t) for t in ignored}
+    return [r for r in readings if r.tenant in mapped or key(r.tenant) not in skip]
 
 
 def quantity(value: Decimal | None) -> int | float | None:

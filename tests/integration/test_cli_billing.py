@@ -220,6 +220,10 @@ def test_a_mapping_says_what_it_did_and_can_be_undone(
     assert {r["tenant_id"] for r in csv.DictReader(io.StringIO(out))} == {"c-1", "g-1"}
     code, out, _ = run(capsys, "customers", "suggest", "--period", PERIOD, "--csv", *table)
     assert {r["tenant_id"] for r in csv.DictReader(io.StringIO(out))} == {"c-1", "g-1"}
+    # ... and the reconciliation's unmapped lines, which the monthly report counts.
+    code, out, _ = run(capsys, "reconcile", "--period", PERIOD, "--status", "unmapped", "--json", *table)
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and {r["tenant_id"] for r in rows if r["status"] == "unmapped"} == {"c-1", "g-1"}
     code, out, _ = run(capsys, "customers", "unignore", "gravityzone/gz-main/g-2", *table)
     assert code == 0 and "1 tenant(s) changed" in out
     code, out, _ = run(capsys, "customers", "unmapped", "--period", PERIOD, "--csv", *table)
