@@ -61,7 +61,7 @@ def test_with_projection_is_replace_without_the_re_check(
 ) -> None:
     base = record(**changes)
     fast = base.with_projection(projected, source, fit)  # type: ignore[arg-type]
-    slow = dataclasses.replace(base, projected=projected, projection_source=source, projection_fit=fit)
+    slow = dataclasses.replace(base, projected=projected, projection_source=source, projection_fit=fit)  # type: ignore[arg-type]
     assert fast == slow and type(fast) is UsageRecord
     assert [getattr(fast, f.name) for f in dataclasses.fields(UsageRecord)] == [
         getattr(slow, f.name) for f in dataclasses.fields(UsageRecord)
@@ -73,7 +73,7 @@ def test_with_projection_is_replace_without_the_re_check(
 @pytest.mark.parametrize("bad", [-1, math.nan, math.inf, True, MAX_PLAUSIBLE_VALUE + 1, "5"])
 def test_with_projection_refuses_what_the_constructor_refuses(bad: object) -> None:
     with pytest.raises(VendorDataError) as slow:
-        dataclasses.replace(record(), projected=bad, projection_source="usagewatch")
+        dataclasses.replace(record(), projected=bad, projection_source="usagewatch")  # type: ignore[arg-type]
     with pytest.raises(VendorDataError) as fast:
         record().with_projection(bad, "usagewatch", None)  # type: ignore[arg-type]
     assert str(fast.value) == str(slow.value)
