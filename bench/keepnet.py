@@ -242,3 +242,62 @@ def scenario(*, profile: bool = False) -> tuple[list[Row], dict[str, Any]]:
         ),
     ]
     return rows, raw
+
+
+# --- profiling the per-company path -------------------------------------------------------------
+
+
+def per_company(companies: int, *, profile_dump: str | None = None) -> dict[str, Any]:
+    """CPU of what a run does per company, without HTTP: `company_records` -> `Trends.judge` ->
+    `DynamoStore.add_tenant` -> `AccountRun.observe` over `companies` simulator companies, in this process.
+    With `profile_dump`, cProfile it (one writer thread, so the profile has no thread switches) and write the stats
+    there. `python -m bench.keepnet [companies] [--profile FILE]`."""
+    import cProfile
+    import time
+    from datetime import UTC, datetime
+
+    from bench.common import FakeDynamoDB, env_defaults
+
+    env_defaults()
+    from usagewatch.model import Period, Window
+    from usagewatch.pipeline.account import AccountRun
+    from usagewatch.rules import DEFAULT_RULES
+    from usagewatch.sources.keepnet.mapping import company_records
+    from usagewatch.store import DynamoStore
+    from usagewatch.store.table import WRITERS
+    from usagewatch.trends import Trends
+
+    rows = make_companies(companies)
+    now = datetime.now(UTC)
+    window = Window.month(Period.of(now))
+    exceeded = {str(c.get("companyResourceId")) for c in rows[::10]}
+    store = DynamoStore("usagewatch-bench", client=FakeDynamoDB(), writers=1 if profile_dump else WRITERS)
+    run = AccountRun("keepnet", "kn-bench", now)
+    trends = Trends(store, DEFAULT_RULES)
+    profiler = cProfile.Profile() if profile_dump else None
+    started = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    for company in rows:
+        usage = company_records(company, account_id="kn-bench", window=window, exceeded_ids=exceeded)
+        judged = trends.judge(usage.records, now)
+        store.add_tenant([r for r, _ in judged], as_of=now, collected_at=now)
+        for record, findings in judged:
+            run.observe(record, findings)
+    if profiler is not None and profile_dump:
+        profiler.disable()
+        profiler.dump_stats(profile_dump)
+    cpu = time.process_time() - started
+    store.flush()
+    return {"companies": companies, "cpu_s": round(cpu, 3), "findings": len(run.findings)}
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=per_company.__doc__)
+    parser.add_argument("companies", nargs="?", type=int, default=COMPANIES)
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the loop and write its stats to FILE")
+    arguments = parser.parse_args()
+    print(json.dumps(per_company(arguments.companies, profile_dump=arguments.profile)))

@@ -6,7 +6,7 @@ import functools
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -126,11 +126,27 @@ class Tenant:
     billed: bool = True
 
     def __post_init__(self) -> None:
-        name = clean_name(self.tenant_name[: MAX_NAME_LENGTH * 4])
+        name = self.tenant_name
+        # Printable (no control, format or line-break character), one space at a time, trimmed and short: a name
+        # clean_name leaves as it is.
+        if (
+            type(name) is str
+            and len(name) <= MAX_NAME_LENGTH
+            and name.isprintable()
+            and "  " not in name
+            and name == name.strip()
+        ):
+            return
+        name = clean_name(name[: MAX_NAME_LENGTH * 4])
         if len(name) > MAX_NAME_LENGTH:
             name = name[: MAX_NAME_LENGTH - 1] + "\u2026"
         if name != self.tenant_name:
             object.__setattr__(self, "tenant_name", name)
+
+
+def _plain_count(value: object) -> bool:
+    """The common case, checked in one step: a plain int in range (a bool or an int subclass takes the full check)."""
+    return type(value) is int and 0 <= value <= MAX_PLAUSIBLE_VALUE
 
 
 def _check_number(name: str, value: object, tenant_id: str, *, optional: bool) -> None:
@@ -202,11 +218,39 @@ class UsageRecord:
             raise VendorDataError(f"unknown vendor {self.vendor!r}")
         if self.unit not in known.units:
             raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown unit {self.unit!r}")
-        if not self.metric or not re.fullmatch(r"[a-z0-9_]+", self.metric):
+        if not self.metric or not _METRIC_RE.fullmatch(self.metric):
             raise VendorDataError(f"tenant {tid}: invalid metric name {self.metric!r}")
-        _check_number(f"{self.metric}.value", self.value, tid, optional=False)
-        for name in ("quota", "projected", "minimum", "projected_next_period"):
-            _check_number(f"{self.metric}.{name}", getattr(self, name), tid, optional=True)
+        value = self.value
+        if type(value) is not int or not 0 <= value <= MAX_PLAUSIBLE_VALUE:  # else a plain count, valid
+            _check_number(f"{self.metric}.value", value, tid, optional=False)
+        for name, number in (
+            ("quota", self.quota),
+            ("projected", self.projected),
+            ("minimum", self.minimum),
+            ("projected_next_period", self.projected_next_period),
+        ):
+            if number is not None and (type(number) is not int or not 0 <= number <= MAX_PLAUSIBLE_VALUE):
+                _check_number(f"{self.metric}.{name}", number, tid, optional=True)
+
+    def with_projection(
+        self, projected: Number | None, source: ProjectionSource | None, fit: tuple[float, ...] | None
+    ) -> UsageRecord:
+        """This record with another projection, its source and running sums, validating only what changed (the
+        rest was validated when this record was made): what `dataclasses.replace` gives, without re-checking
+        every field."""
+        if source is None and projected is not None:
+            source = "vendor"
+        elif source not in (None, "vendor", "usagewatch"):
+            raise VendorDataError(f"tenant {self.tenant.tenant_id}: metric {self.metric}: unknown projection source")
+        if projected is not None and not _plain_count(projected):
+            _check_number(f"{self.metric}.projected", projected, self.tenant.tenant_id, optional=True)
+        copy = object.__new__(UsageRecord)
+        for name in _RECORD_FIELDS:
+            _set(copy, name, getattr(self, name))
+        _set(copy, "projected", projected)
+        _set(copy, "projection_source", source)
+        _set(copy, "projection_fit", fit)
+        return copy
 
     @property
     def period(self) -> Period:
@@ -215,6 +259,11 @@ class UsageRecord:
     @property
     def tenant_id(self) -> str:
         return self.tenant.tenant_id
+
+
+_METRIC_RE: Final = re.compile(r"[a-z0-9_]+")
+_RECORD_FIELDS: Final = tuple(f.name for f in fields(UsageRecord))
+_set: Final = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,12 @@ closing values (one read of that period per run and account)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
 from usagewatch import registry
-from usagewatch.model import MetricSeries, Number, UsageRecord, utc_iso
+from usagewatch.model import MetricSeries, Number, Period, UsageRecord, utc_iso
 from usagewatch.projection import StepFit, extend, moved_materially, project_fit
 from usagewatch.rules import Baselines, Finding, RulesDocument, evaluate, evaluate_jump
 
@@ -41,6 +41,7 @@ class Trends:
     store: SeriesReader
     rules: RulesDocument
     _closing: dict[tuple[str, str, str], dict[tuple[str, str], Number]] = field(default_factory=dict)
+    _previous_names: dict[Period, str] = field(default_factory=dict)
 
     def _closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], Number]:
         key = (vendor, account_id, period)
@@ -52,30 +53,39 @@ class Trends:
         """One tenant's records of this run, with usagewatch's projection where it applies, and their findings
         (the rules of `evaluate` and `usage_jump`)."""
         judged: list[tuple[UsageRecord, list[Finding]]] = []
-        periods: dict[str, list[UsageRecord]] = {}
+        periods: dict[Period, list[UsageRecord]] = {}
+        last: Period | None = None
+        group: list[UsageRecord] = []
         for record in records:
-            periods.setdefault(str(record.period), []).append(record)
-        for group in periods.values():
+            if record.window.period is not last:  # a tenant's records share one period object, as a rule
+                last = record.window.period
+                group = periods.setdefault(last, [])
+            group.append(record)
+        jumps = self.rules.rules.usage_jump.enabled
+        for period, group in periods.items():
             first = group[0]
             vendor = registry.find(first.vendor)
             cumulative = vendor.cumulative_metrics if vendor is not None else ()
-            wanted = self.rules.rules.usage_jump.enabled or any(r.metric in cumulative for r in group)
+            wanted = jumps or any(r.metric in cumulative for r in group)
             series = (
-                self.store.tenant_series(first.vendor, first.account_id, first.tenant_id, str(first.period))
-                if wanted
-                else {}
+                self.store.tenant_series(first.vendor, first.account_id, first.tenant_id, str(period)) if wanted else {}
             )
             changed = any(
                 r.metric not in series or not series[r.metric].points or series[r.metric].points[-1][1] != r.value
                 for r in group
             )
+            closing = self._previous_closing(first.vendor, first.account_id, period) if jumps else {}
+            week_ago_at = utc_iso(as_of - JUMP_LOOKBACK)
             for read in group:
                 record = read
                 if read.metric in cumulative and read.projection_source != "vendor":
                     record = self._projected(read, series.get(read.metric), as_of, changed=changed)
                 findings = evaluate(record, self.rules, as_of)
-                jump = self._jump(record, series.get(record.metric), as_of, cumulative)
-                judged.append((record, [*findings, *([jump] if jump else [])]))
+                if jumps:
+                    jump = self._jump(record, series.get(record.metric), closing, week_ago_at, cumulative)
+                    if jump is not None:
+                        findings.append(jump)
+                judged.append((record, findings))
         return judged
 
     def jump_findings(self, record: UsageRecord, as_of: datetime) -> list[Finding]:
@@ -84,8 +94,17 @@ class Trends:
             return []
         vendor = registry.find(record.vendor)
         series = self.store.tenant_series(record.vendor, record.account_id, record.tenant_id, str(record.period))
-        jump = self._jump(record, series.get(record.metric), as_of, vendor.cumulative_metrics if vendor else ())
+        closing = self._previous_closing(record.vendor, record.account_id, record.period)
+        cumulative = vendor.cumulative_metrics if vendor else ()
+        jump = self._jump(record, series.get(record.metric), closing, utc_iso(as_of - JUMP_LOOKBACK), cumulative)
         return [jump] if jump else []
+
+    def _previous_closing(self, vendor: str, account_id: str, period: Period) -> dict[tuple[str, str], Number]:
+        """The closing values of the period before `period` (its name formatted once per run, not per record)."""
+        previous = self._previous_names.get(period)
+        if previous is None:
+            previous = self._previous_names[period] = str(period.previous())
+        return self._closing_values(vendor, account_id, previous)
 
     def _projected(
         self, record: UsageRecord, series: MetricSeries | None, as_of: datetime, *, changed: bool
@@ -95,9 +114,7 @@ class Trends:
         unchanged tenant writes nothing); none once the period is over."""
         stored_fit = StepFit.from_list(series.fit) if series is not None else None
         if as_of >= record.window.end:
-            return replace(
-                record, projected=None, projection_source=None, projection_fit=series.fit if series else None
-            )
+            return record.with_projection(None, None, series.fit if series else None)
         held = series.points[-1][1] if series is not None and series.points else None
         carried = extend(stored_fit, held, as_of, record.window, changed=held != record.value)
         stored = series.projected if series is not None and series.projection_source == "usagewatch" else None
@@ -111,22 +128,22 @@ class Trends:
         else:
             projected = None if stored is None else max(stored, record.value)
         kept = carried if write or stored_fit is None else stored_fit
-        return replace(
-            record,
-            projected=projected,
-            projection_source="usagewatch" if projected is not None else None,
-            projection_fit=tuple(kept.as_list()),
-        )
+        return record.with_projection(projected, "usagewatch" if projected is not None else None, tuple(kept.as_list()))
 
     def _jump(
-        self, record: UsageRecord, series: MetricSeries | None, as_of: datetime, cumulative: Sequence[str]
+        self,
+        record: UsageRecord,
+        series: MetricSeries | None,
+        closing: dict[tuple[str, str], Number],
+        week_ago_at: str,
+        cumulative: Sequence[str],
     ) -> Finding | None:
-        if not self.rules.rules.usage_jump.enabled:
-            return None
-        closing = self._closing_values(record.vendor, record.account_id, str(record.period.previous()))
+        """`usage_jump` (enabled) against the previous period's `closing` values and the reading `week_ago_at`."""
         week_ago = None
         # A cumulative metric grows every week by nature: it is compared with the previous period only.
         if series is not None and record.metric not in cumulative:
-            week_ago = value_at(series.points, utc_iso(as_of - JUMP_LOOKBACK))
-        baselines = Baselines(closing.get((record.tenant_id, record.metric)), week_ago)
-        return evaluate_jump(record, self.rules, baselines)
+            week_ago = value_at(series.points, week_ago_at)
+        previous = closing.get((record.tenant.tenant_id, record.metric))
+        if previous is None and week_ago is None:  # nothing to compare with (a first run): no jump
+            return None
+        return evaluate_jump(record, self.rules, Baselines(previous, week_ago))

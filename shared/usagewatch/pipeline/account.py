@@ -12,6 +12,7 @@ from usagewatch.billing_alerts import BillingView
 from usagewatch.model import (
     AlertState,
     Number,
+    Period,
     Tenant,
     Total,
     UsageRecord,
@@ -28,7 +29,9 @@ class Totals:
         self.sums: dict[tuple[str, str], list[Any]] = {}
 
     def add(self, period: str, metric: str, unit: str, value: Number, tenant_id: str, *, carried: bool) -> None:
-        entry = self.sums.setdefault((period, metric), [unit, 0, set(), 0])
+        entry = self.sums.get((period, metric))
+        if entry is None:
+            entry = self.sums[(period, metric)] = [unit, 0, set(), 0]
         entry[1] += value
         entry[2].add(tenant_id)
         entry[3] += carried
@@ -84,6 +87,7 @@ class AccountRun:
     incomplete: list[str] = field(default_factory=list)
     billing: BillingView | None = None
     """Customers and contracts of this account (None: not configured or not readable: billing alerts kept)."""
+    _period: tuple[Period | None, str] = field(default=(None, ""), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.outcome = AccountOutcome(self.account_id)
@@ -94,15 +98,20 @@ class AccountRun:
         self.watched = {(s.tenant_id, s.metric, s.period) for s in open_states.values() if not s.is_collection}
 
     def observe(self, record: UsageRecord, findings: list[Finding]) -> None:
-        period = str(record.period)
+        if record.window.period is self._period[0]:  # a run's records share their source's window: named once
+            period = self._period[1]
+        else:
+            period = str(record.window.period)
+            self._period = (record.window.period, period)
         self.periods.add(period)
-        self.read.add((record.tenant_id, period))
-        self.metrics_read.add((record.tenant_id, record.metric, period))
-        key = (record.tenant_id, record.metric, period)
+        tenant_id = record.tenant.tenant_id
+        self.read.add((tenant_id, period))
+        key = (tenant_id, record.metric, period)
+        self.metrics_read.add(key)
         if key in self.watched:
             self.readings[key] = record
         if record.tenant.billed:
-            self.totals.add(period, record.metric, record.unit, record.value, record.tenant_id, carried=False)
+            self.totals.add(period, record.metric, record.unit, record.value, tenant_id, carried=False)
         self.findings.extend(findings)
         if self.billing is not None:
             self.billing.observe(record)

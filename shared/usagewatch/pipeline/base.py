@@ -63,7 +63,9 @@ class PipelineBase:
                     run.failures[tenant.tenant_id] = TenantFailureInfo(tenant.tenant_name, clip_error(result.error))
                     continue
                 judged = trends.judge(result.records, request.as_of)
-                self.store.add_tenant([r for r, _ in judged], as_of=request.as_of, collected_at=self.clock())
+                # Stored to the second: a whole second's tenants then share one formatted time (utc_iso's cache).
+                collected_at = self.clock().replace(microsecond=0)
+                self.store.add_tenant([r for r, _ in judged], as_of=request.as_of, collected_at=collected_at)
                 for record, findings in judged:
                     run.observe(record, findings)
                 run.ok_tenants[tenant.tenant_id] = tenant.tenant_name
