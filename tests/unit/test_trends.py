@@ -78,8 +78,10 @@ def test_monotone_input_projects_at_least_the_last_value(steps: list[int], every
     assert result is not None and result.value >= last
 
 
-@given(st.floats(0, 1e9, allow_nan=False), st.integers(2, 28))
-def test_a_flat_series_projects_flat(value: float, days: int) -> None:
+# Counts, as the cumulative metrics are: the fit's sums are kept to 3 decimals in the item, which a fraction such as
+# 1/3 over a few days would move by a cent.
+@given(st.integers(0, 10**9), st.integers(2, 28))
+def test_a_flat_series_projects_flat(value: int, days: int) -> None:
     fit = extend(None, None, NOV.start, NOV, changed=False)
     fit = extend(fit, value, NOV.start + timedelta(days=days), NOV, changed=False)
     result = project_fit(fit, value, NOV, min_points=1, min_days=1)
