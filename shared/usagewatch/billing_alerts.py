@@ -229,25 +229,8 @@ def load_view(reader: BillingReader, vendor: str, account_id: str, period: Perio
 
 
 def _stored_elsewhere(reader: BillingReader, vendor: str, others: list[str], period: Period) -> Elsewhere | None:
-    """Keyed reads (BatchGetItem) of the few unmapped tenants in the vendor's other accounts, when the reader
-    sits on the table."""
-    store = getattr(reader, "store", None)
-    if store is None or not others or not hasattr(store, "get_items"):
+    """Keyed reads of the few unmapped tenants in the vendor's other accounts, when the reader sits on the table."""
+    holding = getattr(getattr(reader, "store", None), "accounts_holding", None)
+    if holding is None or not others:
         return None
-
-    def lookup(tenant_ids: Sequence[str]) -> dict[str, list[str]]:
-        from usagewatch.store import key_part
-        from usagewatch.store.usage_shape import usage_pk
-
-        keys = {
-            (usage_pk(vendor, account, str(period), key_part(t)), key_part(t)): (t, account)
-            for t in tenant_ids
-            for account in others
-        }
-        found: dict[str, list[str]] = {}
-        for key in store.get_items(list(keys)):
-            tenant_id, account = keys[key]
-            found.setdefault(tenant_id, []).append(account)
-        return {t: sorted(a) for t, a in found.items()}
-
-    return lookup
+    return lambda tenant_ids: holding(vendor, others, str(period), tenant_ids)

@@ -198,6 +198,13 @@ class MemoryStore:
             found, key=lambda u: (u.record.vendor, u.record.account_id, key_part(u.record.tenant_id), u.record.metric)
         )
 
+    def accounts_holding(
+        self, vendor: str, accounts: Sequence[str], period: str, tenant_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        self._check("accounts_holding")
+        found = {t: sorted(a for a in accounts if (vendor, a, period, t) in self.items) for t in tenant_ids}
+        return {t: a for t, a in found.items() if a}
+
     def tenant_usage(self, vendor: str, account_id: str, tenant_id: str, period: str) -> list[StoredUsage]:
         self._check("tenant_usage")
         item = self.items.get((vendor, account_id, period, tenant_id))

@@ -168,6 +168,15 @@ def test_nothing_is_read_back_before_flush(backend: Backend) -> None:
     assert values(backend.store.period_usage(str(PERIOD))) == [("a", "monthly_users", 1, None)]
 
 
+def test_which_accounts_hold_a_tenant(backend: Backend) -> None:
+    other = UsageRecord("keepnet", "other", Tenant("a", "Tenant a"), "monthly_users", 3, "users", WINDOW)
+    collect(backend.store, [usage("a", "monthly_users", 1), usage("b", "monthly_users", 2)], T0)
+    collect(backend.store, [other], T0)
+    held = backend.store.accounts_holding("keepnet", ["acct", "other", "none"], str(PERIOD), ["a", "b", "c"])
+    assert held == {"a": ["acct", "other"], "b": ["acct"]}
+    assert backend.store.accounts_holding("keepnet", ["acct"], "2026-10", ["a"]) == {}
+
+
 def test_a_reading_of_fewer_metrics_keeps_the_others(backend: Backend) -> None:
     collect(backend.store, [usage("a", "monthly_users", 1), usage("a", "target_users", 9)], T0)
     collect(backend.store, [usage("a", "monthly_users", 4)], T0 + timedelta(hours=6))

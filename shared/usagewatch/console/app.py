@@ -12,11 +12,11 @@ from urllib.parse import parse_qs
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from usagewatch.console import audit, views
+from usagewatch.console import views
 from usagewatch.console.access import Caller, ForbiddenError, UnauthorizedError, caller
 from usagewatch.errors import ConfigError
 from usagewatch.model import Period
-from usagewatch.store import DynamoStore
+from usagewatch.store import DynamoStore, audit
 
 HERE: Final = Path(__file__).parent
 STATIC: Final = {"htmx.min.js": "text/javascript", "console.js": "text/javascript", "console.css": "text/css"}

@@ -12,14 +12,13 @@ from typing import Any
 
 from usagewatch import registry
 from usagewatch.billing_report import Reconciliation, UsageReader, gather, line_row, render_csv, unmapped_tenants
-from usagewatch.console import audit
 from usagewatch.console.access import Caller
 from usagewatch.customers import NamedTenant, TenantRef, canonical_tenant_id, unmapped
 from usagewatch.imports import parse_mappings
 from usagewatch.matching import Suggestion, suggest
 from usagewatch.model import AlertState, Period, RunRecord
 from usagewatch.reconcile import STATUS_ORDER, tenants_once
-from usagewatch.store import DynamoStore
+from usagewatch.store import DynamoStore, audit
 from usagewatch.store.billing import BillingStore
 
 MAPPING_COLUMNS = ("customer_id", "customer_name", "vendor", "account_id", "tenant_id")

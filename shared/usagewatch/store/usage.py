@@ -248,6 +248,22 @@ class UsageTable(Table):
             self._readings[key] = known
         return known
 
+    def accounts_holding(
+        self, vendor: str, accounts: Sequence[str], period: str, tenant_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Tenant id -> the accounts among `accounts` that store a reading of it in `period` (sorted): keyed
+        reads (BatchGetItem), for the few tenants asked about."""
+        keys = {
+            (usage_pk(vendor, account, period, key_part(t)), key_part(t)): (t, account)
+            for t in tenant_ids
+            for account in accounts
+        }
+        found: dict[str, list[str]] = {}
+        for key in self.get_items(list(keys)):
+            tenant_id, account = keys[key]
+            found.setdefault(tenant_id, []).append(account)
+        return {t: sorted(a) for t, a in found.items()}
+
     def tenant_series(self, vendor: str, account_id: str, tenant_id: str, period: str) -> dict[str, MetricSeries]:
         """Each metric of the tenant's stored item as its change log has it (the period's items are read once per
         run, as `add_tenant` does; nothing is read per tenant). Empty for a tenant not stored yet."""

@@ -1,4 +1,5 @@
-"""The console's change trail: who changed what, when, from what to what (one item per change).
+"""The console's change trail: who changed what, when, from what to what (one item per change; the key prefix
+its role may write).
 
 audit  pk AUDIT#CONSOLE  sk {changed_at}#{change id}
 """
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from usagewatch.store import DynamoStore, deserialize, serialize
+from usagewatch.store.dynamo import DynamoStore
+from usagewatch.store.table import deserialize, serialize
 
 AUDIT_PK: Final = "AUDIT#CONSOLE"
 SHOWN: Final = 100
@@ -27,10 +29,10 @@ class Entry:
 
 
 def record(store: DynamoStore, entries: list[Entry]) -> None:
-    client = store.client
     for e in entries:
-        client.put_item(
-            TableName=store.table_name,
+        store.call(
+            "put_item",
+            "write",
             Item=serialize(
                 {
                     "pk": AUDIT_PK,
@@ -52,8 +54,9 @@ def entry(who: str, what: str, subject: str, before: str, after: str) -> Entry:
 
 
 def recent(store: DynamoStore, limit: int = SHOWN) -> list[Entry]:
-    answer = store.client.query(
-        TableName=store.table_name,
+    answer = store.call(
+        "query",
+        "read",
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": AUDIT_PK}},
         ScanIndexForward=False,
