@@ -118,7 +118,8 @@ h3{font-size:1.05em;margin:.9em 0 0}.lines th[scope=rowgroup]{background:#fff;bo
 #actions td:first-child,.lines td:nth-child(6){max-width:16em}
 @media (max-width:760px){main{padding:.4em}body{font-size:12px}td,th{padding:.15em .2em}
  #actions td:first-child,.lines td:nth-child(6){max-width:9em}
- th{overflow-wrap:anywhere;font-size:.75em}.n,.lines td:nth-child(n+3):nth-child(-n+9):not(:nth-child(6)){white-space:normal}}
+ th{overflow-wrap:anywhere;font-size:.75em}
+ .n,.lines td:nth-child(n+3):nth-child(-n+9):not(:nth-child(6)){white-space:normal}}
 @page{size:A4;margin:12mm}
 @media print{body{font-size:9pt}main{max-width:none;padding:0}.chart path{print-color-adjust:exact}
  h2{break-after:avoid}tr,details{break-inside:avoid}.index{columns:4}a{color:inherit;text-decoration:none}}
