@@ -47,10 +47,10 @@ def run(store: DynamoStore, args: argparse.Namespace) -> str:
         if args.action == "end":
             return changes.end_contract(billing, args)
         text = changes.read_file(args.file)
-        return changes.import_contracts(store, billing, text, args.file, amend=args.amend, known=_known_metrics(store))
+        return changes.import_contracts(store, billing, text, args.file, amend=args.amend, known=known_metrics(store))
 
 
-def _known_metrics(store: DynamoStore) -> dict[str, set[str]]:
+def known_metrics(store: DynamoStore) -> dict[str, set[str]]:
     """The metrics each vendor has stored this month or last: a contract names one of them."""
     now = Period.of(datetime.now(UTC))
     known: dict[str, set[str]] = {}

@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from usagewatch import registry
-from usagewatch.billing_report import UsageReader
+from usagewatch.cli.contracts import known_metrics
 from usagewatch.cli.output import CliError, csv_text, kind_of
 from usagewatch.contracts import in_force
 from usagewatch.errors import VendorApiError, VendorDataError
@@ -151,7 +151,7 @@ def _import_products(store: DynamoStore, psa: PsaStore, client: ConnectWiseClien
     from usagewatch.cli.changes import read_file
     from usagewatch.psa.products import parse_products
 
-    known = _known_metrics(store)
+    known = known_metrics(store)
     rows = parse_products(read_file(path), known=known, vendors=registry.vendor_ids(), source=path)
     products = [ProductMapping(PSA, identifier, vendor, metric) for _, identifier, vendor, metric in rows]
     in_catalog = client.catalog_identifiers(p.product_identifier for p in products)
@@ -165,16 +165,6 @@ def _import_products(store: DynamoStore, psa: PsaStore, client: ConnectWiseClien
         if identifier not in in_catalog:
             said += f"\n  warning: line {line}: product {identifier!r} is not in the ConnectWise catalogue"
     return said
-
-
-def _known_metrics(store: DynamoStore) -> dict[str, set[str]]:
-    now = Period.of(datetime.now(UTC))
-    known: dict[str, set[str]] = {}
-    reader = UsageReader(store)
-    for period in (now.previous(), now):
-        for item in reader.items(period):
-            known.setdefault(str(item["vendor"]), set()).add(str(item["metric"]))
-    return known
 
 
 # --- sync --------------------------------------------------------------------------------------------------------
