@@ -6,6 +6,7 @@ The other way round: a contract and the usage items must match none of the conso
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -14,17 +15,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import pytest
 
 from tests import template_loader
 from tests.console.local import fill
-from tests.integration.test_console_app import NOW, OPERATOR, call
+from tests.integration.test_console_app import NOW, OPERATOR, Context, call
 from tests.local_aws import LocalAws
 from tests.simulators.connectwise import ConnectWiseSimulator
 from usagewatch import aws as aws_module
 from usagewatch import registry
+from usagewatch.console.app import handle
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer
 from usagewatch.psa.contract import LineRef
@@ -187,6 +190,26 @@ def test_every_console_change_writes_only_under_its_leading_keys(aws: LocalAws, 
     used |= assert_within(CONSOLE, recorder)
     # Every pattern is needed by some change: the list is no wider than what the console writes.
     assert used == set(leading_keys(CONSOLE)), set(leading_keys(CONSOLE)) - used
+
+
+def test_a_change_as_the_http_api_delivers_it(aws: LocalAws, recorder: Recorder) -> None:
+    """API Gateway's HTTP API hands a form POST over base64-encoded, and an array claim as "[a b]" text."""
+    fill(aws.store())
+    form = base64.b64encode(urlencode([("tenant", "keepnet/kn-main/c-1")]).encode()).decode()
+    claims = {"cognito:username": "olivia", "cognito:groups": "[operators viewers]", "token_use": "id"}
+    event = {
+        "version": "2.0", "routeKey": "POST /p/{proxy+}", "rawPath": "/p/unmapped/accept", "rawQueryString": "",
+        "headers": {"content-type": "application/x-www-form-urlencoded"}, "body": form, "isBase64Encoded": True,
+        "requestContext": {
+            "http": {"method": "POST", "path": "/p/unmapped/accept", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
+                     "userAgent": "test"},
+            "requestId": "r", "routeKey": "POST /p/{proxy+}", "stage": "$default", "timeEpoch": 0,
+            "authorizer": {"jwt": {"claims": claims, "scopes": None}},
+        },
+    }  # fmt: skip
+    answer = handle(event, Context())
+    assert answer["statusCode"] == 200 and "Mapped 1 tenant(s)" in answer["body"], answer["body"][-500:]
+    assert_within(CONSOLE, recorder)
 
 
 PROPOSAL = Proposal(
