@@ -36,6 +36,9 @@ ALL_FEATURES_ON: dict[str, str] = {
     "AlertRulesParameterName": "/usagewatch/rules",
     "ChatNotifications": "true",
     "AlertEmailCriticalImmediately": "false",
+    "ConnectWiseSecretName": "usagewatch/connectwise",
+    "ConsoleEnabled": "true",
+    "ConsoleOperatorEmail": "operator@example.com",
 }
 
 

@@ -47,7 +47,12 @@ def test_load_template_from_another_path(tmp_path: Path) -> None:
 
 
 def test_function_ids_and_code() -> None:
-    assert set(template_loader.function_ids()) == {*COLLECTORS, "MonthlyReportFunction"}
+    assert set(template_loader.function_ids()) == {
+        *COLLECTORS,
+        "MonthlyReportFunction",
+        "PsaSyncFunction",
+        "ConsoleFunction",
+    }
     assert template_loader.function_code_dir("MonthlyReportFunction") == str(REPO / "functions" / "report")
     for function_id, (vendor, _, _, _) in COLLECTORS.items():
         code_dir = template_loader.function_code_dir(function_id)

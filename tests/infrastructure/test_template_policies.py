@@ -40,7 +40,9 @@ TABLE_ACTIONS = {
 # deletes and re-times them (the other four).
 WORK_QUEUE_FUNCTION = "GravityZoneCollectorFunction"
 REPORT_FUNCTION = "MonthlyReportFunction"
-FUNCTIONS = {*COLLECTORS, REPORT_FUNCTION}
+PSA_FUNCTION = "PsaSyncFunction"
+CONSOLE_FUNCTION = "ConsoleFunction"
+FUNCTIONS = {*COLLECTORS, REPORT_FUNCTION, PSA_FUNCTION, CONSOLE_FUNCTION}
 WORK_QUEUE = "GravityZoneWorkQueue"
 WORK_DEAD_LETTER_QUEUE = "GravityZoneWorkDeadLetterQueue"
 WORK_QUEUE_ACTIONS = {
@@ -129,8 +131,9 @@ def granted_on(cfn: dict[str, Any], function_id: str) -> dict[str, set[str]]:
 
 def test_no_wildcard_action_or_resource_in_any_iam_policy(cfn_default: dict[str, Any]) -> None:
     roles = resources_of(cfn_default, "AWS::IAM::Role")
-    # Each collector and its schedule, the monthly report and its schedule.
-    assert len(roles) == 2 * len(COLLECTORS) + 2, sorted(roles)
+    # Each collector and its schedule, the monthly report and its schedule, the PSA sync and its schedule, the
+    # console function (the HTTP API invokes it through a resource policy, not a role).
+    assert len(roles) == 2 * len(COLLECTORS) + 2 + 2 + 1, sorted(roles)
     assert not resources_of(cfn_default, "AWS::IAM::Policy")
     assert not resources_of(cfn_default, "AWS::IAM::ManagedPolicy")
     for role_id, role in roles.items():
@@ -414,7 +417,14 @@ def test_ops_key_policy_is_the_default_plus_cloudwatch_use(cfn_default: dict[str
 
 def test_report_function_reads_the_table_writes_its_reports_and_publishes_only(cfn_default: dict[str, Any]) -> None:
     granted = granted_on(cfn_default, REPORT_FUNCTION)
-    assert set(granted) == {"dynamodb:Query", "s3:PutObject", "sns:Publish", "sqs:SendMessage"}
+    # ...and, with a PSA connection, reads its secret (test_template_psa_console.py checks the condition and scope).
+    assert set(granted) == {
+        "dynamodb:Query",
+        "s3:PutObject",
+        "sns:Publish",
+        "sqs:SendMessage",
+        "secretsmanager:GetSecretValue",
+    }
     assert granted["dynamodb:Query"] == {"UsageTable"}
     (put,) = statements_for(cfn_default, REPORT_FUNCTION, "s3:PutObject")
     assert put["Resource"] == {"Fn::Sub": "${ReportBucket.Arn}/reports/*"}
@@ -459,7 +469,13 @@ def test_every_function_has_an_on_failure_destination_and_bounded_retries(cfn_de
     }
     functions = resources_of(cfn_default, "AWS::Lambda::Function")
     assert set(functions) == FUNCTIONS
-    for function_id in functions:
+    # The console is invoked only synchronously, by its HTTP API: nothing could reach an on-failure destination.
+    assert CONSOLE_FUNCTION not in configs
+    assert not [
+        s for s in resources_of(cfn_default, "AWS::Scheduler::Schedule").values()
+        if ref_to(s["Properties"]["Target"]["Arn"]) == CONSOLE_FUNCTION
+    ]  # fmt: skip
+    for function_id in set(functions) - {CONSOLE_FUNCTION}:
         assert function_id in configs, f"{function_id} has no EventInvokeConfig"
         config = configs[function_id]
         assert config["MaximumRetryAttempts"] == 1
@@ -772,9 +788,10 @@ def test_conditions_follow_the_parameters() -> None:
     vendors = {f"{p}IsEnabled" for p in prefixes}
     scheduled = {f"{p}IsScheduled" for p in prefixes}
     defaults = conditions({})
-    assert {name for name, on in defaults.items() if on} == vendors | scheduled, (
-        "by default: every vendor on its schedule, no optional extra"
+    assert {name for name, on in defaults.items() if on} == vendors | scheduled | {"ConsoleIsEnabled"}, (
+        "by default: every vendor on its schedule and the console (without users), no optional extra"
     )
+    assert not conditions({"ConsoleEnabled": "false", "ConsoleOperatorEmail": "a@example.com"})["HasConsoleOperator"]
     assert not any(on for name, on in conditions({"ScheduleState": "DISABLED"}).items() if name in scheduled)
     assert not conditions({"KeepnetEnabled": "false"})["KeepnetIsScheduled"]
     local_only = {"HasLocalAwsEndpoint"}
