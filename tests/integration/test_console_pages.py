@@ -192,7 +192,8 @@ def test_the_psa_page_shows_the_month_and_its_trail(filled: LocalAws) -> None:
     assert "Initech Corp" in body and "KN-USERS" in body and "701/9001" in body and "+10" in body
     assert "45.00" in body and "20" in body  # value: 10 x 4.50, 10 x 2
     assert HOSTILE not in body and html.escape(HOSTILE, quote=False) in body
-    assert "3 proposal(s), 2 waiting for approval" in body and "by cli-user" in body
+    assert "3 proposal(s), 2 waiting for approval" in body
+    assert 'by cli-user, <span class="nowrap">2026-01-05 09:00 UTC' in body and "2026-01-06 10:00 UTC" in body
     assert "usagewatch psa apply --period" in body and "Apply" not in body.replace("apply", "")  # no apply button
     assert "written and read back" in body and "ops-bot" in body  # the trail
     assert 'name="proposal"' not in body and "Approve selected" not in body  # a viewer reads only
