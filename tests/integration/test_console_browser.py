@@ -213,6 +213,13 @@ def test_an_operator_assigns_to_another_customer_and_creates_one(console: Runnin
     assert page.input_value("#nc-id") == "stark-industries" and page.input_value("#nc-name") == "Stark Industries"
     tab.accessible()  # the panel open, with search results
     tab.shot("unmapped-assign")
+    page.fill("#nc-id", "stark industries")  # a space: refused with the import's words, the form kept
+    page.get_by_role("button", name="Create customer").click()
+    page.wait_for_selector(".problems >> text=customer_id: expected 1-64 letters")
+    assert page.input_value("#nc-name") == "Stark Industries" and page.is_checked("input[name=map]")
+    tab.accessible()
+    tab.shot("unmapped-create-refused")
+    page.fill("#nc-id", "stark-industries")
     page.fill("#nc-ref", "CW-99")
     page.get_by_role("button", name="Create customer").click()
     page.wait_for_selector("text=Created customer Stark Industries (stark-industries) and mapped Stark Industries")
@@ -224,6 +231,7 @@ def test_an_operator_assigns_to_another_customer_and_creates_one(console: Runnin
     tab.open("Changes")
     for what in ("assign tenant", "create customer"):
         assert page.locator("tbody tr", has_text=what).count() == 1
+    tab.shot("changes-assign")
     assert tab.dialogs == [] and tab.csp == []
     tab.context.close()
 
