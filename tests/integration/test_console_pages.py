@@ -82,6 +82,7 @@ def test_search_finds_customers_by_name_as_suggest_compares_them(filled: LocalAw
     assert "Initech Corp" in fuzzy and "Assign" not in fuzzy  # no tenant and a viewer: no button
     hostile = call("GET", "/p/customers/search", OPERATOR, query={"q": "img src", "tenant": "keepnet/kn-main/c-1"})
     assert HOSTILE not in hostile["body"] and html.escape(HOSTILE, quote=False) in hostile["body"]
+    assert call("GET", "/p/customers/search", None, query={"q": "initech"})["statusCode"] == 401
     none = call("GET", "/p/customers/search", OPERATOR, query={"q": "zzzz"})["body"]
     assert "No customer" in none and "zzzz" in none
 
@@ -139,6 +140,13 @@ def test_create_a_customer_on_its_own(filled: LocalAws) -> None:
     answer = call("POST", "/p/customers/create", OPERATOR, form=form)
     assert "Created customer Umbrella plc (umbrella)." in answer["body"]
     assert Customer("umbrella", "Umbrella plc") in _billing(filled).customers() and _billing(filled).mappings() == []
+    unticked = [("customer_id", "acme"), ("customer_name", "Acme Ltd"), ("tenant", "keepnet/kn-main/c-1")]
+    answer = call("POST", "/p/customers/create", OPERATOR, form=unticked)  # the map box left unticked
+    assert "Created customer Acme Ltd (acme)." in answer["body"] and _billing(filled).mappings() == []
+    refused = call("POST", "/p/customers/create", OPERATOR, form=[("customer_id", "acme"), *unticked[1:]])
+    assert refused["statusCode"] == 400 and "customer_id: &#39;acme&#39; already exists" in refused["body"]
+    assert 'name="tenant" value="keepnet/kn-main/c-1"' in refused["body"]  # the form as it was sent:
+    assert 'name="map" value="1">' in refused["body"]  # its tenant kept, the box still unticked
 
 
 def test_create_refuses_bad_fields_and_an_existing_id_with_the_import_words(filled: LocalAws) -> None:

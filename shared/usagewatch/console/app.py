@@ -182,10 +182,9 @@ def assign() -> Response[str]:
 def create_customer() -> Response[str]:
     who, period, sent = _who(), _period(), _form()
     who.require_operator()
-    tenant = _tenant_param(_one(sent, "tenant")) if _one(sent, "map") else None
     form = mapping.CustomerForm(
-        _one(sent, "customer_id"), _one(sent, "customer_name"), _one(sent, "external_ref"), tenant,
-        _one(sent, "tenant_name"),
+        _one(sent, "customer_id"), _one(sent, "customer_name"), _one(sent, "external_ref"),
+        _tenant_param(_one(sent, "tenant")), _one(sent, "tenant_name"), map_tenant=bool(_one(sent, "map")),
     )  # fmt: skip
     try:
         return unmapped(mapping.create(_store(), who, period, form))

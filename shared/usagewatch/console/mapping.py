@@ -58,6 +58,8 @@ class CustomerForm:
     external_ref: str = ""
     tenant: TenantRef | None = None
     tenant_name: str = ""
+    map_tenant: bool = True
+    """Map `tenant` to the new customer (the form's box); unticked, the customer is created alone."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -121,8 +123,8 @@ def _problems(form: CustomerForm, store: DynamoStore, period: Period) -> tuple[l
         says.append("customer_name: empty")
     if any(c.customer_id == form.customer_id for c in BillingStore(store).customers()):
         says.append(f"customer_id: {form.customer_id!r} already exists")
-    named = _unmapped(store, period, form.tenant) if form.tenant else None
-    if form.tenant and named is None:
+    named = _unmapped(store, period, form.tenant) if form.tenant and form.map_tenant else None
+    if form.tenant and form.map_tenant and named is None:
         says.append(f"tenant {form.tenant}: no longer unmapped in {period}")
     return says, named
 
