@@ -236,3 +236,12 @@ def test_the_psa_page_empty_and_without_a_connection(filled: LocalAws, monkeypat
     gone = call("GET", "/p/psa", OPERATOR)
     assert gone["statusCode"] == 404 and "No PSA connection is configured" in gone["body"]
     assert call("POST", "/p/psa/approve", OPERATOR, form=[("all", "1")])["statusCode"] == 404
+
+
+def test_accepting_a_suggested_existing_customer_keeps_its_external_ref(filled: LocalAws) -> None:
+    BillingStore(filled.store()).import_mappings([Customer("acme", "Acme Ltd", "CW-3")], [], what="test")
+    answer = call("POST", "/p/unmapped/accept", OPERATOR, form=[("tenant", "keepnet/kn-main/c-1")])
+    assert "Mapped 1 tenant(s)" in answer["body"]
+    billing = _billing(filled)
+    assert Customer("acme", "Acme Ltd", "CW-3") in billing.customers()  # not rewritten without its reference
+    assert [(m.customer_id, m.tenant.tenant_id) for m in billing.mappings()] == [("acme", "c-1")]
