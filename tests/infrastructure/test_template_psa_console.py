@@ -284,7 +284,10 @@ def test_the_console_function_environment(cfn_default: dict[str, Any]) -> None:
     assert variables["COGNITO_CLIENT_ID"] == {"Ref": "ConsoleUserPoolClient"}
     assert variables["USAGE_TABLE_NAME"] == {"Ref": "UsageTable"}
     assert variables["POWERTOOLS_SERVICE_NAME"] == "usagewatch-console"
-    assert "VENDOR_SECRET_ID" not in variables and "PSA_SECRET_ID" not in variables
+    assert "VENDOR_SECRET_ID" not in variables
+    # The PSA plan page's switch: the secret's name with a connection, nothing without; never a permission to read it.
+    assert template_loader.resolve_value(variables["PSA_SECRET_ID"]) is None
+    assert template_loader.resolve_value(variables["PSA_SECRET_ID"], parameters=PSA_SECRET) == "msp/connectwise-prod"
     app = (REPO / "shared" / "usagewatch" / "console" / "app.py").read_text(encoding="utf-8")
     read = set(re.findall(r'os\.environ(?:\.get\(|\[)"([A-Z_]+)"', app))
     # AWS_REGION comes from Lambda; COGNITO_ENDPOINT (default: the region's) and CONSOLE_PERIOD are for local runs.

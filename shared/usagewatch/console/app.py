@@ -4,6 +4,7 @@ route needs verified claims (API Gateway's JWT authorizer, or the local front), 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -12,11 +13,12 @@ from urllib.parse import parse_qs
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from usagewatch.console import views
+from usagewatch.console import mapping, psa_page, views
 from usagewatch.console.access import Caller, ForbiddenError, UnauthorizedError, caller
 from usagewatch.errors import ConfigError
 from usagewatch.model import Period
 from usagewatch.store import DynamoStore, audit
+from usagewatch.store.billing import BillingStore
 
 HERE: Final = Path(__file__).parent
 STATIC: Final = {"htmx.min.js": "text/javascript", "console.js": "text/javascript", "console.css": "text/css"}
@@ -27,7 +29,13 @@ app = APIGatewayHttpResolver()
 
 @cache
 def _templates() -> Environment:
-    return Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+    env.filters["utc"] = _utc
+    return env
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def csp() -> str:
@@ -94,6 +102,7 @@ app.exception_handler([UnauthorizedError, ForbiddenError, ConfigError, ValueErro
 def shell() -> Response[str]:
     return page(
         "shell.html",
+        psa=psa_page.configured(os.environ),
         client_id=os.environ.get("COGNITO_CLIENT_ID", ""),
         endpoint=os.environ.get("COGNITO_ENDPOINT", f"https://cognito-idp.{_region()}.amazonaws.com"),
     )
@@ -114,17 +123,73 @@ def overview() -> Response[str]:
 
 
 @app.get("/p/unmapped")
-def unmapped(notice: str = "") -> Response[str]:
+def unmapped(notice: str = "", form: mapping.CustomerForm | None = None) -> Response[str]:
     who, period = _who(), _period()
     store = _store()
     return page(
         "unmapped.html",
+        400 if form and form.problems else 200,
         who=who,
         period=period,
         notice=notice,
+        form=form,
         suggestions=views.suggestions(store, period),
         ignored=views.ignored(store),
     )
+
+
+def _one(form: dict[str, list[str]], name: str) -> str:
+    values = form.get(name) or [""]
+    if len(values) > 1:
+        raise ValueError(f"{name}: expected one value, got {len(values)}")
+    return values[0].strip()
+
+
+def _tenant_param(text: str) -> Any:
+    return views.tenant_ref(text) if text else None
+
+
+@app.get("/p/unmapped/panel")
+def panel() -> Response[str]:
+    """The assign / new-customer panel, for one tenant or for a customer on its own."""
+    who, period = _who(), _period()
+    who.require_operator()
+    tenant = _tenant_param((app.current_event.query_string_parameters or {}).get("tenant", ""))
+    form = mapping.tenant_form(_store(), period, tenant)
+    if tenant is not None and form.tenant is None:
+        return page("error.html", 400, message=f"{tenant} is no longer unmapped in {period}: reload the list")
+    return page("_panel.html", who=who, period=period, form=form)
+
+
+@app.get("/p/customers/search")
+def search() -> Response[str]:
+    who, period = _who(), _period()
+    q = app.current_event.query_string_parameters or {}
+    found = mapping.search(BillingStore(_store()).customers(), q.get("q", ""))
+    tenant = _tenant_param(q.get("tenant", ""))
+    return page("_search.html", who=who, period=period, found=found, tenant=tenant, query=q.get("q", ""))
+
+
+@app.post("/p/unmapped/assign")
+def assign() -> Response[str]:
+    who, period, form = _who(), _period(), _form()
+    who.require_operator()
+    tenant = views.tenant_ref(_one(form, "tenant"))
+    return unmapped(mapping.assign(_store(), who, period, tenant, _one(form, "customer")))
+
+
+@app.post("/p/customers/create")
+def create_customer() -> Response[str]:
+    who, period, sent = _who(), _period(), _form()
+    who.require_operator()
+    form = mapping.CustomerForm(
+        _one(sent, "customer_id"), _one(sent, "customer_name"), _one(sent, "external_ref"),
+        _tenant_param(_one(sent, "tenant")), _one(sent, "tenant_name"), map_tenant=bool(_one(sent, "map")),
+    )  # fmt: skip
+    try:
+        return unmapped(mapping.create(_store(), who, period, form))
+    except mapping.FormRefusedError as exc:
+        return unmapped(form=exc.form)
 
 
 @app.post("/p/unmapped/accept")
@@ -188,6 +253,39 @@ def customer(customer_id: str) -> Response[str]:
 def alerts() -> Response[str]:
     who, period = _who(), _period()
     return page("alerts.html", who=who, period=period, alerts=views.alerts(_store(), period))
+
+
+class NotConfiguredError(Exception):
+    """A page of a link this console has not been given (no PSA connection)."""
+
+
+def _psa_configured() -> None:
+    if not psa_page.configured(os.environ):
+        raise NotConfiguredError("No PSA connection is configured for this console: there is no PSA plan page.")
+
+
+def _not_configured(exc: NotConfiguredError) -> Response[str]:
+    return page("error.html", 404, message=str(exc))
+
+
+app.exception_handler(NotConfiguredError)(_not_configured)
+
+
+@app.get("/p/psa")
+def psa() -> Response[str]:
+    who, period = _who(), _period()
+    _psa_configured()
+    return page("psa.html", who=who, period=period, notice="", plan=psa_page.month(_store(), period))
+
+
+@app.post("/p/psa/approve")
+def psa_approve() -> Response[str]:
+    who, period, form = _who(), _period(), _form()
+    who.require_operator()
+    _psa_configured()
+    ids = None if _one(form, "all") else [i.strip() for i in form.get("proposal", [])]
+    notice = psa_page.approve(_store(), who, period, ids)
+    return page("psa.html", who=who, period=period, notice=notice, plan=psa_page.month(_store(), period))
 
 
 @app.get("/p/changes")

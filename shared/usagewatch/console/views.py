@@ -13,13 +13,13 @@ from typing import Any
 from usagewatch import registry
 from usagewatch.billing_report import Reconciliation, UsageReader, gather, line_row, render_csv, unmapped_tenants
 from usagewatch.console.access import Caller
-from usagewatch.customers import NamedTenant, TenantRef, canonical_tenant_id, unmapped
+from usagewatch.customers import Customer, NamedTenant, TenantRef, canonical_tenant_id, unmapped
 from usagewatch.imports import parse_mappings
 from usagewatch.matching import Suggestion, suggest
 from usagewatch.model import AlertState, Period, RunRecord
 from usagewatch.reconcile import STATUS_ORDER, tenants_once
 from usagewatch.store import DynamoStore, audit
-from usagewatch.store.billing import BillingStore
+from usagewatch.store.billing import BillingStore, ImportResult
 
 MAPPING_COLUMNS = ("customer_id", "customer_name", "vendor", "account_id", "tenant_id")
 
@@ -55,13 +55,38 @@ def _key(t: TenantRef) -> tuple[str, str, str]:
     return (t.vendor, t.account_id, canonical_tenant_id(t.vendor, t.tenant_id))
 
 
-def suggestions(store: DynamoStore, period: Period) -> list[Suggestion]:
-    """The unmapped tenants of `period` (ignored and mapped ones left out), each with its best suggestion."""
+def same_tenant(a: TenantRef, b: TenantRef) -> bool:
+    """One vendor tenant, however its id is spelled (Microsoft 365's GUIDs ignore case)."""
+    return _key(a) == _key(b)
+
+
+def unmapped_tenants_of(store: DynamoStore, period: Period) -> tuple[list[NamedTenant], BillingStore]:
+    """The tenants with usage in `period` that no customer owns and nobody ignores."""
     billing = BillingStore(store)
     skip = {_key(t) for t in billing.ignored()}
     mappings = billing.mappings()
     tenants, _ = tenants_once([t for t in _tenants(store, period) if _key(t.tenant) not in skip], mappings)
-    return suggest(unmapped(tenants, mappings), billing.customers(), mappings)
+    return unmapped(tenants, mappings), billing
+
+
+def suggestions(store: DynamoStore, period: Period) -> list[Suggestion]:
+    """The unmapped tenants of `period` (ignored and mapped ones left out), each with its best suggestion."""
+    tenants, billing = unmapped_tenants_of(store, period)
+    return suggest(tenants, billing.customers(), billing.mappings())
+
+
+def store_mappings(
+    store: DynamoStore, rows: Sequence[tuple[Customer, TenantRef]], *, what: str, source: str, new: bool = False
+) -> ImportResult:
+    """`rows` written as `customers import` writes a mapping file: parsed and validated as one (its line errors,
+    ImportRejectedError), then one all-or-nothing change of the billing items."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow((*MAPPING_COLUMNS, "external_ref"))
+    for c, t in rows:
+        writer.writerow((c.customer_id, c.name, t.vendor, t.account_id, t.tenant_id, c.external_ref or ""))
+    parsed = parse_mappings(buffer.getvalue(), vendors=registry.vendor_ids(), source=source)
+    return BillingStore(store).import_mappings(parsed.customers, parsed.mappings, what=what, new_customers=new)
 
 
 def ignored(store: DynamoStore) -> list[TenantRef]:
@@ -85,15 +110,9 @@ def accept(store: DynamoStore, who: Caller, period: Period, chosen: Sequence[Ten
     picked = [s for s in suggestions(store, period) if _key(s.tenant) in wanted]
     if not picked:
         return "Nothing accepted: the chosen tenants are no longer unmapped."
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MAPPING_COLUMNS)
-    for s in picked:
-        writer.writerow((s.customer_id, s.customer_name, s.tenant.vendor, s.tenant.account_id, s.tenant.tenant_id))
-    parsed = parse_mappings(buffer.getvalue(), vendors=registry.vendor_ids(), source="accepted suggestions")
-    result = BillingStore(store).import_mappings(
-        parsed.customers, parsed.mappings, what=f"console accept ({who.username})"
-    )
+    known = {c.customer_id: c for c in BillingStore(store).customers()}  # an existing customer stays as stored
+    rows = [(known.get(s.customer_id) or Customer(s.customer_id, s.customer_name), s.tenant) for s in picked]
+    result = store_mappings(store, rows, what=f"console accept ({who.username})", source="accepted suggestions")
     audit.record(
         store,
         [audit.entry(who.username, "map tenant", str(s.tenant), "unmapped", f"{s.customer_id} ({s.customer_name})")

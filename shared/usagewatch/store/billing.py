@@ -237,9 +237,16 @@ class BillingStore:
         return len(changes), unchanged
 
     def import_mappings(
-        self, customers: Iterable[Customer], mappings: Iterable[TenantMapping], *, what: str = "a mapping import"
+        self,
+        customers: Iterable[Customer],
+        mappings: Iterable[TenantMapping],
+        *,
+        what: str = "a mapping import",
+        new_customers: bool = False,
     ) -> ImportResult:
-        """Customers and mappings, added or changed, all or nothing; nothing stored is deleted."""
+        """Customers and mappings, added or changed, all or nothing; nothing stored is deleted. With
+        `new_customers`, refused (ImportRejectedError) if one of `customers` exists in the state it commits on."""
+        customers = list(customers)
         mappings = self._as_stored(list(mappings))
         head = self.commits.settled_head()
         accounts = sorted({(m.tenant.vendor, m.tenant.account_id) for m in mappings})
@@ -247,6 +254,10 @@ class BillingStore:
         for vendor, account in accounts:
             raw.update(self._raw(_mapping_pk(vendor, account), "MAP#"))
         seen = self._seen(head, raw)
+        if new_customers and (
+            taken := [c.customer_id for c in customers if (CUSTOMERS_PK, f"C#{c.customer_id}") in seen]
+        ):
+            raise ImportRejectedError(what, [(0, f"customer_id: {cid!r} already exists") for cid in taken])
         moved = []
         for m in mappings:
             before = seen.get(
