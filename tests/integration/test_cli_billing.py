@@ -16,6 +16,7 @@ from tests.local_aws import LocalAws
 from usagewatch import cli
 from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
 from usagewatch.reconcile import STATUS_ORDER
+from usagewatch.store.billing import BillingStore
 
 STATUSES = set(STATUS_ORDER)
 
@@ -181,6 +182,21 @@ def test_suggestions_accepted_as_shown(filled: LocalAws, capsys: pytest.CaptureF
     assert code == 0 and "5 accepted suggestion(s)" in out, err
     code, out, _ = run(capsys, "customers", "unmapped", "--period", PERIOD, *table)
     assert "Every tenant with usage" in out
+
+
+def test_accepting_suggestions_keeps_what_a_stored_customer_already_has(
+    filled: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    table = ("--table", filled.table_name)
+    first = tmp_path / "first.csv"
+    first.write_text(
+        "customer_id,customer_name,vendor,account_id,tenant_id,external_ref\nacme,Acme,keepnet,kn-main,c-1,CW-19\n"
+    )
+    assert run(capsys, "customers", "import", str(first), *table)[0] == 0
+    code, out, err = run(capsys, "customers", "suggest", "--period", PERIOD, "--accept", *table)
+    assert code == 0 and "accepted suggestion(s)" in out, err
+    (acme,) = [c for c in BillingStore(filled.store()).customers() if c.customer_id == "acme"]
+    assert acme.external_ref == "CW-19" and acme.name == "Acme"
 
 
 def test_a_mapping_says_what_it_did_and_can_be_undone(

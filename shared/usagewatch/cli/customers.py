@@ -127,7 +127,8 @@ def _suggest(
 ) -> str:
     from usagewatch.matching import suggest
 
-    proposals = suggest(tenants, billing.customers(), billing.mappings(), min_score=args.min_score)
+    known = billing.customers()
+    proposals = suggest(tenants, known, billing.mappings(), min_score=args.min_score)
     rows: list[dict[str, Any]] = [
         {
             "customer_id": s.customer_id,
@@ -144,7 +145,9 @@ def _suggest(
     ]
     if args.accept and rows:
         parsed = parse_mappings(csv_text(rows, SUGGESTION_COLUMNS), vendors=registry.vendor_ids(), source="suggestions")
-        result = billing.import_mappings(parsed.customers, parsed.mappings, what="customers suggest --accept")
+        stored = {c.customer_id: c for c in known}  # a suggestion never rewrites a stored customer's external_ref
+        customers = [stored.get(c.customer_id, c) for c in parsed.customers]
+        result = billing.import_mappings(customers, parsed.mappings, what="customers suggest --accept")
         return changes.summary(result, f"{len(parsed.mappings)} accepted suggestion(s)")
     if kind == "csv":
         return csv_text(rows, SUGGESTION_COLUMNS)
