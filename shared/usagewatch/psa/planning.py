@@ -62,10 +62,15 @@ def plan_month(
     decreases: bool = False,
     today: date,
 ) -> MonthPlan:
-    """Plan `period` from its reconciliation `lines` (billing_report.gather) and store the proposals."""
+    """Plan `period` from its reconciliation `lines` (billing_report.gather) and store the proposals.
+
+    A line is joined to the PSA line its contract of `period` was synced from; when that month's contract was not
+    synced (the link began later), to the PSA line that bills the same metric now, where a change would go."""
     billing = BillingStore(store)
     contracts = [c for vendor in registry.vendor_ids() for c in billing.contracts(vendor)]
-    synced = {key: c for key, c in in_force(contracts, period).items() if c.psa_line}
+    this_month = Period(today.year, today.month)
+    synced = {key: c for key, c in in_force(contracts, this_month).items() if c.psa_line}
+    synced |= {key: c for key, c in in_force(contracts, period).items() if c.psa_line}
     usage: list[BilledUsage] = []
     gone: list[str] = []
     for x in lines:
