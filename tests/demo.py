@@ -296,7 +296,9 @@ def main() -> int:
             section("The PSA link: ConnectWise (docs/psa.md)")
             from tests.demo_psa import psa_story
 
+            psa_started = time.monotonic()
             psa = psa_story(aws, run_cli, say, LOG_FILE.parent, show=show_command)
+            say(f"(the PSA section took {time.monotonic() - psa_started:.0f}s)")
         from tests.demo_aws import STATE_DIR, save
         from tests.demo_billing import BUCKET
 

@@ -6,6 +6,7 @@ again), log."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -79,7 +80,11 @@ def psa_story(
         indent(run(["psa", "products", "import", _relative(products), *conn]))
         indent(run(["psa", "sync", *conn], "contract lines from what ConnectWise bills"), 3)
         plan = run(["psa", "plan", "--period", PERIOD, *conn], "the under-billed customers' lines")
-        indent(plan, 4 + _proposals(plan[0]))
+        shown = [line for line in plan if not line.startswith("  skipped ")]
+        indent(shown, len(shown))
+        reasons = Counter(line.rsplit(": ", 1)[-1] for line in plan if line.startswith("  skipped "))
+        for reason, n in reasons.most_common():
+            say(f"  skipped {n} line(s): {reason}")
         by = ["--by", "demo-operator"]
         indent(run(["psa", "approve", "--period", PERIOD, "--all", *by, *table], shell=True))
         before = len(sim.patches())
