@@ -5,6 +5,7 @@ again), log."""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -37,23 +38,25 @@ def psa_story(
 ) -> PsaStory:
     """Runs against a table the billing story filled; returns what the applies wrote (the demo test checks it)."""
     table = ["--table", aws.table_name]
-    lines = [json.loads(x) for x in cli(["reconcile", "--period", PERIOD, "--json", *table]).splitlines()]
+    # The contracts the billing story imported (its contracts.csv): what the PSA bills in this story.
+    with (workdir / "contracts.csv").open(encoding="utf-8") as file:
+        contracts = list(csv.DictReader(file))
     with ConnectWiseSimulator(company_id="demo-msp") as sim:
-        mapped = {k: p for k, p in PRODUCTS.items() if any((x.get("vendor"), x.get("metric")) == k for x in lines)}
+        mapped = {k: p for k, p in PRODUCTS.items() if any((c["vendor"], c["metric"]) == k for c in contracts)}
         for product in mapped.values():
             sim.add_product(product)
         companies: dict[str, int] = {}
         agreements: dict[str, int] = {}
-        for x in lines:
-            product = mapped.get((x.get("vendor"), x.get("metric")))
-            if product is None or x.get("contracted") is None:
+        for c in contracts:
+            product = mapped.get((c["vendor"], c["metric"]))
+            if product is None:
                 continue
-            cid = x["customer_id"]
+            cid = c["customer_id"]
             if cid not in companies:
-                companies[cid] = sim.add_company(psa_company(cid), x["customer_name"])
+                companies[cid] = sim.add_company(psa_company(cid), cid)
                 agreements[cid] = sim.add_agreement(companies[cid], "Managed security")
-            price = Decimal(x["unit_price"]) if x.get("unit_price") else Decimal("2.50")
-            sim.add_addition(agreements[cid], product, Decimal(str(x["contracted"])), unit_price=price)
+            price = Decimal(c["unit_price"]) if c.get("unit_price") else Decimal("2.50")
+            sim.add_addition(agreements[cid], product, Decimal(c["quantity"]), unit_price=price)
         aws.client("secretsmanager").create_secret(Name=SECRET, SecretString=json.dumps(sim.connection()))
         say(f"ConnectWise simulator on {sim.url}: {len(companies)} companies, one agreement each, an addition per")
         say(f"contracted line at the contract's quantity; its API keys in the secret {SECRET}.")

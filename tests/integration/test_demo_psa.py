@@ -56,6 +56,8 @@ def test_the_psa_story_proposes_the_under_billed_lines_and_applies_them_once(
             for cid, q in billed.items()
         ]
     )
+    rows = "".join(f"{cid},keepnet,monthly_users,{q},2026-01,2.50\n" for cid, q in billed.items())
+    (tmp_path / "contracts.csv").write_text("customer_id,vendor,metric,quantity,effective_from,unit_price\n" + rows)
     said: list[str] = []
     shown: list[list[str]] = []
 
