@@ -37,6 +37,7 @@ ORDER = (
     "table_shape",
     "redaction",
     "projection_writes",
+    "psa",
     "cost",
 )
 
@@ -94,6 +95,10 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Ro
         from bench import projection_writes
 
         return projection_writes.scenario
+    if name == "psa":
+        from bench import psa
+
+        return psa.scenario
     raise ValueError(name)
 
 

@@ -291,14 +291,23 @@ def main() -> int:
             lambda company: fail_late(vendors, envs, aws, company),
             show=show_command,
         )
+        psa = None
+        if report is not None:
+            section("The PSA link: ConnectWise (docs/psa.md)")
+            from tests.demo_psa import psa_story
+
+            psa_started = time.monotonic()
+            psa = psa_story(aws, run_cli, say, LOG_FILE.parent, show=show_command)
+            say(f"(the PSA section took {time.monotonic() - psa_started:.0f}s)")
         from tests.demo_aws import STATE_DIR, save
         from tests.demo_billing import BUCKET
 
         save(STATE_DIR, tables=[aws.table_name], buckets=[BUCKET], commands=COMMANDS)
     say()
     say(f"Logs of every run (JSON, secrets masked): {LOG_FILE.relative_to(ROOT)}")
+    say("The web console on this data: `make console` (docs/console.md) prints its URL and two users' passwords.")
     say(f"Demo finished in {time.monotonic() - started:.0f}s: {len(resolved)} alert(s) resolved in cycle 3.")
-    return 0 if report is not None else 1
+    return 0 if report is not None and psa is not None and psa.written_first and not psa.written_again else 1
 
 
 def fail_late(vendors: Any, envs: dict[str, dict[str, str]], aws: Any, company: str) -> None:

@@ -56,9 +56,12 @@ def billing_story(
     # The operator reads the file and leaves one GravityZone tenant out: nobody has decided who pays for it yet.
     left_out = next(r for r in proposals if r["vendor"] == "gravityzone" and r["customer_id"] not in across)
     accepted = [r for r in proposals if r is not left_out]
+    # Each customer's company in the PSA (ConnectWise's company identifier), for the PSA link (tests/demo_psa.py).
+    accepted = [{**r, "external_ref": psa_company(r["customer_id"])} for r in accepted]
     mapping = workdir / "suggestions.csv"
-    _write(mapping, accepted, list(proposals[0]))
-    say(f"The operator accepts them all but {left_out['tenant_name']!r} (nobody has decided who pays for it yet):")
+    _write(mapping, accepted, [*proposals[0], "external_ref"])
+    say(f"The operator accepts them all but {left_out['tenant_name']!r} (nobody has decided who pays for it yet),")
+    say("adding each customer's PSA company identifier as external_ref:")
     say("  " + run(["customers", "import", str(mapping), *table]).strip())
 
     lines = [json.loads(x) for x in cli(["reconcile", "--period", PERIOD, "--json", *table]).splitlines()]
@@ -114,6 +117,11 @@ def billing_story(
     say(f"  report.ready delivered to the subscriber queue: {events[0]['summary'] if events else 'MISSING'}")
     say(f"  the page, copied here to open in a browser: {workdir.name}/{local.name}")
     return ready
+
+
+def psa_company(customer_id: str) -> str:
+    """The demo's ConnectWise company identifier of a customer."""
+    return customer_id.upper()
 
 
 def _relative(arg: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
@@ -24,7 +26,23 @@ ACTION_COLUMNS: Final = (
 LINE_COLUMNS: Final = ("vendor", "metric", "used", "contracted", "difference", "status", "unit_price", "value",
                        "change", "months")  # fmt: skip
 CHART_MONTHS: Final = 6
+APPLIED_COLUMNS: Final = ("customer", "product", "from", "to", "applied_by", "approved_by", "at", "psa_status")
 esc = html.escape
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChange:
+    """One quantity the month's PSA applies changed (from the PSA audit trail, joined to its proposal)."""
+
+    customer_id: str
+    product: str
+    line: str
+    before: Decimal | None
+    after: Decimal | None
+    applied_by: str
+    approved_by: str | None
+    at: datetime
+    psa_status: str
 
 
 def quantity_text(value: Number | Decimal | None, *, signed: bool = False, none: str = "\u2013") -> str:
@@ -225,10 +243,11 @@ def _customer(n: int, lines: list[Line], result: Reconciliation, code: str, mino
     return parts
 
 
-def render_html(result: Reconciliation) -> str:
+def render_html(result: Reconciliation, applied: Sequence[AppliedChange] | None = None) -> str:
     """At the top the month, its state, the money under- and over-billed and what to act on; then one action
     table, biggest money first; then an index of customers and a section per customer (no_contract lines folded
-    into a count); then the tenants nobody bills and the accounts whose month is not fully read."""
+    into a count); then the tenants nobody bills and the accounts whose month is not fully read; then, when a PSA
+    is linked (`applied` not None), the quantities the month's applies changed in it."""
     code, minor = esc(result.currency.code), result.currency.minor_unit
     period = esc(str(result.period))
     state = month_state(result)
@@ -265,6 +284,8 @@ def render_html(result: Reconciliation) -> str:
         parts.append('<h2 id="incomplete">Accounts not fully read this month</h2><ul>')
         parts.extend(f'<li class="incomplete">{esc(why)}</li>' for why in result.footer())
         parts.append("</ul><p>Their customers' lines are incomplete, not final: see <code>usagewatch runs</code>.</p>")
+    if applied is not None:
+        parts.extend(_applied(applied))
     parts.append("</main></body></html>")
     return "\n".join(parts)
 
@@ -286,4 +307,21 @@ def _unmapped(lines: Iterable[Line]) -> list[str]:
             f"<td>{esc(used[0].customer_name)}</td><td>{esc(tid)}</td><td>{metrics}</td></tr>"
         )
     parts.append("</tbody></table><p>Map them with <code>usagewatch customers suggest</code>.</p>")
+    return parts
+
+
+def _applied(changes: Sequence[AppliedChange]) -> list[str]:
+    """The PSA quantities the month's applies set, oldest first (docs/psa.md, "The trail")."""
+    parts = ['<h2 id="psa-applied">Applied in the PSA</h2>']
+    if not changes:
+        return [*parts, "<p>None: no change was applied in the PSA for this month.</p>"]
+    parts.append(f'<table class="applied">{_head(APPLIED_COLUMNS)}<tbody>')
+    for c in changes:
+        parts.append(
+            f'<tr class="applied-row" data-line="{esc(c.line)}"><td>{esc(c.customer_id)}</td><td>{esc(c.product)}</td>'
+            f'<td class="n">{quantity_text(c.before)}</td><td class="n">{quantity_text(c.after)}</td>'
+            f"<td>{esc(c.applied_by)}</td><td>{esc(c.approved_by or '')}</td>"
+            f"<td>{esc(c.at.isoformat(timespec='minutes'))}</td><td>{esc(c.psa_status)}</td></tr>"
+        )
+    parts.append("</tbody></table>")
     return parts

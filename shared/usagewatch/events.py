@@ -19,6 +19,8 @@ RESOLVED: Final = "usage.threshold.resolved"
 FAILED: Final = "collection.failed"
 RECOVERED: Final = "collection.recovered"
 REPORT_READY: Final = "report.ready"
+PSA_PLAN_READY: Final = "psa.plan.ready"
+PSA_PLAN_FAILED: Final = "psa.plan.failed"
 TENANT_REMOVED: Final = "tenant_removed"
 DIGEST: Final = "digest"
 
@@ -157,6 +159,52 @@ class ReportReady(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
+class PsaPlanReady(BaseModel):
+    """The monthly report made the month's PSA plan (docs/psa.md): proposals by status, lines left out, value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1]
+    event_type: Literal["psa.plan.ready"]
+    event_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$", description="A hash of the plan's content: the same plan keeps the id."
+    )
+    severity: Literal["info", "warning"] = Field(description="warning when proposals wait for approval")
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    psa: str
+    ended: bool = Field(description="The month has ended: a change now bills the invoices to come only.")
+    proposals: dict[str, int] = Field(description="The plan's proposals per status (statuses with none left out).")
+    skipped: dict[str, int] = Field(description="Lines left out per reason (e.g. ambiguous, incomplete).")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code of `value`.")
+    value: str = Field(
+        pattern=r"^-?\d+(\.\d+)?$", description="Per month, the proposals' differences at their unit prices."
+    )
+    observed_at: Instant
+    summary: str = Field(description="One line for people; its wording may change, do not parse it.")
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class PsaPlanFailed(BaseModel):
+    """The monthly report was written but its PSA plan was not made (the PSA not reached, its secret not read)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1]
+    event_type: Literal["psa.plan.failed"]
+    event_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="A hash of the period and the reason.")
+    severity: Literal["warning"]
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")
+    psa: str
+    reason: str = Field(description="One line, secrets masked.")
+    observed_at: Instant
+    summary: str = Field(description="One line for people; its wording may change, do not parse it.")
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
 class DigestEntry(BaseModel):
     """One change the run published, as listed in a digest."""
 
@@ -211,9 +259,18 @@ class Digest(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-AnyEvent = ThresholdBreached | ThresholdResolved | CollectionFailed | CollectionRecovered | ReportReady | Digest
+AnyEvent = (
+    ThresholdBreached
+    | ThresholdResolved
+    | CollectionFailed
+    | CollectionRecovered
+    | ReportReady
+    | PsaPlanReady
+    | PsaPlanFailed
+    | Digest
+)
 AlertEvent = Annotated[AnyEvent, Field(discriminator="event_type")]
-EVENT_TYPES: Final = (BREACHED, RESOLVED, FAILED, RECOVERED, REPORT_READY, DIGEST)
+EVENT_TYPES: Final = (BREACHED, RESOLVED, FAILED, RECOVERED, REPORT_READY, PSA_PLAN_READY, PSA_PLAN_FAILED, DIGEST)
 _ADAPTER: Final[TypeAdapter[AlertEvent]] = TypeAdapter(AlertEvent)
 
 

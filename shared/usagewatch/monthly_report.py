@@ -5,11 +5,17 @@ Scheduled on the first day of a month it reports the month before; `{"period": "
 Writing the same month again replaces its two objects (the bucket keeps earlier versions) and publishes an event
 whose `event_id` is the hash of the CSV's bytes: the same numbers give the same id, any changed number a new one.
 A month not begun is refused (the invocation fails naming the period).
+
+With a PSA linked (PSA_SECRET_ID, the daily sync's secret), the HTML also lists the month's applied PSA changes (and
+a third object, `psa-applied-{period}.csv`, lists them for spreadsheets), and after `report.ready` the month's plan
+is made as `usagewatch psa plan` makes it and announced by one `psa.plan.ready` event, or `psa.plan.failed` when
+the PSA could not be reached: the report stands either way, and the result says which (`psa_plan`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -36,6 +42,10 @@ def report_period(event: Any, now: datetime) -> Period:
 
 def keys_for(period: Period) -> tuple[str, str]:
     return f"{PREFIX}/{period}/billing-{period}.csv", f"{PREFIX}/{period}/billing-{period}.html"
+
+
+def applied_key(period: Period) -> str:
+    return f"{PREFIX}/{period}/psa-applied-{period}.csv"
 
 
 def ready_event(
@@ -104,23 +114,36 @@ def run_report(
     publisher: SnsPublisher,
     currency: Currency | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    psa_secret: str = "",
 ) -> dict[str, Any]:
     """Write the month's CSV and HTML, then publish `report.ready`; returns the event. An S3 failure raises
-    `ReportWriteError` before anything is published."""
+    `ReportWriteError` before anything is published. With `psa_secret`, the applied changes and the plan too (the
+    result's `psa_plan` is the plan's event)."""
+    from usagewatch.psa import monthly as psa_monthly
+
     now = clock()
     period = report_period(event, now)
     result = gather(store, period, history_months=6, now=now, currency=currency)  # a future month: ConfigError
     csv_key, html_key = keys_for(period)
     csv_body = render_csv(result)
-    reports.write_all(
-        [
-            (csv_key, csv_body, "text/csv; charset=utf-8"),
-            (html_key, render_html(result), "text/html; charset=utf-8"),
-        ]
-    )
+    applied = psa_monthly.applied_changes(store, period)
+    shown = applied if psa_secret or applied else None
+    objects = [
+        (csv_key, csv_body, "text/csv; charset=utf-8"),
+        (html_key, render_html(result, shown), "text/html; charset=utf-8"),
+    ]
+    if shown is not None:
+        objects.append((applied_key(period), psa_monthly.applied_csv(period, shown), "text/csv; charset=utf-8"))
+    reports.write_all(objects)
     ready = ready_event(result, reports.bucket, csv_key, html_key, csv_body, now)
     publisher.publish(ready, email=ready_email(ready))
-    return ready
+    if not psa_secret:
+        return ready
+    planned = psa_monthly.make_plan(
+        store, period, result.lines, secret_id=psa_secret, currency=result.currency.code, now=now
+    )
+    publisher.publish(planned, email=psa_monthly.plan_email(planned))
+    return {**ready, "psa_plan": planned}
 
 
 def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -135,4 +158,5 @@ def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str,
         reports=S3ReportWriter(env.report_bucket),
         publisher=SnsPublisher(env.alert_topic_arn),
         currency=env.currency,
+        psa_secret=(os.environ if environ is None else environ).get("PSA_SECRET_ID", ""),
     )

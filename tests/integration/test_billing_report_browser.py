@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +12,7 @@ import pytest
 
 from tests.browser import axe_violations, browser, open_page
 from tests.report_sample import demo_sized
+from usagewatch.billing_html import AppliedChange
 from usagewatch.billing_report import render_html
 
 if TYPE_CHECKING:
@@ -38,3 +41,34 @@ def test_the_action_table_is_on_the_first_screen(browser: BrowserContext, page_f
     assert box is not None and box["y"] < 900 * 0.6, box
     assert box["x"] + box["width"] <= width, (box, width)  # every column, the status included, in the width
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+HOSTILE_PRODUCT = '<img src=x onerror="window.pwned=1">KN-USERS'
+
+
+@pytest.fixture(scope="module")
+def with_applied(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    at = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    changes = [
+        AppliedChange("acme", HOSTILE_PRODUCT, "7/11", Decimal(100), Decimal(130), "bob", "alice", at, "200"),
+        AppliedChange("globex", "GZ-SEATS", "8/12", Decimal("35.5"), Decimal(40), "bob", None, at, "no answer (503)"),
+    ]
+    path = tmp_path_factory.mktemp("report") / "billing-2026-11-psa.html"
+    path.write_text(render_html(demo_sized(), changes), encoding="utf-8")
+    return path
+
+
+def test_the_applied_psa_changes_render_as_text_in_the_width_and_pass_axe(
+    browser: BrowserContext, with_applied: Path
+) -> None:
+    page = open_page(browser, str(with_applied), 700, 900)
+    rows = page.locator("table.applied tbody tr")
+    assert rows.count() == 2
+    assert rows.nth(0).locator("td").all_inner_texts() == [
+        "acme", HOSTILE_PRODUCT, "100", "130", "bob", "alice", "2026-11-20T09:30+00:00", "200",
+    ]  # fmt: skip
+    assert page.evaluate("window.pwned") is None  # the product's markup stayed text
+    assert page.locator("#psa-applied").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 700
+    found = axe_violations(page)
+    assert not found, [(v["id"], v["impact"], len(v["nodes"])) for v in found]

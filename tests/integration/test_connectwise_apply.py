@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from tests.simulators.base import Fault
 from tests.simulators.connectwise import ConnectWiseSimulator
+from usagewatch.errors import StoreError
 from usagewatch.http import RetryPolicy
-from usagewatch.psa.apply import AuditRecord, ChangeBound, ChangeBoundExceededError, apply_approved
+from usagewatch.psa.apply import (
+    CLAIM_LEASE,
+    AuditRecord,
+    ChangeBound,
+    ChangeBoundExceededError,
+    ProposalStore,
+    apply_approved,
+)
 from usagewatch.psa.connectwise import ConnectWiseClient, parse_connection
 from usagewatch.psa.contract import AbsoluteQuantityPsa, LineRef, PsaLine, split_lines
 from usagewatch.psa.proposals import BilledUsage, Proposal, ProposalStatus, plan
 from usagewatch.redaction import redactor
+from usagewatch.store.psa import PsaStore
 
 PERIOD = "2026-12"
 TODAY = date(2026, 12, 7)
@@ -52,17 +61,21 @@ class MemoryProposals:
                     changed.append(self.items[p.id])
         return changed
 
-    def take(self, proposal_id: str, *, applier: str) -> bool:
+    def take(self, proposal_id: str, *, applier: str, now: datetime, until: datetime) -> bool:
         with self._lock:
             held = self.items[proposal_id]
-            if held.status is not ProposalStatus.APPROVED or held.claimed_by is not None:
+            if held.status is not ProposalStatus.APPROVED:
                 return False
-            self.items[proposal_id] = replace(held, claimed_by=applier)
+            if held.claimed_by is not None and held.claimed_until is not None and held.claimed_until >= now:
+                return False
+            self.items[proposal_id] = replace(held, claimed_by=applier, claimed_until=until)
             return True
 
     def finish(self, proposal: Proposal) -> None:
         with self._lock:
-            assert self.items[proposal.id].claimed_by == proposal.claimed_by
+            held = self.items[proposal.id]
+            if (held.claimed_by, held.claimed_until) != (proposal.claimed_by, proposal.claimed_until):
+                raise StoreError(f"proposal {proposal.id} is not held by {proposal.claimed_by}")
             self.items[proposal.id] = proposal
 
     def append_audit(self, record: AuditRecord) -> None:
@@ -236,3 +249,43 @@ def test_a_lost_answer_is_met_by_a_re_read_not_a_second_patch(sim: ConnectWiseSi
     assert by_product["B"].status is ProposalStatus.FAILED and "no change" in by_product["B"].note
     assert len(sim.patches()) == 2  # one each: never a blind second PATCH
     assert [r.psa_status for r in store.audit] == ["no answer (timeout or reset)", "no answer (503)"]
+
+
+class Killed(BaseException):
+    """The process ends here (a Lambda timeout, a kill -9): nothing after it runs, no finally of ours matters."""
+
+
+class DiesAfterWriting(ConnectWiseClient):
+    def set_quantity(self, ref: LineRef, quantity: Decimal) -> PsaLine:
+        super().set_quantity(ref, quantity)
+        raise Killed
+
+
+@pytest.mark.parametrize("kind", ["memory", "dynamo"])
+def test_a_claim_left_by_a_killed_run_blocks_until_its_lease_passes_then_is_finished_without_a_second_write(
+    sim: ConnectWiseSimulator, kind: str, request: pytest.FixtureRequest
+) -> None:
+    ids = seed(sim, A=40)
+    memory = planned(sim, {"A": 45})
+    store: ProposalStore = memory
+    if kind == "dynamo":
+        store = PsaStore(request.getfixturevalue("aws").store())
+        store.add(memory.proposals(PERIOD))
+        store.approve(PERIOD, None, approver="alice@msp", at=now())
+    killed = DiesAfterWriting(parse_connection(sim.connection()))
+    with pytest.raises(Killed):
+        apply_approved(store, killed, PERIOD, applier="bob", bound=ChangeBound(), now=now)
+    assert sim.additions[ids["A"]]["quantity"] == 45 and len(sim.patches()) == 1
+    (held,) = store.proposals(PERIOD)
+    assert (held.status, held.claimed_by, held.claimed_until) == (ProposalStatus.APPROVED, "bob", now() + CLAIM_LEASE)
+
+    def at(minutes: float) -> Callable[[], datetime]:
+        return lambda: now() + timedelta(minutes=minutes)
+
+    blocked = apply_approved(store, client_for(sim), PERIOD, applier="carol", bound=ChangeBound(), now=at(14))
+    assert blocked.outcomes == [] and blocked.not_taken == [held.id]
+    later = apply_approved(store, client_for(sim), PERIOD, applier="carol", bound=ChangeBound(), now=at(16))
+    [done] = later.outcomes
+    assert done.status is ProposalStatus.APPLIED and "already at the target" in done.note
+    assert len(sim.patches()) == 1  # the dead run's write, and no second
+    assert store.proposals(PERIOD)[0].status is ProposalStatus.APPLIED

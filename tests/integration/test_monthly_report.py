@@ -4,8 +4,12 @@ of the reconciliation in both, one `report.ready` event; vendor text escaped; th
 from __future__ import annotations
 
 import csv
+import html
 import io
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
@@ -14,10 +18,16 @@ import pytest
 
 from tests.integration.conftest import FakeLambdaContext, load_app
 from tests.local_aws import LocalAws
+from tests.simulators.connectwise import ConnectWiseSimulator
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.model import Period, Tenant, UsageRecord, Window
+from usagewatch.psa.apply import AuditRecord
+from usagewatch.psa.contract import LineRef
+from usagewatch.psa.proposals import Proposal, ProposalStatus
+from usagewatch.redaction import redactor
 from usagewatch.store.billing import BillingStore
+from usagewatch.store.psa import PsaStore
 
 OCT, NOV = Period(2026, 10), Period(2026, 11)
 BUCKET = "usagewatch-reports"
@@ -186,3 +196,96 @@ def test_the_cli_writes_the_report_now_and_prints_where(billed: LocalAws, capsys
 
     assert main(argv) == 1  # no topic and no stack to read it from
     assert "pass --stack STACK, or --bucket and --topic" in capsys.readouterr().err
+
+
+@pytest.fixture
+def linked(billed: LocalAws) -> Iterator[tuple[LocalAws, ConnectWiseSimulator, int]]:
+    """The billed table with acme's Keepnet contract read from a ConnectWise line (105 at 2.00), a secret for the
+    simulator, and the month's PSA trail: one change applied (a hostile product name), one found stale."""
+    redactor.clear()
+    with ConnectWiseSimulator() as sim:
+        agreement = sim.add_agreement(sim.add_company("PSA-1", "Acme"), "Managed services")
+        addition = sim.add_addition(agreement, "KN-USERS", 105, unit_price=Decimal("2.00"))
+        line = f"{agreement}/{addition}"
+        contract = Contract("acme", "keepnet", "monthly_users", 105, Period(2026, 1), unit_price=2.0, psa_line=line)
+        BillingStore(billed.store()).import_contracts([contract])
+        boto3.client("secretsmanager").create_secret(Name="cw", SecretString=json.dumps(sim.connection()))
+        psa = PsaStore(billed.store())
+        done = [
+            Proposal(f"p{n}", "2026-11", "connectwise", LineRef(agreement, 90 + n), "acme", "gravityzone",
+                     "endpoint_monthly_usage", product, Decimal(20), Decimal(22), Decimal(4), "more used")
+            for n, product in ((1, HOSTILE), (2, "GZ-OTHER"))
+        ]  # fmt: skip
+        psa.add(done)
+        for p, outcome in zip(done, (ProposalStatus.APPLIED, ProposalStatus.STALE), strict=True):
+            psa.append_audit(
+                AuditRecord(p.id, "2026-11", "connectwise", str(p.ref), "alice", "bob", Decimal(20), Decimal(22),
+                            outcome, "200" if outcome is ProposalStatus.APPLIED else "not written", "", AT)
+            )  # fmt: skip
+        yield billed, sim, addition
+
+
+def test_with_a_psa_the_report_lists_the_applied_changes_and_publishes_the_months_plan(
+    linked: tuple[LocalAws, ConnectWiseSimulator, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aws, sim, addition = linked
+    aws.drain_events()
+    monkeypatch.setenv("PSA_SECRET_ID", "cw")
+    result = invoke(aws, monkeypatch, {"period": "2026-11"})
+    s3 = boto3.client("s3")
+    page = s3.get_object(Bucket=BUCKET, Key=result["html_key"])["Body"].read().decode()
+    section = page[page.index('<h2 id="psa-applied">') :]
+    assert section.count('class="applied-row"') == 1  # the stale one is not an applied change
+    assert "<script>" not in page and html.escape(HOSTILE) in section
+    assert "<td>bob</td><td>alice</td>" in section and "<td>200</td>" in section
+    applied = s3.get_object(Bucket=BUCKET, Key="reports/2026-11/psa-applied-2026-11.csv")["Body"].read().decode()
+    (row,) = csv.DictReader(io.StringIO(applied))
+    assert (row["customer_id"], row["from"], row["to"], row["applied_by"], row["approved_by"]) == (
+        "acme", "20", "22", "bob", "alice",
+    )  # fmt: skip
+
+    ready, planned = aws.drain_events()
+    assert ready["event_type"] == "report.ready" and ready["event_id"] == result["event_id"]
+    assert planned == result["psa_plan"]
+    assert planned["event_type"] == "psa.plan.ready" and planned["severity"] == "warning"
+    assert (planned["proposals"], planned["value"], planned["currency"], planned["ended"]) == (
+        {"proposed": 1}, "30.00", "USD", True,
+    )  # fmt: skip
+    assert sim.patches() == [] and sim.additions[addition]["quantity"] == 105  # a plan writes nothing to the PSA
+    (proposal,) = [p for p in PsaStore(aws.store()).proposals("2026-11") if p.ref.line_id == addition]
+    assert (proposal.from_quantity, proposal.to_quantity) == (105, 120)
+
+    again = invoke(aws, monkeypatch, {"period": "2026-11"})
+    assert again["psa_plan"]["event_id"] == planned["event_id"]  # the same plan, the same id
+    assert len(PsaStore(aws.store()).proposals("2026-11")) == 3  # stored once
+
+
+def test_a_psa_that_cannot_be_reached_leaves_the_report_written_and_one_warning(
+    linked: tuple[LocalAws, ConnectWiseSimulator, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aws, sim, _ = linked
+    aws.drain_events()
+    sim.stop()  # nothing answers at the site any more
+    monkeypatch.setenv("PSA_SECRET_ID", "cw")
+    result = invoke(aws, monkeypatch, {"period": "2026-11"})
+    assert boto3.client("s3").head_object(Bucket=BUCKET, Key=result["html_key"])
+    ready, failed = aws.drain_events()
+    assert ready["event_type"] == "report.ready"
+    assert failed == result["psa_plan"] and failed["event_type"] == "psa.plan.failed"
+    assert failed["severity"] == "warning" and "no ConnectWise site answered" in failed["reason"]
+    assert sim.private_key not in json.dumps(failed) and sim.public_key not in json.dumps(failed)
+
+    monkeypatch.setenv("PSA_SECRET_ID", "no-such-secret")
+    result = invoke(aws, monkeypatch, {"period": "2026-11"})
+    assert "no-such-secret" in result["psa_plan"]["reason"] and "not read" in result["psa_plan"]["reason"]
+
+
+def test_without_a_psa_nothing_of_it_is_made(billed: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    billed.drain_events()
+    monkeypatch.delenv("PSA_SECRET_ID", raising=False)
+    result = invoke(billed, monkeypatch, {"period": "2026-11"})
+    assert "psa_plan" not in result and [e["event_type"] for e in billed.drain_events()] == ["report.ready"]
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert keys == {result["csv_key"], result["html_key"]}
+    page = boto3.client("s3").get_object(Bucket=BUCKET, Key=result["html_key"])["Body"].read().decode()
+    assert "psa-applied" not in page

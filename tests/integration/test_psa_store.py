@@ -5,7 +5,7 @@ append-only trail, and a product map changed all or nothing."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from tests.integration.test_connectwise_apply import MemoryProposals
 from tests.local_aws import LocalAws
 from usagewatch.errors import StoreError
+from usagewatch.psa.apply import CLAIM_LEASE as LEASE
 from usagewatch.psa.apply import AuditRecord, ProposalStore
 from usagewatch.psa.contract import LineRef
 from usagewatch.psa.proposals import Proposal, ProposalStatus
@@ -47,10 +48,14 @@ def test_the_proposal_lifecycle(store: ProposalStore) -> None:
     held = {p.id: p for p in store.proposals("2026-12")}
     assert held["p1"].approved_by == "alice" and held["p1"].approved_at == AT
     assert held["p2"].to_quantity == Decimal("130.25") and held["p3"].status is ProposalStatus.PROPOSED
-    assert store.take("p1", applier="run-1") is True
-    assert store.take("p1", applier="run-2") is False
-    assert store.take("p3", applier="run-1") is False  # not approved
-    done = replace(held["p1"], status=ProposalStatus.APPLIED, claimed_by="run-1", applied_by="run-1", note="ok")
+    assert store.take("p1", applier="run-1", now=AT, until=AT + LEASE) is True
+    assert store.take("p1", applier="run-2", now=AT, until=AT + LEASE) is False
+    assert store.take("p1", applier="run-2", now=AT + LEASE, until=AT + 2 * LEASE) is False  # at its end: held
+    assert store.take("p3", applier="run-1", now=AT, until=AT + LEASE) is False  # not approved
+    done = replace(
+        held["p1"], status=ProposalStatus.APPLIED, claimed_by="run-1", claimed_until=AT + LEASE, applied_by="run-1",
+        note="ok",
+    )  # fmt: skip
     store.finish(done)
     again = {p.id: p for p in store.proposals("2026-12")}["p1"]
     assert (again.status, again.applied_by, again.note) == (ProposalStatus.APPLIED, "run-1", "ok")
@@ -70,9 +75,27 @@ def test_finish_by_a_run_that_does_not_hold_it_is_refused(aws: LocalAws) -> None
     store = PsaStore(aws.store())
     store.add([proposal(1)])
     store.approve("2026-12", None, approver="alice", at=AT)
-    assert store.take("p1", applier="run-1")
+    assert store.take("p1", applier="run-1", now=AT, until=AT + LEASE)
     with pytest.raises(StoreError, match="not held by run-2"):
         store.finish(replace(store.proposals("2026-12")[0], claimed_by="run-2", status=ProposalStatus.APPLIED))
+
+
+def test_a_claim_whose_lease_passed_is_taken_and_its_first_holder_can_no_longer_finish(
+    store: ProposalStore,
+) -> None:
+    store.add([proposal(1)])
+    store.approve("2026-12", None, approver="alice", at=AT)
+    store.proposals("2026-12")
+    assert store.take("p1", applier="bob", now=AT, until=AT + LEASE)
+    later = AT + LEASE + timedelta(seconds=1)
+    assert store.take("p1", applier="bob", now=later, until=later + LEASE)  # the same login, a second run
+    (held,) = store.proposals("2026-12")
+    assert (held.claimed_by, held.claimed_until) == ("bob", later + LEASE)
+    first = replace(held, claimed_until=AT + LEASE, status=ProposalStatus.APPLIED)
+    with pytest.raises(StoreError, match="not held by bob"):
+        store.finish(first)
+    store.finish(replace(held, status=ProposalStatus.APPLIED))
+    assert store.proposals("2026-12")[0].status is ProposalStatus.APPLIED
 
 
 def test_the_product_map_changes_all_or_nothing_and_once(aws: LocalAws) -> None:

@@ -179,6 +179,8 @@ class ConnectWiseSimulator(Simulator):
         self.companies: dict[int, dict[str, Any]] = {}
         self.agreements: dict[int, dict[str, Any]] = {}
         self.additions: dict[int, dict[str, Any]] = {}
+        self._of_agreement: dict[int, list[int]] = {}
+        """Agreement id -> its additions' ids, so one agreement's listing does not scan every addition."""
         self.catalog: dict[int, dict[str, Any]] = {}
         self.audit: list[dict[str, Any]] = []
         self.changes: list[Change] = []
@@ -273,6 +275,7 @@ class ConnectWiseSimulator(Simulator):
             if product_id is None:
                 product_id = self.add_product(product)
             xid = self._next_id()
+            self._of_agreement.setdefault(agreement, []).append(xid)
             self.additions[xid] = {
                 "id": xid,
                 "agreementId": agreement,
@@ -376,7 +379,7 @@ class ConnectWiseSimulator(Simulator):
                 if addition is None or addition["agreementId"] != agreement:
                     return _error(404, "NotFound", "Addition not found")
                 return _ok(self._served(addition))
-            rows = [a for a in self.additions.values() if a["agreementId"] == agreement]
+            rows = [self.additions[x] for x in self._of_agreement.get(agreement, ()) if x in self.additions]
             return self._list(request, rest, rows, view=self._served)
         return _error(404, "NotFound", f"{rest} is not served by this simulator")
 

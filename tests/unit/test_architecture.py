@@ -24,7 +24,7 @@ VOCABULARY = (*PURE, "continuation", "observability")
 DECISIONS = ("rules", "alerts", "trends", "dispatch", "notify", "digest")
 PSA_ADAPTER = ("psa.contract", "psa.connectwise")
 PSA_MODEL = ("psa.proposals", "psa.apply", "psa.products")
-PSA_RUNS = ("psa.sync", "psa.scheduled")
+PSA_RUNS = ("psa.sync", "psa.scheduled", "psa.planning", "psa.monthly")
 
 
 @dataclass(frozen=True)

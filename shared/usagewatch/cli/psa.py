@@ -25,15 +25,14 @@ from typing import Any, Final
 from usagewatch import registry
 from usagewatch.cli.contracts import known_metrics
 from usagewatch.cli.output import CliError, csv_text, kind_of
-from usagewatch.contracts import in_force
 from usagewatch.errors import VendorApiError, VendorDataError
 from usagewatch.model import Period
 from usagewatch.psa import sync as psa_sync
 from usagewatch.psa.apply import ChangeBound, ChangeBoundExceededError, apply_approved
 from usagewatch.psa.connectwise import PSA, ConnectWiseClient, parse_connection
 from usagewatch.psa.connectwise.mapping import clip
-from usagewatch.psa.contract import LineGoneError, LineRef
-from usagewatch.psa.proposals import BilledUsage, Proposal, ProposalStatus, plan
+from usagewatch.psa.planning import plan_month
+from usagewatch.psa.proposals import Proposal, ProposalStatus
 from usagewatch.report import table
 from usagewatch.store import DynamoStore
 from usagewatch.store.billing import BillingStore
@@ -114,7 +113,7 @@ def _run(store: DynamoStore, args: argparse.Namespace, kind: str, fail: Fail, cs
         if args.action == "sync":
             return _sync(BillingStore(store), psa_store, client, dry_run=args.dry_run)
         if args.action == "plan":
-            return _plan(store, psa_store, client, Period.parse(args.period, field="--period"), args.decreases)
+            return _plan(store, client, Period.parse(args.period, field="--period"), args.decreases)
         return _apply(psa_store, client, args, fail)
     finally:
         client.close()
@@ -193,29 +192,13 @@ def _sync(billing: BillingStore, psa: PsaStore, client: ConnectWiseClient, *, dr
 
 
 # --- plan, approve, apply, log -----------------------------------------------------------------------------------
-def _plan(store: DynamoStore, psa: PsaStore, client: ConnectWiseClient, period: Period, decreases: bool) -> str:
+def _plan(store: DynamoStore, client: ConnectWiseClient, period: Period, decreases: bool) -> str:
     from usagewatch.billing_report import gather
 
-    billing = BillingStore(store)
-    contracts = [c for vendor in registry.vendor_ids() for c in billing.contracts(vendor)]
-    synced = {key: c for key, c in in_force(contracts, period).items() if c.psa_line}
-    usage: list[BilledUsage] = []
-    gone: list[str] = []
-    for x in gather(store, period).lines:
-        if x.status == "unmapped":
-            continue
-        contract = synced.get((x.customer_id, x.vendor, x.metric))
-        line = None
-        if contract is not None and contract.psa_line:
-            agreement, _, addition = contract.psa_line.partition("/")
-            try:
-                line = client.read_line(LineRef(int(agreement), int(addition)))
-            except LineGoneError:
-                gone.append(f"{x.customer_id} {x.vendor} {x.metric}: line {contract.psa_line} is gone (psa sync)")
-        usage.append(BilledUsage(x.customer_id, x.vendor, x.metric, x.used, x.complete, line))
-    made = plan(str(period), usage, psa=PSA, decreases=decreases, today=datetime.now(UTC).date())
-    new = psa.add(made.proposals)
-    out = [f"Plan for {period}: {len(made.proposals)} proposal(s), {new} new, raises worth {made.raise_value}."]
+    lines = gather(store, period).lines
+    month = plan_month(store, client, period, lines, decreases=decreases, today=datetime.now(UTC).date())
+    made = month.plan
+    out = [f"Plan for {period}: {len(made.proposals)} proposal(s), {month.new} new, raises worth {made.raise_value}."]
     if made.ended:
         out.append(
             f"{period} has ended: a quantity changed now bills the invoices to come; the {made.lost_value}"
@@ -225,7 +208,7 @@ def _plan(store: DynamoStore, psa: PsaStore, client: ConnectWiseClient, period: 
         out.append(_proposal_table(made.proposals))
     for s in made.skipped:
         out.append(f"  skipped {s.customer_id} {s.vendor} {s.metric}: {s.reason}")
-    out += [f"  skipped {text}" for text in gone]
+    out += [f"  skipped {text}" for text in month.gone]
     return "\n".join(out)
 
 

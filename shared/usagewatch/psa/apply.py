@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Final, Protocol
 
 from usagewatch.errors import UsagewatchError, VendorApiError, VendorDataError
 from usagewatch.psa.contract import AbsoluteQuantityPsa, LineGoneError, PsaLine, WriteOutcomeUnknownError, WriteRequest
 from usagewatch.psa.proposals import Proposal, ProposalStatus
+
+CLAIM_LEASE: Final = timedelta(minutes=15)
+"""How long a run holds a proposal it took. One proposal takes seconds (a re-read, a write, a read-back); a run
+killed while holding one blocks it no longer than this, and the next run re-reads before it writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +56,14 @@ class ProposalStore(Protocol):
         """Mark proposed ones approved (all of the period when `ids` is None); return those that changed."""
         ...
 
-    def take(self, proposal_id: str, *, applier: str) -> bool:
-        """Conditionally claim an approved, unclaimed proposal for this run; False when another run has it."""
+    def take(self, proposal_id: str, *, applier: str, now: datetime, until: datetime) -> bool:
+        """Conditionally claim an approved proposal, unclaimed or whose claim's lease ended before `now`, until
+        `until`; False when another run holds it."""
         ...
 
     def finish(self, proposal: Proposal) -> None:
-        """Store the proposal's final status, note and applier (it is claimed by this run)."""
+        """Store the proposal's final status, note and applier (it is still held by this run's claim:
+        `claimed_by` and `claimed_until` as taken)."""
         ...
 
     def append_audit(self, record: AuditRecord) -> None: ...
@@ -115,11 +121,14 @@ def apply_approved(
         report.requests = [psa.describe_write(p.ref, p.to_quantity) for p in approved]
         return report
     for proposal in approved:
-        if not store.take(proposal.id, applier=applier):
+        taken_at = now()
+        until = taken_at + CLAIM_LEASE
+        if not store.take(proposal.id, applier=applier, now=taken_at, until=until):
             report.not_taken.append(proposal.id)
             continue
+        # Taken, perhaps from a run that died after writing: _apply_one re-reads the line before any write.
         finished, before, after, said = _apply_one(psa, proposal, now().date())
-        finished = replace(finished, applied_by=applier, applied_at=now(), claimed_by=applier)
+        finished = replace(finished, applied_by=applier, applied_at=now(), claimed_by=applier, claimed_until=until)
         store.finish(finished)
         store.append_audit(
             AuditRecord(

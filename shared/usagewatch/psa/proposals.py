@@ -51,6 +51,8 @@ class Proposal:
     claimed_by: str | None = None
     """The apply run that took it (a conditional write: two runs never both take one)."""
     note: str = ""
+    claimed_until: datetime | None = None
+    """The claim's lease: past it, a run that died holding the proposal no longer blocks another."""
 
     @property
     def difference(self) -> Decimal:
@@ -88,6 +90,9 @@ class Skipped:
     vendor: str
     metric: str
     reason: str
+    kind: str = "other"
+    """One word for counting: ambiguous, no_line, incomplete, not_billable, cancelled, duplicate, decrease,
+    fractional."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +127,9 @@ def plan(
     skipped: list[Skipped] = []
     seen: set[LineRef] = set()
     for item in usage:
-        reason = _why_not(item, decreases=decreases, write_mode=write_mode, today=today, seen=seen)
+        why = _why_not(item, decreases=decreases, write_mode=write_mode, today=today, seen=seen)
         line = item.line
-        if reason is None and line is not None and line.quantity != item.used:
+        if why is None and line is not None and line.quantity != item.used:
             seen.add(line.ref)
             direction = "more" if item.used > line.quantity else "fewer"
             proposals.append(
@@ -143,29 +148,30 @@ def plan(
                     reason=f"{item.used} {item.metric} used, {direction} than the {line.quantity} billed",
                 )
             )
-        elif reason is not None:
-            skipped.append(Skipped(item.customer_id, item.vendor, item.metric, reason))
+        elif why is not None:
+            skipped.append(Skipped(item.customer_id, item.vendor, item.metric, why[1], why[0]))
     return Plan(period=period, ended=ended, proposals=proposals, skipped=skipped)
 
 
 def _why_not(
     item: BilledUsage, *, decreases: bool, write_mode: WriteMode, today: date, seen: set[LineRef]
-) -> str | None:
+) -> tuple[str, str] | None:
+    """Why the line is left out, with its kind; None when it may be proposed."""
     line = item.line
     if item.ambiguous:
-        return "the product is on more than one line of this customer's agreements"
+        return "ambiguous", "the product is on more than one line of this customer's agreements"
     if line is None:
-        return "no PSA line bills this metric"
+        return "no_line", "no PSA line bills this metric"
     if not item.complete:
-        return "usage is not complete for the month"
+        return "incomplete", "usage is not complete for the month"
     if not line.billable:
-        return f"the PSA line is not billable ({line.bill_customer})"
+        return "not_billable", f"the PSA line is not billable ({line.bill_customer})"
     if line.cancelled_on(today):
-        return "the PSA line or its agreement is cancelled"
+        return "cancelled", "the PSA line or its agreement is cancelled"
     if line.ref in seen:
-        return "another metric is already proposed for this PSA line"
+        return "duplicate", "another metric is already proposed for this PSA line"
     if item.used < line.quantity and not decreases:
-        return "a decrease (plan with decreases to propose it)"
+        return "decrease", "a decrease (plan with decreases to propose it)"
     if write_mode == "delta" and item.used != item.used.to_integral_value():
-        return "this PSA takes whole units only"
+        return "fractional", "this PSA takes whole units only"
     return None

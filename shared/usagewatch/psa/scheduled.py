@@ -5,7 +5,6 @@ Environment: USAGE_TABLE_NAME, and PSA_SECRET_ID (the ConnectWise connection's s
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -21,20 +20,14 @@ def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str,
         return {"synced": False, "reason": "no PSA connection configured"}
     if not env.get("USAGE_TABLE_NAME"):
         raise ConfigError("environment: USAGE_TABLE_NAME not set")
-    from usagewatch import aws
-    from usagewatch.psa.connectwise import ConnectWiseClient, parse_connection
+    from usagewatch.psa.planning import open_client
     from usagewatch.psa.sync import run_sync
     from usagewatch.store import DynamoStore
     from usagewatch.store.billing import BillingStore
     from usagewatch.store.psa import PsaStore
 
-    answer = aws.client("secretsmanager").get_secret_value(SecretId=secret_id)
-    try:
-        raw = json.loads(answer.get("SecretString") or "")
-    except ValueError:
-        raise ConfigError(f"PSA secret {secret_id!r} is not a JSON object") from None
+    client = open_client(secret_id)
     store = DynamoStore(env["USAGE_TABLE_NAME"])
-    client = ConnectWiseClient(parse_connection(raw))
     try:
         result = run_sync(BillingStore(store), PsaStore(store), client, today=datetime.now(UTC).date(), dry_run=False)
     finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -49,6 +49,11 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="seconds")
 
 
+def _lease(value: datetime) -> str:
+    """A lease time as stored: UTC, to the microsecond, so that two of them compare as strings do."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _when(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value)) if value else None
 
@@ -81,6 +86,7 @@ def _proposal_item(p: Proposal) -> dict[str, object]:
         "applied_by": p.applied_by,
         "applied_at": _iso(p.applied_at),
         "claimed_by": p.claimed_by,
+        "claimed_until": None if p.claimed_until is None else _lease(p.claimed_until),
         "note": p.note or None,
     }
 
@@ -106,6 +112,7 @@ def _proposal(i: Mapping[str, Any]) -> Proposal:
         applied_at=_when(i.get("applied_at")),
         claimed_by=i.get("claimed_by"),
         note=str(i.get("note", "")),
+        claimed_until=_when(i.get("claimed_until")),
     )
 
 
@@ -180,30 +187,38 @@ class PsaStore:
                 changed.append(p)
         return changed
 
-    def take(self, proposal_id: str, *, applier: str) -> bool:
+    def take(self, proposal_id: str, *, applier: str, now: datetime, until: datetime) -> bool:
         period = self._period_of.get(proposal_id)
         if period is None:
             return False  # never read by this store: not this run's to take
+        # Unclaimed, or the claim's lease has passed (a claim stored before leases had none: it has passed too).
         answer = self.store.call(
             "update_item",
             "write",
             conditional=True,
             Key={"pk": {"S": _proposals_pk(period)}, "sk": {"S": f"P#{proposal_id}"}},
-            UpdateExpression="SET claimed_by = :me",
-            ConditionExpression="#s = :approved AND attribute_not_exists(claimed_by)",
+            UpdateExpression="SET claimed_by = :me, claimed_until = :until",
+            ConditionExpression="#s = :approved AND (attribute_not_exists(claimed_by) "
+            "OR attribute_not_exists(claimed_until) OR claimed_until < :now)",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":me": {"S": applier}, ":approved": {"S": ProposalStatus.APPROVED.value}},
+            ExpressionAttributeValues={
+                ":me": {"S": applier},
+                ":until": {"S": _lease(until)},
+                ":now": {"S": _lease(now)},
+                ":approved": {"S": ProposalStatus.APPROVED.value},
+            },
         )
         return answer is not None
 
     def finish(self, proposal: Proposal) -> None:
+        until = "" if proposal.claimed_until is None else _lease(proposal.claimed_until)
         answer = self.store.call(
             "put_item",
             "write",
             conditional=True,
             Item=serialize(_proposal_item(proposal)),
-            ConditionExpression="claimed_by = :me",
-            ExpressionAttributeValues={":me": {"S": proposal.claimed_by or ""}},
+            ConditionExpression="claimed_by = :me AND claimed_until = :until",
+            ExpressionAttributeValues={":me": {"S": proposal.claimed_by or ""}, ":until": {"S": until}},
         )
         if answer is None:
             raise StoreError(f"proposal {proposal.id} is not held by {proposal.claimed_by}: its outcome not stored")
