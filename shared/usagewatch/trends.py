@@ -42,6 +42,7 @@ class Trends:
     rules: RulesDocument
     _closing: dict[tuple[str, str, str], dict[tuple[str, str], Number]] = field(default_factory=dict)
     _previous_names: dict[Period, str] = field(default_factory=dict)
+    _week_ago: tuple[datetime | None, str] = (None, "")
 
     def _closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], Number]:
         key = (vendor, account_id, period)
@@ -75,7 +76,7 @@ class Trends:
                 for r in group
             )
             closing = self._previous_closing(first.vendor, first.account_id, period) if jumps else {}
-            week_ago_at = utc_iso(as_of - JUMP_LOOKBACK)
+            week_ago_at = self._week_ago_at(as_of)
             for read in group:
                 record = read
                 if read.metric in cumulative and read.projection_source != "vendor":
@@ -87,6 +88,12 @@ class Trends:
                         findings.append(jump)
                 judged.append((record, findings))
         return judged
+
+    def _week_ago_at(self, as_of: datetime) -> str:
+        """`as_of` less JUMP_LOOKBACK as text, formatted once per run (every tenant of a run shares its as-of)."""
+        if self._week_ago[0] != as_of:
+            self._week_ago = (as_of, utc_iso(as_of - JUMP_LOOKBACK))
+        return self._week_ago[1]
 
     def jump_findings(self, record: UsageRecord, as_of: datetime) -> list[Finding]:
         """`usage_jump` for a stored record (a run finished from the store: its projection is stored already)."""

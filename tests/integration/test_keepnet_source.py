@@ -491,6 +491,28 @@ def test_listing_that_grows_while_read_is_followed(
     assert max(b["pageNumber"] for b in sim.search_bodies()) == 8
 
 
+def test_pages_are_requested_while_the_caller_maps_the_first_and_no_more_than_the_window(
+    source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator]
+) -> None:
+    sim = sim_factory(companies=make_companies(250), page_cap=40)  # 7 pages of the main listing
+    results = source.collect(account(source, sim, concurrency=2), REQUEST)
+
+    def main_pages() -> set[int]:
+        return {b["pageNumber"] for b in sim.search_bodies() if b["isTargetUserCountExceededLimit"] is False}
+
+    try:
+        next(results)  # the first company of page 1, held: the caller is still mapping page 1
+        deadline = time.monotonic() + 10
+        while main_pages() != {1, 2, 3, 4, 5} and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Pages 2-5 asked for before page 1 is mapped: 2 x concurrency pages in flight or unread, not more.
+        assert main_pages() == {1, 2, 3, 4, 5}
+        time.sleep(0.2)
+        assert main_pages() == {1, 2, 3, 4, 5}
+    finally:
+        results.close()
+
+
 # --- per-company failures -------------------------------------------------------------------------
 
 

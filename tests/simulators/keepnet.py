@@ -332,9 +332,9 @@ class KeepnetSimulator(Simulator):
             return self._failure(400, "INPUT_ERROR", problems)
         assert isinstance(body, dict)
         companies = self.companies_for(month)
-        everyone = [member for row in companies for member in family(row)]
+        over = self._over_limit_members(companies)
         # The over-limit listing names each company over its limit, nested or not, as a row of its own.
-        listed = [{**c, "children": []} for c in everyone if over_limit(c)] if exceeded_only else companies
+        listed = [{**c, "children": []} for c in over] if exceeded_only else companies
         listed = self._ordered(listed, _ci_get(body, "orderBy")[1], _ci_get(body, "ascending")[1])
         page_number = int(_ci_get(body, "pageNumber")[1])
         size = int(_ci_get(body, "pageSize")[1])
@@ -343,7 +343,7 @@ class KeepnetSimulator(Simulator):
         total = len(listed)
         start = (page_number - 1) * size
         data = {
-            "limitExceededCompanyCount": sum(1 for c in everyone if over_limit(c)),
+            "limitExceededCompanyCount": len(over),
             "pageNumber": page_number,
             "pageSize": size,
             "totalNumberOfPages": math.ceil(total / size) if total else 0,
@@ -351,6 +351,10 @@ class KeepnetSimulator(Simulator):
             "results": listed[start : start + size],
         }
         return SimResponse(200, self._success(data))
+
+    def _over_limit_members(self, companies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every company over its limit, nested or not, in listing order."""
+        return [member for row in companies for member in family(row) if over_limit(member)]
 
     def _validate(self, body: Any) -> tuple[list[str], str | None, bool]:
         if not isinstance(body, dict):

@@ -72,9 +72,17 @@ def serialize(attributes: Mapping[str, object]) -> Item:
     """A plain dict as a DynamoDB item; None attributes are left out."""
     item: Item = {}
     for key, value in attributes.items():
-        encoded = _value(value)
-        if encoded is not None:
-            item[key] = encoded
+        kind = type(value)  # the common cases inline: one call per item and map, not one per value
+        if kind is str:
+            item[key] = {"S": value}
+        elif kind is int:
+            item[key] = {"N": str(value)}
+        elif kind is dict:
+            item[key] = {"M": serialize(value)}  # type: ignore[arg-type]
+        elif value is not None:
+            encoded = _value(value)
+            if encoded is not None:
+                item[key] = encoded
     return item
 
 

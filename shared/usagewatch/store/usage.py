@@ -9,7 +9,7 @@ invocation overwrites instead of duplicating.
 
 from __future__ import annotations
 
-import json
+import marshal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, fields
 from datetime import datetime
@@ -83,13 +83,19 @@ def total(item: Mapping[str, Any]) -> Total:
 
 
 Remembered = tuple[bytes, frozenset[str], bytes]
-"""A stored tenant item as a run keeps it: its fingerprint, its metric names, the item as compact JSON (read back
-only when the tenant changed, to extend its log: a third of the memory of the item as Python objects)."""
+"""A stored tenant item as a run keeps it: its fingerprint, its metric names, the item packed by `marshal` (read
+back only when the tenant changed, to extend its log: a fraction of the memory of the item as Python objects, and
+quicker to pack and unpack than JSON; the bytes never leave the process)."""
+
+
+def _unpack(packed: bytes) -> dict[str, Any]:
+    item: dict[str, Any] = marshal.loads(packed)  # noqa: S302 - only bytes `remembered` packed in this process
+    return item
 
 
 def remembered(item: Mapping[str, Any], fingerprint: bytes | None = None) -> Remembered:
     """`fingerprint` b"": not computed yet (the item's own digest, once needed)."""
-    packed = json.dumps(item, separators=(",", ":")).encode()
+    packed = marshal.dumps(item if type(item) is dict else dict(item))
     return (digest(item) if fingerprint is None else fingerprint, frozenset(item.get("metrics", {})), packed)
 
 
@@ -175,6 +181,7 @@ class UsageTable(Table):
         self.tenants_changed = 0
         self.tenants_unchanged = 0
         self._readings: dict[tuple[str, str, str], dict[str, Remembered]] = {}
+        self._expiry: dict[str, int] = {}
         """What each (vendor, account, period) holds, by tenant key: read once per invocation, kept as written."""
 
     def _forget_reads(self) -> None:
@@ -200,17 +207,17 @@ class UsageTable(Table):
             pk = usage_pk(first.vendor, first.account_id, period, tenant)
             attributes = {**tenant_attributes(group, utc_iso(collected_at)), "as_of": as_of_text}
             fingerprint, names, packed = known.get(tenant, (b"", frozenset(), b""))
-            stored = json.loads(packed) if packed and not names <= attributes["metrics"].keys() else None
+            stored = _unpack(packed) if packed and not names <= attributes["metrics"].keys() else None
             if stored is not None:
                 attributes["metrics"] = merge_metrics(stored, attributes)
             # A tenant not stored yet is written whatever it reads: its fingerprint waits until a reading is compared.
             fingerprint_now = digest(attributes) if packed else b""
-            if packed and (fingerprint or digest(json.loads(packed))) == fingerprint_now:
+            if packed and (fingerprint or digest(_unpack(packed))) == fingerprint_now:
                 self.tenants_unchanged += 1
                 continue
             self.tenants_changed += 1
             if packed and stored is None:
-                stored = json.loads(packed)
+                stored = _unpack(packed)
             keys = {"pk": pk, "sk": tenant}
             item = with_log(keys, stored, attributes) if self._change_log else attributes
             encoded = serialize(item)
@@ -226,12 +233,10 @@ class UsageTable(Table):
     def _snapshot_keys(self, pk: str, reading: Mapping[str, Any]) -> dict[str, Any]:
         """What makes a usage item's attributes its snapshot: keys, type, TTL."""
         as_of = str(reading["as_of"])
-        return {
-            "pk": pk,
-            "sk": f"{as_of}#{reading['period']}",
-            "record_type": "snapshot",
-            "expires_at": int((parse_utc(as_of) + self.retention).timestamp()),
-        }
+        expires_at = self._expiry.get(as_of)
+        if expires_at is None:  # a run snapshots at one or two as-of times: each parsed once
+            expires_at = self._expiry[as_of] = int((parse_utc(as_of) + self.retention).timestamp())
+        return {"pk": pk, "sk": f"{as_of}#{reading['period']}", "record_type": "snapshot", "expires_at": expires_at}
 
     def _known(self, vendor: str, account_id: str, period: str) -> dict[str, Remembered]:
         """The fingerprint and item of every stored tenant of the account's period, read once (the accounts of a
@@ -270,7 +275,7 @@ class UsageTable(Table):
         remembered = self._known(vendor, account_id, period).get(key_part(tenant_id))
         if remembered is None:
             return {}
-        return series_of(json.loads(remembered[2]))
+        return series_of(_unpack(remembered[2]))
 
     def closing_values(self, vendor: str, account_id: str, period: str) -> dict[tuple[str, str], Number]:
         """(tenant_id, metric) -> the value stored for the period (its latest: the closing one once the period is

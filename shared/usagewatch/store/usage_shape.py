@@ -90,15 +90,24 @@ def tenant_attributes(records: Sequence[UsageRecord], changed_at: str) -> dict[s
     metrics: dict[str, dict[str, object]] = {}
     for record in records:
         entry: dict[str, object] = {"value": record.value, "unit": record.unit}
-        for name in METRIC_FIELDS:
-            value = getattr(record, name)
-            # A vendor's projection is the default (UsageRecord): only usagewatch's own is marked in the item.
-            if value is None or (name == "projection_source" and value == "vendor"):
-                continue
-            if name == "attributes":
-                entry[name] = dict(value)
-            else:
-                entry[name] = list(value) if isinstance(value, tuple) else value
+        # METRIC_FIELDS in order, read directly (most are None for most records: a test and nothing more).
+        if record.quota is not None:
+            entry["quota"] = record.quota
+        if record.projected is not None:
+            entry["projected"] = record.projected
+        if record.minimum is not None:
+            entry["minimum"] = record.minimum
+        if record.limit_exceeded is not None:
+            entry["limit_exceeded"] = record.limit_exceeded
+        if record.projected_next_period is not None:
+            entry["projected_next_period"] = record.projected_next_period
+        if record.attributes is not None:
+            entry["attributes"] = dict(record.attributes)
+        # A vendor's projection is the default (UsageRecord): only usagewatch's own is marked in the item.
+        if record.projection_source is not None and record.projection_source != "vendor":
+            entry["projection_source"] = record.projection_source
+        if record.projection_fit is not None:
+            entry["projection_fit"] = list(record.projection_fit)
         if record.window != window:
             entry["period_start"], entry["period_end"] = utc_iso(record.window.start), utc_iso(record.window.end)
         metrics[record.metric] = entry
@@ -290,6 +299,12 @@ def stored_usages(item: Mapping[str, Any]) -> list[StoredUsage]:
 
 def group_by_period(records: Iterable[UsageRecord]) -> dict[str, list[UsageRecord]]:
     groups: dict[str, list[UsageRecord]] = {}
+    last: Period | None = None
+    group: list[UsageRecord] = []
     for record in records:
-        groups.setdefault(str(record.period), []).append(record)
+        period = record.window.period
+        if period is not last:  # a tenant's records share one period object, as a rule: named once
+            last = period
+            group = groups.setdefault(str(period), [])
+        group.append(record)
     return groups

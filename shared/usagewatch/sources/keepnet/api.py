@@ -196,36 +196,48 @@ class KeepnetSession:
     def listing(self, period: Period, *, exceeded_only: bool) -> Iterator[SearchPage]:
         """Every page of one listing: page 1, then the rest concurrently, yielded as they complete.
 
-        Follows `totalNumberOfPages` if it grows while reading; refuses to go past `max_pages`.
+        At most `2 x concurrency` pages are requested or held unread at a time, and a page's successor is requested
+        before the page is handed over: the requests go on while the caller maps a page. Follows
+        `totalNumberOfPages` if it grows while reading; refuses to go past `max_pages`.
         """
         account = self.account
         first = self.page(period, 1, account.page_size, exceeded_only=exceeded_only)
         total = first.total_pages
         size = first.page_size
         self._guard(total)
-        yield first
         if total <= 1:
+            yield first
             return
         window = max(1, account.concurrency * 2)
         next_number = 2
         pending: set[Future[SearchPage]] = set()
+        ready: list[Future[SearchPage]] = []  # done, not handed over yet
         pool = ThreadPoolExecutor(max_workers=account.concurrency, thread_name_prefix="keepnet-page")
+
+        def request_more() -> None:
+            nonlocal next_number
+            while next_number <= total and len(pending) + len(ready) < window:
+                pending.add(pool.submit(self.page, period, next_number, size, exceeded_only=exceeded_only))
+                next_number += 1
+
         try:
-            while next_number <= total or pending:
-                while next_number <= total and len(pending) < window:
-                    pending.add(pool.submit(self.page, period, next_number, size, exceeded_only=exceeded_only))
-                    next_number += 1
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: f.result().number if f.exception() is None else 0):
-                    page = future.result()
-                    if page.total_pages > total:
-                        logger.info(
-                            "keepnet listing grew while reading",
-                            extra={"pages_before": total, "pages_now": page.total_pages},
-                        )
-                        total = page.total_pages
-                        self._guard(total)
-                    yield page
+            request_more()
+            yield first
+            while next_number <= total or pending or ready:
+                request_more()
+                if not ready:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    ready = sorted(done, key=lambda f: f.result().number if f.exception() is None else 0)
+                page = ready.pop(0).result()
+                if page.total_pages > total:
+                    logger.info(
+                        "keepnet listing grew while reading",
+                        extra={"pages_before": total, "pages_now": page.total_pages},
+                    )
+                    total = page.total_pages
+                    self._guard(total)
+                request_more()
+                yield page
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
