@@ -417,9 +417,11 @@ def test_ops_key_policy_is_the_default_plus_cloudwatch_use(cfn_default: dict[str
 
 def test_report_function_reads_the_table_writes_its_reports_and_publishes_only(cfn_default: dict[str, Any]) -> None:
     granted = granted_on(cfn_default, REPORT_FUNCTION)
-    # ...and, with a PSA connection, reads its secret (test_template_psa_console.py checks the condition and scope).
+    # ...and, with a PSA connection, reads its secret and stores the plan's proposals (test_template_psa_console.py
+    # checks the condition and scope).
     assert set(granted) == {
         "dynamodb:Query",
+        "dynamodb:PutItem",
         "s3:PutObject",
         "sns:Publish",
         "sqs:SendMessage",

@@ -52,16 +52,27 @@ def translated() -> dict[str, Any]:
     return template_loader.translate_template()
 
 
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(function_id: str) -> list[dict[str, Any]]:
+    """The role statements of `function_id` with every optional feature on: a policy under `!If [HasPsa, ...]`
+    counts as its PSA branch (the report's proposal writes exist only there)."""
+    role_id = translated()["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    found = []
+    for policy in translated()["Resources"][role_id]["Properties"]["Policies"]:
+        concrete = policy
+        if "Fn::If" in policy:
+            condition, concrete, _ = policy["Fn::If"]
+            assert condition == "HasPsa", condition
+        found += as_list(concrete["PolicyDocument"]["Statement"])
+    return found
+
+
 def write_statement(function_id: str) -> dict[str, Any]:
     """The role statement of `function_id` that allows item writes (there is exactly one)."""
-    role_id = translated()["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
-    statements = [
-        s
-        for policy in translated()["Resources"][role_id]["Properties"]["Policies"]
-        for s in policy["PolicyDocument"]["Statement"]
-        if "dynamodb:PutItem" in s["Action"]
-    ]
-    (statement,) = statements
+    (statement,) = [s for s in statements(function_id) if "dynamodb:PutItem" in as_list(s["Action"])]
     return dict(statement)
 
 
@@ -70,13 +81,11 @@ def leading_keys(function_id: str) -> list[str]:
 
 
 def read_actions(function_id: str) -> set[str]:
-    role_id = translated()["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
     return {
         a.removeprefix("dynamodb:")
-        for policy in translated()["Resources"][role_id]["Properties"]["Policies"]
-        for s in policy["PolicyDocument"]["Statement"]
-        if "dynamodb:Query" in s["Action"]
-        for a in s["Action"]
+        for s in statements(function_id)
+        if "dynamodb:Query" in as_list(s["Action"])
+        for a in as_list(s["Action"])
     }
 
 
@@ -126,6 +135,11 @@ class Recorder:
 
 @pytest.fixture
 def recorder(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    return install_recorder(aws, monkeypatch)
+
+
+def install_recorder(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    """A Recorder on every DynamoDB client usagewatch.aws.client builds until the test ends."""
     recording = Recorder()
     original: Callable[..., Any] = aws_module.client
 
@@ -149,7 +163,7 @@ def assert_within(function_id: str, recording: Recorder) -> set[str]:
     """Every recorded write is an action the role's write statement has, on a key its LeadingKeys admit; every
     read an action of its read statement. Returns the patterns that some write needed."""
     statement = write_statement(function_id)
-    actions = {a.removeprefix("dynamodb:") for a in statement["Action"]}
+    actions = {a.removeprefix("dynamodb:") for a in as_list(statement["Action"])}
     patterns = leading_keys(function_id)
     assert statement["Resource"] == {"Fn::GetAtt": ["UsageTable", "Arn"]}, "writes on the table only, no index"
     assert recording.writes, "nothing was written: the scenario did not exercise a write path"
