@@ -751,7 +751,10 @@ def test_table_is_retained_recoverable_on_demand_with_ttl(cfn_default: dict[str,
     assert index["Projection"] == {"ProjectionType": "ALL"}
 
 
-DIGEST_OR_REPORT = [{"event_type": ["digest"]}, {"event_type": ["report.ready"], "severity": ["warning"]}]
+# The report and the PSA plan when someone has to act: psa.plan.ready is a warning when changes wait for approval,
+# psa.plan.failed always is one (shared/usagewatch/psa/monthly.py).
+ACTIONABLE = ["report.ready", "psa.plan.ready", "psa.plan.failed"]
+DIGEST_OR_REPORT = [{"event_type": ["digest"]}, {"event_type": ACTIONABLE, "severity": ["warning"]}]
 
 
 def test_email_subscription_gets_the_digests_and_critical_events(cfn_default: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from tests.integration.test_console_stack import (
     recorded_store,
     statements,
 )
+from tests.integration.test_digest_pipeline import email_stand_in
 from tests.local_aws import LocalAws
 from tests.simulators.connectwise import ConnectWiseSimulator
 from usagewatch import registry
@@ -150,3 +151,22 @@ def test_the_report_may_write_no_other_key(aws: LocalAws, recorder: Recorder) ->
     # Only the proposal put: an approval (UpdateItem) or an apply's outcome is never the report's.
     (write,) = [s for s in statements(REPORT) if "dynamodb:PutItem" in json.dumps(s["Action"])]
     assert write["Action"] == "dynamodb:PutItem"
+
+
+def received(aws: LocalAws, url: str) -> list[tuple[str, str]]:
+    messages = aws.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return sorted((json.loads(m["Body"])["event_type"], json.loads(m["Body"])["severity"]) for m in messages)
+
+
+def test_people_get_the_plan_waiting_for_approval_and_the_plan_not_made(
+    linked: tuple[LocalAws, ConnectWiseSimulator], recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack's e-mail filter policy (AlertEmailSubscription), on a queue standing in for the address."""
+    aws, sim = linked
+    email, digest_only = email_stand_in(aws), email_stand_in(aws, {"AlertEmailCriticalImmediately": "false"})
+    invoke(aws, monkeypatch, psa=True)
+    expected = [("psa.plan.ready", "warning"), ("report.ready", "warning")]  # a change waits; acme is under-billed
+    assert received(aws, email) == received(aws, digest_only) == expected
+    sim.stop()
+    invoke(aws, monkeypatch, psa=True)
+    assert received(aws, email) == [("psa.plan.failed", "warning"), ("report.ready", "warning")]
