@@ -41,11 +41,18 @@ def main() -> int:
             code = 1
     if code:
         print(f"warning: the demo did not finish (see {log.relative_to(ROOT)}): the console shows what it stored")
-    os.environ.setdefault("CONSOLE_PERIOD", "2026-11")  # the demo's month
+    from tests.demo_billing import PERIOD
+
+    os.environ.setdefault("CONSOLE_PERIOD", PERIOD)  # the demo's month: its report, its plan's proposals
+    psa = psa_secret()
+    if psa:  # the demo's PSA story made a connection: the PSA plan page shows its proposals
+        os.environ["PSA_SECRET_ID"] = psa
     pool = create_pool(endpoint)
     operator = pool.add_user("demo-operator", "operators")
     viewer = pool.add_user("demo-viewer", "viewers")
     port = int(os.environ.get("CONSOLE_PORT", "8765"))
+    if psa:
+        print(f"The PSA plan page shows the demo's ConnectWise proposals of {os.environ['CONSOLE_PERIOD']}.")
     with console_front(pool, "usagewatch-demo-usage", port=port) as url:
         print(f"\nusagewatch console on the demo's data: {url}")
         print(f"  operator: demo-operator / {operator}")
@@ -56,6 +63,18 @@ def main() -> int:
                 time.sleep(3600)
     started.__exit__(None, None, None)
     return 0
+
+
+def psa_secret() -> str:
+    """The demo's PSA secret name when its PSA story stored it in the embedded AWS, else ""."""
+    from tests.demo_psa import SECRET
+    from usagewatch import aws
+
+    try:
+        aws.client("secretsmanager").describe_secret(SecretId=SECRET)
+    except Exception:  # no PSA story ran (or it stopped before its connection): no PSA page
+        return ""
+    return SECRET
 
 
 if __name__ == "__main__":

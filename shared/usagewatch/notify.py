@@ -6,7 +6,17 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from usagewatch import registry
-from usagewatch.events import BREACHED, DIGEST, FAILED, RECOVERED, REPORT_READY, RESOLVED, TENANT_REMOVED
+from usagewatch.events import (
+    BREACHED,
+    DIGEST,
+    FAILED,
+    PSA_PLAN_FAILED,
+    PSA_PLAN_READY,
+    RECOVERED,
+    REPORT_READY,
+    RESOLVED,
+    TENANT_REMOVED,
+)
 from usagewatch.model import ACCOUNT_WIDE, AlertState, Number
 from usagewatch.text import chat_text, one_line
 
@@ -91,6 +101,17 @@ def collection_summary(event_type: str, state: AlertState) -> str:
     return f"{vendor} {scope}: collected again after failing since {state.since}"
 
 
+def psa_plan_headline(event: Mapping[str, Any]) -> str:
+    """What a finance reader acts on in a `psa.plan.ready`: how many changes wait for approval, the plan's worth."""
+    waiting = int(event["proposals"].get("proposed", 0))
+    if not waiting:
+        return f"nothing waiting for approval in {event['period']}"
+    return (
+        f"{waiting} change(s) waiting for approval in {event['period']}, the plan worth {event['currency']} "
+        f"{event['value']} a month"
+    )
+
+
 def subject_for(event: Mapping[str, Any]) -> str:
     """Short, human, ASCII: SNS subjects must be printable ASCII under 100 characters."""
     kind = {
@@ -99,9 +120,12 @@ def subject_for(event: Mapping[str, Any]) -> str:
         FAILED: "COLLECTION FAILED",
         RECOVERED: "RECOVERED",
         REPORT_READY: "BILLING REPORT",
+        PSA_PLAN_READY: "PSA PLAN",
+        PSA_PLAN_FAILED: "PSA PLAN NOT MADE",
         DIGEST: "DIGEST",
     }.get(event["event_type"], event["event_type"])
-    text = one_line(f"[usagewatch] {kind}: {event['summary']}")
+    about = psa_plan_headline(event) if event["event_type"] == PSA_PLAN_READY else event["summary"]
+    text = one_line(f"[usagewatch] {kind}: {about}")
     text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
     if len(text) <= SUBJECT_LIMIT:
         return text

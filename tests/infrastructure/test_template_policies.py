@@ -417,9 +417,11 @@ def test_ops_key_policy_is_the_default_plus_cloudwatch_use(cfn_default: dict[str
 
 def test_report_function_reads_the_table_writes_its_reports_and_publishes_only(cfn_default: dict[str, Any]) -> None:
     granted = granted_on(cfn_default, REPORT_FUNCTION)
-    # ...and, with a PSA connection, reads its secret (test_template_psa_console.py checks the condition and scope).
+    # ...and, with a PSA connection, reads its secret and stores the plan's proposals (test_template_psa_console.py
+    # checks the condition and scope).
     assert set(granted) == {
         "dynamodb:Query",
+        "dynamodb:PutItem",
         "s3:PutObject",
         "sns:Publish",
         "sqs:SendMessage",
@@ -749,7 +751,10 @@ def test_table_is_retained_recoverable_on_demand_with_ttl(cfn_default: dict[str,
     assert index["Projection"] == {"ProjectionType": "ALL"}
 
 
-DIGEST_OR_REPORT = [{"event_type": ["digest"]}, {"event_type": ["report.ready"], "severity": ["warning"]}]
+# The report and the PSA plan when someone has to act: psa.plan.ready is a warning when changes wait for approval,
+# psa.plan.failed always is one (shared/usagewatch/psa/monthly.py).
+ACTIONABLE = ["report.ready", "psa.plan.ready", "psa.plan.failed"]
+DIGEST_OR_REPORT = [{"event_type": ["digest"]}, {"event_type": ACTIONABLE, "severity": ["warning"]}]
 
 
 def test_email_subscription_gets_the_digests_and_critical_events(cfn_default: dict[str, Any]) -> None:

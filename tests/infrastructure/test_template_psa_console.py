@@ -28,6 +28,8 @@ from tests.infrastructure.test_template_policies import (
 from usagewatch import registry
 from usagewatch.console.access import OPERATORS, VIEWERS
 from usagewatch.console.front import PUBLIC
+from usagewatch.model import Period
+from usagewatch.monthly_report import applied_key, keys_for
 
 PSA_SECRET = {"ConnectWiseSecretName": "msp/connectwise-prod"}
 PSA_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:msp/connectwise-prod-??????"
@@ -159,9 +161,48 @@ def test_the_monthly_report_gets_the_psa_secret_only_with_a_connection(cfn_defau
     role = function_role(cfn_default, REPORT_FUNCTION)
     (conditional,) = [p for p in role["Properties"]["Policies"] if "secretsmanager" in json.dumps(p)]
     assert template_loader.resolve_value(conditional) is None, "no PSA: no secret permission at all"
-    policy = template_loader.resolve_value(conditional, parameters=PSA_SECRET)
-    (statement,) = policy["PolicyDocument"]["Statement"]
-    assert (statement["Action"], statement["Resource"]) == ("secretsmanager:GetSecretValue", PSA_SECRET_ARN)
+    policy = template_loader.resolve_value(conditional, parameters=PSA_SECRET, resources=TABLE)
+    secret, proposals = policy["PolicyDocument"]["Statement"]
+    assert (secret["Action"], secret["Resource"]) == ("secretsmanager:GetSecretValue", PSA_SECRET_ARN)
+    assert proposals["Sid"] == "PsaProposalWrites"
+
+
+TABLE = {"UsageTable.Arn": "arn:aws:dynamodb:eu-west-1:123456789012:table/usagewatch-UsageTable"}
+
+
+def test_the_monthly_report_stores_proposals_only_with_a_connection(cfn_default: dict[str, Any]) -> None:
+    """The plan's one write, a conditional PutItem per proposal (store/psa.py `add`), under PSA#PROPOSALS#{period}
+    only (tests/integration/test_report_stack.py records the real writes); nothing to write without a PSA."""
+    role = function_role(cfn_default, REPORT_FUNCTION)
+    always = [
+        action
+        for policy in role["Properties"]["Policies"]
+        if "Fn::If" not in policy
+        for statement in as_list(policy["PolicyDocument"]["Statement"])
+        for action in as_list(statement["Action"])
+    ]
+    assert not set(always) & WRITES, "the report writes to the table only with a PSA connection"
+    (conditional,) = [p for p in role["Properties"]["Policies"] if "dynamodb:PutItem" in json.dumps(p)]
+    assert conditional["Fn::If"][0] == "HasPsa" and conditional["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    policy = template_loader.resolve_value(conditional, parameters=PSA_SECRET, resources=TABLE)
+    (write,) = [s for s in policy["PolicyDocument"]["Statement"] if "dynamodb:PutItem" in as_list(s["Action"])]
+    assert write["Action"] == "dynamodb:PutItem", "no UpdateItem: approving and applying are not the report's"
+    assert write["Resource"] == TABLE["UsageTable.Arn"], "the table only, no index"
+    assert leading_keys(write) == ["PSA#PROPOSALS#*"]
+    store = (REPO / "shared" / "usagewatch" / "store" / "psa.py").read_text(encoding="utf-8")
+    assert 'return f"PSA#PROPOSALS#{period}"' in store
+
+
+def test_the_monthly_report_has_time_for_the_plans_reads(cfn_default: dict[str, Any]) -> None:
+    """The plan re-reads each synced line at the connection's pace (10 a second by default): Lambda's limit."""
+    assert cfn_default["Resources"][REPORT_FUNCTION]["Properties"]["Timeout"] == 900
+    (put,) = statements_for(cfn_default, REPORT_FUNCTION, "s3:PutObject")
+    # The applied changes' CSV sits beside the report's two objects, under the prefix the role may write.
+    period = Period(2026, 11)
+    prefix = template_loader.resolve_value(put["Resource"], resources={"ReportBucket.Arn": "arn:aws:s3:::b"})
+    assert prefix == "arn:aws:s3:::b/reports/*"
+    for key in (*keys_for(period), applied_key(period)):
+        assert f"arn:aws:s3:::b/{key}".startswith(prefix.removesuffix("*")), key
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ import base64
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,7 +22,7 @@ import pytest
 
 from tests import template_loader
 from tests.console.local import fill
-from tests.integration.test_console_app import NOW, OPERATOR, Context, call
+from tests.integration.test_console_app import NOW, Context
 from tests.local_aws import LocalAws
 from tests.simulators.connectwise import ConnectWiseSimulator
 from usagewatch import aws as aws_module
@@ -44,6 +44,7 @@ TRANSACT_ACTIONS = {
     "Delete": "DeleteItem",
     "ConditionCheck": "ConditionCheckItem",
 }
+ROOT = Path(__file__).resolve().parents[2]
 READS = {"GetItem", "Query", "BatchGetItem", "Scan", "TransactGetItems", "DescribeTable"}
 
 
@@ -52,16 +53,27 @@ def translated() -> dict[str, Any]:
     return template_loader.translate_template()
 
 
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(function_id: str) -> list[dict[str, Any]]:
+    """The role statements of `function_id` with every optional feature on: a policy under `!If [HasPsa, ...]`
+    counts as its PSA branch (the report's proposal writes exist only there)."""
+    role_id = translated()["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    found = []
+    for policy in translated()["Resources"][role_id]["Properties"]["Policies"]:
+        concrete = policy
+        if "Fn::If" in policy:
+            condition, concrete, _ = policy["Fn::If"]
+            assert condition == "HasPsa", condition
+        found += as_list(concrete["PolicyDocument"]["Statement"])
+    return found
+
+
 def write_statement(function_id: str) -> dict[str, Any]:
     """The role statement of `function_id` that allows item writes (there is exactly one)."""
-    role_id = translated()["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
-    statements = [
-        s
-        for policy in translated()["Resources"][role_id]["Properties"]["Policies"]
-        for s in policy["PolicyDocument"]["Statement"]
-        if "dynamodb:PutItem" in s["Action"]
-    ]
-    (statement,) = statements
+    (statement,) = [s for s in statements(function_id) if "dynamodb:PutItem" in as_list(s["Action"])]
     return dict(statement)
 
 
@@ -70,13 +82,11 @@ def leading_keys(function_id: str) -> list[str]:
 
 
 def read_actions(function_id: str) -> set[str]:
-    role_id = translated()["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
     return {
         a.removeprefix("dynamodb:")
-        for policy in translated()["Resources"][role_id]["Properties"]["Policies"]
-        for s in policy["PolicyDocument"]["Statement"]
-        if "dynamodb:Query" in s["Action"]
-        for a in s["Action"]
+        for s in statements(function_id)
+        if "dynamodb:Query" in as_list(s["Action"])
+        for a in as_list(s["Action"])
     }
 
 
@@ -126,6 +136,11 @@ class Recorder:
 
 @pytest.fixture
 def recorder(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    return install_recorder(aws, monkeypatch)
+
+
+def install_recorder(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    """A Recorder on every DynamoDB client usagewatch.aws.client builds until the test ends."""
     recording = Recorder()
     original: Callable[..., Any] = aws_module.client
 
@@ -149,7 +164,7 @@ def assert_within(function_id: str, recording: Recorder) -> set[str]:
     """Every recorded write is an action the role's write statement has, on a key its LeadingKeys admit; every
     read an action of its read statement. Returns the patterns that some write needed."""
     statement = write_statement(function_id)
-    actions = {a.removeprefix("dynamodb:") for a in statement["Action"]}
+    actions = {a.removeprefix("dynamodb:") for a in as_list(statement["Action"])}
     patterns = leading_keys(function_id)
     assert statement["Resource"] == {"Fn::GetAtt": ["UsageTable", "Arn"]}, "writes on the table only, no index"
     assert recording.writes, "nothing was written: the scenario did not exercise a write path"
@@ -166,50 +181,66 @@ def assert_within(function_id: str, recording: Recorder) -> set[str]:
 CONSOLE = "ConsoleFunction"
 
 
-def test_every_console_change_writes_only_under_its_leading_keys(aws: LocalAws, recorder: Recorder) -> None:
-    fill(aws.store())
-    used: set[str] = set()
-    for path, tenants in (
-        ("/p/unmapped/accept", ["keepnet/kn-main/c-1"]),  # accept one suggestion
-        ("/p/unmapped/accept", ["keepnet/kn-main/c-2", "keepnet/kn-main/c-3"]),  # bulk accept
-        ("/p/unmapped/ignore", ["keepnet/kn-main/c-9"]),
-        ("/p/unmapped/unignore", ["keepnet/kn-main/c-9"]),
-    ):
-        recorder.clear()
-        answer = call("POST", path, OPERATOR, query={"period": str(NOW)}, form=[("tenant", t) for t in tenants])
-        assert answer["statusCode"] == 200, answer["body"][-500:]
-        used |= assert_within(CONSOLE, recorder)
-    mapped = BillingStore(aws.store()).mappings()
-    assert sorted(m.tenant.tenant_id for m in mapped) == ["c-1", "c-2", "c-3"], "the changes did not all land"
-    # The approval of a PSA proposal, as the console's PSA page makes it (store/psa.py): the proposal exists (the
-    # monthly report's plan writes it), the operator's approval is one conditional update of it.
-    PsaStore(aws.store()).add([PROPOSAL])
-    recorder.clear()
-    (approved,) = PsaStore(recorded_store(aws)).approve("2026-12", ["p1"], approver="olivia", at=datetime.now(UTC))
-    assert approved.id == "p1"
-    used |= assert_within(CONSOLE, recorder)
-    # Every pattern is needed by some change: the list is no wider than what the console writes.
-    assert used == set(leading_keys(CONSOLE)), set(leading_keys(CONSOLE)) - used
-
-
-def test_a_change_as_the_http_api_delivers_it(aws: LocalAws, recorder: Recorder) -> None:
-    """API Gateway's HTTP API hands a form POST over base64-encoded, and an array claim as "[a b]" text."""
-    fill(aws.store())
-    form = base64.b64encode(urlencode([("tenant", "keepnet/kn-main/c-1")]).encode()).decode()
+def http_api_event(path: str, form: list[tuple[str, str]], *, period: str) -> dict[str, Any]:
+    """A form POST as API Gateway's HTTP API hands it over: base64-encoded, an array claim as "[a b]" text."""
+    body = base64.b64encode(urlencode(form).encode()).decode()
     claims = {"cognito:username": "olivia", "cognito:groups": "[operators viewers]", "token_use": "id"}
-    event = {
-        "version": "2.0", "routeKey": "POST /p/{proxy+}", "rawPath": "/p/unmapped/accept", "rawQueryString": "",
-        "headers": {"content-type": "application/x-www-form-urlencoded"}, "body": form, "isBase64Encoded": True,
+    return {
+        "version": "2.0", "routeKey": "POST /p/{proxy+}", "rawPath": path, "rawQueryString": f"period={period}",
+        "queryStringParameters": {"period": period},
+        "headers": {"content-type": "application/x-www-form-urlencoded"}, "body": body, "isBase64Encoded": True,
         "requestContext": {
-            "http": {"method": "POST", "path": "/p/unmapped/accept", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
                      "userAgent": "test"},
             "requestId": "r", "routeKey": "POST /p/{proxy+}", "stage": "$default", "timeEpoch": 0,
             "authorizer": {"jwt": {"claims": claims, "scopes": None}},
         },
     }  # fmt: skip
-    answer = handle(event, Context())
-    assert answer["statusCode"] == 200 and "Mapped 1 tenant(s)" in answer["body"], answer["body"][-500:]
-    assert_within(CONSOLE, recorder)
+
+
+# Every POST route of the console (console/app.py), each change it makes, and words its answer must hold.
+CHANGES: list[tuple[str, list[tuple[str, str]], str]] = [
+    ("/p/unmapped/accept", [("tenant", "keepnet/kn-main/c-1")], "Mapped 1 tenant(s)"),  # one suggestion
+    ("/p/unmapped/ignore", [("tenant", "keepnet/kn-main/c-9")], ""),
+    ("/p/unmapped/unignore", [("tenant", "keepnet/kn-main/c-9")], ""),
+    ("/p/unmapped/assign", [("tenant", "keepnet/kn-main/c-2"), ("customer", "initech")], "Assigned"),
+    ("/p/customers/create", [("customer_id", "solo"), ("customer_name", "Solo Ltd")], "Created customer Solo"),
+    ("/p/customers/create", [("customer_id", "c3-ltd"), ("customer_name", "C3 Ltd"), ("external_ref", "CW-3"),
+                             ("tenant", "keepnet/kn-main/c-3"), ("tenant_name", "C3"), ("map", "1")], "and mapped"),
+    ("/p/psa/approve", [("proposal", "p1")], "Approved 1 proposal(s)"),  # selected
+    ("/p/psa/approve", [("all", "1")], "Approved 1 proposal(s)"),  # all (the one left)
+]  # fmt: skip
+
+
+def test_every_console_change_writes_only_under_its_leading_keys(
+    aws: LocalAws, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each POST route as the HTTP API delivers it; the proposals exist (the monthly report's plan writes them)."""
+    fill(aws.store())
+    BillingStore(aws.store()).import_mappings([Customer("initech", "Initech Corp", "CW-17")], [], what="test")
+    period = str(NOW)
+    PsaStore(aws.store()).add([replace(PROPOSAL, period=period), replace(PROPOSAL, id="p2", period=period)])
+    monkeypatch.setenv("PSA_SECRET_ID", "usagewatch/connectwise")
+    used: set[str] = set()
+    for path, form, words in CHANGES:
+        recorder.clear()
+        answer = handle(http_api_event(path, form, period=period), Context())
+        notice = re.findall(r'<p class="(?:notice|error)[^>]*>(.*?)</p>', answer["body"], re.DOTALL)
+        assert answer["statusCode"] == 200 and words in answer["body"], (path, answer["statusCode"], notice)
+        used |= assert_within(CONSOLE, recorder)
+    assert {path for path, _, _ in CHANGES} == posted_routes(), "a POST route of the console is not driven here"
+    mapped = {m.tenant.tenant_id: m.customer_id for m in BillingStore(aws.store()).mappings()}
+    assert (mapped["c-2"], mapped["c-3"], set(mapped)) == ("initech", "c3-ltd", {"c-1", "c-2", "c-3"}), mapped
+    assert {c.customer_id for c in BillingStore(aws.store()).customers()} >= {"initech", "solo", "c3-ltd"}
+    approved = {(p.id, p.status.value, p.approved_by) for p in PsaStore(aws.store()).proposals(period)}
+    assert approved == {("p1", "approved", "olivia"), ("p2", "approved", "olivia")}
+    # Every pattern is needed by some change: the list is no wider than what the console writes.
+    assert used == set(leading_keys(CONSOLE)), set(leading_keys(CONSOLE)) - used
+
+
+def posted_routes() -> set[str]:
+    app = (ROOT / "shared" / "usagewatch" / "console" / "app.py").read_text(encoding="utf-8")
+    return set(re.findall(r'@app\.post\("([^"]+)"\)', app))
 
 
 PROPOSAL = Proposal(
