@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,15 +13,45 @@ import pytest
 from tests.integration.conftest import FakeLambdaContext, event_file, load_app
 from tests.local_aws import LocalAws, sqs_record
 from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
+from usagewatch.sources.base import VendorSource
 
 API_KEY = "gz-key-9a8b7c6d5e4f3a2b"
 TREE = make_tree(customers=30, partners=2, sub_partner=True, seed=21)
 FAILING = TREE.customers()[5]
 
 
+class PacingClock:
+    """The source's monotonic clock and sleep: a sleep moves the clock on at once. Pacing is not what this file
+    tests (test_gravityzone_source.py does, against the simulator's limits), and the 33 companies at the account's
+    5 requests/s spent 15 s asleep; the chunk plan reads the invocation's remaining time, which stays real."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.offset += max(seconds, 0.0)
+
+
+@pytest.fixture(autouse=True)
+def pacing_clock(monkeypatch: pytest.MonkeyPatch) -> PacingClock:
+    clock = PacingClock()
+    monkeypatch.setitem(VendorSource.__init__.__kwdefaults__, "clock", clock)
+    monkeypatch.setitem(VendorSource.__init__.__kwdefaults__, "sleep", clock.sleep)
+    return clock
+
+
 @pytest.fixture
 def gravityzone() -> Iterator[GravityZoneSimulator]:
-    with GravityZoneSimulator(api_key=API_KEY, tree=TREE, failing_companies=[FAILING], licensing_rps=50) as sim:
+    # No server-side limit: the client's pacing runs on PacingClock, so its real request rate is not paced.
+    sim = GravityZoneSimulator(
+        api_key=API_KEY, tree=TREE, failing_companies=[FAILING], licensing_rps=None, network_rps=None
+    )
+    with sim:
         yield sim  # type: ignore[misc]
 
 
