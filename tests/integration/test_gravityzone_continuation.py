@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,36 +11,19 @@ import pytest
 from tests.integration.conftest import FakeLambdaContext, event_file, load_app
 from tests.local_aws import LocalAws, sqs_record
 from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
-from usagewatch.sources.base import VendorSource
+from tests.virtual_time import PacingClock
 
 API_KEY = "gz-key-9a8b7c6d5e4f3a2b"
 TREE = make_tree(customers=30, partners=2, sub_partner=True, seed=21)
 FAILING = TREE.customers()[5]
 
 
-class PacingClock:
-    """The source's monotonic clock and sleep: a sleep moves the clock on at once. Pacing is not what this file
-    tests (test_gravityzone_source.py does, against the simulator's limits), and the 33 companies at the account's
-    5 requests/s spent 15 s asleep; the chunk plan reads the invocation's remaining time, which stays real."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return time.monotonic() + self.offset
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.offset += max(seconds, 0.0)
-
-
 @pytest.fixture(autouse=True)
 def pacing_clock(monkeypatch: pytest.MonkeyPatch) -> PacingClock:
-    clock = PacingClock()
-    monkeypatch.setitem(VendorSource.__init__.__kwdefaults__, "clock", clock)
-    monkeypatch.setitem(VendorSource.__init__.__kwdefaults__, "sleep", clock.sleep)
-    return clock
+    """Pacing is not what this file tests (test_gravityzone_source.py does, against the simulator's limits): the
+    33 companies at the account's 5 requests/s spent 15 s asleep. The chunk plan reads the invocation's remaining
+    time, which stays real."""
+    return PacingClock().install(monkeypatch)
 
 
 @pytest.fixture
