@@ -20,19 +20,16 @@ FAILING = TREE.customers()[5]
 
 @pytest.fixture(autouse=True)
 def pacing_clock(monkeypatch: pytest.MonkeyPatch) -> PacingClock:
-    """Pacing is not what this file tests (test_gravityzone_source.py does, against the simulator's limits): the
-    33 companies at the account's 5 requests/s spent 15 s asleep. The chunk plan reads the invocation's remaining
-    time, which stays real."""
+    """The source paces on the simulator's clock, whose sleeps are instant: the 33 companies at the account's 5
+    requests/s spent 15 s asleep. The chunk plan reads the invocation's remaining time, which stays real."""
     return PacingClock().install(monkeypatch)
 
 
 @pytest.fixture
-def gravityzone() -> Iterator[GravityZoneSimulator]:
-    # No server-side limit: the client's pacing runs on PacingClock, so its real request rate is not paced.
-    sim = GravityZoneSimulator(
-        api_key=API_KEY, tree=TREE, failing_companies=[FAILING], licensing_rps=None, network_rps=None
-    )
-    with sim:
+def gravityzone(pacing_clock: PacingClock) -> Iterator[GravityZoneSimulator]:
+    with GravityZoneSimulator(
+        api_key=API_KEY, tree=TREE, failing_companies=[FAILING], licensing_rps=50, clock=pacing_clock
+    ) as sim:
         yield sim  # type: ignore[misc]
 
 
