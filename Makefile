@@ -9,9 +9,11 @@ export AWS_DEFAULT_REGION ?= eu-west-1
 export SAM_CLI_TELEMETRY := 0
 PYTEST := $(BIN)/python -m pytest
 # Test processes (pytest-xdist): `auto` is one per core; PYTEST_WORKERS=0 runs in this process, serially.
-# Whole files go to one worker (loadfile): module fixtures such as `sam build` and checkov run once.
+# worksteal: each worker starts on its own contiguous half of the tests (a file's module fixtures, such as
+# `sam build` and checkov, run once) and an idle worker takes tests from the end of the other's queue, so no
+# worker is left alone with a long file at the end (docs/performance.md: Test time).
 PYTEST_WORKERS ?= auto
-XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+XDIST := -n $(PYTEST_WORKERS) --dist worksteal
 # More pytest options, e.g. PYTEST_ARGS=--durations=40 or PYTEST_ARGS='-m "not realtime"'. The default names the ten
 # slowest tests at the end of every run, so a slow newcomer shows in CI's log (docs/performance.md: Test suite).
 PYTEST_ARGS ?= --durations=10 --durations-min=1

@@ -41,12 +41,13 @@ def _contracted(rng: random.Random, cid: str, name: str, vendor: str, metric: st
     )  # fmt: skip
 
 
-def demo_sized(seed: int = 7) -> Reconciliation:
+def demo_sized(seed: int = 7, customers: int = 355) -> Reconciliation:
+    """The demo's report: `customers` contracted customers (the demo has 355), each kind of line among them."""
     rng = random.Random(seed)
     lines: list[Line] = []
     history: dict[tuple[str, str, str], list[tuple[Period, Decimal]]] = {}
-    no_contract = 1561
-    for n in range(355):
+    no_contract = 1561 * customers // 355
+    for n in range(customers):
         cid = f"customer-{n:03d}"
         name = HOSTILE if n == 7 else f"Customer {n:03d} {'GmbH' if n % 3 else 'Ltd'}"
         status: Status = "under_billed" if n % 9 == 0 else "over_billed" if n % 71 == 5 else "ok"
@@ -60,7 +61,7 @@ def demo_sized(seed: int = 7) -> Reconciliation:
             months.insert(0, months[0].previous())
         first = rng.randrange(0, 4)  # some customers are newer than six months
         history[(cid, vendor, metric)] = [(m, line.used - rng.randrange(0, 8)) for m in months[first:-1]]
-        for k in range(5 if n < no_contract - 4 * 355 else 4):
+        for k in range(5 if n < no_contract - 4 * customers else 4):
             if no_contract == 0:
                 break
             lines.append(

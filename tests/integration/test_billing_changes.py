@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import types
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,34 +31,6 @@ NOW = Period.of(datetime.now(UTC))
 AT = datetime(NOW.year, NOW.month, 1, 6, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = 110  # 110 contracts: two transactions of marks, two of roll-forward
-
-
-@pytest.fixture(autouse=True)
-def moto_copies_a_table_once_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto backs up the whole table once per action of a TransactWriteItems (100 copies for 100 actions), which
-    makes these tests minutes long; the same backup, taken once per call, keeps its rollback as it is."""
-    import copy
-
-    import moto.dynamodb.models as models
-
-    real = models.DynamoDBBackend.transact_write_items
-
-    def once(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        memo: dict[int, Any] = {}
-
-        def deepcopy(value: Any) -> Any:
-            if id(value) not in memo:
-                memo[id(value)] = copy.deepcopy(value)
-            return memo[id(value)]
-
-        saved = models.copy
-        models.copy = types.SimpleNamespace(deepcopy=deepcopy)  # type: ignore[assignment]
-        try:
-            real(self, transact_items)
-        finally:
-            models.copy = saved
-
-    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", once)
 
 
 def seed_usage(store: DynamoStore, tenants: int) -> None:

@@ -11,15 +11,25 @@ import pytest
 from tests.integration.conftest import FakeLambdaContext, event_file, load_app
 from tests.local_aws import LocalAws, sqs_record
 from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
+from tests.virtual_time import PacingClock
 
 API_KEY = "gz-key-9a8b7c6d5e4f3a2b"
 TREE = make_tree(customers=30, partners=2, sub_partner=True, seed=21)
 FAILING = TREE.customers()[5]
 
 
+@pytest.fixture(autouse=True)
+def pacing_clock(monkeypatch: pytest.MonkeyPatch) -> PacingClock:
+    """The source paces on the simulator's clock, whose sleeps are instant: the 33 companies at the account's 5
+    requests/s spent 15 s asleep. The chunk plan reads the invocation's remaining time, which stays real."""
+    return PacingClock().install(monkeypatch)
+
+
 @pytest.fixture
-def gravityzone() -> Iterator[GravityZoneSimulator]:
-    with GravityZoneSimulator(api_key=API_KEY, tree=TREE, failing_companies=[FAILING], licensing_rps=50) as sim:
+def gravityzone(pacing_clock: PacingClock) -> Iterator[GravityZoneSimulator]:
+    with GravityZoneSimulator(
+        api_key=API_KEY, tree=TREE, failing_companies=[FAILING], licensing_rps=50, clock=pacing_clock
+    ) as sim:
         yield sim  # type: ignore[misc]
 
 

@@ -10,6 +10,7 @@ import pytest
 from tests.integration.conftest import Invoke, event_file
 from tests.local_aws import LocalAws
 from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
+from tests.virtual_time import PacingClock
 from usagewatch.handler import CollectionFailedError
 
 API_KEY = "gz-key-1f2e3d4c5b6a7980"
@@ -18,8 +19,11 @@ FAILING = TREE.customers()[3]
 
 
 @pytest.fixture
-def gravityzone() -> Iterator[GravityZoneSimulator]:
-    with GravityZoneSimulator(api_key=API_KEY, tree=TREE, failing_companies=[FAILING], licensing_rps=20) as sim:
+def gravityzone(monkeypatch: pytest.MonkeyPatch) -> Iterator[GravityZoneSimulator]:
+    # The sources pace on the simulator's clock, whose sleeps are instant: the rate windows as real, no waiting.
+    clock = PacingClock().install(monkeypatch)
+    sim = GravityZoneSimulator(api_key=API_KEY, tree=TREE, failing_companies=[FAILING], licensing_rps=20, clock=clock)
+    with sim:
         yield sim  # type: ignore[misc]
 
 

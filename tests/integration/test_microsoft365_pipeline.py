@@ -22,6 +22,7 @@ from tests.simulators.microsoft365 import (
     Microsoft365Simulator,
     make_customers,
 )
+from tests.virtual_time import PacingClock
 
 SECRET = "usagewatch/microsoft365"
 PERIOD = "2026-11"
@@ -42,10 +43,14 @@ def customers() -> list[Customer]:
 
 
 @pytest.fixture
-def graph(customers: list[Customer]) -> Iterator[Microsoft365Simulator]:
+def graph(customers: list[Customer], monkeypatch: pytest.MonkeyPatch) -> Iterator[Microsoft365Simulator]:
     # Three listing pages, one SKU per subscribedSkus page, two Graph requests per tenant and second: every
-    # tenant with more than two SKUs is throttled at least once.
-    with Microsoft365Simulator(customers=customers, page_cap=20, sku_page_cap=1, tenant_rps=2, retry_after=0.2) as sim:
+    # tenant with more than two SKUs is throttled at least once. The simulator's throttle window and the source's
+    # waits share one PacingClock: the throttling is as real, the waiting for its Retry-After instant.
+    clock = PacingClock().install(monkeypatch)
+    with Microsoft365Simulator(
+        customers=customers, page_cap=20, sku_page_cap=1, tenant_rps=2, retry_after=0.2, clock=clock
+    ) as sim:
         yield sim  # type: ignore[misc]
 
 

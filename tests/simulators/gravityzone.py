@@ -37,7 +37,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -240,8 +240,10 @@ class GravityZoneSimulator(Simulator):
         missing_methods: Iterable[str] = (),
         inventory_max_per_page: int = 1000,
         seed: int = 3,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(latency=latency)
+        self.clock = clock  # the rate windows' time
         self.api_key = api_key
         self.tree = tree if tree is not None else make_tree(seed=seed)
         self.usage: dict[str, dict[str, Counters]] = {
@@ -318,7 +320,7 @@ class GravityZoneSimulator(Simulator):
 
     # --- the vendor ---------------------------------------------------------------------------------
     def handle(self, request: SimRequest) -> SimResponse:
-        arrived = time.monotonic()
+        arrived = self.clock()
         match = _PATH_RE.match(request.path)
         if match is None:
             return SimResponse(404, raw=b"<html><body>Not Found</body></html>")

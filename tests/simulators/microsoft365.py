@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -223,6 +224,7 @@ class Microsoft365Simulator(Simulator):
     retry_after: float = 1.0
     graph_latency: float = 0.0
     latency: float = 0.0
+    clock: Callable[[], float] = time.monotonic  # the throttle window's and the tokens' time
 
     def __post_init__(self) -> None:
         super().__init__(latency=self.latency)
@@ -318,7 +320,7 @@ class Microsoft365Simulator(Simulator):
         tenant_id = self.partner if customer is None else customer.tenant_id
         token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9." + secrets.token_urlsafe(24)
         with self._state:
-            self._tokens[token] = _Issued(tenant_id, time.monotonic() + self.token_ttl)
+            self._tokens[token] = _Issued(tenant_id, self.clock() + self.token_ttl)
             self.tokens_issued[tenant_id] = self.tokens_issued.get(tenant_id, 0) + 1
         return SimResponse(
             200,
@@ -333,7 +335,7 @@ class Microsoft365Simulator(Simulator):
     def _throttled(self, tenant_id: str) -> SimResponse | None:
         if self.tenant_rps is None:
             return None
-        now = time.monotonic()
+        now = self.clock()
         with self._state:
             recent = self._recent.setdefault(tenant_id, deque())
             while recent and now - recent[0] >= 1.0:
@@ -359,7 +361,7 @@ class Microsoft365Simulator(Simulator):
             issued = self._tokens.get(header.removeprefix("Bearer ").strip())
         if issued is None:
             return graph_error(401, "InvalidAuthenticationToken", "IDX14100: JWT is not well formed.")
-        if time.monotonic() >= issued.expires_at:
+        if self.clock() >= issued.expires_at:
             return graph_error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
         throttled = self._throttled(issued.tenant_id)
         if throttled is not None:

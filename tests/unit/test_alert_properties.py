@@ -267,7 +267,7 @@ def ladder_firing(driver: Driver) -> dict[tuple[str, str, str], list[str]]:
     return rungs
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)  # each example a sequence of runs: 100 cover every kind of step
 @given(st.lists(runs, min_size=1, max_size=12))
 def test_published_events_are_exactly_the_transitions(sequence: list[Run]) -> None:
     driver = Driver()
@@ -329,7 +329,7 @@ def _lost_events_retry(first: list[Event], later: list[Event]) -> bool:
     return {(e["alert_id"], e["event_type"]) for e in first} <= {(e["alert_id"], e["event_type"]) for e in later}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)  # each example a sequence of runs: 100 cover every kind of step
 @given(st.lists(runs, min_size=2, max_size=8))
 def test_a_lost_event_goes_out_at_the_next_run_that_sees_the_same_thing(sequence: list[Run]) -> None:
     """At least once: whatever failed to publish is published by the next run that observes the same data

@@ -21,7 +21,8 @@ AWS_EDGE = ("aws", *STORE, "publisher", "reports", "settings")
 ENTRY = ("handler", "cli*", "migrate", "report", "console")
 PURE = ("errors", "text", "redaction", "validation", "events", "registry", "model", "invocation", "projection")
 VOCABULARY = (*PURE, "continuation", "observability")
-DECISIONS = ("rules", "alerts", "trends", "dispatch", "notify", "digest")
+ALERTS = ("alerts", "alert_model", "alert_events", "alert_failures")
+DECISIONS = ("rules", *ALERTS, "trends", "dispatch", "notify", "digest")
 PSA_ADAPTER = ("psa.contract", "psa.connectwise")
 PSA_MODEL = ("psa.proposals", "psa.apply", "psa.products")
 PSA_RUNS = ("psa.sync", "psa.scheduled", "psa.planning", "psa.monthly")
@@ -49,7 +50,7 @@ RULES: tuple[Rule, ...] = (
     Rule(("*",), ("handler",), "the handler is an entry point; only functions/ import it"),
     Rule(
         ("sources",),
-        (*AWS_EDGE, "pipeline", "rules", "alerts", "dispatch", "notify", "digest", "psa", *ENTRY, *_pkgs(*AWS_SDK)),
+        (*AWS_EDGE, "pipeline", "rules", *ALERTS, "dispatch", "notify", "digest", "psa", *ENTRY, *_pkgs(*AWS_SDK)),
         "a source reads one vendor and never touches AWS or the run",
     ),
     Rule(
