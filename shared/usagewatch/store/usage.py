@@ -89,7 +89,7 @@ quicker to pack and unpack than JSON; the bytes never leave the process)."""
 
 
 def _unpack(packed: bytes) -> dict[str, Any]:
-    item: dict[str, Any] = marshal.loads(packed)  # noqa: S302 - only bytes `remembered` packed in this process
+    item: dict[str, Any] = marshal.loads(packed)  # noqa: S302  # nosec B302 - only bytes this process packed
     return item
 
 
