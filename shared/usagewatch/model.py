@@ -50,6 +50,12 @@ def parse_utc(text: str, *, field: str = "time") -> datetime:
     return moment.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=512)
+def _period_text(year: int, month: int) -> str:
+    """`YYYY-MM`, formatted once per month named (a run names the same one or two months for every record)."""
+    return f"{year:04d}-{month:02d}"
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Period:
     """A calendar month, `YYYY-MM`."""
@@ -70,7 +76,7 @@ class Period:
         return cls(moment.year, moment.month)
 
     def __str__(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
+        return _period_text(self.year, self.month)
 
     @property
     def start(self) -> datetime:

@@ -319,7 +319,8 @@ def test_not_a_reseller_gets_a_clear_message(
         run(source, sim)
     assert str(caught.value) == NOT_RESELLER
     assert caught.value.status == 403
-    assert sim.count(SEARCH_PATH) == 1
+    # The over-limit listing and the main listing's first page go out together; neither is retried.
+    assert sim.count(SEARCH_PATH) == 2
 
 
 # --- transient faults -----------------------------------------------------------------------------
@@ -450,7 +451,7 @@ def test_never_ending_listing_is_guarded(source: KeepnetSource, sim_factory: Cal
     sim = sim_factory(EndlessSimulator, companies=make_companies(20))
     with pytest.raises(VendorDataError, match="did not end after 5 pages"):
         run(source, sim, max_pages=5, page_size=10)
-    assert sim.count(SEARCH_PATH) <= 5
+    assert sim.count(SEARCH_PATH) <= 2 * 5  # each of the two listings (over-limit, main) stops at its fifth page
 
 
 class GrowingSimulator(KeepnetSimulator):
@@ -511,6 +512,35 @@ def test_pages_are_requested_while_the_caller_maps_the_first_and_no_more_than_th
         assert main_pages() == {1, 2, 3, 4, 5}
     finally:
         results.close()
+
+
+class OverLimitWaitsForPageOne(KeepnetSimulator):
+    """Holds the over-limit listing's answer until the main listing's page 1 has been asked for (at most 5 s)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.page_one_asked = threading.Event()
+        self.overlapped: bool | None = None
+
+    def handle(self, request: SimRequest) -> SimResponse:
+        body = request.json() if request.path == SEARCH_PATH else None
+        if isinstance(body, dict) and body.get("isTargetUserCountExceededLimit") is False and body["pageNumber"] == 1:
+            self.page_one_asked.set()
+        if isinstance(body, dict) and body.get("isTargetUserCountExceededLimit") is True:
+            self.overlapped = self.page_one_asked.wait(5)
+        return super().handle(request)
+
+
+def test_the_over_limit_listing_is_read_beside_the_first_page_and_known_before_any_company(
+    source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator]
+) -> None:
+    companies = make_companies(60)  # 3 of them over their licence limit
+    sim = sim_factory(OverLimitWaitsForPageOne, companies=companies, page_cap=40)
+    usages, failures = run(source, sim)
+    assert sim.overlapped is True, "the over-limit listing waited for nothing: it was read before page 1 was asked for"
+    assert not failures and len(usages) == 60
+    flagged = {cid for cid, u in usages.items() if any(r.limit_exceeded for r in u.records)}
+    assert flagged == {c["companyResourceId"] for c in companies if over_limit(c)} and len(flagged) == 3
 
 
 # --- per-company failures -------------------------------------------------------------------------

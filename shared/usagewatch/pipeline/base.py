@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -28,13 +27,6 @@ from usagewatch.rules import RulesDocument
 from usagewatch.store.interface import BillingReader
 from usagewatch.text import clip_error
 from usagewatch.trends import Trends
-
-
-def _let_io_threads_run() -> None:
-    """Offer the GIL to the source's page threads and the store's writer threads between tenants. A thread whose
-    answer arrived waits for the GIL until this one gives it up, up to the interpreter's switch interval (5 ms) at
-    every step of reading a response: with pages of 100 ms, that was a tenth of the Keepnet run (issue 29)."""
-    os.sched_yield()
 
 
 class PipelineBase:
@@ -81,7 +73,6 @@ class PipelineBase:
                     run.billed_tenants.add(tenant.tenant_id)
                 if not result.records:
                     run.silent_tenants.add(tenant.tenant_id)
-                _let_io_threads_run()
             self.store.flush()
         except UsagewatchError as exc:
             deadline = request.deadline

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from usagewatch.errors import UsagewatchError
 from usagewatch.http import HttpClient
@@ -66,20 +67,36 @@ class KeepnetSource(VendorSource[KeepnetAccount]):
             client.close()
 
     def _collect(self, session: KeepnetSession, request: CollectionRequest) -> Iterator[TenantResult]:
-        account = session.account
         period = request.period
         window = Window.month(period)
         # Only the month being lived now gets the current values and the vendor's over-limit verdict.
         current = period == Period.of(request.as_of)
 
         exceeded_ids: set[str] = set()
-        if current:
-            for page in session.listing(period, exceeded_only=True):
-                for row in page.results:
-                    exceeded_ids.update(
-                        cid for m in family(row) if isinstance(m, Member) and (cid := company_id(m.row)) is not None
-                    )
+        # The over-limit listing is read beside the main listing's first page (the token first, once): the
+        # verdicts are in hand before the first company is mapped, one round trip sooner.
+        over_limit: Future[set[str]] | None = None
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keepnet-over-limit") if current else None
+        try:
+            if reader is not None:
+                session.tokens.current()
+                over_limit = reader.submit(_over_limit_ids, session, period)
+            yield from self._companies(session, request, window, current, exceeded_ids, over_limit)
+        finally:
+            if reader is not None:
+                reader.shutdown(wait=True, cancel_futures=True)
 
+    def _companies(
+        self,
+        session: KeepnetSession,
+        request: CollectionRequest,
+        window: Window,
+        current: bool,
+        exceeded_ids: set[str],
+        over_limit: Future[set[str]] | None,
+    ) -> Iterator[TenantResult]:
+        account = session.account
+        period = request.period
         seen: set[str] = set()
         duplicates = failures = pages = nested = 0
         reported_records: int | None = None
@@ -90,6 +107,9 @@ class KeepnetSource(VendorSource[KeepnetAccount]):
             # company falls between them. The page counts say the listing moved: read it once more.
             counts: set[tuple[int, int | None]] = set()
             for page in session.listing(period, exceeded_only=False):
+                if over_limit is not None:
+                    exceeded_ids.update(over_limit.result())
+                    over_limit = None
                 pages += 1
                 counts.add((page.total_pages, page.total_records))
                 if page.number == 1 and listing_pass == 1:
@@ -185,3 +205,12 @@ def _row_failure(member: Member, page: int, position: int) -> TenantFailure:
         ),
         clip(f"Keepnet listing page {page}, {where}: {what} {problem}; it cannot be stored"),
     )
+
+
+def _over_limit_ids(session: KeepnetSession, period: Period) -> set[str]:
+    """The ids of every company (child companies included) in the vendor's over-limit listing."""
+    ids: set[str] = set()
+    for page in session.listing(period, exceeded_only=True):
+        for row in page.results:
+            ids.update(cid for m in family(row) if isinstance(m, Member) and (cid := company_id(m.row)) is not None)
+    return ids
