@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -92,6 +93,7 @@ def test_unmapped_tenants_accept_and_the_trail(filled: LocalAws) -> None:
     assert [(m.customer_id, m.tenant.tenant_id) for m in mappings] == [("acme", "c-1")]
     trail = call("GET", "/p/changes", VIEWER)["body"]
     assert "olivia" in trail and "keepnet/kn-main/c-1" in trail and "unmapped" in trail and "acme (Acme Ltd)" in trail
+    assert re.search(r'<td class="nowrap">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td>', trail), "when, on one line, in UTC"
 
 
 def test_bulk_accept_takes_every_selected_tenant_at_once(filled: LocalAws) -> None:

@@ -31,11 +31,21 @@ app = APIGatewayHttpResolver()
 def _templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     env.filters["utc"] = _utc
+    env.filters["utc_seconds"] = _utc_seconds
     return env
 
 
 def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _utc_seconds(text: str) -> str:
+    """A stored ISO time as `2026-12-07 18:46:01 UTC` (the text as it is when it is not one)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def csp() -> str:
