@@ -8,11 +8,13 @@ export PYTHONPATH := $(abspath shared):$(abspath .)
 export AWS_DEFAULT_REGION ?= eu-west-1
 export SAM_CLI_TELEMETRY := 0
 PYTEST := $(BIN)/python -m pytest
-# Test processes (pytest-xdist): `auto` is one per core; PYTEST_WORKERS=0 runs in this process, serially.
+# Test processes (pytest-xdist): two per core, since about a third of the suite's time is spent waiting (simulators'
+# latency, subprocesses, Chromium) and another worker's CPU fills it (docs/performance.md, "Workers");
+# PYTEST_WORKERS=0 runs in this process, serially.
 # worksteal: each worker starts on its own contiguous half of the tests (a file's module fixtures, such as
 # `sam build` and checkov, run once) and an idle worker takes tests from the end of the other's queue, so no
 # worker is left alone with a long file at the end (docs/performance.md: Test time).
-PYTEST_WORKERS ?= auto
+PYTEST_WORKERS ?= $(shell n=$$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); echo $$((2 * n)))
 XDIST := -n $(PYTEST_WORKERS) --dist worksteal
 # More pytest options, e.g. PYTEST_ARGS=--durations=40 or PYTEST_ARGS='-m "not realtime"'. The default names the ten
 # slowest tests at the end of every run, so a slow newcomer shows in CI's log (docs/performance.md: Test suite).
