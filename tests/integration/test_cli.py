@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
+from tests.cli_run import run
 from tests.local_aws import LocalAws
 from usagewatch import cli
 from usagewatch.model import AlertState, Period, RunRecord, Tenant, Total, UsageRecord, Window
@@ -56,16 +57,6 @@ def filled(aws: LocalAws) -> LocalAws:
         )
     )
     return aws
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exc:  # argparse's own exits (usage errors, --help)
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_bad_input_is_one_line_and_exit_code_1(filled: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:

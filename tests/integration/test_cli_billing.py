@@ -9,11 +9,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
 import pytest
 
+from tests.cli_run import item_count, run
 from tests.local_aws import LocalAws
-from usagewatch import cli
 from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
 from usagewatch.reconcile import STATUS_ORDER
 from usagewatch.store.billing import BillingStore
@@ -44,20 +43,6 @@ def filled(aws: LocalAws) -> LocalAws:
     store.flush()
     store.write_totals([Total("keepnet", "kn-main", PERIOD, "monthly_users", "users", 179, 3, 0, "2026-12-01T06:00Z")])
     return aws
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def item_count(aws: LocalAws) -> int:
-    return int(boto3.client("dynamodb").scan(TableName=aws.table_name, Select="COUNT")["Count"])
 
 
 def test_the_monthly_workflow(filled: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

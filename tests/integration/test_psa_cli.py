@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.cli_run import item_count, run
 from tests.local_aws import LocalAws
 from tests.simulators.base import Fault
 from tests.simulators.connectwise import ConnectWiseSimulator
@@ -91,20 +92,6 @@ def world(aws: LocalAws, sim: ConnectWiseSimulator, tmp_path: Path, monkeypatch:
     return ids
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def items(aws: LocalAws) -> int:
-    return int(boto3.client("dynamodb").scan(TableName=aws.table_name, Select="COUNT")["Count"])
-
-
 def ready(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Customers and products imported, then one sync."""
     assert run(capsys, "customers", "import", str(tmp_path / "mapping.csv"))[0] == 0
@@ -139,10 +126,10 @@ def test_products_import_is_all_or_nothing_and_warns_of_unknown_products(
 ) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("product_identifier,vendor,metric\nKN-USERS,keepnet,monthly_users\nX,nosuch,m\n")
-    before = items(aws)
+    before = item_count(aws)
     code, _, err = run(capsys, "psa", "products", "import", str(bad))
     assert code == 1 and "line 3: vendor: unknown 'nosuch'" in err and "nothing imported" in err
-    assert items(aws) == before
+    assert item_count(aws) == before
     extra = tmp_path / "extra.csv"
     extra.write_text(PRODUCTS + "NOT-IN-CATALOG,keepnet,monthly_users\n")
     code, out, err = run(capsys, "psa", "products", "import", str(extra))
@@ -157,19 +144,19 @@ def test_sync_writes_contract_lines_once_and_lists_what_it_could_not_use(
 ) -> None:
     assert run(capsys, "customers", "import", str(tmp_path / "mapping.csv"))[0] == 0
     assert run(capsys, "psa", "products", "import", str(tmp_path / "products.csv"))[0] == 0
-    before = items(aws)
+    before = item_count(aws)
     code, out, err = run(capsys, "psa", "sync", "--dry-run")
     assert code == 0, err
-    assert "3 contract version(s) would be written" in out and items(aws) == before
+    assert "3 contract version(s) would be written" in out and item_count(aws) == before
     code, out, err = run(capsys, "psa", "sync")
     assert code == 0, err
     assert "Wrote 3 contract version(s)" in out
     assert f"acme keepnet monthly_users: 100 (from {PERIOD}, line {world['acme_agreement']}/{world['acme_kn']})" in out
     assert "product BACKUP-TB is not mapped" in out
     assert "company INITECH" in out and "no customer has external_ref" in out
-    after = items(aws)
+    after = item_count(aws)
     code, out, _ = run(capsys, "psa", "sync")
-    assert code == 0 and "Nothing changed" in out and items(aws) == after
+    assert code == 0 and "Nothing changed" in out and item_count(aws) == after
     code, out, _ = run(capsys, "reconcile", "--period", PERIOD, "--csv")
     rows = {(r["customer_id"], r["metric"]): r for r in csv.DictReader(io.StringIO(out))}
     assert rows[("acme", "monthly_users")]["contracted"] == "100"
@@ -183,14 +170,14 @@ def test_sync_writes_contract_lines_once_and_lists_what_it_could_not_use(
     )
     code, _, err = run(capsys, "contracts", "import", str(contracts))
     assert code == 1 and "line 3: acme keepnet monthly_users is read from the PSA" in err
-    assert items(aws) == after
+    assert item_count(aws) == after
     # Months before the sync took the line over stay the file's.
     contracts.write_text(
         f"customer_id,vendor,metric,quantity,effective_from,effective_to\nacme,keepnet,monthly_users,90,{NOW.previous()},{NOW.previous()}\n"
     )
     code, out, err = run(capsys, "contracts", "import", str(contracts), "--amend")
     assert code == 0, err
-    after = items(aws)
+    after = item_count(aws)
 
     # The agreement is cancelled: its contracts end, from this month on, and nothing else changes.
     sim.cancel_agreement(world["acme_agreement"])

@@ -17,9 +17,9 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.cli_run import run
 from tests.integration.conftest import FakeLambdaContext, load_app
 from tests.local_aws import LocalAws
-from usagewatch import cli
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.errors import ConfigError
@@ -156,16 +156,6 @@ def fill(aws: LocalAws) -> None:
             for (c, v), (q, p) in CONTRACTS.items()
         ]
     )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_reconciliation_matches_a_computation_of_its_own(aws: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
