@@ -7,6 +7,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONPATH := $(abspath shared):$(abspath .)
 export AWS_DEFAULT_REGION ?= eu-west-1
 export SAM_CLI_TELEMETRY := 0
+# Python may keep each module's compiled form (__pycache__, git-ignored) even where the shell says not to: the venv is
+# installed without .pyc, so otherwise every process (each test worker, CLI subprocess, sam, checkov) compiles
+# boto3, moto and the rest from source again, and pytest rewrites every test module in every worker
+# (docs/performance.md: Test time).
+unexport PYTHONDONTWRITEBYTECODE
 PYTEST := $(BIN)/python -m pytest
 # Test processes (pytest-xdist): two per core, since about a third of the suite's time is spent waiting (simulators'
 # latency, subprocesses, Chromium) and another worker's CPU fills it (docs/performance.md, "Workers");
