@@ -15,7 +15,6 @@ the PSA could not be reached: the report stands either way, and the result says 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -158,5 +157,5 @@ def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str,
         reports=S3ReportWriter(env.report_bucket),
         publisher=SnsPublisher(env.alert_topic_arn),
         currency=env.currency,
-        psa_secret=(os.environ if environ is None else environ).get("PSA_SECRET_ID", ""),
+        psa_secret=env.psa_secret_id,
     )

@@ -167,6 +167,17 @@ def load_currency(environ: Mapping[str, str] | None = None) -> Currency:
     return Currency(code, _MINOR_UNITS.get(code, 2))
 
 
+PSA_SECRET_ENV: Final = "PSA_SECRET_ID"  # noqa: S105 (the name of an environment variable)
+"""Names the ConnectWise connection's secret (template parameter ConnectWiseSecretName) for the PSA sync, the
+monthly report's plan and the console's PSA page; unset or empty: no PSA is linked."""
+
+
+def psa_secret_id(environ: Mapping[str, str] | None = None) -> str:
+    """The PSA connection's secret name, or "" when no PSA is linked."""
+    env = os.environ if environ is None else environ
+    return env.get(PSA_SECRET_ENV, "").strip()
+
+
 @dataclass(frozen=True, slots=True)
 class ReportEnvironment:
     """The monthly report function's settings (template.yaml: ReportFunction)."""
@@ -175,6 +186,8 @@ class ReportEnvironment:
     alert_topic_arn: str
     report_bucket: str
     currency: Currency
+    psa_secret_id: str = ""
+    """The PSA connection's secret: the report also makes the month's PSA plan; "" for none."""
 
 
 def load_report_environment(environ: Mapping[str, str] | None = None) -> ReportEnvironment:
@@ -182,4 +195,6 @@ def load_report_environment(environ: Mapping[str, str] | None = None) -> ReportE
     missing = [name for name in ("USAGE_TABLE_NAME", "ALERT_TOPIC_ARN", "REPORT_BUCKET") if not env.get(name)]
     if missing:
         raise ConfigError(f"environment: {', '.join(missing)} not set")
-    return ReportEnvironment(env["USAGE_TABLE_NAME"], env["ALERT_TOPIC_ARN"], env["REPORT_BUCKET"], load_currency(env))
+    return ReportEnvironment(
+        env["USAGE_TABLE_NAME"], env["ALERT_TOPIC_ARN"], env["REPORT_BUCKET"], load_currency(env), psa_secret_id(env)
+    )

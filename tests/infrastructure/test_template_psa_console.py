@@ -25,7 +25,7 @@ from tests.infrastructure.test_template_policies import (
     role_statements,
     statements_for,
 )
-from usagewatch import registry
+from usagewatch import registry, settings
 from usagewatch.console.access import OPERATORS, VIEWERS
 from usagewatch.console.front import PUBLIC
 from usagewatch.model import Period
@@ -108,9 +108,12 @@ def test_the_psa_sync_runs_daily_like_the_collectors(cfn_default: dict[str, Any]
     assert variables["USAGE_TABLE_NAME"] == {"Ref": "UsageTable"}
     assert variables["POWERTOOLS_SERVICE_NAME"] == "usagewatch-psa-sync"
     assert "VENDOR_SECRET_ID" not in variables
-    # The name the handler really reads (psa/scheduled.py), never a secret value.
-    scheduled = (REPO / "shared" / "usagewatch" / "psa" / "scheduled.py").read_text(encoding="utf-8")
-    assert 'env.get("PSA_SECRET_ID"' in scheduled
+    # The name the functions really read (settings.py, for the sync, the report and the console), never a secret.
+    assert settings.PSA_SECRET_ENV == "PSA_SECRET_ID"
+    assert settings.psa_secret_id({"PSA_SECRET_ID": " msp/cw "}) == "msp/cw"
+    for module in ("psa/scheduled.py", "monthly_report.py", "console/psa_page.py"):
+        source = (REPO / "shared" / "usagewatch" / module).read_text(encoding="utf-8")
+        assert "psa_secret_id" in source and 'get("PSA_SECRET_ID"' not in source, module
     (schedule,) = [
         s["Properties"]
         for s in resources_of(cfn_default, "AWS::Scheduler::Schedule").values()

@@ -13,18 +13,17 @@ from usagewatch.console.access import Caller
 from usagewatch.model import Period
 from usagewatch.psa.apply import AuditRecord
 from usagewatch.psa.proposals import Proposal, ProposalStatus
+from usagewatch.settings import psa_secret_id
 from usagewatch.store import DynamoStore, audit
 from usagewatch.store.billing import BillingStore
 from usagewatch.store.psa import PsaStore
 
-PSA_SECRET_ENV: Final = "PSA_SECRET_ID"  # noqa: S105 (the name of an environment variable)
-"""Names the PSA connection's secret (as for the scheduled sync, usagewatch.psa.scheduled); unset or empty: no
-PSA is configured and the console has no PSA page."""
 STATUS_ORDER: Final = {s: n for n, s in enumerate(ProposalStatus)}
 
 
 def configured(environ: Mapping[str, str]) -> bool:
-    return bool(environ.get(PSA_SECRET_ENV, "").strip())
+    """A PSA is linked (settings.PSA_SECRET_ENV): the console has a PSA page."""
+    return bool(psa_secret_id(environ))
 
 
 @dataclass(frozen=True, slots=True)

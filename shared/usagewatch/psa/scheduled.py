@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from usagewatch.errors import ConfigError
+from usagewatch.settings import psa_secret_id
 
 
 def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if environ is None else environ
-    secret_id = env.get("PSA_SECRET_ID", "")
+    secret_id = psa_secret_id(env)
     if not secret_id:
         return {"synced": False, "reason": "no PSA connection configured"}
     if not env.get("USAGE_TABLE_NAME"):
