@@ -186,9 +186,14 @@ def _checked_attributes(attributes: object, tenant_id: str, metric: str) -> dict
 ProjectionSource = Literal["vendor", "usagewatch"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class UsageRecord:
-    """One normalised number: a tenant's usage of one metric in one period (docs/data-model.md)."""
+    """One normalised number: a tenant's usage of one metric in one period (docs/data-model.md).
+
+    Its `__init__` is written out rather than generated: a frozen dataclass's own sets every field through
+    `object.__setattr__`, about 5 µs a record against 1.6 µs through the slots' setters, and a Keepnet run of
+    10,000 companies makes 40,000 records (docs/performance.md). `tests/unit/test_record_fast_paths.py` holds it
+    to the fields, their order and defaults."""
 
     vendor: str
     account_id: str
@@ -211,6 +216,44 @@ class UsageRecord:
     projection_fit: tuple[float, ...] | None = None
     """usagewatch's running sums of the metric's step function this period (projection.StepFit), stored with it."""
 
+    def __init__(
+        self,
+        vendor: str,
+        account_id: str,
+        tenant: Tenant,
+        metric: str,
+        value: Number,
+        unit: str,
+        window: Window,
+        quota: Number | None = None,
+        projected: Number | None = None,
+        minimum: Number | None = None,
+        limit_exceeded: bool | None = None,
+        projected_next_period: Number | None = None,
+        attributes: Mapping[str, int | str] | None = None,
+        projection_source: ProjectionSource | None = None,
+        projection_fit: tuple[float, ...] | None = None,
+    ) -> None:
+        _fill(
+            self,
+            vendor,
+            account_id,
+            tenant,
+            metric,
+            value,
+            unit,
+            window,
+            quota,
+            projected,
+            minimum,
+            limit_exceeded,
+            projected_next_period,
+            attributes,
+            projection_source,
+            projection_fit,
+        )
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         tid = self.tenant.tenant_id
         if self.projection_source is None and self.projected is not None:
@@ -219,24 +262,29 @@ class UsageRecord:
             raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown projection source")
         if self.attributes is not None:
             object.__setattr__(self, "attributes", _checked_attributes(self.attributes, tid, self.metric) or None)
-        known = registry.find(self.vendor)
-        if known is None:
-            raise VendorDataError(f"unknown vendor {self.vendor!r}")
-        if self.unit not in known.units:
-            raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown unit {self.unit!r}")
-        if not self.metric or not _METRIC_RE.fullmatch(self.metric):
-            raise VendorDataError(f"tenant {tid}: invalid metric name {self.metric!r}")
+        named = (self.vendor, self.unit, self.metric)
+        if named not in _NAMES_CHECKED:
+            known = registry.find(self.vendor)
+            if known is None:
+                raise VendorDataError(f"unknown vendor {self.vendor!r}")
+            if self.unit not in known.units:
+                raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown unit {self.unit!r}")
+            if type(self.metric) is not str or not _METRIC_RE.fullmatch(self.metric):
+                raise VendorDataError(f"tenant {tid}: invalid metric name {self.metric!r}")
+            if len(_NAMES_CHECKED) < MAX_NAMES_CHECKED:
+                _NAMES_CHECKED.add(named)
         value = self.value
         if type(value) is not int or not 0 <= value <= MAX_PLAUSIBLE_VALUE:  # else a plain count, valid
             _check_number(f"{self.metric}.value", value, tid, optional=False)
-        for name, number in (
-            ("quota", self.quota),
-            ("projected", self.projected),
-            ("minimum", self.minimum),
-            ("projected_next_period", self.projected_next_period),
-        ):
-            if number is not None and (type(number) is not int or not 0 <= number <= MAX_PLAUSIBLE_VALUE):
-                _check_number(f"{self.metric}.{name}", number, tid, optional=True)
+        if not (self.quota is self.projected is self.minimum is self.projected_next_period is None):
+            for name, number in (
+                ("quota", self.quota),
+                ("projected", self.projected),
+                ("minimum", self.minimum),
+                ("projected_next_period", self.projected_next_period),
+            ):
+                if number is not None and (type(number) is not int or not 0 <= number <= MAX_PLAUSIBLE_VALUE):
+                    _check_number(f"{self.metric}.{name}", number, tid, optional=True)
 
     def with_projection(
         self, projected: Number | None, source: ProjectionSource | None, fit: tuple[float, ...] | None
@@ -251,11 +299,24 @@ class UsageRecord:
         if projected is not None and not _plain_count(projected):
             _check_number(f"{self.metric}.projected", projected, self.tenant.tenant_id, optional=True)
         copy = object.__new__(UsageRecord)
-        for name in _RECORD_FIELDS:
-            _set(copy, name, getattr(self, name))
-        _set(copy, "projected", projected)
-        _set(copy, "projection_source", source)
-        _set(copy, "projection_fit", fit)
+        _fill(
+            copy,
+            self.vendor,
+            self.account_id,
+            self.tenant,
+            self.metric,
+            self.value,
+            self.unit,
+            self.window,
+            self.quota,
+            projected,
+            self.minimum,
+            self.limit_exceeded,
+            self.projected_next_period,
+            self.attributes,
+            source,
+            fit,
+        )
         return copy
 
     @property
@@ -268,8 +329,47 @@ class UsageRecord:
 
 
 _METRIC_RE: Final = re.compile(r"[a-z0-9_]+")
-_RECORD_FIELDS: Final = tuple(f.name for f in fields(UsageRecord))
-_set: Final = object.__setattr__
+# (vendor, unit, metric) names already found valid: a run repeats a few of them thousands of times. Bounded, since
+# a metric name can come from the vendor (a SKU's).
+_NAMES_CHECKED: Final[set[tuple[str, str, str]]] = set()
+MAX_NAMES_CHECKED: Final = 4096
+_RECORD_SETTERS: Final = tuple(getattr(UsageRecord, f.name).__set__ for f in fields(UsageRecord))
+
+
+def _fill(record: UsageRecord, *values: object) -> None:
+    """Set every field of `record`, in field order, through the slots' own setters (no check)."""
+    (
+        vendor,
+        account_id,
+        tenant,
+        metric,
+        value,
+        unit,
+        window,
+        quota,
+        projected,
+        minimum,
+        limit_exceeded,
+        projected_next_period,
+        attributes,
+        projection_source,
+        projection_fit,
+    ) = _RECORD_SETTERS
+    vendor(record, values[0])
+    account_id(record, values[1])
+    tenant(record, values[2])
+    metric(record, values[3])
+    value(record, values[4])
+    unit(record, values[5])
+    window(record, values[6])
+    quota(record, values[7])
+    projected(record, values[8])
+    minimum(record, values[9])
+    limit_exceeded(record, values[10])
+    projected_next_period(record, values[11])
+    attributes(record, values[12])
+    projection_source(record, values[13])
+    projection_fit(record, values[14])
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from datetime import UTC, datetime
 
@@ -174,3 +175,46 @@ def test_judge_groups_a_tenants_records_by_period_in_order() -> None:
     monthly = judged[2][0]
     assert (monthly.projected, monthly.projection_source, monthly.projection_fit) == (None, None, None)
     assert judged[0][0] == records[0] and judged[1][0] == records[2]
+
+
+def test_the_written_out_init_takes_every_field_in_order_with_its_default() -> None:
+    parameters = list(inspect.signature(UsageRecord.__init__).parameters.values())[1:]
+    declared = dataclasses.fields(UsageRecord)
+    assert [p.name for p in parameters] == [f.name for f in declared]
+    for parameter, declared_field in zip(parameters, declared, strict=True):
+        expected = inspect.Parameter.empty if declared_field.default is dataclasses.MISSING else declared_field.default
+        assert parameter.default == expected, parameter.name
+    made = record(projected=30, attributes=None)
+    assert [getattr(made, f.name) for f in declared] == [
+        "keepnet", "kn", Tenant("c1", "Acme"), "target_users", 12, "users", NOV, 20, 30, None, False, None, None,
+        "vendor", None,
+    ]  # fmt: skip
+    assert made == record(projected=30) and hash(made) == hash(record(projected=30))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.metric = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"vendor": "nobody"}, "unknown vendor"),
+        ({"unit": "parsecs"}, "unknown unit"),
+        ({"metric": "Target Users"}, "invalid metric name"),
+        ({"metric": ""}, "invalid metric name"),
+    ],
+)
+def test_names_once_valid_do_not_make_other_names_valid(changes: dict[str, object], message: str) -> None:
+    record()  # the valid (vendor, unit, metric) is remembered
+    for _ in range(2):  # refused every time, not only the first
+        with pytest.raises(VendorDataError, match=message):
+            record(**changes)
+
+
+def test_a_float_list_is_stored_as_the_general_path_stores_it() -> None:
+    from usagewatch.store.table import _value, serialize
+
+    values = [0.1, 2.0, 1e-07, 12345678.125, 3, -0.0, math.inf]
+    fast = serialize({"fit": values})["fit"]
+    assert fast == {"L": [{"N": repr(v)} if isinstance(v, float) else {"N": str(v)} for v in values]}
+    assert fast == {"L": [_value(v) for v in values]}
+    assert serialize({"fit": ["a", None, True]})["fit"] == {"L": [{"S": "a"}, {"BOOL": True}]}

@@ -62,10 +62,25 @@ def _value(value: object) -> dict[str, Any] | None:
     if isinstance(value, str):
         return {"S": value}
     if isinstance(value, list | tuple):
-        return {"L": [v for v in (_value(x) for x in value) if v is not None]}
+        return {"L": _list(value)}
     if isinstance(value, Mapping):
         return {"M": serialize(value)}
     raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _list(values: Sequence[object]) -> list[dict[str, Any]]:
+    encoded: list[dict[str, Any]] = []
+    for value in values:
+        kind = type(value)  # a projection's running sums: floats and an int, one call per list
+        if kind is float:
+            encoded.append({"N": repr(value)})
+        elif kind is int:
+            encoded.append({"N": str(value)})
+        else:
+            element = _value(value)
+            if element is not None:
+                encoded.append(element)
+    return encoded
 
 
 def serialize(attributes: Mapping[str, object]) -> Item:
@@ -79,6 +94,8 @@ def serialize(attributes: Mapping[str, object]) -> Item:
             item[key] = {"N": str(value)}
         elif kind is dict:
             item[key] = {"M": serialize(value)}  # type: ignore[arg-type]
+        elif kind is list:
+            item[key] = {"L": _list(value)}  # type: ignore[arg-type]
         elif value is not None:
             encoded = _value(value)
             if encoded is not None:
