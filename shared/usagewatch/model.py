@@ -234,24 +234,22 @@ class UsageRecord:
         projection_source: ProjectionSource | None = None,
         projection_fit: tuple[float, ...] | None = None,
     ) -> None:
-        _fill(
-            self,
-            vendor,
-            account_id,
-            tenant,
-            metric,
-            value,
-            unit,
-            window,
-            quota,
-            projected,
-            minimum,
-            limit_exceeded,
-            projected_next_period,
-            attributes,
-            projection_source,
-            projection_fit,
-        )
+        setters = _RECORD_SETTERS
+        setters[0](self, vendor)
+        setters[1](self, account_id)
+        setters[2](self, tenant)
+        setters[3](self, metric)
+        setters[4](self, value)
+        setters[5](self, unit)
+        setters[6](self, window)
+        setters[7](self, quota)
+        setters[8](self, projected)
+        setters[9](self, minimum)
+        setters[10](self, limit_exceeded)
+        setters[11](self, projected_next_period)
+        setters[12](self, attributes)
+        setters[13](self, projection_source)
+        setters[14](self, projection_fit)
         self.__post_init__()
 
     def __post_init__(self) -> None:
@@ -299,24 +297,11 @@ class UsageRecord:
         if projected is not None and not _plain_count(projected):
             _check_number(f"{self.metric}.projected", projected, self.tenant.tenant_id, optional=True)
         copy = object.__new__(UsageRecord)
-        _fill(
-            copy,
-            self.vendor,
-            self.account_id,
-            self.tenant,
-            self.metric,
-            self.value,
-            self.unit,
-            self.window,
-            self.quota,
-            projected,
-            self.minimum,
-            self.limit_exceeded,
-            self.projected_next_period,
-            self.attributes,
-            source,
-            fit,
-        )
+        for setter, getter in _RECORD_COPY:
+            setter(copy, getter(self))
+        _SET_PROJECTION(copy, projected)
+        _SET_PROJECTION_SOURCE(copy, source)
+        _SET_PROJECTION_FIT(copy, fit)
         return copy
 
     @property
@@ -333,43 +318,16 @@ _METRIC_RE: Final = re.compile(r"[a-z0-9_]+")
 # a metric name can come from the vendor (a SKU's).
 _NAMES_CHECKED: Final[set[tuple[str, str, str]]] = set()
 MAX_NAMES_CHECKED: Final = 4096
-_RECORD_SETTERS: Final = tuple(getattr(UsageRecord, f.name).__set__ for f in fields(UsageRecord))
-
-
-def _fill(record: UsageRecord, *values: object) -> None:
-    """Set every field of `record`, in field order, through the slots' own setters (no check)."""
-    (
-        vendor,
-        account_id,
-        tenant,
-        metric,
-        value,
-        unit,
-        window,
-        quota,
-        projected,
-        minimum,
-        limit_exceeded,
-        projected_next_period,
-        attributes,
-        projection_source,
-        projection_fit,
-    ) = _RECORD_SETTERS
-    vendor(record, values[0])
-    account_id(record, values[1])
-    tenant(record, values[2])
-    metric(record, values[3])
-    value(record, values[4])
-    unit(record, values[5])
-    window(record, values[6])
-    quota(record, values[7])
-    projected(record, values[8])
-    minimum(record, values[9])
-    limit_exceeded(record, values[10])
-    projected_next_period(record, values[11])
-    attributes(record, values[12])
-    projection_source(record, values[13])
-    projection_fit(record, values[14])
+_SLOTS: Final[dict[str, Any]] = {f.name: getattr(UsageRecord, f.name) for f in fields(UsageRecord)}
+_RECORD_SETTERS: Final = tuple(slot.__set__ for slot in _SLOTS.values())
+_SET_PROJECTION: Final = _SLOTS["projected"].__set__
+_SET_PROJECTION_SOURCE: Final = _SLOTS["projection_source"].__set__
+_SET_PROJECTION_FIT: Final = _SLOTS["projection_fit"].__set__
+_RECORD_COPY: Final = tuple(
+    (slot.__set__, slot.__get__)
+    for name, slot in _SLOTS.items()
+    if name not in ("projected", "projection_source", "projection_fit")
+)
 
 
 @dataclass(frozen=True, slots=True)
