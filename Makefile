@@ -25,7 +25,7 @@ XDIST := -n $(PYTEST_WORKERS) --dist worksteal
 # slowest tests at the end of every run, so a slow newcomer shows in CI's log (docs/performance.md: Test suite).
 PYTEST_ARGS ?= --durations=10 --durations-min=1
 
-.PHONY: help venv test lint typecheck unit integration faults checkov infra demo demo-shell bench sam-local sam-local-build sam-env-vars clean report-preview browser console
+.PHONY: help venv test warm-tests warm-tools lint typecheck unit integration faults checkov infra demo demo-shell bench sam-local sam-local-build sam-env-vars clean report-preview browser console
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
@@ -58,8 +58,23 @@ venv: $(STAMP)
 # One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below. The template
 # checks go first: their few files hold the longest single jobs (checkov, sam build), which would otherwise run
 # last, on one worker, while the other waits.
-test: $(STAMP) lint typecheck checkov browser
-	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/infrastructure tests/unit tests/integration tests/faults
+# Before it, side by side (two at a time, each target's output kept together): lint, mypy, the tools' installs and
+# `warm`, so that mypy's one core is not the other's idle time.
+SUITES := tests/infrastructure tests/unit tests/integration tests/faults
+test: $(STAMP)
+	@$(MAKE) --no-print-directory -j 2 --output-sync=target lint typecheck browser warm-tests warm-tools
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) $(SUITES)
+
+# Compiled modules written once, before the test workers start: pytest's rewritten test modules and what they
+# import (every worker would otherwise compile the same modules at the same moment), then checkov and the SAM CLI,
+# which would compile themselves inside the tests that run them (docs/performance.md: Compiled modules).
+warm-tests: $(STAMP)
+	@out=$$($(PYTEST) --collect-only -q $(SUITES) 2>&1) || { echo "$$out" | tail -40; exit 1; }
+
+warm-tools: $(STAMP) checkov
+	@$(VENV)/checkov/bin/checkov --version >/dev/null
+	@$(BIN)/sam build --help >/dev/null
+	@$(BIN)/sam validate --help >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
