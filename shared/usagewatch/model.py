@@ -260,17 +260,17 @@ class UsageRecord:
             raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown projection source")
         if self.attributes is not None:
             object.__setattr__(self, "attributes", _checked_attributes(self.attributes, tid, self.metric) or None)
+        known = registry.find(self.vendor)
+        if known is None:
+            raise VendorDataError(f"unknown vendor {self.vendor!r}")
         named = (self.vendor, self.unit, self.metric)
-        if named not in _NAMES_CHECKED:
-            known = registry.find(self.vendor)
-            if known is None:
-                raise VendorDataError(f"unknown vendor {self.vendor!r}")
+        if _NAMES_CHECKED.get(named) is not known:  # checked against this registration of the vendor
             if self.unit not in known.units:
                 raise VendorDataError(f"tenant {tid}: metric {self.metric}: unknown unit {self.unit!r}")
             if type(self.metric) is not str or not _METRIC_RE.fullmatch(self.metric):
                 raise VendorDataError(f"tenant {tid}: invalid metric name {self.metric!r}")
             if len(_NAMES_CHECKED) < MAX_NAMES_CHECKED:
-                _NAMES_CHECKED.add(named)
+                _NAMES_CHECKED[named] = known
         value = self.value
         if type(value) is not int or not 0 <= value <= MAX_PLAUSIBLE_VALUE:  # else a plain count, valid
             _check_number(f"{self.metric}.value", value, tid, optional=False)
@@ -314,9 +314,9 @@ class UsageRecord:
 
 
 _METRIC_RE: Final = re.compile(r"[a-z0-9_]+")
-# (vendor, unit, metric) names already found valid: a run repeats a few of them thousands of times. Bounded, since
-# a metric name can come from the vendor (a SKU's).
-_NAMES_CHECKED: Final[set[tuple[str, str, str]]] = set()
+# (vendor, unit, metric) names already found valid, with the vendor's registration they were checked against: a run
+# repeats a few of them thousands of times. Bounded, since a metric name can come from the vendor (a SKU's).
+_NAMES_CHECKED: Final[dict[tuple[str, str, str], object]] = {}
 MAX_NAMES_CHECKED: Final = 4096
 _SLOTS: Final[dict[str, Any]] = {f.name: getattr(UsageRecord, f.name) for f in fields(UsageRecord)}
 _RECORD_SETTERS: Final = tuple(slot.__set__ for slot in _SLOTS.values())
