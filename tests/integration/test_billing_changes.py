@@ -103,6 +103,12 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
         moto.stop()
 
 
+def marked(aws: LocalAws) -> int:
+    """Items carrying an import's mark."""
+    raw = boto3.client("dynamodb").scan(TableName=aws.table_name, FilterExpression="attribute_exists(pending_import)")
+    return int(raw["Count"])
+
+
 def killed_after(writes: int, *argv: str) -> None:
     """`usagewatch argv` in its own process (transactions of BATCH items), SIGKILLed once it has made `writes`
     write calls."""
@@ -137,6 +143,7 @@ def test_an_import_killed_between_writes_leaves_the_previous_set_whole(
     # Writes: 1 the ticket, 2 the manifest, 3 and 4 the marks, 5 the commit, 6 and 7 the roll-forward.
     killed_after(3, "contracts", "import", str(contracts_csv(tmp_path / "v2.csv", 20)), *table)
     assert quantities(store) == {Decimal(10)}  # half the marks written, none of them in force
+    assert marked(server) == BATCH  # the first of the two transactions of marks, and only it
 
     code, out, err = run(capsys, "customers", "unmapped", "--period", str(NOW), *table)
     assert code == 0 and "did not finish" in err and "v2.csv" in err and "none of it is in force" in err
@@ -153,10 +160,7 @@ def test_an_import_killed_between_writes_leaves_the_previous_set_whole(
     code, out, err = run(capsys, "contracts", "import", str(contracts_csv(tmp_path / "v4.csv", 40)), *table)
     assert code == 0 and f"{CUSTOMERS} item(s) written" in out and err == ""
     assert quantities(store) == {Decimal(40)}
-    raw = boto3.client("dynamodb").scan(
-        TableName=server.table_name, FilterExpression="attribute_exists(pending_import)"
-    )
-    assert raw["Count"] == 0  # every mark rolled forward
+    assert marked(server) == 0  # every mark rolled forward
 
 
 # --- two at once --------------------------------------------------------------------------------------
