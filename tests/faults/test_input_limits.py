@@ -165,6 +165,9 @@ def test_production_retry_policy_ends_a_dead_vendor_in_bounded_time(
 
         assert c.sim.count() == 5
     assert 3.75 <= elapsed < 7.5 + 3, f"{elapsed:.1f}s"
+    backoffs = [wait for wait in pacing.slept if wait >= 0.1]  # pacing at 200 requests a second waits less
+    ceilings = (0.5, 1, 2, 4)  # each doubling, jittered to half..full
+    assert len(backoffs) == 4 and all(c / 2 <= w <= c for w, c in zip(backoffs, ceilings, strict=True)), backoffs
     assert "failed after 5 attempt(s): HTTP 503" in failed_accounts(outcome)["kn-main"]
 
 
