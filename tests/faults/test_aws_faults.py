@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from tests.integration.conftest import Invoke
 from tests.local_aws import LocalAws
 from tests.simulators.base import Fault, on_path
 from tests.simulators.keepnet import SEARCH_PATH, make_companies, over_limit
+from tests.virtual_time import PacingClock, botocore_sleeps
 from usagewatch.errors import ConfigError
 from usagewatch.sources.keepnet import COUNT_METRICS
 
@@ -109,8 +109,9 @@ def vendor_flagged(events: list[dict[str, Any]]) -> set[str]:
 # --- DynamoDB ------------------------------------------------------------------------------------------
 
 
-def test_dynamodb_throttling_is_retried(kn: World) -> None:
+def test_dynamodb_throttling_is_retried(kn: World, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"BatchWriteItem": 0, "PutItem": 0}
+    clock = botocore_sleeps(monkeypatch, PacingClock())
 
     def throttle(request: Any, **kwargs: Any) -> AWSResponse | None:
         operation = request.headers.get("X-Amz-Target", b"")
@@ -126,6 +127,7 @@ def test_dynamodb_throttling_is_retried(kn: World) -> None:
         outcome = kn.h.run(at("06:00"))
 
     assert calls["BatchWriteItem"] > 2 and calls["PutItem"] > 2
+    assert len(clock.slept) >= 4  # botocore backed off before each throttled call was sent again
     assert_ridden_out(kn.h, outcome, PERIOD, kn.expected())
     assert vendor_flagged(outcome.events) == kn.over_limit_ids()
     assert_clean_rerun_publishes_nothing(kn.h, at("12:00"))
@@ -229,17 +231,18 @@ def test_config_store_unavailable_fails_fast_and_writes_nothing(
     kn.h.env = kn.aws.environment("keepnet", secret_name=SECRET)
     variable = "AWS_ENDPOINT_URL_SECRETS_MANAGER" if service == "secretsmanager" else "AWS_ENDPOINT_URL_SSM"
     monkeypatch.setenv(variable, f"http://127.0.0.1:{closed_port()}")
+    clock = botocore_sleeps(monkeypatch, PacingClock())  # botocore's own back-offs, counted but not waited
 
-    started = time.monotonic()
+    started = clock()
     with pytest.raises(ConfigError) as raised:
         kn.h.run(at("06:00"))
-    elapsed = time.monotonic() - started
+    elapsed = clock() - started
 
     what = f"cannot read secret {SECRET!r}" if service == "secretsmanager" else "cannot read rules parameter"
     assert what in str(raised.value)
     assert "EndpointConnectionError" in str(raised.value), "the message should say why"
     assert CLIENT_SECRET not in str(raised.value)
-    assert elapsed < 15, f"took {elapsed:.1f}s"
+    assert clock.slept and elapsed < 15, f"took {elapsed:.1f}s, of which {clock.slept} retry back-offs"
     assert kn.sim.count() == 0, "no vendor call before the configuration is read"
     assert kn.aws.count() == 0
     assert kn.aws.drain_events() == []

@@ -25,6 +25,7 @@ from tests.local_aws import LocalAws
 from tests.simulators.base import Fault, SimRequest, SimResponse, on_path
 from tests.simulators.gravityzone import GravityZoneSimulator
 from tests.simulators.keepnet import SEARCH_PATH, TOKEN_PATH
+from tests.virtual_time import PacingClock
 from usagewatch.observability import logger
 from usagewatch.redaction import MASK
 
@@ -35,6 +36,15 @@ CANARIES = Secrets(
     gz_api_key="CANARY-gz-api-key-1d5f9b3a",
 )
 Scenario = tuple[str, Callable[[Case], None]]
+
+pytestmark = pytest.mark.realtime  # each set of scenarios has a hang: one real 1 s read timeout
+
+
+@pytest.fixture(autouse=True)
+def pacing(monkeypatch: pytest.MonkeyPatch) -> PacingClock:
+    """Pacing, back-offs and Retry-After waits on a clock whose sleeps are instant (these simulators keep no rate
+    window of their own here); a hang still costs its real read timeout."""
+    return PacingClock().install(monkeypatch)
 
 
 class Witness:

@@ -3,7 +3,6 @@ connect and read timeouts with TLS verification on every request, and retries bo
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from tests.faults.vendors import VENDORS, Case, case
 from tests.integration.conftest import Invoke
 from tests.local_aws import LocalAws
 from tests.simulators.base import Fault
+from tests.virtual_time import PacingClock
 from usagewatch import registry
 from usagewatch.errors import ConfigError
 from usagewatch.http import DEFAULT_MAX_RESPONSE_BYTES, HttpClient, RetryPolicy
@@ -144,20 +144,30 @@ def production_sources() -> None:
 
 
 def test_production_retry_policy_ends_a_dead_vendor_in_bounded_time(
-    aws: LocalAws, invoke: Invoke, clock: FrozenClock, production_retry: None, production_sources: None
+    aws: LocalAws,
+    invoke: Invoke,
+    clock: FrozenClock,
+    production_retry: None,
+    production_sources: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A vendor answering 503 to everything, with the real backoff (0.5 s doubling, jittered to half..full):
-    4 waits of at least 0.25 + 0.5 + 1 + 2 s and at most 0.5 + 1 + 2 + 4 s, 5 requests, then the account fails."""
+    4 waits of at least 0.25 + 0.5 + 1 + 2 s and at most 0.5 + 1 + 2 + 4 s, 5 requests, then the account fails.
+    The waits are the policy's own, slept on a PacingClock: counted in the elapsed time, not waited for."""
+    pacing = PacingClock().install(monkeypatch)
     with case("keepnet") as c:
         h = harness(aws, invoke, clock, c)
         c.sim.inject(Fault("status", c.first, times=-1, status=503))
 
-        started = time.monotonic()
+        started = pacing()
         outcome = h.run(at("06:00"))
-        elapsed = time.monotonic() - started
+        elapsed = pacing() - started
 
         assert c.sim.count() == 5
     assert 3.75 <= elapsed < 7.5 + 3, f"{elapsed:.1f}s"
+    backoffs = [wait for wait in pacing.slept if wait >= 0.1]  # pacing at 200 requests a second waits less
+    ceilings = (0.5, 1, 2, 4)  # each doubling, jittered to half..full
+    assert len(backoffs) == 4 and all(c / 2 <= w <= c for w, c in zip(backoffs, ceilings, strict=True)), backoffs
     assert "failed after 5 attempt(s): HTTP 503" in failed_accounts(outcome)["kn-main"]
 
 
@@ -167,13 +177,14 @@ def test_total_time_budget_stops_retrying_before_the_attempts_run_out(
     """A server asking to wait 1.5 s each time, with a 2 s budget: one wait fits, a second would not, so the
     request gives up after 2 of its 5 attempts, at about 1.5 s (production: the same rule with 90 s)."""
     monkeypatch.setitem(VendorSource.__init__.__kwdefaults__, "retry", RetryPolicy(max_total_seconds=2.0))
+    pacing = PacingClock().install(monkeypatch)  # the 1.5 s is slept on it: counted, not waited for
     with case("keepnet") as c:
         h = harness(aws, invoke, clock, c)
         c.sim.inject(Fault("status", c.first, times=-1, status=429, headers={"Retry-After": "1.5"}))
 
-        started = time.monotonic()
+        started = pacing()
         outcome = h.run(at("06:00"))
-        elapsed = time.monotonic() - started
+        elapsed = pacing() - started
 
         assert c.sim.count() == 2
     assert 1.5 <= elapsed < 3.5, f"{elapsed:.1f}s"

@@ -15,6 +15,7 @@ from tests.integration.test_gravityzone_source import on_params, rpc_error
 from tests.local_aws import LocalAws
 from tests.simulators.base import Fault
 from tests.simulators.gravityzone import GravityZoneSimulator, make_tree
+from tests.virtual_time import PacingClock
 from usagewatch.handler import CollectionFailedError
 
 API_KEY = "gz-gap-key-7a6b5c4d3e2f1a0b"
@@ -25,8 +26,10 @@ METRIC = "endpoint_monthly_usage"
 
 
 @pytest.fixture
-def gz(aws: LocalAws) -> Iterator[tuple[GravityZoneSimulator, dict[str, str]]]:
-    with GravityZoneSimulator(api_key=API_KEY, tree=TREE, licensing_rps=50) as sim:
+def gz(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[GravityZoneSimulator, dict[str, str]]]:
+    # The source paces and backs off on the simulator's clock, whose sleeps are instant: the windows as real.
+    clock = PacingClock().install(monkeypatch)
+    with GravityZoneSimulator(api_key=API_KEY, tree=TREE, licensing_rps=50, clock=clock) as sim:
         assert isinstance(sim, GravityZoneSimulator)
         account = {"account_id": "gz", "access_url": sim.access_url, "api_key": API_KEY}
         aws.put_secret("usagewatch/gravityzone", [account | {"licensing_requests_per_second": 40}])

@@ -1,6 +1,10 @@
 """Billing changes all or nothing under crashes and concurrency, through the real `usagewatch` command:
 a CLI process killed between its writes (against a moto server on loopback), two imports at once (threads,
-one paused at a chosen write), and tables written before the commit protocol adopted as they are."""
+one paused at a chosen write), and tables written before the commit protocol adopted as they are.
+
+A change writes its marks and rolls forward in transactions of `TRANSACTION_SIZE` items (100, DynamoDB's limit);
+the tests that need two of each set it to `BATCH` and import `CUSTOMERS` items, in process and in the killed CLI
+alike, and `after_first_marks` keeps the production size with 110 items (moto refuses a transaction over 100)."""
 
 from __future__ import annotations
 
@@ -23,14 +27,15 @@ from moto.server import ThreadedMotoServer
 from tests.local_aws import REGION, LocalAws, provision
 from usagewatch import cli
 from usagewatch.model import Period, Tenant, UsageRecord, Window
-from usagewatch.store import DynamoStore
+from usagewatch.store import DynamoStore, billing_commit
 from usagewatch.store.billing import BillingStore
 from usagewatch.store.billing_commit import STALL_ENV, BillingCommits, Head
 
 NOW = Period.of(datetime.now(UTC))
 AT = datetime(NOW.year, NOW.month, 1, 6, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
-CUSTOMERS = 110  # 110 contracts: two transactions of marks, two of roll-forward
+BATCH = 4  # items a transaction, for the tests that set it
+CUSTOMERS = 6  # contracts: two transactions of marks, two of roll-forward, at BATCH
 
 
 def seed_usage(store: DynamoStore, tenants: int) -> None:
@@ -73,6 +78,11 @@ def quantities(store: DynamoStore) -> set[Decimal]:
 
 
 @pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(billing_commit, "TRANSACTION_SIZE", BATCH)
+
+
+@pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -93,10 +103,20 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
         moto.stop()
 
 
+def marked(aws: LocalAws) -> int:
+    """Items carrying an import's mark."""
+    raw = boto3.client("dynamodb").scan(TableName=aws.table_name, FilterExpression="attribute_exists(pending_import)")
+    return int(raw["Count"])
+
+
 def killed_after(writes: int, *argv: str) -> None:
-    """`usagewatch argv` in its own process, SIGKILLed once it has made `writes` write calls."""
+    """`usagewatch argv` in its own process (transactions of BATCH items), SIGKILLed once it has made `writes`
+    write calls."""
     env = {**os.environ, STALL_ENV: str(writes), "PYTHONPATH": f"{ROOT / 'shared'}{os.pathsep}{ROOT}"}
-    code = "import sys; from usagewatch.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = (
+        f"import sys; from usagewatch.store import billing_commit; billing_commit.TRANSACTION_SIZE = {BATCH}; "
+        "from usagewatch.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     child = subprocess.Popen(
         [sys.executable, "-c", code, *argv], env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -111,7 +131,7 @@ def killed_after(writes: int, *argv: str) -> None:
 
 
 def test_an_import_killed_between_writes_leaves_the_previous_set_whole(
-    server: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    server: LocalAws, small_batches: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     table = ("--table", server.table_name)
     store = server.store()
@@ -123,6 +143,7 @@ def test_an_import_killed_between_writes_leaves_the_previous_set_whole(
     # Writes: 1 the ticket, 2 the manifest, 3 and 4 the marks, 5 the commit, 6 and 7 the roll-forward.
     killed_after(3, "contracts", "import", str(contracts_csv(tmp_path / "v2.csv", 20)), *table)
     assert quantities(store) == {Decimal(10)}  # half the marks written, none of them in force
+    assert marked(server) == BATCH  # the first of the two transactions of marks, and only it
 
     code, out, err = run(capsys, "customers", "unmapped", "--period", str(NOW), *table)
     assert code == 0 and "did not finish" in err and "v2.csv" in err and "none of it is in force" in err
@@ -139,10 +160,7 @@ def test_an_import_killed_between_writes_leaves_the_previous_set_whole(
     code, out, err = run(capsys, "contracts", "import", str(contracts_csv(tmp_path / "v4.csv", 40)), *table)
     assert code == 0 and f"{CUSTOMERS} item(s) written" in out and err == ""
     assert quantities(store) == {Decimal(40)}
-    raw = boto3.client("dynamodb").scan(
-        TableName=server.table_name, FilterExpression="attribute_exists(pending_import)"
-    )
-    assert raw["Count"] == 0  # every mark rolled forward
+    assert marked(server) == 0  # every mark rolled forward
 
 
 # --- two at once --------------------------------------------------------------------------------------
@@ -152,7 +170,11 @@ def test_an_import_killed_between_writes_leaves_the_previous_set_whole(
 def test_two_imports_at_once_one_wins_whole_the_other_exits_2(
     aws: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pause: str
 ) -> None:
-    tenants = 110  # two transactions of marks
+    if pause == "after_first_marks":
+        tenants = 110  # two transactions of marks at the production size
+    else:
+        tenants = CUSTOMERS
+        monkeypatch.setattr(billing_commit, "TRANSACTION_SIZE", BATCH)
     table = ("--table", aws.table_name)
     store = aws.store()
     seed_usage(store, tenants)

@@ -19,10 +19,12 @@ import pytest
 from tests.integration.conftest import FakeLambdaContext, load_app
 from tests.local_aws import LocalAws
 from tests.simulators.connectwise import ConnectWiseSimulator
+from tests.virtual_time import PacingClock
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.psa.apply import AuditRecord
+from usagewatch.psa.connectwise import ConnectWiseClient
 from usagewatch.psa.contract import LineRef
 from usagewatch.psa.proposals import Proposal, ProposalStatus
 from usagewatch.redaction import redactor
@@ -266,6 +268,7 @@ def test_a_psa_that_cannot_be_reached_leaves_the_report_written_and_one_warning(
     aws, sim, _ = linked
     aws.drain_events()
     sim.stop()  # nothing answers at the site any more
+    pacing = PacingClock().install_on(monkeypatch, ConnectWiseClient.__init__)  # its back-offs, not waited for
     monkeypatch.setenv("PSA_SECRET_ID", "cw")
     result = invoke(aws, monkeypatch, {"period": "2026-11"})
     assert boto3.client("s3").head_object(Bucket=BUCKET, Key=result["html_key"])
@@ -273,6 +276,7 @@ def test_a_psa_that_cannot_be_reached_leaves_the_report_written_and_one_warning(
     assert ready["event_type"] == "report.ready"
     assert failed == result["psa_plan"] and failed["event_type"] == "psa.plan.failed"
     assert failed["severity"] == "warning" and "no ConnectWise site answered" in failed["reason"]
+    assert "after 5 attempt(s)" in failed["reason"] and len(pacing.slept) >= 4  # retried with the real policy
     assert sim.private_key not in json.dumps(failed) and sim.public_key not in json.dumps(failed)
 
     monkeypatch.setenv("PSA_SECRET_ID", "no-such-secret")

@@ -21,9 +21,11 @@ from tests.cli_run import item_count, run
 from tests.local_aws import LocalAws
 from tests.simulators.base import Fault
 from tests.simulators.connectwise import ConnectWiseSimulator
+from tests.virtual_time import PacingClock
 from usagewatch import cli
 from usagewatch.contracts import Contract
 from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
+from usagewatch.psa.connectwise import ConnectWiseClient
 from usagewatch.redaction import redactor
 from usagewatch.store.billing import BillingStore
 from usagewatch.store.table import Table
@@ -48,9 +50,16 @@ PRODUCTS = (
 
 
 @pytest.fixture
-def sim() -> Iterator[ConnectWiseSimulator]:
+def pacing(monkeypatch: pytest.MonkeyPatch) -> PacingClock:
+    """The client's pacing (10 requests a second), its back-offs and the simulator's rate window on one clock
+    whose sleeps return at once: the throttling is as real, the waiting instant."""
+    return PacingClock().install_on(monkeypatch, ConnectWiseClient.__init__)
+
+
+@pytest.fixture
+def sim(pacing: PacingClock) -> Iterator[ConnectWiseSimulator]:
     redactor.clear()
-    with ConnectWiseSimulator() as simulator:
+    with ConnectWiseSimulator(clock=pacing) as simulator:
         yield simulator
 
 
@@ -291,7 +300,11 @@ def test_two_applies_at_once_write_each_line_once(
 
 
 def test_a_throttled_apply_waits_and_writes(
-    world: dict[str, int], sim: ConnectWiseSimulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    world: dict[str, int],
+    sim: ConnectWiseSimulator,
+    pacing: PacingClock,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     ready(capsys, tmp_path)
     planned(capsys)
@@ -300,6 +313,7 @@ def test_a_throttled_apply_waits_and_writes(
     assert code == 0, err
     assert "2 applied" in out
     assert any(response.status == 429 for _, response in sim.exchanges)
+    assert any(wait >= 1 for wait in pacing.slept)  # it waited for the Retry-After (on the pacing clock)
     assert sim.additions[world["acme_kn"]]["quantity"] == 130
 
 

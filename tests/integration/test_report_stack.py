@@ -29,11 +29,13 @@ from tests.integration.test_console_stack import (
 from tests.integration.test_digest_pipeline import email_stand_in
 from tests.local_aws import LocalAws
 from tests.simulators.connectwise import ConnectWiseSimulator
+from tests.virtual_time import PacingClock
 from usagewatch import registry
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.psa.apply import AuditRecord
+from usagewatch.psa.connectwise import ConnectWiseClient
 from usagewatch.psa.contract import LineRef
 from usagewatch.psa.proposals import Proposal, ProposalStatus
 from usagewatch.redaction import redactor
@@ -168,5 +170,7 @@ def test_people_get_the_plan_waiting_for_approval_and_the_plan_not_made(
     expected = [("psa.plan.ready", "warning"), ("report.ready", "warning")]  # a change waits; acme is under-billed
     assert received(aws, email) == received(aws, digest_only) == expected
     sim.stop()
+    pacing = PacingClock().install_on(monkeypatch, ConnectWiseClient.__init__)  # its back-offs, not waited for
     invoke(aws, monkeypatch, psa=True)
     assert received(aws, email) == [("psa.plan.failed", "warning"), ("report.ready", "warning")]
+    assert len(pacing.slept) >= 4  # the PSA was retried with the real policy before the plan failed

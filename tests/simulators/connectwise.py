@@ -171,8 +171,10 @@ class ConnectWiseSimulator(Simulator):
         version: str = "v2026.4.102345",
         rate_limit: tuple[int, float] | None = None,
         latency: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(latency=latency)
+        self.clock = clock  # the rate window's time
         self.company_id, self.public_key, self.private_key = company_id, public_key, private_key
         self.client_id, self.codebase, self.version = client_id, codebase, version
         self.rate_limit = rate_limit
@@ -340,7 +342,7 @@ class ConnectWiseSimulator(Simulator):
             return _error(401, "Unauthorized", "The credentials were not valid")
         if self.rate_limit is not None:
             limit, window = self.rate_limit
-            now = time.monotonic()
+            now = self.clock()
             self._window = [t for t in self._window if now - t < window]
             if len(self._window) >= limit:
                 wait = max(1, round(window - (now - self._window[0]) + 0.5))
