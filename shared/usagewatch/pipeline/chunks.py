@@ -16,6 +16,7 @@ from usagewatch.model import (
 )
 from usagewatch.observability import logger
 from usagewatch.pipeline.account import AccountRun
+from usagewatch.pipeline.collector_pace import fewer_young_collections
 from usagewatch.pipeline.finish import AccountFinisher
 from usagewatch.pipeline.outcome import AccountOutcome, run_id_for
 from usagewatch.pipeline.ports import WorkQueue
@@ -56,7 +57,8 @@ class ChunkRunner(AccountFinisher, Generic[AccountT]):
             raise ConfigError(f"{self.source.vendor} does not split its work into chunks")
         request = replace(work.request(), deadline=self._deadline())
         run = AccountRun(self.source.vendor, self.source.account_id(account), self.clock())
-        self._stream(run, self.source.collect_chunk(account, request, work.tenants), request)
+        with fewer_young_collections():
+            self._stream(run, self.source.collect_chunk(account, request, work.tenants), request)
         failures = {tid: (info.tenant_name, info.error) for tid, info in run.failures.items()}
         read = run.ok_tenants.keys() - run.silent_tenants
         state = self.store.complete_chunk(work.key, work.index, failures=failures, error=run.error, read=read)

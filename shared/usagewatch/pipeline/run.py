@@ -21,6 +21,7 @@ from usagewatch.observability import logger
 from usagewatch.pacing import Deadline
 from usagewatch.pipeline.account import AccountRun
 from usagewatch.pipeline.chunks import ChunkRunner
+from usagewatch.pipeline.collector_pace import fewer_young_collections
 from usagewatch.pipeline.outcome import LEASE_TAKEN, AccountOutcome, RunSummary, run_id_for
 from usagewatch.pipeline.ports import UsageStore, WorkQueue
 from usagewatch.rules import RulesDocument
@@ -64,11 +65,12 @@ class Pipeline(ChunkRunner[AccountT]):
             run_id=run_id_for(self.source.vendor, request),
         )
         request = replace(request, deadline=self._deadline())
-        for account in accounts:
-            if self._out_of_time(request.deadline):
-                summary.accounts.append(self._skip_account(account, request, summary.run_id))
-                continue
-            summary.accounts.append(self._collect_account(account, request, summary.run_id))
+        with fewer_young_collections():
+            for account in accounts:
+                if self._out_of_time(request.deadline):
+                    summary.accounts.append(self._skip_account(account, request, summary.run_id))
+                    continue
+                summary.accounts.append(self._collect_account(account, request, summary.run_id))
         return summary
 
     def _out_of_time(self, deadline: Deadline | None) -> bool:
