@@ -172,7 +172,8 @@ class Meter:
 
 def _run(store: Any, vendor: str, account: str, moment: datetime, step: int, tenants: int) -> None:
     """What one account's run writes to the table, less alerts: lease, run record twice, usage, totals."""
-    from usagewatch.model import RunRecord, Total, utc_iso
+    from usagewatch.model import utc_iso
+    from usagewatch.stored import RunRecord, Total
 
     store.acquire_lease(vendor, account, owner="bench", now=moment, seconds=900)
     as_of = utc_iso(moment)

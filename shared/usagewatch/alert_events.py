@@ -19,8 +19,9 @@ from usagewatch.events import (
     ThresholdBreached,
     ThresholdResolved,
 )
-from usagewatch.model import ACCOUNT_WIDE, AlertState, utc_iso
+from usagewatch.model import utc_iso
 from usagewatch.notify import collection_summary, threshold_summary
+from usagewatch.stored import ACCOUNT_WIDE, AlertState
 
 
 def alert_id(vendor: str, account_id: str, tenant_id: str, metric: str, rule: str, period: str) -> str:

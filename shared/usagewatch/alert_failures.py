@@ -10,8 +10,9 @@ from datetime import datetime
 from usagewatch.alert_events import alert_id, collection_event, threshold_event
 from usagewatch.alert_model import AlertCtx, TenantFailureInfo, Transition, silenced
 from usagewatch.events import FAILED, RECOVERED, RESOLVED, TENANT_REMOVED
-from usagewatch.model import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, utc_iso
+from usagewatch.model import utc_iso
 from usagewatch.rules import RulesDocument
+from usagewatch.stored import ACCOUNT_WIDE, COLLECTION_RULE, AlertState
 
 
 def advance_failures(

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from usagewatch.model import COLLECTION_RULE, AlertState, utc_iso
+from usagewatch.model import utc_iso
 from usagewatch.rules import RulesDocument
+from usagewatch.stored import COLLECTION_RULE, AlertState
 
 Event = dict[str, Any]
 

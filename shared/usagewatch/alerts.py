@@ -21,8 +21,9 @@ from usagewatch.alert_events import alert_id, collection_event, threshold_event
 from usagewatch.alert_failures import advance_failures, advance_removed
 from usagewatch.alert_model import AlertCtx, Event, Observed, Reading, TenantFailureInfo, Transition, silenced
 from usagewatch.events import BREACHED, FAILED, RECOVERED, RESOLVED
-from usagewatch.model import AlertState, UsageRecord, parse_utc
+from usagewatch.model import UsageRecord, parse_utc
 from usagewatch.rules import LADDER, Finding, RulesDocument
+from usagewatch.stored import AlertState
 
 __all__ = [
     "BREACHED",

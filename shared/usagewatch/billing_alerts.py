@@ -20,9 +20,10 @@ from typing import Final
 from usagewatch import registry
 from usagewatch.contracts import Contract, as_number, in_force
 from usagewatch.customers import canonical_tenant_id
-from usagewatch.model import AlertState, Number, Period, Tenant, UsageRecord, Window
+from usagewatch.model import Number, Period, Tenant, UsageRecord, Window
 from usagewatch.rules import Finding, RulesDocument
 from usagewatch.store.interface import BillingReader
+from usagewatch.stored import AlertState
 
 UNDER_BILLED: Final = "under_billed"
 UNMAPPED_TENANT: Final = "unmapped_tenant"

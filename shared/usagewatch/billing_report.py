@@ -18,7 +18,7 @@ from usagewatch import registry
 from usagewatch.billing_html import render_html, unmapped_tenants
 from usagewatch.completeness import assess, period_runs, refuse_future
 from usagewatch.customers import TenantRef, canonical_tenant_id
-from usagewatch.model import Period, StoredUsage
+from usagewatch.model import Period
 from usagewatch.reconcile import (
     DEFAULT_TOLERANCE,
     Line,
@@ -33,6 +33,7 @@ from usagewatch.reconcile import (
 )
 from usagewatch.settings import DEFAULT_CURRENCY, Currency, load_currency
 from usagewatch.store.billing import BillingStore
+from usagewatch.stored import StoredUsage
 from usagewatch.text import csv_cell
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Final
 
 from usagewatch.customers import TenantMapping, TenantRef
 from usagewatch.errors import ConfigError
-from usagewatch.model import Period, RunRecord, Total, utc_iso
+from usagewatch.model import Period, utc_iso
+from usagewatch.stored import RunRecord, Total
 
 if TYPE_CHECKING:
     from usagewatch.store import DynamoStore

@@ -12,8 +12,8 @@ from typing import Final, Protocol, TypeVar
 
 from usagewatch.alerts import Event, Transition
 from usagewatch.errors import PublishError, StoreError
-from usagewatch.model import AlertState
 from usagewatch.observability import logger
+from usagewatch.stored import AlertState
 from usagewatch.text import clip_error
 
 WORKERS: Final = 8

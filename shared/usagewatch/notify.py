@@ -17,7 +17,8 @@ from usagewatch.events import (
     RESOLVED,
     TENANT_REMOVED,
 )
-from usagewatch.model import ACCOUNT_WIDE, AlertState, Number
+from usagewatch.model import Number
+from usagewatch.stored import ACCOUNT_WIDE, AlertState
 from usagewatch.text import chat_text, one_line
 
 SUBJECT_LIMIT: Final = 100

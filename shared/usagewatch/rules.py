@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from usagewatch import registry
 from usagewatch.errors import ConfigError
-from usagewatch.model import COLLECTION_RULE, MAX_PLAUSIBLE_VALUE, Number, UsageRecord
+from usagewatch.model import MAX_PLAUSIBLE_VALUE, Number, UsageRecord
+from usagewatch.stored import COLLECTION_RULE
 from usagewatch.validation import describe
 
 Severity = Literal["info", "warning", "critical"]

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from typing import Final, Protocol
 
 from usagewatch import registry
-from usagewatch.model import MetricSeries, Number, Period, UsageRecord, utc_iso
+from usagewatch.model import Number, Period, UsageRecord, utc_iso
 from usagewatch.projection import StepFit, extend, moved_materially, project_fit
 from usagewatch.rules import Baselines, Finding, RulesDocument, evaluate, evaluate_jump
+from usagewatch.stored import MetricSeries
 
 JUMP_LOOKBACK: Final = timedelta(days=7)
 

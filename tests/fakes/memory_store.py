@@ -21,7 +21,7 @@ from typing import Any
 
 from usagewatch.continuation import ChunkedRunState, ChunkKey
 from usagewatch.errors import StoreError
-from usagewatch.model import AlertState, MetricSeries, Number, RunRecord, StoredUsage, Total, UsageRecord, utc_iso
+from usagewatch.model import Number, UsageRecord, utc_iso
 from usagewatch.store import AlertKey, OldShapeError, key_part
 from usagewatch.store.usage import metric_changes, series_of, usage_keys, with_log
 from usagewatch.store.usage_shape import (
@@ -32,6 +32,7 @@ from usagewatch.store.usage_shape import (
     stored_usages,
     tenant_attributes,
 )
+from usagewatch.stored import AlertState, MetricSeries, RunRecord, StoredUsage, Total
 
 TenantKey = tuple[str, str, str, str]
 """(vendor, account_id, period, tenant_id): one usage item."""

@@ -20,8 +20,9 @@ from typing import Any
 from tests.integration.conftest import Invoke
 from tests.local_aws import LocalAws
 from usagewatch.handler import CollectionFailedError
-from usagewatch.model import ACCOUNT_WIDE, utc_iso
+from usagewatch.model import utc_iso
 from usagewatch.store import DynamoStore, deserialize
+from usagewatch.stored import ACCOUNT_WIDE
 
 # The run's clock (collected_at, computed_at, run start/end) reads this many minutes after the scheduled
 # time, so every run stamps its own, distinct times and "collected_at unchanged" means something.

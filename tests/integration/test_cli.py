@@ -12,7 +12,8 @@ import pytest
 from tests.cli_run import run
 from tests.local_aws import LocalAws
 from usagewatch import cli
-from usagewatch.model import AlertState, Period, RunRecord, Tenant, Total, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
+from usagewatch.stored import AlertState, RunRecord, Total
 
 NOW = Period.of(datetime.now(UTC))
 PERIOD = str(NOW)

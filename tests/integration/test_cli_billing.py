@@ -13,9 +13,10 @@ import pytest
 
 from tests.cli_run import item_count, run
 from tests.local_aws import LocalAws
-from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.reconcile import STATUS_ORDER
 from usagewatch.store.billing import BillingStore
+from usagewatch.stored import Total
 
 STATUSES = set(STATUS_ORDER)
 

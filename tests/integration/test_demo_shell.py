@@ -16,7 +16,8 @@ import pytest
 from tests import demo_aws
 from tests.demo_aws import shell_command
 from tests.local_aws import LocalAws, provision
-from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
+from usagewatch.stored import Total
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "usagewatch-demo-usage"

@@ -9,7 +9,8 @@ import pytest
 
 from tests.local_aws import LocalAws
 from usagewatch import cli
-from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
+from usagewatch.stored import Total
 
 NOW = Period.of(datetime.now(UTC))
 AT = datetime(NOW.year, NOW.month, 1, 6, tzinfo=UTC)

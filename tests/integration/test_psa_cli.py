@@ -24,11 +24,12 @@ from tests.simulators.connectwise import ConnectWiseSimulator
 from tests.virtual_time import PacingClock
 from usagewatch import cli
 from usagewatch.contracts import Contract
-from usagewatch.model import Period, Tenant, Total, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.psa.connectwise import ConnectWiseClient
 from usagewatch.redaction import redactor
 from usagewatch.store.billing import BillingStore
 from usagewatch.store.table import Table
+from usagewatch.stored import Total
 
 NOW = Period.of(datetime.now(UTC))
 PERIOD = str(NOW)

@@ -23,8 +23,9 @@ from tests.local_aws import LocalAws
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.errors import ConfigError
-from usagewatch.model import Period, RunRecord, Tenant, Total, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.store.billing import BillingStore
+from usagewatch.stored import RunRecord, Total
 
 MONTH = Period.of(datetime.now(UTC)).previous()  # ended: nothing provisional
 BUCKET = "usagewatch-reports"

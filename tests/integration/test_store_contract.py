@@ -19,8 +19,9 @@ from tests.fakes.memory_store import MemoryStore
 from tests.local_aws import LocalAws
 from usagewatch.continuation import ChunkKey
 from usagewatch.errors import StoreError
-from usagewatch.model import AlertState, Period, RunRecord, Tenant, Total, UsageRecord, Window, utc_iso
+from usagewatch.model import Period, Tenant, UsageRecord, Window, utc_iso
 from usagewatch.store import DynamoStore, OldShapeError
+from usagewatch.stored import AlertState, RunRecord, Total
 
 TABLE = "usagewatch-usage"
 PERIOD = Period(2026, 11)

@@ -27,11 +27,12 @@ from usagewatch.alerts import (
     collection_event,
     threshold_event,
 )
-from usagewatch.model import ACCOUNT_WIDE, AlertState, Period, Tenant, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.notify import SUBJECT_LIMIT, chat_message, render_email, subject_for
 from usagewatch.publisher import ATTRIBUTES, message_attributes, scrub_event
 from usagewatch.redaction import redactor
 from usagewatch.rules import DEFAULT_RULES
+from usagewatch.stored import ACCOUNT_WIDE, AlertState
 from usagewatch.text import one_line
 
 THRESHOLD_KEYS = {

@@ -23,8 +23,9 @@ from usagewatch.alerts import (
 )
 from usagewatch.dispatch import Dispatcher
 from usagewatch.errors import PublishError
-from usagewatch.model import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, Period, Tenant, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.rules import DEFAULT_RULES, Finding, RulesDocument, evaluate, parse_rules_document
+from usagewatch.stored import ACCOUNT_WIDE, COLLECTION_RULE, AlertState
 
 VENDOR = "thousandeyes"
 ACCOUNT = "te-main"

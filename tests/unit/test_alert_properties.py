@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from tests.unit.test_alert_lifecycle import ACCOUNT, METRIC, T0, VENDOR, Driver, RunResult
 from usagewatch.alerts import BREACHED, FAILED, RECOVERED, RESOLVED, Event, alert_id
-from usagewatch.model import ACCOUNT_WIDE, AlertState, Period, Tenant, UsageRecord, Window, parse_utc
+from usagewatch.model import Period, Tenant, UsageRecord, Window, parse_utc
 from usagewatch.rules import LADDER, RulesDocument, parse_rules_document
+from usagewatch.stored import ACCOUNT_WIDE, AlertState
 
 TENANTS = ("t1", "t2", "u1")
 METRICS = (METRIC, "enterprise_agents")

@@ -19,7 +19,18 @@ HTTP_CLIENT = ("requests", "urllib3")
 STORE = ("store", "billing_store", "billing_commit")
 AWS_EDGE = ("aws", *STORE, "publisher", "reports", "settings")
 ENTRY = ("handler", "cli*", "migrate", "report", "console")
-PURE = ("errors", "text", "redaction", "validation", "events", "registry", "model", "invocation", "projection")
+PURE = (
+    "errors",
+    "text",
+    "redaction",
+    "validation",
+    "events",
+    "registry",
+    "model",
+    "stored",
+    "invocation",
+    "projection",
+)
 VOCABULARY = (*PURE, "continuation", "observability")
 ALERTS = ("alerts", "alert_model", "alert_events", "alert_failures")
 DECISIONS = ("rules", *ALERTS, "trends", "dispatch", "notify", "digest")

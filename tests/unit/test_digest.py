@@ -18,7 +18,7 @@ from usagewatch.digest import SHOWN_PER_GROUP, build_digest, loss
 from usagewatch.dispatch import Dispatcher, DispatchResult
 from usagewatch.errors import PublishError
 from usagewatch.events import parse_event
-from usagewatch.model import AlertState, Period, Tenant, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.notify import (
     CHAT_DESCRIPTION_LIMIT,
     CHAT_TITLE_LIMIT,
@@ -28,6 +28,7 @@ from usagewatch.notify import (
 )
 from usagewatch.publisher import for_chat
 from usagewatch.rules import DEFAULT_RULES, evaluate, parse_rules_document
+from usagewatch.stored import AlertState
 
 VENDOR, ACCOUNT = "gravityzone", "gz-main"
 NOV = Period(2026, 11)

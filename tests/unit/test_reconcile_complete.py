@@ -12,10 +12,11 @@ from usagewatch.completeness import FuturePeriodError, assess, refuse_future
 from usagewatch.contracts import Contract
 from usagewatch.customers import Customer, TenantMapping, TenantRef
 from usagewatch.errors import ConfigError
-from usagewatch.model import Period, RunRecord, Tenant, Total, UsageRecord, Window
+from usagewatch.model import Period, Tenant, UsageRecord, Window
 from usagewatch.reconcile import Reading, billed_once, money, reconcile, unbilled_total
 from usagewatch.rules import DEFAULT_RULES
 from usagewatch.settings import load_currency
+from usagewatch.stored import RunRecord, Total
 
 NOV = Period(2026, 11)
 KN = "keepnet"

@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 
 from tests.local_aws import provision
-from usagewatch.model import AlertState
 from usagewatch.store import DynamoStore
+from usagewatch.stored import AlertState
 
 NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from tests.fakes.memory_store import MemoryStore
 from tests.unit.test_pipeline_memory import Events, ScriptedSource
-from usagewatch.model import CollectionRequest, MetricSeries, Period, Tenant, TenantUsage, UsageRecord, Window
+from usagewatch.model import CollectionRequest, Period, Tenant, TenantUsage, UsageRecord, Window
 from usagewatch.pipeline import Pipeline
 from usagewatch.projection import StepFit, extend, moved_materially, project_fit
 from usagewatch.rules import Baselines, evaluate_jump, jumped, parse_rules_document
+from usagewatch.stored import MetricSeries
 from usagewatch.trends import value_at
 
 NOV = Window.month(Period(2026, 11))
@@ -179,8 +180,8 @@ def test_the_jump_summary_shown_in_docs_alerts_md_is_the_code_s() -> None:
     from pathlib import Path
 
     from usagewatch.alerts import threshold_event
-    from usagewatch.model import AlertState
     from usagewatch.rules import Finding
+    from usagewatch.stored import AlertState
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text(encoding="utf-8")
     shown = text.split("A Keepnet customer at 100 monthly users in October")[1].split("```text\n")[1].split("\n")[0]

@@ -11,8 +11,9 @@ from moto import mock_aws
 
 from tests.local_aws import provision
 from usagewatch.errors import VendorDataError
-from usagewatch.model import MAX_ATTRIBUTES, Period, StoredUsage, Tenant, UsageRecord, Window
+from usagewatch.model import MAX_ATTRIBUTES, Period, Tenant, UsageRecord, Window
 from usagewatch.store import DynamoStore
+from usagewatch.stored import StoredUsage
 
 NOV = Window.month(Period(2026, 11))
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Final
 from usagewatch import registry
 from usagewatch.cli.accounts import accounts, add_filters
 from usagewatch.cli.output import CliError, csv_text, json_lines, kind_of, one_of
-from usagewatch.model import COLLECTION_RULE
 from usagewatch.notify import fmt
 from usagewatch.report import table
 from usagewatch.rules import RULE_NAMES
+from usagewatch.stored import COLLECTION_RULE
 from usagewatch.text import clean_name
 
 if TYPE_CHECKING:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Final
 from usagewatch import registry
 from usagewatch.cli.output import CliError, csv_text, json_lines, kind_of
 from usagewatch.customers import TenantRef
-from usagewatch.model import Number, Period, StoredUsage
+from usagewatch.model import Number, Period
 from usagewatch.notify import fmt
 from usagewatch.report import table
 from usagewatch.store.billing import BillingStore
+from usagewatch.stored import StoredUsage
 from usagewatch.text import clean_name
 
 if TYPE_CHECKING:

@@ -13,8 +13,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from usagewatch.model import Period, RunRecord, Total
+from usagewatch.model import Period
 from usagewatch.report import table
+from usagewatch.stored import RunRecord, Total
 from usagewatch.text import csv_cell
 
 __all__ = ["AWS_ERROR", "BAD_INPUT", "CONFLICT", "CliError", "csv_text", "json_lines", "kind_of", "table"]

@@ -16,10 +16,11 @@ from usagewatch.console.access import Caller
 from usagewatch.customers import Customer, NamedTenant, TenantRef, canonical_tenant_id, unmapped
 from usagewatch.imports import parse_mappings
 from usagewatch.matching import Suggestion, suggest
-from usagewatch.model import AlertState, Period, RunRecord
+from usagewatch.model import Period
 from usagewatch.reconcile import STATUS_ORDER, tenants_once
 from usagewatch.store import DynamoStore, audit
 from usagewatch.store.billing import BillingStore, ImportResult
+from usagewatch.stored import AlertState, RunRecord
 
 MAPPING_COLUMNS = ("customer_id", "customer_name", "vendor", "account_id", "tenant_id")
 

@@ -9,17 +9,11 @@ from typing import Any
 
 from usagewatch.alerts import Reading, TenantFailureInfo
 from usagewatch.billing_alerts import BillingView
-from usagewatch.model import (
-    AlertState,
-    Number,
-    Period,
-    Tenant,
-    Total,
-    UsageRecord,
-)
+from usagewatch.model import Number, Period, Tenant, UsageRecord
 from usagewatch.observability import logger
 from usagewatch.pipeline.outcome import AccountOutcome
 from usagewatch.rules import Finding
+from usagewatch.stored import AlertState, Total
 
 
 class Totals:

@@ -13,19 +13,13 @@ from usagewatch.billing_alerts import BILLING_RULES
 from usagewatch.digest import build_digest
 from usagewatch.dispatch import Dispatcher
 from usagewatch.errors import StoreError
-from usagewatch.model import (
-    ACCOUNT_WIDE,
-    COLLECTION_RULE,
-    AlertState,
-    CollectionRequest,
-    RunRecord,
-    utc_iso,
-)
+from usagewatch.model import CollectionRequest, utc_iso
 from usagewatch.observability import logger
 from usagewatch.pipeline.account import AccountRun
 from usagewatch.pipeline.base import PipelineBase
 from usagewatch.pipeline.listing import carry_failed_tenants, reconcile_listing
 from usagewatch.pipeline.outcome import LEASE_LOST, PERIOD_ENDED, SUCCEEDED, AccountOutcome
+from usagewatch.stored import ACCOUNT_WIDE, COLLECTION_RULE, AlertState, RunRecord
 from usagewatch.text import clip_error
 
 MAX_ERRORS_KEPT: Final = 25

@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from usagewatch.alerts import TenantFailureInfo
-from usagewatch.model import (
-    CollectionRequest,
-    StoredUsage,
-    Tenant,
-    utc_iso,
-)
+from usagewatch.model import CollectionRequest, Tenant, utc_iso
 from usagewatch.observability import logger
 from usagewatch.pipeline.account import AccountRun
 from usagewatch.pipeline.ports import UsageStore
+from usagewatch.stored import StoredUsage
 from usagewatch.text import clip_error
 
 

@@ -10,13 +10,7 @@ from uuid import uuid4
 
 from usagewatch.dispatch import Publisher
 from usagewatch.errors import StoreError, UsagewatchError
-from usagewatch.model import (
-    ChunkedSource,
-    CollectionRequest,
-    RunRecord,
-    Source,
-    utc_iso,
-)
+from usagewatch.model import ChunkedSource, CollectionRequest, Source, utc_iso
 from usagewatch.observability import logger
 from usagewatch.pacing import Deadline
 from usagewatch.pipeline.account import AccountRun
@@ -26,6 +20,7 @@ from usagewatch.pipeline.outcome import LEASE_TAKEN, AccountOutcome, RunSummary,
 from usagewatch.pipeline.ports import UsageStore, WorkQueue
 from usagewatch.rules import RulesDocument
 from usagewatch.store.interface import BillingReader
+from usagewatch.stored import RunRecord
 from usagewatch.text import clip_error
 
 AccountT = TypeVar("AccountT")

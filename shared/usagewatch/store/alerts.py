@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, fields
 from typing import Any, Final
 
-from usagewatch.model import AlertState
 from usagewatch.store.table import Table, key_part, known_fields, serialize
+from usagewatch.stored import AlertState
 
 AlertKey = tuple[str, str, str, str]
 """(tenant_id, period, metric, rule): an alert item's sort key, in order."""

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from usagewatch.continuation import ChunkedRunState, ChunkKey
-from usagewatch.model import AlertState, MetricSeries, Number, RunRecord, StoredUsage, Total, UsageRecord
+from usagewatch.model import Number, UsageRecord
+from usagewatch.stored import AlertState, MetricSeries, RunRecord, StoredUsage, Total
 
 if TYPE_CHECKING:
     from usagewatch.contracts import Contract

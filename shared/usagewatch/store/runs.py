@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from usagewatch.continuation import ChunkedRunState, ChunkKey
-from usagewatch.model import RunRecord, parse_utc, utc_iso
+from usagewatch.model import parse_utc, utc_iso
 from usagewatch.store.table import Item, Table, deserialize, key_part, known_fields, serialize
+from usagewatch.stored import RunRecord
 
 IDENTITIES_PER_UPDATE: Final = 50
 _RUN_FIELDS: Final = frozenset(f.name for f in fields(RunRecord))

@@ -15,18 +15,7 @@ from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any, Final
 
-from usagewatch.model import (
-    MetricSeries,
-    Number,
-    Period,
-    StoredUsage,
-    Tenant,
-    Total,
-    UsageRecord,
-    Window,
-    parse_utc,
-    utc_iso,
-)
+from usagewatch.model import Number, Period, Tenant, UsageRecord, Window, parse_utc, utc_iso
 from usagewatch.store.table import Table, key_part, known_fields, serialize
 from usagewatch.store.usage_shape import (
     OLD_SHAPE,
@@ -44,6 +33,7 @@ from usagewatch.store.usage_shape import (
     usage_pks,
     write_budget,
 )
+from usagewatch.stored import MetricSeries, StoredUsage, Total
 
 _TOTAL_FIELDS: Final = frozenset(f.name for f in fields(Total))
 

@@ -28,7 +28,8 @@ from datetime import timedelta
 from typing import Any, Final
 
 from usagewatch.errors import StoreError
-from usagewatch.model import Period, StoredUsage, Tenant, UsageRecord, Window, parse_utc, utc_iso
+from usagewatch.model import Period, Tenant, UsageRecord, Window, parse_utc, utc_iso
+from usagewatch.stored import StoredUsage
 
 SHARDS: Final = 4
 METRIC_FIELDS: Final = (
