@@ -172,10 +172,50 @@ PSA_SECRET_ENV: Final = "PSA_SECRET_ID"  # noqa: S105 (the name of an environmen
 monthly report's plan and the console's PSA page; unset or empty: no PSA is linked."""
 
 
+def usage_table_name(environ: Mapping[str, str] | None = None) -> str:
+    """USAGE_TABLE_NAME, the one table; ConfigError when it is not set."""
+    name = (os.environ if environ is None else environ).get("USAGE_TABLE_NAME", "")
+    if not name:
+        raise ConfigError("environment: USAGE_TABLE_NAME not set")
+    return name
+
+
 def psa_secret_id(environ: Mapping[str, str] | None = None) -> str:
     """The PSA connection's secret name, or "" when no PSA is linked."""
     env = os.environ if environ is None else environ
     return env.get(PSA_SECRET_ENV, "").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleEnvironment:
+    """The web console function's settings (template.yaml: ConsoleFunction), read at each request (it is cheap, and
+    a test or `make console` may change them between requests)."""
+
+    usage_table_name: str
+    cognito_endpoint: str
+    """The user pool's endpoint the sign-in page talks to (and the only one the CSP lets it reach)."""
+    cognito_client_id: str
+    psa_linked: bool
+    """A PSA connection is configured (PSA_SECRET_ENV): the console shows the PSA plan page."""
+    period: str
+    """CONSOLE_PERIOD: the month shown when a request names none ("" for this month; `make console` sets the demo's)."""
+
+    def table(self) -> str:
+        if not self.usage_table_name:
+            raise ConfigError("environment: USAGE_TABLE_NAME not set")
+        return self.usage_table_name
+
+
+def load_console_environment(environ: Mapping[str, str] | None = None) -> ConsoleEnvironment:
+    env = os.environ if environ is None else environ
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "eu-west-1"
+    return ConsoleEnvironment(
+        usage_table_name=env.get("USAGE_TABLE_NAME", ""),
+        cognito_endpoint=env.get("COGNITO_ENDPOINT") or f"https://cognito-idp.{region}.amazonaws.com",
+        cognito_client_id=env.get("COGNITO_CLIENT_ID", ""),
+        psa_linked=bool(psa_secret_id(env)),
+        period=env.get("CONSOLE_PERIOD", "").strip(),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,9 +111,15 @@ def test_the_psa_sync_runs_daily_like_the_collectors(cfn_default: dict[str, Any]
     # The name the functions really read (settings.py, for the sync, the report and the console), never a secret.
     assert settings.PSA_SECRET_ENV == "PSA_SECRET_ID"
     assert settings.psa_secret_id({"PSA_SECRET_ID": " msp/cw "}) == "msp/cw"
-    for module in ("psa/scheduled.py", "monthly_report.py", "console/psa_page.py"):
+    assert settings.load_console_environment({"PSA_SECRET_ID": "msp/cw"}).psa_linked
+    assert not settings.load_console_environment({"PSA_SECRET_ID": " "}).psa_linked
+    for module, reads in (
+        ("psa/scheduled.py", "psa_secret_id("),
+        ("monthly_report.py", "load_report_environment("),
+        ("console/app.py", "load_console_environment("),
+    ):
         source = (REPO / "shared" / "usagewatch" / module).read_text(encoding="utf-8")
-        assert "psa_secret_id" in source and 'get("PSA_SECRET_ID"' not in source, module
+        assert reads in source and 'get("PSA_SECRET_ID"' not in source and "os.environ" not in source, module
     (schedule,) = [
         s["Properties"]
         for s in resources_of(cfn_default, "AWS::Scheduler::Schedule").values()

@@ -3,7 +3,6 @@ route needs verified claims (API Gateway's JWT authorizer, or the local front), 
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -17,6 +16,7 @@ from usagewatch.console import mapping, psa_page, views
 from usagewatch.console.access import Caller, ForbiddenError, UnauthorizedError, caller
 from usagewatch.errors import ConfigError
 from usagewatch.model import Period
+from usagewatch.settings import load_console_environment
 from usagewatch.store import DynamoStore, audit
 from usagewatch.store.billing import BillingStore
 
@@ -50,15 +50,11 @@ def _utc_seconds(text: str) -> str:
 
 def csp() -> str:
     """No inline script or style, no eval; sign-in talks to Cognito's endpoint only."""
-    cognito = os.environ.get("COGNITO_ENDPOINT", f"https://cognito-idp.{_region()}.amazonaws.com")
+    cognito = load_console_environment().cognito_endpoint
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
         f"connect-src 'self' {cognito}; base-uri 'none'; frame-ancestors 'none'"
     )
-
-
-def _region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")
 
 
 def _headers(content_type: str) -> dict[str, str]:
@@ -77,7 +73,7 @@ def page(name: str, status: int = 200, **context: Any) -> Response[str]:
 
 
 def _store() -> DynamoStore:
-    return DynamoStore(os.environ["USAGE_TABLE_NAME"])
+    return DynamoStore(load_console_environment().table())
 
 
 def _who() -> Caller:
@@ -85,7 +81,7 @@ def _who() -> Caller:
 
 
 def _period() -> Period:
-    text = (app.current_event.query_string_parameters or {}).get("period") or os.environ.get("CONSOLE_PERIOD")
+    text = (app.current_event.query_string_parameters or {}).get("period") or load_console_environment().period
     return Period.parse(text) if text else views.this_month()
 
 
@@ -110,12 +106,8 @@ app.exception_handler([UnauthorizedError, ForbiddenError, ConfigError, ValueErro
 
 @app.get("/")
 def shell() -> Response[str]:
-    return page(
-        "shell.html",
-        psa=psa_page.configured(os.environ),
-        client_id=os.environ.get("COGNITO_CLIENT_ID", ""),
-        endpoint=os.environ.get("COGNITO_ENDPOINT", f"https://cognito-idp.{_region()}.amazonaws.com"),
-    )
+    env = load_console_environment()
+    return page("shell.html", psa=env.psa_linked, client_id=env.cognito_client_id, endpoint=env.cognito_endpoint)
 
 
 @app.get("/static/<name>")
@@ -270,7 +262,7 @@ class NotConfiguredError(Exception):
 
 
 def _psa_configured() -> None:
-    if not psa_page.configured(os.environ):
+    if not load_console_environment().psa_linked:
         raise NotConfiguredError("No PSA connection is configured for this console: there is no PSA plan page.")
 
 

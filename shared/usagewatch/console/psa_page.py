@@ -3,7 +3,7 @@ the trail of what `usagewatch psa apply` did. It reads the table only: the page 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,17 +13,11 @@ from usagewatch.console.access import Caller
 from usagewatch.model import Period
 from usagewatch.psa.apply import AuditRecord
 from usagewatch.psa.proposals import Proposal, ProposalStatus
-from usagewatch.settings import psa_secret_id
 from usagewatch.store import DynamoStore, audit
 from usagewatch.store.billing import BillingStore
 from usagewatch.store.psa import PsaStore
 
 STATUS_ORDER: Final = {s: n for n, s in enumerate(ProposalStatus)}
-
-
-def configured(environ: Mapping[str, str]) -> bool:
-    """A PSA is linked (settings.PSA_SECRET_ENV): the console has a PSA page."""
-    return bool(psa_secret_id(environ))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,22 +5,18 @@ Environment: USAGE_TABLE_NAME, and PSA_SECRET_ID (the ConnectWise connection's s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from usagewatch.errors import ConfigError
-from usagewatch.settings import psa_secret_id
+from usagewatch.settings import psa_secret_id, usage_table_name
 
 
 def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    env = os.environ if environ is None else environ
-    secret_id = psa_secret_id(env)
+    secret_id = psa_secret_id(environ)
     if not secret_id:
         return {"synced": False, "reason": "no PSA connection configured"}
-    if not env.get("USAGE_TABLE_NAME"):
-        raise ConfigError("environment: USAGE_TABLE_NAME not set")
+    table = usage_table_name(environ)
     from usagewatch.psa.planning import open_client
     from usagewatch.psa.sync import run_sync
     from usagewatch.store import DynamoStore
@@ -28,7 +24,7 @@ def handle(event: Any, *, environ: Mapping[str, str] | None = None) -> dict[str,
     from usagewatch.store.psa import PsaStore
 
     client = open_client(secret_id)
-    store = DynamoStore(env["USAGE_TABLE_NAME"])
+    store = DynamoStore(table)
     try:
         result = run_sync(BillingStore(store), PsaStore(store), client, today=datetime.now(UTC).date(), dry_run=False)
     finally:
