@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from tests.simulators.gravityzone import (
     make_tree,
     max_in_window,
 )
+from tests.virtual_time import PacingClock
 from usagewatch.errors import VendorApiError, VendorAuthError
 from usagewatch.http import RetryPolicy
 from usagewatch.model import (
@@ -46,23 +46,6 @@ NOVEMBER = Period(2026, 11)
 MID_MONTH = CollectionRequest(NOVEMBER, datetime(2026, 11, 10, 6, tzinfo=UTC))
 FAST = {"licensing_requests_per_second": 100, "network_requests_per_second": 100, "concurrency": 8}
 QUICK_RETRY = RetryPolicy(max_attempts=3, max_total_seconds=5, backoff_base=0.01, backoff_cap=0.05)
-
-
-class FastTime:
-    """A clock that sleeping advances at once: waits cost nothing, yet are recorded."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        return time.monotonic() + self.offset
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.offset += max(0.0, seconds)
 
 
 @pytest.fixture
@@ -412,13 +395,13 @@ def test_a_json_rpc_rate_limit_answer_is_retried(sim_factory: Callable[..., Any]
     sim: GravityZoneSimulator = sim_factory(tree=tree)
     target = tree.customers()[0]
     sim.inject(Fault("json", match=on_params(companyId=target), body=rpc_error(-32003, "Too many requests", "")))
-    fast = FastTime()
+    fast = PacingClock()
 
-    results = run(sim, source=GravityZoneSource(retry=QUICK_RETRY, sleep=fast.sleep, clock=fast.clock))
+    results = run(sim, source=GravityZoneSource(retry=QUICK_RETRY, sleep=fast.sleep, clock=fast))
 
     assert not failures(results)
     assert set(usages(results)) == set(tree.customers())
-    assert 1.0 in fast.sleeps
+    assert 1.0 in fast.slept
     assert sum(1 for req in sim.requests if on_params(companyId=target)(req)) == 2
 
 

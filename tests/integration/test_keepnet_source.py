@@ -21,6 +21,7 @@ from tests.simulators.keepnet import (
     nest,
     over_limit,
 )
+from tests.virtual_time import PacingClock
 from usagewatch.errors import VendorApiError, VendorAuthError, VendorDataError
 from usagewatch.model import CollectionRequest, ListingGap, Period, TenantFailure, TenantResult, TenantUsage
 from usagewatch.sources.keepnet import CREDENTIALS_REFUSED, NOT_RESELLER, KeepnetAccount, KeepnetSource
@@ -29,31 +30,14 @@ PERIOD = Period(2026, 10)
 REQUEST = CollectionRequest(period=PERIOD, as_of=datetime(2026, 10, 20, 6, tzinfo=UTC), period_explicit=True)
 
 
-class FastTime:
-    """A clock that sleeping advances instantly: backoff and Retry-After cost nothing, yet are recorded."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        return time.monotonic() + self.offset
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.offset += max(0.0, seconds)
+@pytest.fixture
+def fast() -> PacingClock:
+    return PacingClock()
 
 
 @pytest.fixture
-def fast() -> FastTime:
-    return FastTime()
-
-
-@pytest.fixture
-def source(fast: FastTime) -> KeepnetSource:
-    return KeepnetSource(sleep=fast.sleep, clock=fast.clock)
+def source(fast: PacingClock) -> KeepnetSource:
+    return KeepnetSource(sleep=fast.sleep, clock=fast)
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +312,7 @@ def test_not_a_reseller_gets_a_clear_message(
 
 
 def test_429_and_503_are_ridden_out_honouring_retry_after(
-    fast: FastTime, source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator]
+    fast: PacingClock, source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator]
 ) -> None:
     sim = sim_factory(companies=make_companies(250), page_cap=40)
     sim.inject(
@@ -344,7 +328,7 @@ def test_429_and_503_are_ridden_out_honouring_retry_after(
     statuses = sim.statuses(SEARCH_PATH)
     assert statuses.count(429) == 2
     assert statuses.count(503) == 2
-    assert 1.0 in fast.sleeps  # Retry-After honoured
+    assert 1.0 in fast.slept  # Retry-After honoured
     assert sim.tokens_issued == 1
 
 
