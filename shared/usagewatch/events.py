@@ -29,10 +29,18 @@ Number = int | float
 Instant = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", description="UTC, ISO 8601")]
 
 
-class EventEnvelope(BaseModel):
-    """Fields every event carries."""
+class Published(BaseModel):
+    """What goes out on the topic: strict (no field it does not declare), immutable, and its body."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object subscribers receive: fields that do not apply are left out."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class EventEnvelope(Published):
+    """Fields every event carries."""
 
     schema_version: Literal[1] = Field(description="Bumped only for an incompatible change.")
     event_type: str
@@ -56,10 +64,6 @@ class EventEnvelope(BaseModel):
             if nulls:
                 raise ValueError(f"{', '.join(nulls)}: a field that does not apply is left out, not null")
         return data
-
-    def body(self) -> dict[str, Any]:
-        """The JSON object subscribers receive: fields that do not apply are left out."""
-        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class _Threshold(EventEnvelope):
@@ -122,10 +126,8 @@ class CollectionRecovered(EventEnvelope):
     reason: Literal["tenant_removed"] | None = None
 
 
-class ReportReady(BaseModel):
+class ReportReady(Published):
     """The monthly billing report is written (docs/billing.md): where, and how many customers need action."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1]
     event_type: Literal["report.ready"]
@@ -155,14 +157,9 @@ class ReportReady(BaseModel):
     observed_at: Instant
     summary: str = Field(description="One line for people; its wording may change, do not parse it.")
 
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True)
 
-
-class PsaPlanReady(BaseModel):
+class PsaPlanReady(Published):
     """The monthly report made the month's PSA plan (docs/psa.md): proposals by status, lines left out, value."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1]
     event_type: Literal["psa.plan.ready"]
@@ -182,14 +179,9 @@ class PsaPlanReady(BaseModel):
     observed_at: Instant
     summary: str = Field(description="One line for people; its wording may change, do not parse it.")
 
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True)
 
-
-class PsaPlanFailed(BaseModel):
+class PsaPlanFailed(Published):
     """The monthly report was written but its PSA plan was not made (the PSA not reached, its secret not read)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1]
     event_type: Literal["psa.plan.failed"]
@@ -200,9 +192,6 @@ class PsaPlanFailed(BaseModel):
     reason: str = Field(description="One line, secrets masked.")
     observed_at: Instant
     summary: str = Field(description="One line for people; its wording may change, do not parse it.")
-
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class DigestEntry(BaseModel):
@@ -232,12 +221,10 @@ class DigestGroup(BaseModel):
     minor_below: int | None = Field(None, ge=0, description="The loss under which a change is minor.")
 
 
-class Digest(BaseModel):
+class Digest(Published):
     """One run's changes for one account, for people (docs/alerts.md section 14): sent when the run published any.
 
     It lists only what this run published; every listed change was also published on its own as its event."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1]
     event_type: Literal["digest"]
@@ -254,9 +241,6 @@ class Digest(BaseModel):
     counts: dict[str, int] = Field(description="Published changes per event type (types with none left out).")
     groups: list[DigestGroup] = Field(min_length=1)
     summary: str = Field(description="One line for people; its wording may change, do not parse it.")
-
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True)
 
 
 AnyEvent = (
