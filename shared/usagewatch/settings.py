@@ -188,10 +188,9 @@ def psa_secret_id(environ: Mapping[str, str] | None = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ConsoleEnvironment:
-    """The web console function's settings (template.yaml: ConsoleFunction), read at each request (it is cheap, and
-    a test or `make console` may change them between requests)."""
+    """The web console function's settings (template.yaml: ConsoleFunction) besides its table (`usage_table_name`),
+    read at each request (it is cheap, and a test or `make console` may change them between requests)."""
 
-    usage_table_name: str
     cognito_endpoint: str
     """The user pool's endpoint the sign-in page talks to (and the only one the CSP lets it reach)."""
     cognito_client_id: str
@@ -200,17 +199,11 @@ class ConsoleEnvironment:
     period: str
     """CONSOLE_PERIOD: the month shown when a request names none ("" for this month; `make console` sets the demo's)."""
 
-    def table(self) -> str:
-        if not self.usage_table_name:
-            raise ConfigError("environment: USAGE_TABLE_NAME not set")
-        return self.usage_table_name
-
 
 def load_console_environment(environ: Mapping[str, str] | None = None) -> ConsoleEnvironment:
     env = os.environ if environ is None else environ
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "eu-west-1"
     return ConsoleEnvironment(
-        usage_table_name=env.get("USAGE_TABLE_NAME", ""),
         cognito_endpoint=env.get("COGNITO_ENDPOINT") or f"https://cognito-idp.{region}.amazonaws.com",
         cognito_client_id=env.get("COGNITO_CLIENT_ID", ""),
         psa_linked=bool(psa_secret_id(env)),

@@ -361,12 +361,10 @@ def test_the_console_and_psa_sync_settings_come_from_settings() -> None:
     env = settings.load_console_environment(
         {"USAGE_TABLE_NAME": "t", "AWS_REGION": "eu-central-1", "COGNITO_CLIENT_ID": "c", "CONSOLE_PERIOD": "2026-11"}
     )
-    assert env.table() == "t" and env.cognito_client_id == "c" and env.period == "2026-11" and not env.psa_linked
+    assert env.cognito_client_id == "c" and env.period == "2026-11" and not env.psa_linked
     assert env.cognito_endpoint == "https://cognito-idp.eu-central-1.amazonaws.com"
     local = settings.load_console_environment({"COGNITO_ENDPOINT": "http://127.0.0.1:5000", "PSA_SECRET_ID": "cw"})
     assert local.cognito_endpoint == "http://127.0.0.1:5000" and local.psa_linked and local.period == ""
-    with pytest.raises(ConfigError, match="USAGE_TABLE_NAME not set"):
-        local.table()
     with pytest.raises(ConfigError, match="USAGE_TABLE_NAME not set"):
         settings.usage_table_name({})
     assert settings.usage_table_name({"USAGE_TABLE_NAME": "usage"}) == "usage"

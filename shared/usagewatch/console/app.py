@@ -16,7 +16,7 @@ from usagewatch.console import mapping, psa_page, views
 from usagewatch.console.access import Caller, ForbiddenError, UnauthorizedError, caller
 from usagewatch.errors import ConfigError
 from usagewatch.model import Period
-from usagewatch.settings import load_console_environment
+from usagewatch.settings import load_console_environment, usage_table_name
 from usagewatch.store import DynamoStore, audit
 from usagewatch.store.billing import BillingStore
 
@@ -73,7 +73,7 @@ def page(name: str, status: int = 200, **context: Any) -> Response[str]:
 
 
 def _store() -> DynamoStore:
-    return DynamoStore(load_console_environment().table())
+    return DynamoStore(usage_table_name())
 
 
 def _who() -> Caller:
