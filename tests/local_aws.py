@@ -11,12 +11,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import boto3
+from moto import mock_aws
+from moto.core.models import MockAWS
 
 from tests.template_loader import function_environment, table_definition, ttl_attribute
 from usagewatch import registry
 from usagewatch.store import DynamoStore, deserialize
 
 REGION = "eu-west-1"
+
+
+def in_process_aws() -> MockAWS:
+    """moto in this process, keeping boto3's default session from one test to the next. By default moto replaces
+    that session at every start, and a new session reads botocore's service models from disk again: about a tenth
+    of an integration test's CPU (docs/performance.md: Test time). Fault hooks are registered on that session and
+    removed by the test that adds them (tests/faults/harness.py: boto_hook)."""
+    return mock_aws(config={"core": {"reset_boto3_session": False}})
 
 
 @dataclass

@@ -84,6 +84,12 @@ def load_template(path: str | Path = DEFAULT_TEMPLATE) -> dict[str, Any]:
     return copy.deepcopy(_load_cached(str(Path(path).resolve())))
 
 
+def _shared(path: str | Path) -> dict[str, Any]:
+    """The cached template itself, for the readers below that only read it (each integration test reads the
+    functions' environment and the table from it, and a deep copy cost more than the test's own template work)."""
+    return _load_cached(str(Path(path).resolve()))
+
+
 @functools.cache
 def _load_cached(resolved_path: str) -> dict[str, Any]:
     try:
@@ -113,7 +119,7 @@ def _resource(template: Mapping[str, Any], logical_id: str, expected_type: str |
 
 def function_ids(*, template: str | Path = DEFAULT_TEMPLATE) -> list[str]:
     """Logical ids of the template's AWS::Serverless::Function resources, in template order."""
-    doc = load_template(template)
+    doc = _shared(template)
     return [key for key, value in doc["Resources"].items() if value.get("Type") == FUNCTION_TYPE]
 
 
@@ -126,7 +132,7 @@ def _function_property(doc: Mapping[str, Any], logical_id: str, name: str) -> An
 
 def function_code_dir(logical_id: str, *, template: str | Path = DEFAULT_TEMPLATE) -> str:
     """Absolute path of the function's CodeUri directory (where its app.py lives)."""
-    doc = load_template(template)
+    doc = _shared(template)
     code_uri = _function_property(doc, logical_id, "CodeUri")
     if not isinstance(code_uri, str):
         raise TemplateError(f"{logical_id} has no local CodeUri (got {code_uri!r})")
@@ -135,7 +141,7 @@ def function_code_dir(logical_id: str, *, template: str | Path = DEFAULT_TEMPLAT
 
 def function_handler(logical_id: str, *, template: str | Path = DEFAULT_TEMPLATE) -> tuple[str, str]:
     """(module, attribute) of the function's Handler, e.g. ("app", "lambda_handler")."""
-    doc = load_template(template)
+    doc = _shared(template)
     handler = _function_property(doc, logical_id, "Handler")
     if not isinstance(handler, str) or "." not in handler:
         raise TemplateError(f"{logical_id} has no Handler of the form module.function (got {handler!r})")
@@ -157,7 +163,7 @@ def function_environment(
     pseudo parameters such as "AWS::Region"). A variable whose value resolves to AWS::NoValue is left out.
     Raises TemplateError naming the variable when something cannot be resolved.
     """
-    doc = load_template(template)
+    doc = _shared(template)
     _resource(doc, logical_id, FUNCTION_TYPE)
     resolver = _Resolver(doc, resources=resources, parameters=parameters)
     global_vars = doc.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}) or {}
@@ -198,7 +204,7 @@ def resolve_value(
 
 def schedule_inputs(logical_id: str, *, template: str | Path = DEFAULT_TEMPLATE) -> dict[str, dict[str, Any]]:
     """Event name -> the parsed Input JSON of each schedule event (Schedule / ScheduleV2) of the function."""
-    doc = load_template(template)
+    doc = _shared(template)
     events = _resource(doc, logical_id, FUNCTION_TYPE).get("Properties", {}).get("Events", {}) or {}
     inputs: dict[str, dict[str, Any]] = {}
     for name, event in events.items():
@@ -220,7 +226,7 @@ def dashboard(
     A Ref or GetAtt to a resource missing from `resources` resolves to its logical id (the widgets of a function
     then name `KeepnetCollectorFunction`), so callers may pass only what they check.
     """
-    doc = load_template(template)
+    doc = _shared(template)
     properties = _resource(doc, logical_id, "AWS::CloudWatch::Dashboard").get("Properties", {})
     known = {name: name for name in doc["Resources"]} | dict(resources or {})
     resolver = _Resolver(doc, resources=known, parameters=parameters)
@@ -249,7 +255,7 @@ def table_definition(
     KeySchema, AttributeDefinitions, BillingMode and the secondary indexes (with their projections and, for
     provisioned tables, throughput). TableName only when `table_name` is given.
     """
-    doc = load_template(template)
+    doc = _shared(template)
     properties = _resource(doc, logical_id, "AWS::DynamoDB::Table").get("Properties", {})
     definition: dict[str, Any] = {
         "KeySchema": _literal(properties.get("KeySchema"), f"{logical_id}.KeySchema"),
@@ -272,7 +278,7 @@ _INDEX_KEYS = {"IndexName", "KeySchema", "Projection", "ProvisionedThroughput"}
 
 def ttl_attribute(logical_id: str = "UsageTable", *, template: str | Path = DEFAULT_TEMPLATE) -> str | None:
     """The table's TTL attribute name, or None when TTL is not enabled."""
-    doc = load_template(template)
+    doc = _shared(template)
     spec = _resource(doc, logical_id, "AWS::DynamoDB::Table").get("Properties", {}).get("TimeToLiveSpecification")
     if not spec or spec.get("Enabled") is not True:
         return None

@@ -20,7 +20,7 @@ USER_AGENT: Final = f"usagewatch/{__version__}"
 
 
 def config() -> Any:
-    """The botocore configuration of every client (also handed to Powertools' parameter providers)."""
+    """The botocore configuration of every client (Powertools' parameter providers are handed clients built here)."""
     from botocore.config import Config
 
     return Config(

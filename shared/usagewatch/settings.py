@@ -76,7 +76,7 @@ class ConfigLoader:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         if self._secrets is None:
-            self._secrets = SecretsProvider(boto_config=aws.config())
+            self._secrets = SecretsProvider(boto3_client=aws.client("secretsmanager"))
         try:
             text = self._secrets.get(secret_id, max_age=SECRET_MAX_AGE)
         except GetParameterError as exc:
@@ -90,7 +90,7 @@ class ConfigLoader:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         if self._ssm is None:
-            self._ssm = SSMProvider(boto_config=aws.config())
+            self._ssm = SSMProvider(boto3_client=aws.client("ssm"))
         try:
             text = self._ssm.get(parameter_name, max_age=RULES_MAX_AGE)
         except GetParameterError as exc:

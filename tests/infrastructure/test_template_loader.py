@@ -6,10 +6,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from tests import template_loader
 from tests.infrastructure.conftest import COLLECTORS, REPO
+from tests.local_aws import in_process_aws
 from tests.template_loader import TemplateError
 
 RESOURCES = {"UsageTable": "usagewatch-demo", "AlertTopic": "arn:aws:sns:eu-west-1:123456789012:alerts"}
@@ -152,7 +152,7 @@ def test_table_definition_creates_the_table_in_moto() -> None:
     definition = template_loader.table_definition(table_name="uw-test")
     assert "TableName" not in template_loader.table_definition()
     assert template_loader.ttl_attribute() == "expires_at"
-    with mock_aws():
+    with in_process_aws():
         client = boto3.client("dynamodb", region_name="eu-west-1")
         client.create_table(**definition)
         client.update_time_to_live(

@@ -13,9 +13,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
-from tests.local_aws import REGION, LocalAws, provision
+from tests.local_aws import REGION, LocalAws, in_process_aws, provision
 from usagewatch.handler import reset_config_cache
 from usagewatch.redaction import redactor
 
@@ -45,7 +44,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     reset_config_cache()
     redactor.clear()
-    with mock_aws():
+    with in_process_aws():
         yield provision()
     reset_config_cache()
 

@@ -9,7 +9,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
+
+from tests.local_aws import in_process_aws
 
 TABLE = "transactions"
 
@@ -20,7 +21,7 @@ def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
+    with in_process_aws():
         client = boto3.client("dynamodb", region_name="eu-west-1")
         client.create_table(
             TableName=TABLE,

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.local_aws import in_process_aws
 from usagewatch import __version__, aws
 from usagewatch.cli import _client
+from usagewatch.errors import ConfigError
 from usagewatch.publisher import SnsPublisher, SqsWorkQueue
 from usagewatch.reports import S3ReportWriter
+from usagewatch.settings import ConfigLoader
 from usagewatch.store import DynamoStore
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "usagewatch"
@@ -31,9 +34,21 @@ def region(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
 
 
+def _provider_clients() -> list[object]:
+    """The clients ConfigLoader handed Powertools' secret and parameter providers (both reads are refused: moto
+    holds neither; the clients are what is checked)."""
+    loader = ConfigLoader()
+    with in_process_aws():
+        for read in (lambda: loader.secret_accounts("s", vendor="keepnet"), lambda: loader.rules("p")):
+            with pytest.raises(ConfigError):
+                read()
+    return [loader._secrets.client, loader._ssm.client]  # type: ignore[union-attr]
+
+
 @pytest.mark.usefixtures("region")
 def test_every_client_of_the_layer_carries_it() -> None:
     clients = [
+        *_provider_clients(),
         DynamoStore("t").client,
         SnsPublisher("arn:aws:sns:eu-west-1:123456789012:t").client,
         SqsWorkQueue("https://sqs.eu-west-1.amazonaws.com/123456789012/q.fifo").client,

@@ -11,7 +11,8 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
+
+from tests.local_aws import in_process_aws
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sam-local" / "env_vars_from_stack.py"
 STACK_TEMPLATE = {
@@ -43,7 +44,7 @@ def _script() -> ModuleType:
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
+    with in_process_aws():
         yield boto3.client("cloudformation", region_name="eu-west-1")
 
 

@@ -7,9 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from moto import mock_aws
 
-from tests.local_aws import provision
+from tests.local_aws import in_process_aws, provision
 from usagewatch.store import DynamoStore
 from usagewatch.stored import AlertState
 
@@ -21,7 +20,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoStore]:
     credentials = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "eu-west-1"}
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
+    with in_process_aws():
         yield provision().store()
 
 

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from tests.local_aws import provision
+from tests.local_aws import in_process_aws, provision
 from usagewatch.model import Period, Tenant, UsageRecord, Window, utc_iso
 from usagewatch.store import DynamoStore
 from usagewatch.store.usage_shape import SHARDS
@@ -24,7 +23,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     credentials = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "eu-west-1"}
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
+    with in_process_aws():
         yield provision().table_name
 
 

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from moto import mock_aws
 
-from tests.local_aws import provision
+from tests.local_aws import in_process_aws, provision
 from usagewatch.errors import VendorDataError
 from usagewatch.model import MAX_ATTRIBUTES, Period, Tenant, UsageRecord, Window
 from usagewatch.store import DynamoStore
@@ -25,7 +24,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     credentials = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "eu-west-1"}
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
+    with in_process_aws():
         yield provision().table_name
 
 
