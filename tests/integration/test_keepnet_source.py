@@ -25,6 +25,7 @@ from tests.virtual_time import PacingClock
 from usagewatch.errors import VendorApiError, VendorAuthError, VendorDataError
 from usagewatch.model import CollectionRequest, ListingGap, Period, TenantFailure, TenantResult, TenantUsage
 from usagewatch.sources.keepnet import CREDENTIALS_REFUSED, NOT_RESELLER, KeepnetAccount, KeepnetSource
+from usagewatch.sources.keepnet.api import KeepnetSession
 
 PERIOD = Period(2026, 10)
 REQUEST = CollectionRequest(period=PERIOD, as_of=datetime(2026, 10, 20, 6, tzinfo=UTC), period_explicit=True)
@@ -263,6 +264,28 @@ def test_second_401_fails_the_account(source: KeepnetSource, sim_factory: Callab
     with pytest.raises(VendorAuthError, match="even with a fresh token"):
         run(source, sim)
     assert sim.tokens_issued == 2
+
+
+def test_a_fresh_token_refused_on_another_page_is_not_renewed_again(
+    source: KeepnetSource, sim_factory: Callable[..., KeepnetSimulator], fast: PacingClock
+) -> None:
+    """Page threads share the token: one renews it after a 401, and the fresh token is refused on another page
+    before the first thread sees its own answer. That page fails the account at once, with no third token."""
+    sim = sim_factory(companies=make_companies(5))
+    knobs = account(source, sim)
+    client = source.client(knobs)
+    try:
+        tokens = KeepnetSession(client, knobs, fast).tokens
+        first = tokens.current()
+        fresh = tokens.renew(first)  # the first thread, after its 401
+        assert tokens.renew(first) == fresh  # a second thread refused with the old token takes the fresh one
+        with pytest.raises(VendorAuthError, match="even with a fresh token"):
+            tokens.renew(fresh)  # another thread, refused with the fresh token
+        assert sim.tokens_issued == 2
+        fast.sleep(3600)  # once the fresh token is due to expire, a 401 is its expiry: renewed
+        assert tokens.renew(fresh) not in (first, fresh)
+    finally:
+        client.close()
 
 
 def test_wrong_secret_fails_fast_without_a_retry_storm(

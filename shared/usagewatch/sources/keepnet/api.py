@@ -51,8 +51,18 @@ class KeepnetAccount(HttpAccountConfig):
     timeout_seconds: float = Field(default=20.0, gt=0, le=300)
 
 
+REFUSED_AFTER_RENEWAL: Final = (
+    "Keepnet answered 401 to company search even with a fresh token "
+    "(the REST API client may have been disabled or lost its permissions)"
+)
+
+
 class _TokenCache:
-    """One account's bearer token, shared by the page threads; renewed once per expiry or 401."""
+    """One account's bearer token, shared by the page threads; renewed once per expiry or 401.
+
+    A token fetched because another was refused, refused in its turn, fails the account on whichever page thread
+    sees it first: none of them asks for a third.
+    """
 
     def __init__(self, client: HttpClient, account: KeepnetAccount, clock: Callable[[], float]) -> None:
         self._client = client
@@ -62,6 +72,7 @@ class _TokenCache:
         self._token: str | None = None
         self._renew_at = 0.0
         self._refused: VendorAuthError | None = None
+        self._renewed: str | None = None
         self.issued = 0
 
     def current(self) -> str:
@@ -71,10 +82,14 @@ class _TokenCache:
             return self._token
 
     def renew(self, stale: str) -> str:
-        """A fresh token unless another thread already replaced `stale`."""
+        """After `stale` was refused (401): a fresh token, unless another thread already replaced `stale`;
+        VendorAuthError when `stale` was itself the fresh token of an earlier refusal, not yet due to expire."""
         with self._lock:
+            if stale == self._renewed and self._clock() < self._renew_at:
+                raise VendorAuthError(REFUSED_AFTER_RENEWAL, status=401)
             if self._token is None or self._token == stale or self._clock() >= self._renew_at:
-                return self._fetch()
+                self._renewed = self._fetch()
+                return self._renewed
             return self._token
 
     def _fetch(self) -> str:
@@ -159,11 +174,7 @@ class KeepnetSession:
             token = self.tokens.renew(token)
             response = self._post(token, body)
             if response.status == 401:
-                raise VendorAuthError(
-                    "Keepnet answered 401 to company search even with a fresh token "
-                    "(the REST API client may have been disabled or lost its permissions)",
-                    status=401,
-                )
+                raise VendorAuthError(REFUSED_AFTER_RENEWAL, status=401)
         if response.status == 403:
             raise VendorAuthError(NOT_RESELLER, status=403)
         if response.status == 400:
