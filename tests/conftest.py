@@ -13,11 +13,15 @@ aliases; a DynamoDB item is a map of `AttributeValue` structures with ten member
 items spent seconds in that search. The second patch takes the one alias an item's dict can have (the member's own
 name: `S`, `N`, `M`, ...) and hands each value to moto's own member serializer, so the body is what moto's generic
 walk gives (tests/integration/test_moto_transactions.py compares the two).
+
+The third keeps, per response class, the list of its method names that moto makes on every request (52 µs each
+time for DynamoDB's) to find the action's method.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import types
 from typing import Any
@@ -124,6 +128,18 @@ def install_direct_attribute_value_serializer() -> None:
     JSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
 
 
+def install_action_name_cache() -> None:
+    """Idempotent: moto lists a response class's methods (`inspect.getmembers`) on every request, to see whether
+    the action is one of them; the list depends only on the class, so it is made once per class (1.7% of the
+    whole suite's CPU, in a profile, went to making it again)."""
+    from moto.core import responses
+
+    if hasattr(responses.method_names_from_class, "cache_info"):
+        return
+    responses.method_names_from_class = functools.cache(responses.method_names_from_class)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     install_item_level_transaction_rollback()
     install_direct_attribute_value_serializer()
+    install_action_name_cache()
