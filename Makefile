@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 # (docs/performance.md: Test time).
 unexport PYTHONDONTWRITEBYTECODE
 PYTEST := $(BIN)/python -m pytest
-# Test processes (pytest-xdist): two per core, since about a third of the suite's time is spent waiting (simulators'
+# Test processes (pytest-xdist): two per core, since part of the suite's time is spent waiting (simulators'
 # latency, subprocesses, Chromium) and another worker's CPU fills it (docs/performance.md, "Workers");
 # PYTEST_WORKERS=0 runs in this process, serially.
 # worksteal: each worker starts on its own contiguous half of the tests (a file's module fixtures, such as

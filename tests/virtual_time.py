@@ -42,9 +42,7 @@ class PacingClock:
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> PacingClock:
         """Every source built from now on (by the real handler, too) paces and backs off on this clock."""
-        monkeypatch.setitem(VendorSource.__init__.__kwdefaults__, "clock", self)
-        monkeypatch.setitem(VendorSource.__init__.__kwdefaults__, "sleep", self.sleep)
-        return self
+        return self.install_on(monkeypatch, VendorSource.__init__)
 
     def install_on(self, monkeypatch: pytest.MonkeyPatch, *functions: Callable[..., Any]) -> PacingClock:
         """Each function's keyword-only `clock` and `sleep` defaults become this clock."""
