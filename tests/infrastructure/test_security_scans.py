@@ -1,6 +1,7 @@
 """Security scanners, each clean or suppressed in the template with a written reason.
 
-- cfn-lint with the serverless rules (cfn-lint-serverless) on template.yaml;
+- cfn-lint with the serverless rules (cfn-lint-serverless) on template.yaml (cfn-lint's own rules are what
+  `sam validate --lint` runs);
 - checkov on the template translated to CloudFormation offline, once with the defaults and once with every
   optional feature on (checkov evaluates Conditions with the parameters' defaults, so conditional resources are
   only scanned in the second file);
@@ -35,17 +36,36 @@ def _checkov() -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def test_cfn_lint_with_serverless_rules_is_clean() -> None:
-    result = run([tool("cfn-lint"), "--template", TEMPLATE, "--append-rules", "cfn_lint_serverless.rules"])
-    assert result.returncode == 0, describe(result)
+# What `sam validate --lint` runs is cfn-lint's own rules (the same library, with the region as its one setting), so one
+# cfn-lint run covers both: its rules and the serverless ones, for cfn-lint's default region and the Makefile's.
+LINT_REGIONS = ("us-east-1", "eu-west-1")
+BROKEN = "Transform: AWS::Serverless-2016-10-31\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
 
 
-def test_serverless_rules_are_really_loaded(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def cfn_lint(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """One cfn-lint process over template.yaml and a template that breaks a serverless rule; its findings by file."""
+    broken = tmp_path_factory.mktemp("cfn-lint") / "broken.yaml"
+    broken.write_text(BROKEN)
+    options = ("--format", "parseable", "--regions", *LINT_REGIONS, "--append-rules", "cfn_lint_serverless.rules")
+    result = run([tool("cfn-lint"), *options, "--template", TEMPLATE, broken])
+    # The exit code's bits are the levels found (2 error, 4 warning, 8 informational); 1 is cfn-lint itself failing.
+    assert result.returncode % 2 == 0, describe(result)
+    findings: dict[str, list[str]] = {str(TEMPLATE): [], str(broken): []}
+    for line in result.stdout.splitlines():
+        path, _, finding = line.partition(":")
+        assert path in findings, describe(result)
+        findings[path].append(finding)
+    return {"template": findings[str(TEMPLATE)], "broken": findings[str(broken)]}
+
+
+def test_cfn_lint_with_serverless_rules_is_clean(cfn_lint: dict[str, list[str]]) -> None:
+    assert not cfn_lint["template"], "cfn-lint findings in template.yaml:\n" + "\n".join(cfn_lint["template"])
+
+
+def test_serverless_rules_are_really_loaded(cfn_lint: dict[str, list[str]]) -> None:
     """A template that breaks a serverless rule must be reported: proves the rules module is on the path."""
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("Transform: AWS::Serverless-2016-10-31\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n")
-    result = run([tool("cfn-lint"), "--template", broken, "--append-rules", "cfn_lint_serverless.rules"])
-    assert "ES6000" in result.stdout, describe(result)
+    assert any(":ES6000:" in finding for finding in cfn_lint["broken"]), cfn_lint["broken"]
 
 
 def _cfn_lint_suppressions() -> list[tuple[str, str]]:
