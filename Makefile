@@ -25,12 +25,12 @@ XDIST := -n $(PYTEST_WORKERS) --dist worksteal
 # slowest tests at the end of every run, so a slow newcomer shows in CI's log (docs/performance.md: Test suite).
 PYTEST_ARGS ?= --durations=10 --durations-min=1
 
-.PHONY: help venv test warm-tests warm-tools lint typecheck unit integration faults checkov infra demo demo-shell bench sam-local sam-local-build sam-env-vars clean report-preview browser console
+.PHONY: help venv test scan warm-tests warm-tools lint typecheck unit integration faults checkov infra demo demo-shell bench sam-local sam-local-build sam-env-vars clean report-preview browser console
 
 help:
 	@echo "make demo   run the whole pipeline locally (embedded AWS + vendor simulators)"
 	@echo "make demo-shell  after make demo: a shell on the demo's data (the usagewatch commands it printed)"
-	@echo "make test   lint, types, unit, integration, fault matrix and template checks"
+	@echo "make test   lint, types, security scans, unit, integration, fault matrix and template checks"
 	@echo "make bench  performance scenarios (writes bench/results.json)"
 	@echo "make sam-local  the collectors in Lambda containers: SAM CLI + Docker, offline (root; not in make test)"
 
@@ -56,25 +56,29 @@ $(STAMP): requirements-dev.txt shared/requirements.txt pyproject.toml
 venv: $(STAMP)
 
 # One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below. The template
-# checks go first: their few files hold the longest single jobs (checkov, sam build), which would otherwise run
-# last, on one worker, while the other waits.
-# Before it, side by side (two at a time, each target's output kept together): lint, mypy, the tools' installs and
-# `warm`, so that mypy's one core is not the other's idle time.
+# checks go first: their few files hold the longest single job (sam build), which would otherwise run last, on one
+# worker, while the other waits.
+# Before it, side by side (two at a time, each target's output kept together): mypy, the scanners, lint, the tools'
+# installs and `warm`, so that mypy's one core is not the other's idle time. The scanners (checkov, cfn-lint and
+# bandit: SCANS) read the template and the code without running either, as ruff and mypy do, so they run with them.
 SUITES := tests/infrastructure tests/unit tests/integration tests/faults
+SCANS := tests/infrastructure/test_security_scans.py
 test: $(STAMP)
-	@$(MAKE) --no-print-directory -j 2 --output-sync=target lint typecheck browser warm-tests warm-tools
-	$(PYTEST) $(XDIST) $(PYTEST_ARGS) $(SUITES)
+	@$(MAKE) --no-print-directory -j 2 --output-sync=target typecheck scan lint browser warm-tests warm-tools
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) --ignore=$(SCANS) $(SUITES)
+
+# checkov, cfn-lint with the serverless rules, and bandit, in one process (make infra runs them too).
+scan: $(STAMP) checkov
+	$(PYTEST) -q $(SCANS)
 
 # Compiled modules written once, before the test workers start: pytest's rewritten test modules and what they
-# import (every worker would otherwise compile the same modules at the same moment), then checkov and the SAM CLI,
-# which would compile themselves inside the tests that run them (docs/performance.md: Compiled modules).
+# import (every worker would otherwise compile the same modules at the same moment), then the SAM CLI, which would
+# compile itself inside the test that runs it (docs/performance.md: Compiled modules).
 warm-tests: $(STAMP)
 	@out=$$($(PYTEST) --collect-only -q $(SUITES) 2>&1) || { echo "$$out" | tail -40; exit 1; }
 
-warm-tools: $(STAMP) checkov
-	@$(VENV)/checkov/bin/checkov --version >/dev/null
+warm-tools: $(STAMP)
 	@$(BIN)/sam build --help >/dev/null
-	@$(BIN)/sam validate --help >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -92,7 +96,8 @@ integration: $(STAMP)
 faults: $(STAMP)
 	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/faults
 
-# checkov pins boto3==1.35.x (conflicts with aws-sam-cli's), so it gets its own venv inside .venv.
+# checkov pins boto3==1.35.x (conflicts with aws-sam-cli's), so it gets its own venv inside .venv, with the parse
+# tables its JSONPath parser would otherwise build again at every expression (scripts/checkov-parse-tables).
 CHECKOV_VERSION := 3.3.30
 
 checkov: $(STAMP)
@@ -106,6 +111,8 @@ checkov: $(STAMP)
 	    $$py -m venv $(VENV)/checkov && \
 	    $(VENV)/checkov/bin/python -m pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION); \
 	  fi && touch $(VENV)/checkov/.installed-$(CHECKOV_VERSION); }
+	@[ -f $(VENV)/checkov/.parse-tables ] || { \
+	  $(VENV)/checkov/bin/python scripts/checkov-parse-tables && touch $(VENV)/checkov/.parse-tables; }
 
 infra: $(STAMP) checkov
 	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/infrastructure
