@@ -58,13 +58,15 @@ venv: $(STAMP)
 # One pytest for every suite, so the workers stay busy to the end; the suites' own targets are below. The template
 # checks go first: their few files hold the longest single job (sam build), which would otherwise run last, on one
 # worker, while the other waits.
-# Before it, side by side (two at a time, each target's output kept together): mypy, the scanners, lint, the tools'
-# installs and `warm`, so that mypy's one core is not the other's idle time. The scanners (checkov, cfn-lint and
-# bandit: SCANS) read the template and the code without running either, as ruff and mypy do, so they run with them.
+# Before it, side by side (two at a time, each target's output kept together): the scanners on one core, and mypy,
+# lint and the warming on the other, which take about as long. The scanners (checkov, cfn-lint and bandit: SCANS)
+# read the template and the code without running either, as ruff and mypy do, so they run with them. checkov is
+# installed first: make, waiting on a prerequisite, starts the next target in the list instead, and the scanners,
+# the longest job, would then start last.
 SUITES := tests/infrastructure tests/unit tests/integration tests/faults
 SCANS := tests/infrastructure/test_security_scans.py
-test: $(STAMP)
-	@$(MAKE) --no-print-directory -j 2 --output-sync=target typecheck scan lint browser warm-tests warm-tools
+test: $(STAMP) checkov
+	@$(MAKE) --no-print-directory -j 2 --output-sync=target scan typecheck lint browser warm-tests warm-tools
 	$(PYTEST) $(XDIST) $(PYTEST_ARGS) --ignore=$(SCANS) $(SUITES)
 
 # checkov, cfn-lint with the serverless rules, and bandit, in one process (make infra runs them too).
