@@ -3,6 +3,12 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov pins boto3==1.35.x (conflicts with aws-sam-cli's), so it gets its own venv inside .venv, with the parse
+# tables its JSONPath parser would otherwise build again at every expression (scripts/checkov-parse-tables). Its
+# stamp is a file target, not a phony one: a target waiting on a phony prerequisite waits for its recipe at every
+# make, and meanwhile make -j starts the targets listed after it (see test).
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(VENV)/checkov/.ready-$(CHECKOV_VERSION)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONPATH := $(abspath shared):$(abspath .)
 export AWS_DEFAULT_REGION ?= eu-west-1
@@ -61,16 +67,15 @@ venv: $(STAMP)
 # Before it, side by side (two at a time, each target's output kept together): the scanners on one core, and mypy,
 # lint and the warming on the other, which take about as long. The scanners (checkov, cfn-lint and bandit: SCANS)
 # read the template and the code without running either, as ruff and mypy do, so they run with them. checkov is
-# installed first: make, waiting on a prerequisite, starts the next target in the list instead, and the scanners,
-# the longest job, would then start last.
+# installed before, so that the scanners, the longest job, start at once instead of last.
 SUITES := tests/infrastructure tests/unit tests/integration tests/faults
 SCANS := tests/infrastructure/test_security_scans.py
-test: $(STAMP) checkov
+test: $(STAMP) $(CHECKOV)
 	@$(MAKE) --no-print-directory -j 2 --output-sync=target scan typecheck lint browser warm-tests warm-tools
 	$(PYTEST) $(XDIST) $(PYTEST_ARGS) --ignore=$(SCANS) $(SUITES)
 
 # checkov, cfn-lint with the serverless rules, and bandit, in one process (make infra runs them too).
-scan: $(STAMP) checkov
+scan: $(STAMP) $(CHECKOV)
 	$(PYTEST) -q $(SCANS)
 
 # Compiled modules written once, before the test workers start: pytest's rewritten test modules and what they
@@ -98,13 +103,10 @@ integration: $(STAMP)
 faults: $(STAMP)
 	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/faults
 
-# checkov pins boto3==1.35.x (conflicts with aws-sam-cli's), so it gets its own venv inside .venv, with the parse
-# tables its JSONPath parser would otherwise build again at every expression (scripts/checkov-parse-tables).
-CHECKOV_VERSION := 3.3.30
+checkov: $(CHECKOV)
 
-checkov: $(STAMP)
-	@[ -f $(VENV)/checkov/.installed-$(CHECKOV_VERSION) ] || { \
-	  py=$$(scripts/find-python 3.12) || exit 1; \
+$(CHECKOV): | $(STAMP)
+	@py=$$(scripts/find-python 3.12) || exit 1; \
 	  rm -rf $(VENV)/checkov; \
 	  if [ -x $(UV) ]; then \
 	    $(UV) venv -q --python $$py $(VENV)/checkov && \
@@ -112,11 +114,9 @@ checkov: $(STAMP)
 	  else \
 	    $$py -m venv $(VENV)/checkov && \
 	    $(VENV)/checkov/bin/python -m pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION); \
-	  fi && touch $(VENV)/checkov/.installed-$(CHECKOV_VERSION); }
-	@[ -f $(VENV)/checkov/.parse-tables ] || { \
-	  $(VENV)/checkov/bin/python scripts/checkov-parse-tables && touch $(VENV)/checkov/.parse-tables; }
+	  fi && $(VENV)/checkov/bin/python scripts/checkov-parse-tables && touch $@
 
-infra: $(STAMP) checkov
+infra: $(STAMP) $(CHECKOV)
 	$(PYTEST) $(XDIST) $(PYTEST_ARGS) tests/infrastructure
 
 demo: $(STAMP)
